@@ -1,0 +1,184 @@
+"""`measure`: benchmark collection (run one cell, run a resumable grid, meter a command, doctor)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from recommender.errors import UserError
+
+_METERS = click.Choice(["auto", "nvidia", "fake"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Measure GPU energy, latency, throughput, memory and accuracy of LLM inference."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--meter", "meter_kind", type=_METERS, default="auto", show_default=True)
+@click.option("--detect-s", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
+              help="Seconds spent detecting the energy counter's update period.")
+def doctor(as_json: bool, meter_kind: str, detect_s: float) -> None:
+    """What this machine can measure, and why not."""
+    from measure.doctor import doctor_main
+
+    sys.exit(doctor_main(json=as_json, meter_kind=meter_kind, detect_s=detect_s))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--meter", "meter_kind", type=_METERS, default="auto", show_default=True)
+@click.option("--hz", "sample_hz", type=click.FloatRange(min=0.1, max=1000), default=10.0, show_default=True)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+def meter(as_json: bool, meter_kind: str, sample_hz: float, command: tuple[str, ...]) -> None:
+    """Energy, time and average power of any command: `measure meter -- CMD ARGS`."""
+    from measure.metercmd import meter_main
+
+    sys.exit(meter_main(list(command), meter_kind=meter_kind, json=as_json, sample_hz=sample_hz))
+
+
+def _runner(device: str, meter_kind: str, grid_file: str | None, isolation: str):
+    from measure.meter.factory import get_meters
+    from measure.runner import CellRunner, RunContext
+
+    meter_obj = None
+    if device.startswith("cuda") or meter_kind == "fake":
+        index = int(device.split(":")[1]) if ":" in device else 0
+        kind = meter_kind if meter_kind != "auto" or device.startswith("cuda") else "fake"
+        meter_obj = get_meters(kind, [index] if kind != "fake" else None)[0]
+    ctx = RunContext(command=shlex.join(["measure", *sys.argv[1:]]), grid_file=grid_file, isolation=isolation)
+    return CellRunner(meter_obj, device=device, context=ctx), meter_obj
+
+
+@cli.command()
+@click.option("--model", required=True, help="Catalogue id, local path or Hugging Face id.")
+@click.option("--quant", default="bf16", show_default=True)
+@click.option("--engine", default="hf-eager", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--prompt-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(min=2), default=128, show_default=True)
+@click.option("--repetitions", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--weights", type=click.Choice(["random", "real"]), default="random", show_default=True)
+@click.option("--task", "tasks", multiple=True, help="lm-eval task (repeatable); needs --weights real.")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None)
+@click.option("--device", default="cuda:0", show_default=True, help="cuda:N or cpu.")
+@click.option("--meter", "meter_kind", type=_METERS, default="auto", show_default=True)
+@click.option("--isolation", type=click.Choice(["flag", "refuse"]), default="flag", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Append the record to this JSONL store.")
+def run(model, quant, engine, batch_size, prompt_tokens, output_tokens, repetitions, warmup, weights, tasks,
+        eval_limit, device, meter_kind, isolation, out) -> None:
+    """Measure one cell and print its record as JSON."""
+    from measure.grid import validate_cell_args
+
+    cell = validate_cell_args(model, quant, engine, batch_size, prompt_tokens, output_tokens,
+                              repetitions=repetitions, warmup=warmup, weights=weights, tasks=tasks,
+                              eval_limit=eval_limit,
+                              labels={"model": "--model", "quant": "--quant", "engine": "--engine",
+                                      "batch_size": "--batch-size", "prompt_tokens": "--prompt-tokens",
+                                      "output_tokens": "--output-tokens"})
+    runner, _ = _runner(device, meter_kind, None, isolation)
+    try:
+        rec = runner.run(cell)
+    finally:
+        runner.close()
+    if out:
+        from measure.store import Store
+
+        with Store(out) as store:
+            store.append(rec)
+    click.echo(rec.to_json())
+    sys.exit(0 if rec.status == "ok" else 1)
+
+
+@cli.command()
+@click.argument("grid_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Append-only JSONL store.")
+@click.option("--set", "overrides", multiple=True, help="Override a grid key, e.g. --set repetitions=5.")
+@click.option("--device", default="cuda:0", show_default=True)
+@click.option("--meter", "meter_kind", type=_METERS, default="auto", show_default=True)
+@click.option("--isolation", type=click.Choice(["flag", "refuse"]), default="flag", show_default=True)
+@click.option("--retry-failed", is_flag=True, help="Run again cells recorded as failed.")
+@click.option("--stop-after", type=click.IntRange(min=1), default=None, help="Run at most N cells.")
+@click.option("--time-budget-s", type=click.FloatRange(min=1), default=None,
+              help="Do not start a cell that would end after this many seconds.")
+@click.option("--dry-run", is_flag=True, help="Validate and count the cells, run nothing.")
+@click.option("--ray", "use_ray", is_flag=True, help="Spread the cells over a Ray cluster's GPUs.")
+@click.option("--address", default=None, help="Ray cluster address (default: start a local one).")
+@click.option("--no-progress", is_flag=True)
+def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed, stop_after, time_budget_s,
+         dry_run, use_ray, address, no_progress) -> None:
+    """Run a resumable grid (models x quants x engines x batches x workloads x tasks)."""
+    import json
+
+    from measure.grid import expansion_report, load_grid
+
+    spec = load_grid(grid_file, list(overrides))
+    if dry_run:
+        click.echo(json.dumps(expansion_report(spec), indent=2, default=str))
+        return
+    if use_ray:
+        from measure.distributed import run_grid_ray
+
+        summary = run_grid_ray(spec, out, address=address, retry_failed=retry_failed)
+        click.echo(summary.line() if hasattr(summary, "line") else str(summary))
+        return
+    from measure.executor import run_grid
+    from measure.store import Store
+
+    runner, meter_obj = _runner(device, meter_kind, str(Path(grid_file)), isolation)
+    device_name = meter_obj.name if meter_obj is not None else "cpu"
+    with Store(out) as store:
+        summary = run_grid(spec, runner, store, device_name=device_name, meter=meter_obj,
+                           progress=not no_progress, retry_failed=retry_failed, stop_after=stop_after,
+                           time_budget_s=time_budget_s)
+    click.echo(summary.line())
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False), required=True)
+def validate(files) -> None:
+    """Check JSONL record files against the schema (all-or-nothing per file)."""
+    from measure.record import Record, SchemaError
+    from measure.store import Store
+
+    bad = 0
+    for f in files:
+        errors = []
+        n = 0
+        for i, d in enumerate(Store(f).iter_dicts(), start=1):
+            n += 1
+            try:
+                Record.from_dict(d)
+            except (SchemaError, TypeError) as exc:
+                errors.append(f"{f}:{i}: {exc}")
+        bad += bool(errors)
+        click.echo(f"{f}: {n} records, {len(errors)} invalid")
+        for e in errors[:20]:
+            click.echo("  " + e)
+    sys.exit(1 if bad else 0)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""HF transformers `generate` with the dynamic KV cache and no compilation (greedy, fixed length)."""
+
+from __future__ import annotations
+
+from measure.engines import Engine
+
+
+class HfEager(Engine):
+    id = "hf-eager"
+    cache_implementation: str | None = None
+
+    def prefill(self, model, input_ids, attention_mask) -> None:
+        """One forward over the prompt that fills a KV cache and yields the first token's logits."""
+        import torch
+
+        with torch.inference_mode():
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
+
+    def generate_kwargs(self) -> dict:
+        return {"disable_compile": True}
+
+    def generate(self, model, input_ids, attention_mask, new_tokens: int):
+        import torch
+
+        with torch.inference_mode():
+            return model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                                  max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                  pad_token_id=0, cache_implementation=self.cache_implementation,
+                                  **self.generate_kwargs())
+
+    def versions(self):
+        import transformers
+
+        return {"transformers_version": transformers.__version__}
+
+
+ENGINE = HfEager

@@ -1,0 +1,397 @@
+"""Run one grid cell on one device and turn it into a `Record`.
+
+Per cell: warm-up generate calls (compilation happens here), a prefill-only window (forward over the
+prompt, repeated until the window is >= 10 counter update periods), then `repetitions` timed
+generate windows (prefill + `output_tokens` tokens, each window also extended by repetition when
+short). Decode = generate - prefill, per repetition. Energy comes from the NVML cumulative counter
+(the meter package); the paper's 1 Hz rectangle rule is computed alongside for comparison.
+A loaded and quantized model is kept for the next cell of the same group (model, weights, quant).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from measure.backends import DeviceInfo, get_backend
+from measure.cell import Cell
+from measure.engines import get_engine
+from measure.record import Record
+
+#: A quantized cell whose decode runs below this fraction of the same model's bf16/fp16 speed on the
+#: same engine and batch is flagged `slow_path_suspected` (a fallback kernel is the usual cause).
+SLOW_PATH_FRACTION = 0.5
+
+
+@dataclass
+class RunContext:
+    """What every record of one run shares (provenance)."""
+
+    command: str | None = None
+    grid_file: str | None = None
+    source: str = "measured:energy-recommender"
+    isolation: str = "flag"  # flag | refuse
+    idle_seconds: float = 5.0
+    sample_hz: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class CellRunner:
+    """Runs cells on one device (`device` = "cuda:N" or "cpu") with one meter."""
+
+    def __init__(self, meter=None, *, device: str = "cuda:0", context: RunContext | None = None, clock=None):
+        import torch
+
+        from measure.meter.base import MeterSession, RealClock
+
+        self.device = device
+        self.context = context or RunContext()
+        self.clock = clock or RealClock()
+        self.meter = meter
+        self._torch = torch
+        self._is_cuda = device.startswith("cuda")
+        sync = (lambda: torch.cuda.synchronize(device)) if self._is_cuda else None
+        self._sync = sync or (lambda: None)
+        self.session = MeterSession(meter, self.clock, sample_hz=self.context.sample_hz, sync=sync) if meter else None
+        self._loaded = None  # (group_key, LoadedModel, quant info)
+        self._group_error: tuple[tuple, str, str] | None = None  # (group_key, status, message)
+        self._idle = None
+        self._reference_tps: dict[tuple, float] = {}
+        self._started = False
+
+    # ------------------------------------------------------------------------------------------
+    def device_info(self) -> DeviceInfo:
+        if self._is_cuda:
+            major, minor = self._torch.cuda.get_device_capability(self.device)
+            return DeviceInfo("cuda", float(f"{major}.{minor}"), self._torch.cuda.get_device_name(self.device))
+        return DeviceInfo("cpu", None, platform.processor() or "cpu")
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.session is None:
+            return
+        from measure.meter.base import measure_idle
+
+        self.session.calibrate(duration_s=1.5)
+        self._idle = measure_idle(self.meter, self.clock, seconds=self.context.idle_seconds)
+        self.session.start()
+
+    def close(self) -> None:
+        self._unload()
+        if self.session is not None:
+            self.session.stop()
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, cell: Cell) -> Record:
+        """Measure `cell`; failures and skips come back as records with a reason, never as exceptions."""
+        rec = self._base_record(cell)
+        try:
+            self._start()
+            return self._run(cell, rec)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reason
+            oom = "out of memory" in str(exc).lower()
+            rec.status = "failed"
+            rec.error = (f"OOM: {exc}" if oom else f"{type(exc).__name__}: {exc}")[:2000]
+            rec.engine_params.setdefault("traceback_tail", traceback.format_exc()[-1500:])
+            if oom:
+                self._unload()
+            return rec
+        finally:
+            if self._is_cuda:
+                self._torch.cuda.empty_cache()
+
+    def _run(self, cell: Cell, rec: Record) -> Record:
+        torch = self._torch
+        dev = self.device_info()
+        backend = get_backend(cell.quant, **cell.quant_params)
+        engine = get_engine(cell.engine, **cell.engine_params)
+        for k, v in {**backend.versions(), **engine.versions()}.items():
+            setattr(rec, k, v)
+        reason = backend.skip_reason(dev) or engine.skip_reason(dev.type)
+        if reason:
+            rec.status, rec.error = "skipped", reason
+            return rec
+        if self._group_error and self._group_error[0] == cell.group_key:
+            rec.status, rec.error = self._group_error[1], f"(same model group) {self._group_error[2]}"
+            return rec
+
+        loaded, qinfo = self._load(cell, backend)
+        if loaded.max_positions and cell.prompt_tokens + cell.output_tokens > loaded.max_positions:
+            rec.status = "skipped"
+            rec.error = (f"prompt+output {cell.prompt_tokens + cell.output_tokens} > the model's "
+                         f"{loaded.max_positions} positions")
+            return rec
+        rec.model_source, rec.weights = loaded.source, loaded.weights
+        rec.load_time_s, rec.quantize_time_s = loaded.load_time_s, qinfo.quantize_time_s
+        rec.quant_params = qinfo.params
+        rec.weights_gb = self._weights_gb
+        model = loaded.model
+        engine.prepare(model)
+        if self._is_cuda and dev.type == "cuda":
+            rec.engine_params = {**cell.engine_params, "compiled": cell.engine == "hf-compiled"}
+        else:
+            rec.engine_params = {**cell.engine_params, "compiled": False, "note": "no compilation on CPU"}
+
+        gen = torch.Generator(device="cpu").manual_seed(cell.seed)
+        ids = torch.randint(low=3, high=loaded.vocab_size, size=(cell.batch_size, cell.prompt_tokens),
+                            generator=gen).to(self.device)
+        mask = torch.ones_like(ids)
+        others = self._other_processes()
+        rec.other_gpu_processes = len(others) if others is not None else None
+        if others and self.context.isolation == "refuse":
+            rec.status, rec.error = "skipped", f"refused: {len(others)} other process(es) on the GPU: {others}"
+            return rec
+        rec.temp_start_c = self._temp()
+        if self._is_cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+        # warm-up (includes compilation for hf-compiled)
+        t0 = time.perf_counter()
+        for _ in range(max(1, cell.warmup)):
+            engine.generate(model, ids, mask, cell.output_tokens)
+        self._sync()
+        rec.compile_time_s = time.perf_counter() - t0 if cell.engine == "hf-compiled" else None
+
+        # prefill window
+        pre = self._window("prefill", lambda: engine.prefill(model, ids, mask))
+        rec.ttft_ms = pre["time_s"] * 1000.0
+        rec.prefill_energy_j = pre["energy_j"]
+
+        # generate windows
+        reps = [self._window(f"generate{r}", lambda: engine.generate(model, ids, mask, cell.output_tokens))
+                for r in range(cell.repetitions)]
+        self._fill(rec, cell, pre, reps, dev)
+        rec.temp_end_c = self._temp()
+        if cell.tasks:
+            self._accuracy(rec, cell, loaded)
+        if self._is_cuda:
+            rec.peak_mem_allocated_gb = torch.cuda.max_memory_allocated(self.device) / 1e9
+            rec.peak_mem_reserved_gb = torch.cuda.max_memory_reserved(self.device) / 1e9
+        return rec
+
+    def _accuracy(self, rec: Record, cell: Cell, loaded) -> None:
+        """lm-eval on the same loaded model; its energy and time are the paper's EOR denominator."""
+        if loaded.tokenizer is None:
+            rec.accuracy_by_task = {"note": "accuracy needs real weights and a tokenizer; skipped for random weights"}
+            return
+        from measure.accuracy import evaluate
+
+        window = self.session.window if self.session is not None else None
+        results = evaluate(loaded.model, loaded.tokenizer, list(cell.tasks), limit=cell.eval_limit,
+                           meter_window=window, offline=bool(cell.engine_params.get("offline", False)))
+        rec.accuracy_by_task = {r.task: r.to_dict() for r in results}
+        if results:
+            first = results[0].to_record_fields()
+            for k, v in first.items():
+                setattr(rec, k, v)
+            rec.task = ",".join(r.task for r in results)
+            if len(results) > 1:  # the record's headline figures are the mean / sum over tasks
+                rec.accuracy = statistics.fmean(r.accuracy for r in results)
+                rec.accuracy_metric = "mean of primary metrics"
+                rec.n_samples = sum(r.n_samples for r in results)
+                rec.eval_time_s = sum(r.eval_time_s for r in results)
+                es = [r.eval_energy_j for r in results]
+                rec.eval_energy_j = sum(es) if all(e is not None for e in es) else None
+
+    # ------------------------------------------------------------------------------------------
+    def _window(self, name: str, fn) -> dict[str, Any]:
+        """Run fn repeatedly for >= the meter's minimum window; per-call time (s) and energy (J)."""
+        if self.session is None:  # no meter: time only
+            self._sync()
+            t0, n = time.perf_counter(), 0
+            while True:
+                fn()
+                n += 1
+                self._sync()
+                if time.perf_counter() - t0 >= 0.05:
+                    break
+            return {"time_s": (time.perf_counter() - t0) / n, "energy_j": None, "calls": n, "w": None}
+
+        def call():
+            fn()
+            self._sync()
+
+        with self.session.window(name) as w:
+            n = self.session.repeat_until(call)
+        per = 1.0 / n
+        return {"time_s": w.duration_s * per, "energy_j": _scale(w.energy_j, per), "calls": n, "w": w,
+                "e1hz": _scale(w.energy_1hz_j, per)}
+
+    def _fill(self, rec: Record, cell: Cell, pre: dict, reps: list[dict], dev: DeviceInfo) -> None:
+        from measure.meter.base import stability
+
+        b, n_out = cell.batch_size, cell.output_tokens
+        dec_tokens = b * max(1, n_out - 1)  # the first token comes out of the prefill
+        rec.rep_duration_s = [r["time_s"] for r in reps]
+        rec.duration_s = statistics.fmean(rec.rep_duration_s)
+        dec_times = [max(r["time_s"] - pre["time_s"], 1e-9) for r in reps]
+        rec.rep_tokens_per_s = [dec_tokens / t for t in dec_times]
+        rec.tokens_per_s = dec_tokens / statistics.fmean(dec_times)
+        rec.tpot_ms = statistics.fmean(dec_times) / max(1, n_out - 1) * 1000.0
+        rec.ttft_ms_std = None
+        if reps[0]["energy_j"] is not None:
+            rec.rep_energy_j = [r["energy_j"] for r in reps]
+            rec.energy_total_j = statistics.fmean(rec.rep_energy_j)
+            rec.energy_per_token_j = rec.energy_total_j / (b * n_out)
+            rec.avg_power_w = rec.energy_total_j / rec.duration_s
+            rec.decode_energy_j = max(rec.energy_total_j - (pre["energy_j"] or 0.0), 0.0)
+            rec.decode_energy_per_token_j = rec.decode_energy_j / dec_tokens
+            rec.decode_avg_power_w = rec.decode_energy_j / statistics.fmean(dec_times)
+            e1 = [r.get("e1hz") for r in reps]
+            if all(v is not None for v in e1):
+                rec.energy_1hz_j = statistics.fmean(e1)
+                rec.energy_1hz_error_pct = (rec.energy_1hz_j - rec.energy_total_j) / rec.energy_total_j * 100
+            w0 = reps[0]["w"]
+            rec.energy_method = w0.method
+            rec.window_s = w0.duration_s
+            rec.counter_update_period_ms = self.session.update_period_ms
+            if self._idle is not None:
+                rec.idle_power_w = self._idle.power_w
+                rec.energy_active_j = max(rec.energy_total_j - self._idle.power_w * rec.duration_s, 0.0)
+            throttle = sorted({t for r in [pre, *reps] for t in (r["w"].throttle_reasons or [])})
+            rec.throttle_reasons = throttle
+            peaks = [r["w"].peak_mem_used_gb for r in reps if r["w"].peak_mem_used_gb is not None]
+            rec.peak_mem_nvml_gb = max(peaks) if peaks else None
+        else:  # CPU without a meter: time only, energy unknown
+            rec.energy_method = None
+        stable, why, e_cv, t_cv = stability(rec.rep_energy_j or [], rec.rep_tokens_per_s,
+                                            rec.throttle_reasons, rec.other_gpu_processes or 0)
+        rec.is_stable, rec.unstable_reason, rec.energy_cv, rec.tokens_per_s_cv = stable, why, e_cv, t_cv
+        self._bandwidth(rec, cell, statistics.fmean(dec_times))
+        self._slow_path(rec, cell)
+
+    def _bandwidth(self, rec: Record, cell: Cell, decode_time_s: float) -> None:
+        """Achieved decode bandwidth (weights + KV read per step) / the card's spec bandwidth."""
+        if rec.gpu_id is None or rec.weights_gb is None:
+            return
+        try:
+            from recommender.catalog import load_catalog
+
+            cat = load_catalog()
+            gpu, model = cat.gpu(rec.gpu_id, allow_external=False), cat.models.find(rec.model)
+        except Exception:
+            return
+        if gpu.bandwidth_gbs is None or model is None:
+            return
+        steps = max(1, cell.output_tokens - 1)
+        ctx = cell.prompt_tokens + cell.output_tokens / 2
+        kv_gb = model.kv_bytes_per_token(2.0) * ctx * cell.batch_size / 1e9
+        rec.bandwidth_utilization = (rec.weights_gb + kv_gb) * steps / decode_time_s / gpu.bandwidth_gbs
+
+    def _slow_path(self, rec: Record, cell: Cell) -> None:
+        key = (cell.model, cell.engine, cell.batch_size, cell.prompt_tokens, cell.output_tokens)
+        if cell.quant in ("bf16", "fp16"):
+            self._reference_tps[key] = max(self._reference_tps.get(key, 0.0), rec.tokens_per_s or 0.0)
+            rec.slow_path_suspected = False
+            return
+        ref = self._reference_tps.get(key)
+        if ref and rec.tokens_per_s is not None:
+            slow = rec.tokens_per_s < SLOW_PATH_FRACTION * ref
+            rec.slow_path_suspected = slow
+            if slow:
+                rec.slow_path_reason = (f"decode {rec.tokens_per_s:.1f} tok/s < {SLOW_PATH_FRACTION:.0%} of the "
+                                        f"unquantized {ref:.1f} tok/s on the same engine and batch")
+
+    # ------------------------------------------------------------------------------------------
+    def _load(self, cell: Cell, backend):
+        from measure.models import build_model
+
+        if self._loaded and self._loaded[0] == cell.group_key:
+            return self._loaded[1], self._loaded[2]
+        self._unload()
+        torch = self._torch
+        try:
+            loaded = build_model(cell.model, weights=cell.weights, dtype=backend.build_dtype,
+                                 device=self.device, seed=cell.seed)
+            qinfo = backend.apply(loaded.model)
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            self._group_error = (cell.group_key, "failed", ("OOM: " if "out of memory" in msg.lower() else "") + msg)
+            self._unload()
+            raise
+        gc.collect()
+        if self._is_cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            self._weights_gb = torch.cuda.memory_allocated(self.device) / 1e9
+        else:
+            self._weights_gb = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) / 1e9
+        self._loaded = (cell.group_key, loaded, qinfo)
+        return loaded, qinfo
+
+    def _unload(self) -> None:
+        if self._loaded is not None:
+            self._loaded = None
+        gc.collect()
+        if self._is_cuda:
+            self._torch.cuda.empty_cache()
+        try:
+            self._torch._dynamo.reset()
+        except Exception:
+            pass
+
+    def _other_processes(self):
+        if self.meter is None:
+            return None
+        try:
+            return [(p.pid, p.name) for p in self.meter.other_processes([os.getpid()])]
+        except Exception:
+            return None
+
+    def _temp(self) -> float | None:
+        try:
+            return float(self.meter.temperature_c()) if self.meter else None
+        except Exception:
+            return None
+
+    def _base_record(self, cell: Cell) -> Record:
+        torch = self._torch
+        rec = Record(cell_hash=cell.content_hash, model=cell.model, quant=cell.quant, engine=cell.engine,
+                     batch_size=cell.batch_size, prompt_tokens=cell.prompt_tokens,
+                     output_tokens=cell.output_tokens, weights=cell.weights, warmup=cell.warmup,
+                     repetitions=cell.repetitions, seed=cell.seed, quant_params=dict(cell.quant_params),
+                     engine_params=dict(cell.engine_params))
+        rec.created_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        rec.command = self.context.command or " ".join(sys.argv)
+        rec.grid_file = self.context.grid_file
+        rec.source = self.context.source
+        rec.host = socket.gethostname()
+        rec.python_version = platform.python_version()
+        rec.torch_version = torch.__version__
+        if cell.tasks:
+            rec.task = ",".join(cell.tasks)
+        if self.meter is not None:
+            m = self.meter
+            rec.gpu_name, rec.gpu_uuid, rec.gpu_index = m.name, m.uuid, m.index
+            rec.driver_version, rec.cuda_version, rec.nvml_version = m.driver_version, m.cuda_version, m.nvml_version
+            rec.power_limit_w, rec.compute_capability = m.power_limit_w, m.compute_capability
+            if type(m).__name__.startswith(("Fake", "Replay")):  # simulated energy never passes as measured
+                rec.source, rec.measurement_scope = "simulated:fake-meter", "simulated"
+        elif not self._is_cuda:
+            rec.gpu_name = "cpu"
+            rec.measurement_scope = "cpu-time-only"
+        try:
+            from recommender.catalog import load_catalog
+
+            if rec.gpu_name:
+                row = load_catalog().gpus.find(rec.gpu_name)
+                rec.gpu_id = row.id if row is not None else None
+        except Exception:
+            pass
+        rec.record_id = f"{cell.content_hash}-{rec.created_at}"
+        return rec
+
+
+def _scale(v: float | None, k: float) -> float | None:
+    return None if v is None else v * k

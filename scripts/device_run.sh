@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run measure on a lent GPU machine (the project's `device` tool): install carried wheels, then
+# doctor, the meter self-check (optional) and a grid with a time budget. Results land in $OUT.
+#   bash scripts/device_run.sh GRID.yaml BUDGET_S [selfcheck] [STORE_IN_REPO]
+# STORE_IN_REPO (optional): an existing JSONL store to resume from (copied to $OUT first).
+set -uo pipefail
+grid=$1; budget=$2; selfcheck=${3:-no}; resume=${4:-}
+: "${OUT:?OUT must be set}"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 3
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 CUDA_DEVICE_ORDER=PCI_BUS_ID TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,uuid,driver_version,power.limit,temperature.gpu,power.draw --format=csv > "$OUT/nvidia-smi.csv" 2>&1
+python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|torchao|nvidia-ml-py|accelerate|triton) " > "$OUT/pip-versions.txt"
+python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor rc=$?"
+if [ "$selfcheck" = "selfcheck" ]; then
+  python3 -m measure.meter.selfcheck --out "$OUT" 2>&1 | tail -25
+fi
+store="$OUT/$(basename "$grid" .yaml).jsonl"
+[ -n "$resume" ] && [ -f "$resume" ] && cp "$resume" "$store"
+start=$(date +%s)
+python3 -m measure.cli grid "$grid" --out "$store" --time-budget-s "$budget" --no-progress 2>&1 \
+  | grep -vE "Warning|warn\(|_pytree|register_constant" | tee "$OUT/grid.log" | tail -60
+echo "grid wall $(( $(date +%s) - start )) s; records: $(wc -l < "$store")"
