@@ -1,0 +1,393 @@
+"""Run a grid on one device: resume, cooldown, time budget, progress; one record appended per cell.
+
+    summary = run_grid(spec, runner, Store("datasets/measurements/h100.jsonl"), device_name="NVIDIA H100 80GB HBM3")
+
+Cells already in the store for this device (resume key `(cell_hash, gpu_name)`) are skipped. Every other
+cell is run and its record appended (fsync'ed) before the next cell starts, so a kill loses at most the
+cell in progress. A cell whose runner raises is recorded as `failed` with the exception text and the grid
+goes on. With `time_budget_s` the executor stops *before* a cell that would not fit (estimated from this
+run's cell times, or, for the first cell, from the store's earlier records on this device).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from measure.cell import Cell
+from measure.grid import CooldownSpec, GridSpec, expand, order_cells
+from measure.record import Record, SchemaError
+from measure.store import Store, done_keys
+
+BUDGET_SAFETY = 1.1  # a cell must fit with 10 % to spare
+
+
+class CellRunner(Protocol):
+    def run(self, cell: Cell) -> Record: ...
+
+    def close(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+@dataclass
+class Summary:
+    device_name: str | None
+    total: int = 0  # cells of the grid (for this device)
+    already_done: int = 0  # skipped because the store has them
+    ran: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # runner returned status "skipped"
+    remaining: int = 0  # not started because the run stopped early
+    other_device: int = 0  # cells pinned (cell.gpu) to another GPU type
+    stopped: str | None = None  # None | "stop_after" | "time_budget" | "interrupted"
+    elapsed_s: float = 0.0
+    cooldown_s: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (cell label, error)
+
+    @property
+    def complete(self) -> bool:
+        return self.remaining == 0 and self.stopped is None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["complete"] = self.complete
+        return d
+
+    def line(self) -> str:
+        s = (f"{self.ran} run ({self.ok} ok, {self.failed} failed, {self.skipped} skipped), "
+             f"{self.already_done} already done, {self.remaining} remaining of {self.total}")
+        if self.stopped:
+            s += f"; stopped: {self.stopped}"
+        return s + f"; {self.elapsed_s:.0f} s ({self.cooldown_s:.0f} s cooldown)"
+
+
+# ------------------------------------------------------------------------------------------------
+def failed_record(cell: Cell, error: str, *, status: str = "failed", **fields: Any) -> Record:
+    """A schema-valid record for a cell that produced no measurement."""
+    rec = Record(cell_hash=cell.content_hash, model=cell.model, quant=cell.quant, engine=cell.engine,
+                 batch_size=cell.batch_size, prompt_tokens=cell.prompt_tokens,
+                 output_tokens=cell.output_tokens, status=status, error=error or "unknown error",
+                 weights=cell.weights, quant_params=dict(cell.quant_params),
+                 engine_params=dict(cell.engine_params), warmup=cell.warmup,
+                 repetitions=cell.repetitions, seed=cell.seed, gpu_id=cell.gpu)
+    for k, v in fields.items():
+        setattr(rec, k, v)
+    return rec
+
+
+def safe_run(runner: CellRunner, cell: Cell) -> Record:
+    """`runner.run(cell)`, turning an unexpected exception or an invalid record into a failed record."""
+    try:
+        rec = runner.run(cell)
+    except Exception as e:  # noqa: BLE001 - one broken cell must not stop the grid
+        return failed_record(cell, f"runner raised {type(e).__name__}: {e}"[:2000])
+    if not isinstance(rec, Record):
+        return failed_record(cell, f"runner returned {type(rec).__name__}, not a Record")
+    rec.cell_hash = cell.content_hash  # the resume key is the executor's, whatever the runner set
+    try:
+        rec.validate()
+    except SchemaError as e:
+        return failed_record(cell, f"runner returned an invalid record: {e}")
+    return rec
+
+
+def finish_record(rec: Record, *, device_name: str | None, cooldown_s: float | None,
+                  grid_file: str | None) -> Record:
+    """Fill the fields the executor owns (gpu_name when unset, cooldown, ids, timestamps)."""
+    if rec.gpu_name is None:
+        rec.gpu_name = device_name
+    elif device_name is not None and rec.gpu_name != device_name:
+        warnings.warn(f"runner recorded gpu_name {rec.gpu_name!r} but the executor runs as {device_name!r}; "
+                      "resume matches on gpu_name, pass the same name", RuntimeWarning, stacklevel=2)
+    rec.cooldown_s = cooldown_s
+    if rec.grid_file is None:
+        rec.grid_file = grid_file
+    if rec.record_id is None:
+        rec.record_id = uuid.uuid4().hex
+    if rec.created_at is None:
+        rec.created_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return rec
+
+
+# ------------------------------------------------------------------------------------------------
+class Cooldown:
+    """Waits between cells. `start()` reads the idle temperature (adaptive mode); `wait()` returns the
+    seconds actually waited. Adaptive without a usable thermometer falls back to fixed `seconds`
+    (capped at `cap_s`)."""
+
+    def __init__(self, spec: CooldownSpec, meter: Any = None, clock: Clock | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.spec, self.meter, self.clock = spec, meter, clock or SystemClock()
+        self.log = log or (lambda _msg: None)
+        self.idle_c: float | None = None
+        self.history: list[float] = []
+
+    def _temp(self) -> float | None:
+        if self.meter is None or not hasattr(self.meter, "temperature_c"):
+            return None
+        try:
+            t = self.meter.temperature_c()
+        except Exception:  # noqa: BLE001 - a flaky sensor must not stop the grid
+            return None
+        return float(t) if t is not None else None
+
+    def start(self) -> None:
+        if self.spec.mode == "adaptive":
+            self.idle_c = self._temp()
+            if self.idle_c is None:
+                self.log(f"cooldown: no GPU temperature; using fixed {min(self.spec.seconds, self.spec.cap_s):g} s")
+
+    def estimate(self) -> float:
+        if self.spec.mode == "none":
+            return 0.0
+        if self.history:
+            return sum(self.history) / len(self.history)
+        if self.spec.mode == "fixed":
+            return self.spec.seconds
+        return 0.0 if self.idle_c is not None else min(self.spec.seconds, self.spec.cap_s)
+
+    def wait(self) -> float:
+        mode, clock = self.spec.mode, self.clock
+        if mode == "none":
+            return 0.0
+        t0 = clock.now()
+        if mode == "fixed" or self.idle_c is None:
+            clock.sleep(self.spec.seconds if mode == "fixed" else min(self.spec.seconds, self.spec.cap_s))
+        else:
+            target = self.idle_c + self.spec.margin_c
+            while True:
+                t = self._temp()
+                waited = clock.now() - t0
+                if t is None or t <= target or waited >= self.spec.cap_s:
+                    break
+                clock.sleep(min(self.spec.poll_s, self.spec.cap_s - waited))
+        waited = clock.now() - t0
+        self.history.append(waited)
+        return waited
+
+
+class _Estimator:
+    """Wall time of the next cell: mean of this run's cells that started a new model group (load +
+    quantize) or continued one; before any, a prior from the store's records on this device."""
+
+    def __init__(self, prior_records: Sequence[Record] = ()):
+        self.new_group: list[float] = []
+        self.same_group: list[float] = []
+        prior = [v for r in prior_records if (v := record_cost_s(r))]
+        self.prior = sum(prior) / len(prior) if prior else None
+
+    def add(self, wall_s: float, new_group: bool) -> None:
+        (self.new_group if new_group else self.same_group).append(wall_s)
+
+    def estimate(self, new_group: bool) -> float | None:
+        primary = self.new_group if new_group else self.same_group
+        if primary:
+            return sum(primary) / len(primary)
+        both = self.new_group + self.same_group
+        if both:
+            return sum(both) / len(both)
+        return self.prior
+
+
+def record_cost_s(rec: Record) -> float | None:
+    """Rough wall time a record's cell took: load + quantize + compile + eval + (warmup+reps) x call."""
+    if rec.status != "ok" or not rec.duration_s:
+        return None
+    fixed = sum(v for v in (rec.load_time_s, rec.quantize_time_s, rec.compile_time_s, rec.eval_time_s) if v)
+    return fixed + (rec.warmup + rec.repetitions) * rec.duration_s
+
+
+# ------------------------------------------------------------------------------------------------
+def pending_cells(cells: Sequence[Cell], done: set[tuple[str, str | None]], device_name: str | None,
+                  ) -> tuple[list[Cell], int]:
+    """Cells not yet recorded for this device (duplicates dropped) and how many were already done."""
+    out, seen, already = [], set(), 0
+    for c in cells:
+        h = c.content_hash
+        if h in seen:
+            continue
+        seen.add(h)
+        if (h, device_name) in done:
+            already += 1
+        else:
+            out.append(c)
+    return out, already
+
+
+def _resolve_gpu_id(device_name: str | None, catalog: Any) -> str | None:
+    if device_name is None:
+        return None
+    try:
+        if catalog is None:
+            from recommender.catalog import load_catalog
+
+            catalog = load_catalog()
+        g = catalog.gpu(device_name)
+    except Exception:  # noqa: BLE001 - unknown device: pinned cells are simply not ours
+        return None
+    return getattr(g, "id", None) or (g.get("id") if isinstance(g, dict) else None)
+
+
+def _make_progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                    disable=not (enabled and console.is_terminal), transient=False)
+
+
+def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: str | None,
+             meter: Any = None, clock: Clock | None = None, progress: bool = True,
+             retry_failed: bool = False, stop_after: int | None = None, time_budget_s: float | None = None,
+             cells: Sequence[Cell] | None = None, catalog: Any = None, gpu_id: str | None = None,
+             close_runner: bool = True, log: Callable[[str], None] | None = None) -> Summary:
+    """Run every cell of `spec` not yet in `store` for `device_name`; return a Summary.
+
+    - `cells`: an already expanded list (skips `expand(spec, catalog)`); ordering follows `spec.order`.
+    - `gpu_id`: this device's catalogue id; cells pinned to another GPU (`cell.gpu`) are left out. When
+      None it is looked up from `device_name` in the catalogue.
+    - `stop_after`: run at most this many cells; `time_budget_s`: stop before a cell that would not
+      finish within this many seconds from the call (estimate x 1.1 plus the expected cooldown).
+    - `meter.temperature_c()` feeds adaptive cooldown; `clock` (`now()`, `sleep()`) is injectable.
+    - Ctrl-C stops after recording nothing for the interrupted cell (`stopped="interrupted"`).
+    - `close_runner`: call `runner.close()` at the end.
+    """
+    clock = clock or SystemClock()
+    t_start = clock.now()
+    all_cells = list(cells) if cells is not None else expand(spec, catalog)
+    pinned = any(c.gpu for c in all_cells)
+    if pinned and gpu_id is None:
+        gpu_id = _resolve_gpu_id(device_name, catalog)
+    mine = [c for c in all_cells if c.gpu is None or c.gpu == gpu_id]
+    ordered = order_cells(mine, spec.order, spec.order_seed, spec.shuffle_within_group)
+
+    prior_records = [r for r in store.iter_records() if r.gpu_name == device_name]
+    done = done_keys(prior_records, retry_failed)
+    todo, already = pending_cells(ordered, done, device_name)
+    summary = Summary(device_name=device_name, total=len(todo) + already, already_done=already,
+                      other_device=len(all_cells) - len(mine))
+
+    emit = log
+    if emit is None and progress and not prog_is_tty():
+        emit = default_log
+    cooldown = Cooldown(spec.cooldown, meter, clock, log=lambda m: emit(m) if emit else None)
+    estimator = _Estimator(prior_records)
+    prog = _make_progress(progress)
+    if emit is None and not prog.disable:
+        def emit(msg: str) -> None:
+            prog.console.print(msg, markup=False, highlight=False)
+    task = prog.add_task(f"grid {spec.name}", total=len(todo))
+    last_group: tuple | None = None
+    try:
+        with prog:
+            cooldown.start()
+            for cell in todo:
+                if stop_after is not None and summary.ran >= stop_after:
+                    summary.stopped = "stop_after"
+                    break
+                new_group = (cell.gpu, cell.group_key) != last_group
+                wait_est = cooldown.estimate() if summary.ran else 0.0
+                if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est,
+                                                           estimator.estimate(new_group), time_budget_s):
+                    summary.stopped = "time_budget"
+                    break
+                waited = cooldown.wait() if summary.ran else 0.0
+                summary.cooldown_s += waited
+                if time_budget_s is not None and waited and not _fits(clock.now() - t_start, 0.0,
+                                                                      estimator.estimate(new_group),
+                                                                      time_budget_s):
+                    summary.stopped = "time_budget"
+                    break
+                prog.update(task, description=f"{cell.label()}")
+                t0 = clock.now()
+                rec = safe_run(runner, cell)
+                wall = clock.now() - t0
+                finish_record(rec, device_name=device_name, cooldown_s=waited, grid_file=spec.source_path)
+                store.append(rec)
+                estimator.add(wall, new_group)
+                last_group = (cell.gpu, cell.group_key)
+                summary.ran += 1
+                _count(summary, cell, rec)
+                prog.advance(task)
+                if emit:
+                    emit(_cell_line(summary.ran, len(todo), cell, rec, wall, waited))
+    except KeyboardInterrupt:
+        summary.stopped = "interrupted"
+    finally:
+        if close_runner:
+            try:
+                runner.close()
+            except Exception as e:  # noqa: BLE001
+                warnings.warn(f"runner.close() failed: {e}", RuntimeWarning, stacklevel=2)
+    summary.remaining = len(todo) - summary.ran
+    summary.elapsed_s = clock.now() - t_start
+    return summary
+
+
+def _fits(elapsed: float, wait_est: float, cell_est: float | None, budget: float) -> bool:
+    if elapsed >= budget:
+        return False
+    if cell_est is None:  # nothing to go by: start it
+        return elapsed + wait_est < budget
+    return elapsed + wait_est + cell_est * BUDGET_SAFETY <= budget
+
+
+def _count(summary: Summary, cell: Cell, rec: Record) -> None:
+    if rec.status == "ok":
+        summary.ok += 1
+    elif rec.status == "skipped":
+        summary.skipped += 1
+    else:
+        summary.failed += 1
+        summary.failures.append((cell.label(), rec.error or ""))
+
+
+def _cell_line(n: int, total: int, cell: Cell, rec: Record, wall: float, waited: float) -> str:
+    if rec.status == "ok":
+        what = f"ok {rec.tokens_per_s:.1f} tok/s {rec.decode_energy_per_token_j:.4g} J/tok"
+    else:
+        what = f"{rec.status}: {(rec.error or '').splitlines()[0][:160] if rec.error else ''}"
+    cd = f", cooldown {waited:.0f} s" if waited else ""
+    return f"[{n}/{total}] {cell.label()} {what} ({wall:.1f} s{cd})"
+
+
+def prog_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def default_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

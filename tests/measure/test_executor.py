@@ -1,0 +1,369 @@
+"""Executor: resume, failures, cooldown, time budget, ordering, and kill-and-resume in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from measure.cell import Cell
+from measure.executor import Cooldown, SystemClock, failed_record, run_grid
+from measure.grid import CooldownSpec, GridSpec, order_cells
+from measure.record import Record
+from measure.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+DEV = "NVIDIA H100 80GB HBM3"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.sleeps.append(s)
+        self.t += s
+
+
+def ok_record(cell: Cell) -> Record:
+    return Record(cell_hash=cell.content_hash, model=cell.model, quant=cell.quant, engine=cell.engine,
+                  batch_size=cell.batch_size, prompt_tokens=cell.prompt_tokens, output_tokens=cell.output_tokens,
+                  weights=cell.weights, repetitions=cell.repetitions, warmup=cell.warmup, tokens_per_s=50.0,
+                  decode_energy_per_token_j=0.2, energy_total_j=30.0, duration_s=0.5)
+
+
+class FakeRunner:
+    """Returns ok records; `behaviour[label]` in {"raise", "fail", "skip", "invalid", "interrupt"}.
+    Each cell advances the fake clock by `cost(cell, new_group)` seconds."""
+
+    def __init__(self, clock: FakeClock | None = None, behaviour: dict | None = None, cost=None):
+        self.clock, self.behaviour, self.cost = clock, behaviour or {}, cost
+        self.calls: list[Cell] = []
+        self.closed = False
+        self._last_group = None
+
+    def run(self, cell: Cell) -> Record:
+        self.calls.append(cell)
+        if self.clock is not None:
+            new = cell.group_key != self._last_group
+            self.clock.t += self.cost(cell, new) if self.cost else 1.0
+        self._last_group = cell.group_key
+        what = self.behaviour.get(cell.label())
+        if what == "raise":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if what == "interrupt":
+            raise KeyboardInterrupt
+        if what == "fail":
+            return failed_record(cell, "OOM: CUDA out of memory")
+        if what == "skip":
+            return failed_record(cell, "torchao-fp8 needs compute capability 8.9", status="skipped")
+        rec = ok_record(cell)
+        if what == "invalid":
+            rec.tokens_per_s = -1.0
+        return rec
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeMeter:
+    def __init__(self, temps):
+        self.temps = list(temps)
+
+    def temperature_c(self):
+        return self.temps.pop(0) if len(self.temps) > 1 else self.temps[0]
+
+
+def make_cells(models=("tiny-test", "other"), quants=("fp32", "bf16"), batches=(1, 2)) -> list[Cell]:
+    return [Cell(model=m, quant=q, engine="hf-eager", batch_size=b, prompt_tokens=16, output_tokens=8)
+            for m in models for q in quants for b in batches]
+
+
+def make_spec(**kw) -> GridSpec:
+    d = {"name": "t", "models": ["tiny-test"], "quants": ["fp32"], "engines": ["hf-eager"], "batch_sizes": [1],
+         "workloads": ["16/8"], "cooldown": {"mode": "none"}}
+    d.update(kw)
+    return GridSpec.from_dict(d, source="grids/t.yaml")
+
+
+def go(spec, runner, store, cells, **kw):
+    kw.setdefault("clock", getattr(runner, "clock", None) or FakeClock())
+    kw.setdefault("progress", False)
+    return run_grid(spec, runner, store, device_name=kw.pop("device_name", DEV), cells=cells, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- basics
+def test_runs_every_cell_once_and_resumes(tmp_path):
+    cells = make_cells()
+    store = Store(tmp_path / "m.jsonl")
+    runner = FakeRunner(FakeClock())
+    s = go(make_spec(), runner, store, cells)
+    assert (s.total, s.ran, s.ok, s.already_done, s.remaining, s.stopped) == (8, 8, 8, 0, 0, None)
+    assert s.complete and runner.closed
+    assert [c.content_hash for c in runner.calls] == [c.content_hash for c in cells]
+    recs = store.records()
+    assert [r.cell_hash for r in recs] == [c.content_hash for c in cells]
+    assert all(r.gpu_name == DEV and r.grid_file == "grids/t.yaml" and r.record_id and r.created_at
+               for r in recs)
+    assert all(r.cooldown_s == 0.0 for r in recs)
+
+    again = FakeRunner(FakeClock())
+    s2 = go(make_spec(), again, store, cells)
+    assert (s2.ran, s2.already_done, s2.total) == (0, 8, 8) and again.calls == []
+    # another GPU model: nothing is done there yet
+    h200 = FakeRunner(FakeClock())
+    s3 = go(make_spec(), h200, store, cells[:3], device_name="NVIDIA H200")
+    assert s3.ran == 3 and len(store.records()) == 11
+
+
+def test_duplicate_cells_run_once(tmp_path):
+    cells = make_cells()[:2]
+    runner = FakeRunner(FakeClock())
+    s = go(make_spec(), runner, Store(tmp_path / "m.jsonl"), cells + cells)
+    assert s.ran == 2 and len(runner.calls) == 2
+
+
+def test_failures_are_recorded_and_the_grid_goes_on(tmp_path):
+    cells = make_cells()
+    labels = [c.label() for c in cells]
+    behaviour = {labels[1]: "raise", labels[2]: "fail", labels[3]: "skip", labels[4]: "invalid"}
+    store = Store(tmp_path / "m.jsonl")
+    s = go(make_spec(), FakeRunner(FakeClock(), behaviour), store, cells)
+    assert (s.ran, s.ok, s.failed, s.skipped) == (8, 4, 3, 1)
+    by = {r.cell_hash: r for r in store.records()}
+    raised = by[cells[1].content_hash]
+    assert raised.status == "failed" and "RuntimeError: CUDA error: an illegal memory access" in raised.error
+    assert raised.gpu_name == DEV and raised.model == cells[1].model and raised.batch_size == cells[1].batch_size
+    assert by[cells[2].content_hash].error == "OOM: CUDA out of memory"
+    assert by[cells[3].content_hash].status == "skipped"
+    assert "invalid record" in by[cells[4].content_hash].error
+    assert {lab for lab, _ in s.failures} == {labels[1], labels[2], labels[4]}
+
+    # a plain rerun keeps the failures; retry_failed reruns exactly the failed (not the skipped) cells
+    rerun = FakeRunner(FakeClock())
+    assert go(make_spec(), rerun, store, cells).ran == 0
+    s2 = go(make_spec(), rerun, store, cells, retry_failed=True)
+    assert {c.label() for c in rerun.calls} == {labels[1], labels[2], labels[4]} and s2.ok == 3
+    assert store.done_hashes(retry_failed=True) >= {(c.content_hash, DEV) for c in cells}
+
+
+def test_interrupt_keeps_what_was_recorded(tmp_path):
+    cells = make_cells()
+    store = Store(tmp_path / "m.jsonl")
+    s = go(make_spec(), FakeRunner(FakeClock(), {cells[3].label(): "interrupt"}), store, cells)
+    assert s.stopped == "interrupted" and s.ran == 3 and s.remaining == 5
+    assert len(store.records()) == 3
+
+
+# ---------------------------------------------------------------------------------------------- cooldown
+def test_fixed_cooldown_between_cells(tmp_path):
+    clock = FakeClock()
+    store = Store(tmp_path / "m.jsonl")
+    s = go(make_spec(cooldown={"mode": "fixed", "seconds": 30}), FakeRunner(clock), store, make_cells()[:4])
+    assert clock.sleeps == [30, 30, 30]
+    assert [r.cooldown_s for r in store.records()] == [0.0, 30.0, 30.0, 30.0]
+    assert s.cooldown_s == 90.0 and s.elapsed_s == pytest.approx(4 * 1.0 + 90.0)
+
+
+def test_adaptive_cooldown_polls_until_near_idle(tmp_path):
+    clock = FakeClock()
+    # idle read at start = 40; before cell 2: 50, 47, 44, 43 (<= 40 + 3) -> 3 polls of 5 s
+    meter = FakeMeter([40, 50, 47, 44, 43, 41])
+    spec = make_spec(cooldown={"mode": "adaptive", "margin_c": 3, "cap_s": 300, "poll_s": 5})
+    store = Store(tmp_path / "m.jsonl")
+    go(spec, FakeRunner(clock), store, make_cells()[:3], meter=meter)
+    assert [r.cooldown_s for r in store.records()] == [0.0, 15.0, 0.0]
+
+
+def test_adaptive_cooldown_is_capped_and_falls_back_without_a_thermometer():
+    clock = FakeClock()
+    cd = Cooldown(CooldownSpec(mode="adaptive", margin_c=3, cap_s=12, poll_s=5), FakeMeter([40, 90]), clock)
+    cd.start()
+    assert cd.idle_c == 40 and cd.wait() == 12 and clock.sleeps == [5, 5, 2]
+    clock2 = FakeClock()
+    cd2 = Cooldown(CooldownSpec(mode="adaptive", seconds=60, cap_s=20), None, clock2)
+    cd2.start()
+    assert cd2.estimate() == 20 and cd2.wait() == 20
+    cd3 = Cooldown(CooldownSpec(mode="none"), FakeMeter([40]), FakeClock())
+    cd3.start()
+    assert cd3.wait() == 0.0 and cd3.estimate() == 0.0
+
+
+def test_system_clock_sleeps():
+    c = SystemClock()
+    t0 = c.now()
+    c.sleep(0.01)
+    assert c.now() - t0 >= 0.009
+
+
+# ---------------------------------------------------------------------------------------------- stopping
+def test_stop_after_then_finish(tmp_path):
+    cells = make_cells()
+    store = Store(tmp_path / "m.jsonl")
+    s = go(make_spec(), FakeRunner(FakeClock()), store, cells, stop_after=3)
+    assert (s.ran, s.remaining, s.stopped, s.complete) == (3, 5, "stop_after", False)
+    runner = FakeRunner(FakeClock())
+    s2 = go(make_spec(), runner, store, cells)
+    assert (s2.ran, s2.already_done) == (5, 3) and runner.calls == cells[3:]
+    assert sorted(r.cell_hash for r in store.records()) == sorted(c.content_hash for c in cells)
+
+
+def test_time_budget_uses_group_start_and_continuation_times(tmp_path):
+    # two groups of 3 cells; a group's first cell loads the model (20 s), the others take 5 s
+    cells = make_cells(models=("a", "b"), quants=("fp32",), batches=(1, 2, 4))
+    clock = FakeClock()
+    runner = FakeRunner(clock, cost=lambda cell, new: 20.0 if new else 5.0)
+    store = Store(tmp_path / "m.jsonl")
+    s = go(make_spec(), runner, store, cells, time_budget_s=45)
+    # a1 20 + a2 5 + a3 5 = 30; b1 would need 20 x 1.1 -> 52 > 45: stop before it
+    assert (s.ran, s.stopped, s.remaining) == (3, "time_budget", 3)
+    assert clock.t - 1000.0 == 30.0
+    # without the group distinction the mean (10 s) would have let b1 start; a larger budget does
+    s2 = go(make_spec(), FakeRunner(FakeClock(), cost=lambda cell, new: 20.0 if new else 5.0), store, cells,
+            time_budget_s=60)
+    assert s2.ran == 3 and s2.complete
+
+
+def test_time_budget_counts_cooldown_and_uses_store_prior(tmp_path):
+    cells = make_cells()
+    store = Store(tmp_path / "m.jsonl")
+    spec = make_spec(cooldown={"mode": "fixed", "seconds": 10})
+    s = go(spec, FakeRunner(FakeClock(), cost=lambda c, n: 4.0), store, cells, time_budget_s=30)
+    # c1 4 s (t=4); c2: 4 + 10 + 4.4 = 18.4 fits (t=18); c3: 18 + 10 + 4.4 = 32.4 > 30
+    assert (s.ran, s.stopped) == (2, "time_budget")
+    # a fresh process (new GPU call) has no in-run history: the store's records give the first estimate
+    prior = ok_record(cells[0])
+    prior.gpu_name, prior.load_time_s, prior.duration_s = DEV, 50.0, 5.0  # 50 + (1 + 3) x 5 = 70 s
+    other = Store(tmp_path / "other.jsonl")
+    other.append(prior)
+    runner = FakeRunner(FakeClock())
+    s2 = go(spec, runner, other, cells[1:], time_budget_s=60)
+    assert (s2.ran, s2.stopped) == (0, "time_budget") and runner.calls == []
+    assert go(spec, FakeRunner(FakeClock()), other, cells[1:2], time_budget_s=100).ran == 1
+
+
+# ---------------------------------------------------------------------------------------------- ordering
+def test_random_order_keeps_groups_together(tmp_path):
+    cells = make_cells(models=("a", "b", "c"), quants=("fp32", "bf16"), batches=(1, 2, 4))
+    spec = make_spec(order="random", order_seed=5)
+    runner = FakeRunner(FakeClock())
+    go(spec, runner, Store(tmp_path / "m.jsonl"), cells)
+    assert runner.calls == order_cells(cells, "random", 5) and runner.calls != cells
+    keys = [c.group_key for c in runner.calls]
+    assert len([k for i, k in enumerate(keys) if i == 0 or keys[i - 1] != k]) == 6
+
+
+def test_pinned_cells_run_only_on_their_gpu(tmp_path):
+    base = make_cells()[:2]
+    pinned = [Cell(**{**c.to_dict(), "tasks": (), "gpu": g}) for c in base for g in ("h100-sxm", "a100-sxm4-80gb")]
+    runner = FakeRunner(FakeClock())
+    s = go(make_spec(), runner, Store(tmp_path / "m.jsonl"), base + pinned, gpu_id="h100-sxm")
+    assert s.other_device == 2 and s.ran == 4
+    assert {c.gpu for c in runner.calls} == {None, "h100-sxm"}
+
+
+def test_progress_lines_and_logging(tmp_path, capsys):
+    lines: list[str] = []
+    cells = make_cells()[:3]
+    go(make_spec(), FakeRunner(FakeClock(), {cells[1].label(): "fail"}), Store(tmp_path / "a.jsonl"), cells,
+       log=lines.append)
+    assert len(lines) == 3 and lines[0].startswith("[1/3] tiny-test/fp32/hf-eager/b1/p16-o8 ok 50.0 tok/s")
+    assert "failed: OOM" in lines[1]
+    # progress=True without a terminal: no bar, one plain line per cell on stderr
+    go(make_spec(), FakeRunner(FakeClock()), Store(tmp_path / "b.jsonl"), cells, progress=True)
+    err = capsys.readouterr().err
+    assert err.count("tok/s") == 3 and "[3/3]" in err
+
+
+def test_runner_record_fields_are_kept(tmp_path):
+    class NamedRunner(FakeRunner):
+        def run(self, cell):
+            rec = super().run(cell)
+            rec.gpu_name, rec.cell_hash = "NVIDIA H100 PCIe", "wrong"
+            return rec
+
+    store = Store(tmp_path / "m.jsonl")
+    with pytest.warns(RuntimeWarning, match="resume matches on gpu_name"):
+        go(make_spec(), NamedRunner(FakeClock()), store, make_cells()[:1])
+    r = store.records()[0]
+    assert r.gpu_name == "NVIDIA H100 PCIe" and r.cell_hash == make_cells()[0].content_hash
+
+
+# ---------------------------------------------------------------------------------------------- kill + resume
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from measure.cell import Cell
+    from measure.executor import run_grid
+    from measure.grid import GridSpec
+    from measure.record import Record
+    from measure.store import Store
+
+    class SlowRunner:
+        def run(self, cell):
+            time.sleep(float(sys.argv[2]))
+            # a few KB per line, like real records
+            return Record(cell_hash=cell.content_hash, model=cell.model, quant=cell.quant, engine=cell.engine,
+                          batch_size=cell.batch_size, prompt_tokens=cell.prompt_tokens,
+                          output_tokens=cell.output_tokens, tokens_per_s=10.0, decode_energy_per_token_j=0.1,
+                          energy_total_j=1.0, duration_s=0.01, unstable_reason="x" * 3000)
+
+        def close(self):
+            pass
+
+    cells = [Cell(model=f"m{i % 4}", quant="fp32", engine="hf-eager", batch_size=b, prompt_tokens=16,
+                  output_tokens=8) for i in range(4) for b in (1, 2, 4, 8, 16)]
+    spec = GridSpec.from_dict({"models": ["x"], "quants": ["fp32"], "engines": ["hf-eager"], "batch_sizes": [1],
+                               "workloads": ["16/8"], "cooldown": "none"})
+    s = run_grid(spec, SlowRunner(), Store(sys.argv[1]), device_name="fake-gpu", cells=cells, progress=False)
+    print(s.ran, s.already_done)
+""")
+
+
+def test_kill_and_resume_records_every_cell_exactly_once(tmp_path):
+    script = tmp_path / "grid_job.py"
+    script.write_text(SCRIPT)
+    store_path = tmp_path / "m.jsonl"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, str(script), str(store_path), "0.05"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if store_path.exists() and store_path.read_bytes().count(b"\n") >= 6:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    n_before = store_path.read_bytes().count(b"\n")
+    assert 6 <= n_before < 20
+    # simulate the worst case too: the kill landed in the middle of a line
+    with open(store_path, "ab") as f:
+        f.write(b'{"cell_hash": "deadbeef", "model": "m0", "qu')
+
+    done = subprocess.run([sys.executable, str(script), str(store_path), "0"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    ran, already = map(int, done.stdout.split())
+    assert ran + already == 20 and already == n_before
+    raw = store_path.read_bytes()
+    assert raw.endswith(b"\n")
+    rows = [json.loads(line) for line in raw.splitlines()]  # no corrupt line
+    hashes = [r["cell_hash"] for r in rows]
+    assert len(hashes) == 20 == len(set(hashes)) and "deadbeef" not in hashes
+    assert {r["gpu_name"] for r in rows} == {"fake-gpu"}
+    assert len(Store(store_path).records()) == 20
+    # nothing left to do
+    again = subprocess.run([sys.executable, str(script), str(store_path), "0"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert again.stdout.split() == ["0", "20"]
