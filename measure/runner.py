@@ -139,7 +139,8 @@ class CellRunner:
         model = loaded.model
         engine.prepare(model)
         if self._is_cuda and dev.type == "cuda":
-            rec.engine_params = {**cell.engine_params, "compiled": cell.engine == "hf-compiled"}
+            rec.engine_params = {**cell.engine_params, "compiled": cell.engine == "hf-compiled",
+                                 "warmup_tokens": cell.output_tokens}
         else:
             rec.engine_params = {**cell.engine_params, "compiled": False, "note": "no compilation on CPU"}
 
@@ -157,6 +158,9 @@ class CellRunner:
             torch.cuda.reset_peak_memory_stats(self.device)
 
         # warm-up (includes compilation for hf-compiled)
+        # Warm-up generates the full length: a shorter one leaves the allocator and the KV cache to grow
+        # inside the first timed repetition (seen on the H100: first repetition 3x slower), and the
+        # compiled engine must see the exact static-cache shape or it compiles again while timed.
         t0 = time.perf_counter()
         for _ in range(max(1, cell.warmup)):
             engine.generate(model, ids, mask, cell.output_tokens)
