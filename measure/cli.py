@@ -134,6 +134,7 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
     runner, meter_obj = _runner(device, meter_kind, str(Path(grid_file)), isolation)
     device_name = meter_obj.name if meter_obj is not None else "cpu"
     with Store(out) as store:
+        runner.remember(r for r in store.iter_records() if r.gpu_name == device_name)
         summary = run_grid(spec, runner, store, device_name=device_name, meter=meter_obj,
                            progress=not no_progress, retry_failed=retry_failed, stop_after=stop_after,
                            time_budget_s=time_budget_s)

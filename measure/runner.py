@@ -68,6 +68,13 @@ class CellRunner:
         self._reference_tps: dict[tuple, float] = {}
         self._started = False
 
+    def remember(self, records) -> None:
+        """Seed the slow-path reference with earlier records of this device (e.g. a resumed store)."""
+        for r in records:
+            if r.status == "ok" and r.quant in ("bf16", "fp16") and r.tokens_per_s:
+                key = (r.model, r.engine, r.batch_size, r.prompt_tokens, r.output_tokens)
+                self._reference_tps[key] = max(self._reference_tps.get(key, 0.0), r.tokens_per_s)
+
     # ------------------------------------------------------------------------------------------
     def device_info(self) -> DeviceInfo:
         if self._is_cuda:
