@@ -1,0 +1,389 @@
+"""Physics-derived features of candidates, vectorised with numpy (shared by analytic, trainer and measure).
+
+Trees cannot extrapolate in raw spec space (docs: "Why physics-derived features"): a model trained on
+H100 rows says nothing about a 288 GB/s RTX 4060 Ti from `bandwidth_gbs` alone. So every row is put on
+common physical axes first:
+
+- bytes moved per decode step: the weights at the method's bits as `recommender.memory` counts them
+  (quantization scales included; embeddings and lm_head at 16 bit, 32 for fp32; params x bytes as in
+  engines.yaml's calibration of `roofline_efficiency`), and the KV cache read for batch x context,
+  context = prompt + output / 2 (the mean over the decode);
+- FLOPs per decode step and per prefill (2 x params per token + attention);
+- the card's throughput at the dtype the method really computes in (`compute_path`): fp8 tensor cores only
+  where compute capability >= 8.9 and the card lists fp8; int8 tensor cores for int8-activation methods;
+  weight-only methods compute in 16 bit; fp32 in fp32 (no TF32: PyTorch's default for matmul); bf16 on
+  cards without bf16 tensor cores (V100, T4) is emulated through fp32 (`dtype_fallback` = 1);
+- roofline times (memory- and compute-bound), arithmetic intensity vs. the card's ridge point, the
+  engine's per-token launch overhead and roofline efficiency (engines.yaml `analytic` block);
+- memory fit margin (`recommender.memory`), card specs, model shape, quant/engine/scope one-hots.
+
+The roofline axes are computed at the reference 16-bit method (`ref16_*`) and the quantization method
+enters through its own features and ratios to that reference (`q_*`), so trees cannot reorder methods
+through proxies such as "fewer bytes looks like a smaller model" (see `build`).
+
+The learned model predicts log(measured / analytic) from these, so a card never seen in training is
+still described by where it sits on these axes. `FEATURE_NAMES` is the contract with a trained artifact:
+`learned.py` refuses an artifact whose feature list differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.candidates import Candidates
+
+#: Bump when the meaning of any feature changes (a trained artifact records it).
+FEATURES_VERSION = "1"
+
+ENGINE_IDS = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
+SCHEMES = ("none", "weight-only", "dynamic", "static")
+BACKENDS = ("bnb", "torchao")
+#: Compute paths: which throughput column of gpus.csv a method runs its matmuls on.
+COMPUTE_PATHS = ("fp32", "fp16", "bf16", "int8", "fp8")
+
+#: How a row was measured. Ours: NVML energy counter over the decode phase only (design.md). Public rows
+#: (datasets/public/README.md) time and meter the whole generate call, prefill included.
+SCOPES = {
+    "gpu-counter": {"includes_prefill": 0.0, "sampled_power": 0.0,
+                    "description": "ours: NVML energy counter, decode phase only, idle included, static batch"},
+    "mlenergy-v1": {"includes_prefill": 1.0, "sampled_power": 0.0,
+                    "description": "ML.ENERGY v1: Zeus/NVML counter, whole response (prefill+decode), HF batch 1"},
+    "mlenergy-v2": {"includes_prefill": 1.0, "sampled_power": 0.0,
+                    "description": "ML.ENERGY v2: Zeus/NVML counter, vLLM serving, batch = average running batch"},
+    "argonne": {"includes_prefill": 1.0, "sampled_power": 1.0,
+                "description": "Argonne LLM-Inference-Bench: one static batch timed end to end, polled power"},
+}
+DEFAULT_SCOPE = "gpu-counter"
+
+_FP8_MIN_CC = 8.9  # Ada (sm_89) and Hopper (sm_90) are the first with fp8 tensor cores
+
+
+@dataclass
+class Physics:
+    """Per-row physical quantities (SI units: bytes, FLOP, seconds, FLOP/s, bytes/s, W)."""
+
+    params: np.ndarray
+    weight_bits: np.ndarray  # mean bits per parameter read (quantized layers + scales + 16-bit embeddings)
+    kv_bits: np.ndarray
+    weight_bytes: np.ndarray  # read per decode step
+    kv_bytes: np.ndarray  # read per decode step (batch x context)
+    flops_step: np.ndarray  # one decode step of the whole batch
+    flops_prefill: np.ndarray  # prefill of the whole batch
+    compute_path: np.ndarray  # index into COMPUTE_PATHS
+    dtype_fallback: np.ndarray  # 1 where the method's preferred path is missing on the card
+    peak_flops: np.ndarray
+    bandwidth: np.ndarray
+    t_mem_step: np.ndarray
+    t_comp_step: np.ndarray
+    t_mem_prefill: np.ndarray
+    t_comp_prefill: np.ndarray
+    efficiency: np.ndarray  # engine roofline efficiency (0..1)
+    overhead_s: np.ndarray  # engine launch overhead per decode step (s); null in engines.yaml = 0
+    memory_gb: np.ndarray  # estimated peak need (recommender.memory)
+    card_memory_gb: np.ndarray
+
+
+def _quant_tables(cands: Candidates) -> dict[str, np.ndarray]:
+    """Per-quant-row lookup arrays (indexed by cands.quant_idx)."""
+    rows = cands.catalog.quants.rows
+    out = {k: np.zeros(len(rows)) for k in ("abits", "path", "fp32", *(f"scheme_{s}" for s in SCHEMES),
+                                            *(f"backend_{b}" for b in BACKENDS))}
+    for j, q in enumerate(rows):
+        path = compute_path(q)
+        fp32 = path == "fp32"
+        out["abits"][j] = q.activation_bits if q.activation_bits is not None else (32.0 if fp32 else 16.0)
+        out["path"][j] = COMPUTE_PATHS.index(path)
+        out["fp32"][j] = float(fp32)
+        scheme = q.scheme if q.scheme in SCHEMES else "none"
+        out[f"scheme_{scheme}"][j] = 1.0
+        for b in BACKENDS:
+            out[f"backend_{b}"][j] = float((q.backend or "").lower().startswith(b))
+    return out
+
+
+def compute_path(q) -> str:
+    """The dtype a quantization method's matmuls run in (one of COMPUTE_PATHS)."""
+    cd = (q.compute_dtype or "").lower().replace("_", "").replace("-", "")
+    qid = q.id.lower()
+    if any(k in cd for k in ("fp8", "float8", "e4m3", "e5m2")):
+        return "fp8"
+    if "int8" in cd:
+        return "int8"
+    if cd in ("fp32", "float32", "float") or qid == "fp32":
+        return "fp32"
+    if "bf16" in cd or "bfloat16" in cd:
+        return "bf16"
+    if "fp16" in cd or "float16" in cd or "half" in cd:
+        return "fp16"
+    if qid in ("fp16", "bf16"):
+        return qid
+    return "bf16"  # weight-only methods with no stated compute dtype dequantize to bf16 (torchao default)
+
+
+def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
+    rows = cands.catalog.engines.rows
+    out = {"eff": np.full(len(rows), np.nan), "overhead_ms": np.full(len(rows), np.nan),
+           "compiled": np.zeros(len(rows)), "paged": np.zeros(len(rows)), "static_kv": np.zeros(len(rows)),
+           **{f"engine_{e}": np.zeros(len(rows)) for e in ENGINE_IDS}}
+    for j, e in enumerate(rows):
+        a = e.analytic or {}
+        out["eff"][j] = _f(a.get("roofline_efficiency"))
+        out["overhead_ms"][j] = _f(a.get("per_token_overhead_ms"))
+        out["compiled"][j] = float(bool(e.compiled))
+        out["paged"][j] = float((e.kv_cache or "") == "paged")
+        out["static_kv"][j] = float((e.kv_cache or "") == "static")
+        if e.id in ENGINE_IDS:
+            out[f"engine_{e.id}"][j] = 1.0
+    return out
+
+
+def _model_table(cands: Candidates) -> dict[str, np.ndarray]:
+    """Per-model-row shape quantities (indexed by cands.model_idx)."""
+    t = cands.catalog.models
+    layers, hidden, heads = t.array("num_layers"), t.array("hidden_size"), t.array("num_attention_heads")
+    kv_heads = np.where(np.isfinite(t.array("num_kv_heads")), t.array("num_kv_heads"), heads)
+    head_dim = np.where(np.isfinite(t.array("head_dim")), t.array("head_dim"), hidden / heads)
+    head_params = t.array("vocab_size") * hidden
+    params = t.array("params_b") * 1e9
+    tied = np.nan_to_num(t.array("tie_word_embeddings"))
+    return {
+        "params": params,
+        "head_params": head_params,
+        "matmul_params": params - head_params * (1.0 - tied),  # every weight but the input embedding lookup
+        "kv_values_per_token": 2.0 * layers * kv_heads * head_dim,  # K and V, all layers
+        "attn_per_ctx": 4.0 * layers * heads * head_dim,  # QK^T and AV: 2 FLOP per MAC, per context token
+    }
+
+
+def _gpu_paths(cands: Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(path used, fallback flag, dense FLOP/s) per (gpu row, wanted compute path): arrays [n_gpus, n_paths]."""
+    t = cands.catalog.gpus
+    fp32, fp16, bf16 = t.array("fp32_tflops"), t.array("fp16_tensor_tflops"), t.array("bf16_tensor_tflops")
+    fp8, int8, cc = t.array("fp8_tensor_tflops"), t.array("int8_tensor_tops"), t.array("compute_capability")
+    rates = np.stack([fp32, fp16, bf16, int8, fp8], axis=1)  # COMPUTE_PATHS order
+    idx = {p: i for i, p in enumerate(COMPUTE_PATHS)}
+    ng, npaths = len(t), len(COMPUTE_PATHS)
+    used = np.tile(np.arange(npaths), (ng, 1))
+    has = np.isfinite(rates)
+    for g in range(ng):
+        for w in range(npaths):
+            p = w
+            if p == idx["fp8"] and not (has[g, p] and np.nan_to_num(cc[g]) >= _FP8_MIN_CC):
+                p = idx["bf16"] if has[g, idx["bf16"]] else idx["fp16"]  # torchao falls back to 16 bit
+            if p == idx["int8"] and not has[g, p]:
+                p = idx["fp16"]
+            if p == idx["bf16"] and not has[g, p]:
+                p = idx["fp32"]  # V100/T4: bf16 emulated, no bf16 tensor cores
+            if p == idx["fp16"] and not has[g, p]:
+                p = idx["fp32"]
+            used[g, w] = p
+    peak = np.take_along_axis(rates, used, axis=1) * 1e12
+    fallback = (used != np.arange(npaths)).astype(np.float64)
+    return used.astype(np.float64), fallback, peak
+
+
+def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physics:
+    """Physical quantities for every candidate row. `kv_cache_bits` overrides the KV dtype per row.
+
+    Weight bytes per decode step follow engines.yaml's calibration contract (params x bytes per weight,
+    embeddings included, at `recommender.memory`'s bits: 16-bit embeddings/lm_head and quantization scales
+    for quantized methods), so the engines' `roofline_efficiency` applies unchanged. Everything is looked up
+    per catalogue row first and indexed once per candidate (200k candidates in a few tens of ms).
+    """
+    from recommender.memory import GIB, estimate
+
+    qt, et, mt = _quant_tables(cands), _engine_table(cands), _model_table(cands)
+    qi, ei, mi, gi = cands.quant_idx, cands.engine_idx, cands.model_idx, cands.gpu_idx
+    mem = estimate(cands)
+
+    full_bits = np.where(qt["fp32"] > 0, 32.0, 16.0)[qi]
+    kv_bits = full_bits if kv_cache_bits is None else np.where(np.isfinite(kv_cache_bits), kv_cache_bits, full_bits)
+    batch, prompt, output = cands.batch_size, cands.prompt_tokens, cands.output_tokens
+    ctx = prompt + output / 2.0
+    kv_per_token = mt["kv_values_per_token"][mi] * kv_bits / 8.0
+    weight_bytes = mem.weights_gb * GIB
+    kv_bytes = batch * ctx * kv_per_token
+    matmul, head, attn = mt["matmul_params"][mi], mt["head_params"][mi], mt["attn_per_ctx"][mi]
+    flops_step = batch * (2.0 * matmul + attn * ctx)
+    flops_prefill = batch * (2.0 * (matmul - head) * prompt + 2.0 * head + attn * prompt * prompt / 2.0)
+
+    used, fallback, peak_tab = _gpu_paths(cands)
+    wanted = qt["path"].astype(np.intp)[qi]
+    path, fb, peak = used[gi, wanted], fallback[gi, wanted], peak_tab[gi, wanted]
+    bw = cands.catalog.gpus.array("bandwidth_gbs")[gi] * 1e9
+    params = mt["params"][mi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return Physics(
+            params=params, weight_bits=weight_bytes * 8.0 / params, kv_bits=kv_bits, weight_bytes=weight_bytes,
+            kv_bytes=kv_bytes, flops_step=flops_step, flops_prefill=flops_prefill, compute_path=path,
+            dtype_fallback=fb, peak_flops=peak, bandwidth=bw,
+            t_mem_step=(weight_bytes + kv_bytes) / bw, t_comp_step=flops_step / peak,
+            t_mem_prefill=(weight_bytes + batch * prompt * kv_per_token) / bw, t_comp_prefill=flops_prefill / peak,
+            efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
+            memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
+        )
+
+
+# ---- the feature matrix ------------------------------------------------------------------------
+#: Quantization method the context features are computed at (see `build`).
+REFERENCE_QUANT = "fp16"
+
+_REF = ("ref16_log_weight_gb_step", "ref16_log_kv_gb_step", "ref16_kv_fraction", "ref16_log_gflop_step",
+        "ref16_log_gflop_prefill", "ref16_log_t_mem_step_ms", "ref16_log_t_comp_step_ms", "ref16_log_t_step_ms",
+        "ref16_overhead_fraction", "ref16_log_mem_over_comp", "ref16_log_arith_intensity",
+        "ref16_log_intensity_over_ridge", "ref16_log_t_prefill_ms", "ref16_log_prefill_comp_over_mem",
+        "ref16_log_analytic_tokens_per_s", "ref16_log_analytic_j_per_token", "ref16_analytic_power_fraction",
+        "ref16_log_peak_tflops")
+_RATIO = ("q_log_weight_bytes_ratio", "q_log_peak_flops_ratio", "q_log_analytic_speedup",
+          "q_log_analytic_energy_ratio", "fit_margin_gb", "fit_fraction")
+_CARD = ("log_bandwidth_gbs", "log_memory_gb", "log_tdp_w", "log_fp16_tflops", "log_int8_tops", "has_fp8",
+         "compute_capability", "tdp_w_per_tb_s")
+_MODEL = ("log_params_b", "num_layers", "log_hidden_size", "gqa_ratio", "log_vocab_size", "mlp_gated")
+_QUANT = ("weight_bits", "activation_bits", "dtype_fallback",
+          *(f"path_{p}" for p in COMPUTE_PATHS), *(f"scheme_{s}" for s in SCHEMES),
+          *(f"backend_{b}" for b in BACKENDS))
+_ENGINE = ("engine_compiled", "engine_paged_kv", "engine_static_kv", "engine_efficiency",
+           "engine_overhead_ms", *(f"engine_{e}" for e in ENGINE_IDS))
+_WORK = ("log_batch", "log_prompt", "log_output", "log_context")
+_SCOPE = (*(f"scope_{s}" for s in SCOPES), "scope_includes_prefill", "scope_sampled_power")
+
+FEATURE_NAMES: tuple[str, ...] = (*_REF, *_RATIO, *_CARD, *_MODEL, *_QUANT, *_ENGINE, *_WORK, *_SCOPE)
+
+
+def scope_array(scope, n: int) -> np.ndarray:
+    """A per-row array of scope ids from one id or a sequence (default: ours)."""
+    if scope is None:
+        scope = DEFAULT_SCOPE
+    arr = np.full(n, scope, dtype=object) if isinstance(scope, str) else np.asarray(scope, dtype=object)
+    unknown = set(arr.tolist()) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown measurement scope(s) {sorted(unknown)}; known: {sorted(SCOPES)}")
+    return arr
+
+
+def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None,
+          phys: Physics | None = None, est=None) -> np.ndarray:
+    """The float64 feature matrix (rows x FEATURE_NAMES), C-contiguous, NaN where unknown.
+
+    The roofline/context features (`ref16_*`) describe the row at the reference 16-bit method
+    (REFERENCE_QUANT): within one (card, model, batch, workload, engine) every quantization method shares
+    them, and the method enters only through the quant features and `q_*` ratios to the reference
+    (bytes, peak FLOP/s, analytic speed-up and energy ratio). So a tree cannot mistake "fewer bytes" for
+    "a smaller model" and reorder methods for which it has no data: it learns method effects from rows
+    of that method (or of methods with the same bits/path elsewhere). `phys`/`est` (physics and
+    `analytic.estimate` of the same rows) are reused when given.
+    """
+    from recommender.costmodel import analytic
+
+    n = len(cands)
+    ph = phys if phys is not None else physics(cands, kv_cache_bits)
+    est = est if est is not None else analytic.estimate(ph, cands)
+    ref_q = cands.catalog.quants.index.get(REFERENCE_QUANT)
+    if ref_q is None or bool(np.all(cands.quant_idx == ref_q)):
+        pr, er = ph, est
+    else:
+        ref = Candidates(cands.catalog, cands.gpu_idx, cands.model_idx, np.full(n, ref_q, dtype=cands.quant_idx.dtype),
+                         cands.engine_idx, cands.batch_size, cands.prompt_tokens, cands.output_tokens)
+        pr = physics(ref, ph.kv_bits)
+        er = analytic.estimate(pr, ref)
+    c = cands.col
+    qt, et = _quant_tables(cands), _engine_table(cands)
+    qi, ei = cands.quant_idx, cands.engine_idx
+    scopes = scope_array(scope, n)
+    X = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+    col = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+    def put(name, values):
+        X[:, col[name]] = values
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        put("ref16_log_weight_gb_step", np.log(pr.weight_bytes / 1e9))
+        put("ref16_log_kv_gb_step", np.log1p(pr.kv_bytes / 1e9))
+        put("ref16_kv_fraction", pr.kv_bytes / (pr.weight_bytes + pr.kv_bytes))
+        put("ref16_log_gflop_step", np.log(pr.flops_step / 1e9))
+        put("ref16_log_gflop_prefill", np.log(pr.flops_prefill / 1e9))
+        put("ref16_log_t_mem_step_ms", np.log(pr.t_mem_step * 1e3))
+        put("ref16_log_t_comp_step_ms", np.log(pr.t_comp_step * 1e3))
+        put("ref16_log_t_step_ms", np.log(er.t_step * 1e3))
+        put("ref16_overhead_fraction", pr.overhead_s / er.t_step)
+        put("ref16_log_mem_over_comp", np.log(pr.t_mem_step / pr.t_comp_step))
+        intensity = pr.flops_step / (pr.weight_bytes + pr.kv_bytes)
+        put("ref16_log_arith_intensity", np.log(intensity))
+        put("ref16_log_intensity_over_ridge", np.log(intensity / (pr.peak_flops / pr.bandwidth)))
+        put("ref16_log_t_prefill_ms", np.log(er.t_prefill * 1e3))
+        put("ref16_log_prefill_comp_over_mem", np.log(pr.t_comp_prefill / pr.t_mem_prefill))
+        put("ref16_log_analytic_tokens_per_s", np.log(er.tokens_per_s))
+        put("ref16_log_analytic_j_per_token", np.log(er.energy_per_token_j))
+        put("ref16_analytic_power_fraction", er.power_fraction)
+        put("ref16_log_peak_tflops", np.log(pr.peak_flops / 1e12))
+
+        put("q_log_weight_bytes_ratio", np.log(ph.weight_bytes / pr.weight_bytes))
+        put("q_log_peak_flops_ratio", np.log(ph.peak_flops / pr.peak_flops))
+        put("q_log_analytic_speedup", np.log(er.t_step / est.t_step))
+        put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j / er.energy_per_token_j))
+        put("fit_margin_gb", ph.card_memory_gb - ph.memory_gb)
+        put("fit_fraction", ph.memory_gb / ph.card_memory_gb)
+
+        tdp = c("gpu_tdp_w")
+        put("log_bandwidth_gbs", np.log(c("gpu_bandwidth_gbs")))
+        put("log_memory_gb", np.log(c("gpu_memory_gb")))
+        put("log_tdp_w", np.log(tdp))
+        put("log_fp16_tflops", np.log(c("gpu_fp16_tensor_tflops")))
+        put("log_int8_tops", np.log(c("gpu_int8_tensor_tops")))
+        put("has_fp8", np.isfinite(c("gpu_fp8_tensor_tflops")).astype(np.float64))
+        put("compute_capability", c("gpu_compute_capability"))
+        put("tdp_w_per_tb_s", tdp / (c("gpu_bandwidth_gbs") / 1e3))
+
+        heads = c("model_num_attention_heads")
+        put("log_params_b", np.log(c("model_params_b")))
+        put("num_layers", c("model_num_layers"))
+        put("log_hidden_size", np.log(c("model_hidden_size")))
+        put("gqa_ratio", np.where(np.isfinite(c("model_num_kv_heads")), c("model_num_kv_heads"), heads) / heads)
+        put("log_vocab_size", np.log(c("model_vocab_size")))
+        put("mlp_gated", c("model_mlp_gated"))
+
+        put("weight_bits", ph.weight_bits)
+        put("activation_bits", qt["abits"][qi])
+        put("dtype_fallback", ph.dtype_fallback)
+        for i, p in enumerate(COMPUTE_PATHS):
+            put(f"path_{p}", (ph.compute_path == i).astype(np.float64))
+        for s in SCHEMES:
+            put(f"scheme_{s}", qt[f"scheme_{s}"][qi])
+        for b in BACKENDS:
+            put(f"backend_{b}", qt[f"backend_{b}"][qi])
+
+        put("engine_compiled", et["compiled"][ei])
+        put("engine_paged_kv", et["paged"][ei])
+        put("engine_static_kv", et["static_kv"][ei])
+        put("engine_efficiency", ph.efficiency)
+        put("engine_overhead_ms", ph.overhead_s * 1e3)
+        for e in ENGINE_IDS:
+            put(f"engine_{e}", et[f"engine_{e}"][ei])
+
+        put("log_batch", np.log(cands.batch_size))
+        put("log_prompt", np.log(cands.prompt_tokens))
+        put("log_output", np.log(cands.output_tokens))
+        put("log_context", np.log(cands.prompt_tokens + cands.output_tokens / 2.0))
+
+        for s in SCOPES:
+            put(f"scope_{s}", (scopes == s).astype(np.float64))
+        put("scope_includes_prefill", _scope_flag(scopes, "includes_prefill"))
+        put("scope_sampled_power", _scope_flag(scopes, "sampled_power"))
+    X[~np.isfinite(X)] = np.nan
+    return X
+
+
+def _scope_flag(scopes: np.ndarray, key: str) -> np.ndarray:
+    out = np.zeros(len(scopes))
+    for s, spec in SCOPES.items():
+        out[scopes == s] = spec[key]
+    return out
+
+
+def _f(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan

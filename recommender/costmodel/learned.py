@@ -1,0 +1,396 @@
+"""The learned cost model: LightGBM boosters (native text) applied through lib_lightgbm's C API.
+
+Loading executes no code from the artifact (no pickle): every file is checked against MANIFEST.sha256,
+metadata.json's feature list against `features.FEATURE_NAMES`, and the boosters are parsed by LightGBM
+from their text. A tampered or mismatched artifact raises `ArtifactError` (a UserError) that says to
+run `train-cost-model`.
+
+Hot path: `import lightgbm` costs ~2 s (it imports scipy, sklearn hooks ...), which would blow the
+`recommend` cold-start budget, so the shared library is loaded with ctypes from the installed package's
+`lib/` folder without importing the package, and `LGBM_BoosterLoadModelFromString` /
+`LGBM_BoosterPredictForMat` are called directly. If that fails, `import lightgbm` is the fallback.
+
+`measured_lookup(cands)` serves our own measurements (datasets/measurements/*.jsonl) for candidate cells
+that were measured: same GPU, same model or architecture (`architecture_of`), quant, engine, batch,
+prompt and output tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from recommender.candidates import Candidates
+from recommender.costmodel.analytic import AnalyticCostModel, estimate
+from recommender.costmodel.base import TARGETS, Quantiles
+from recommender.costmodel.features import FEATURE_NAMES, FEATURES_VERSION, build, physics
+from recommender.errors import UserError
+
+MANIFEST = "MANIFEST.sha256"
+METADATA = "metadata.json"
+FORMAT_VERSION = 1
+_RETRAIN = "retrain it with `train-cost-model` (or remove the folder to fall back to the analytic model)"
+
+
+class ArtifactError(UserError):
+    """The cost-model artifact is present but cannot be trusted or used."""
+
+
+# ---- LightGBM through ctypes ------------------------------------------------------------------------
+_C_API_DTYPE_FLOAT64 = 1
+_C_API_PREDICT_NORMAL = 0
+#: An explicit thread count: without one, every LGBM_BoosterPredictForMat call pays ~10 ms of OpenMP set-up.
+_PREDICT_PARAMS = f"num_threads={max(1, min(4, os.cpu_count() or 1))}".encode()
+
+
+def _lib_path() -> Path | None:
+    spec = importlib.util.find_spec("lightgbm")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    names = {"win32": "lib_lightgbm.dll", "darwin": "lib_lightgbm.dylib"}
+    name = names.get(sys.platform, "lib_lightgbm.so")
+    for base in spec.submodule_search_locations:
+        for cand in (Path(base) / "lib" / name, Path(base) / "bin" / name, Path(base).parent / name):
+            if cand.is_file():
+                return cand
+    return None
+
+
+@cache
+def _clib():
+    """lib_lightgbm via ctypes, or None when it cannot be loaded."""
+    path = _lib_path()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(path))
+        lib.LGBM_GetLastError.restype = ctypes.c_char_p
+        return lib
+    except OSError:
+        return None
+
+
+class CBooster:
+    """A booster held by lib_lightgbm, used through its C API."""
+
+    def __init__(self, text: str, lib=None):
+        self.lib = lib or _clib()
+        if self.lib is None:
+            raise OSError("lib_lightgbm not found")
+        self.handle = ctypes.c_void_p()
+        n_iter = ctypes.c_int(0)
+        self._check(self.lib.LGBM_BoosterLoadModelFromString(
+            ctypes.c_char_p(text.encode()), ctypes.byref(n_iter), ctypes.byref(self.handle)))
+        n_feat = ctypes.c_int(0)
+        self._check(self.lib.LGBM_BoosterGetNumFeature(self.handle, ctypes.byref(n_feat)))
+        self.num_feature = n_feat.value
+
+    def _check(self, ret: int) -> None:
+        if ret != 0:
+            raise ValueError(self.lib.LGBM_GetLastError().decode("utf-8", "replace"))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        nrow, ncol = X.shape
+        out = np.empty(nrow, dtype=np.float64)
+        out_len = ctypes.c_int64(0)
+        self._check(self.lib.LGBM_BoosterPredictForMat(
+            self.handle, X.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(_C_API_DTYPE_FLOAT64),
+            ctypes.c_int32(nrow), ctypes.c_int32(ncol), ctypes.c_int(1), ctypes.c_int(_C_API_PREDICT_NORMAL),
+            ctypes.c_int(0), ctypes.c_int(-1), ctypes.c_char_p(_PREDICT_PARAMS), ctypes.byref(out_len),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        if out_len.value != nrow:
+            raise ValueError(f"LightGBM returned {out_len.value} predictions for {nrow} rows")
+        return out
+
+    def __del__(self):
+        handle = getattr(self, "handle", None)
+        if handle is not None and handle.value:
+            self.lib.LGBM_BoosterFree(handle)
+            self.handle = None
+
+
+class PyBooster:
+    """Fallback: the lightgbm Python package (slow to import)."""
+
+    def __init__(self, text: str):
+        import lightgbm
+
+        self.booster = lightgbm.Booster(model_str=text)
+        self.num_feature = self.booster.num_feature()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.booster.predict(np.ascontiguousarray(X, dtype=np.float64))
+
+
+def load_booster(text: str):
+    try:
+        return CBooster(text)
+    except (OSError, AttributeError):
+        return PyBooster(text)
+
+
+# ---- the artifact -------------------------------------------------------------------------------------
+def verify_artifact(folder: Path) -> tuple[dict, dict[str, str]]:
+    """(metadata, manifest {name: sha256}) of a verified artifact, else ArtifactError."""
+    folder = Path(folder)
+
+    def bad(why: str) -> ArtifactError:
+        return ArtifactError(f"cost-model artifact {folder} is unusable: {why}; {_RETRAIN}")
+
+    mpath = folder / MANIFEST
+    if not mpath.is_file():
+        raise bad(f"{MANIFEST} is missing")
+    listed: dict[str, str] = {}
+    for n, line in enumerate(mpath.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or len(parts[0]) != 64 or "/" in parts[1] or parts[1].startswith("."):
+            raise bad(f"{MANIFEST} line {n} is malformed")
+        listed[parts[1].strip()] = parts[0].lower()
+    present = {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")} - {MANIFEST}
+    if present - set(listed):
+        raise bad(f"files not in {MANIFEST}: {', '.join(sorted(present - set(listed)))}")
+    for name, digest in listed.items():
+        path = folder / name
+        if not path.is_file():
+            raise bad(f"{name} (listed in {MANIFEST}) is missing")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise bad(f"{name} does not match its checksum in {MANIFEST} (modified or corrupted)")
+    if METADATA not in listed:
+        raise bad(f"{METADATA} is not listed")
+    try:
+        meta = json.loads((folder / METADATA).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise bad(f"{METADATA} is not valid JSON ({exc})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise bad(f"format_version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    if meta.get("features_version") != FEATURES_VERSION or meta.get("feature_names") != list(FEATURE_NAMES):
+        raise bad("it was trained on a different feature list than recommender/costmodel/features.py computes")
+    for t, spec in meta.get("targets", {}).items():
+        if t not in TARGETS:
+            raise bad(f"unknown target {t!r}")
+        if spec.get("kind") == "learned":
+            for q in ("p10", "p50", "p90"):
+                name = spec.get("files", {}).get(q)
+                if name not in listed:
+                    raise bad(f"{t} {q} model file {name!r} is not listed in {MANIFEST}")
+    return meta, listed
+
+
+class LearnedCostModel:
+    """LightGBM corrections to the analytic model, read from a verified artifact folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.meta, listed = verify_artifact(self.folder)
+        self.name = "lightgbm-" + hashlib.sha256(
+            (self.folder / MANIFEST).read_bytes()).hexdigest()[:10]
+        self.analytic = AnalyticCostModel()
+        self.boosters: dict[str, dict[str, object]] = {}
+        self.offsets: dict[str, float] = {}
+        for t, spec in self.meta["targets"].items():
+            if spec.get("kind") != "learned":
+                continue
+            self.boosters[t] = {}
+            for q in ("p10", "p50", "p90"):
+                text = (self.folder / spec["files"][q]).read_text(encoding="utf-8")
+                try:
+                    b = load_booster(text)
+                except Exception as exc:  # LightGBM's own parse error
+                    raise ArtifactError(f"cost-model artifact {self.folder}: {spec['files'][q]} cannot be "
+                                        f"parsed by LightGBM ({exc}); {_RETRAIN}") from None
+                if b.num_feature != len(FEATURE_NAMES):
+                    raise ArtifactError(f"cost-model artifact {self.folder}: {spec['files'][q]} expects "
+                                        f"{b.num_feature} features, features.py computes {len(FEATURE_NAMES)}; {_RETRAIN}")
+                self.boosters[t][q] = b
+            self.offsets[t] = float(spec.get("conformal_log_offset", 0.0))
+        self.labels = {t: (self.name if t in self.boosters else self.analytic.name) for t in TARGETS}
+
+    def predict(self, cands: Candidates) -> dict[str, Quantiles]:
+        ph = physics(cands)
+        est = estimate(ph, cands)
+        out = self.analytic.predict(cands, phys=ph, est=est)
+        if not len(cands) or not self.boosters:
+            return out
+        X = build(cands, phys=ph, est=est)
+        base = {"energy_per_token_j": est.energy_per_token_j, "tokens_per_s": est.tokens_per_s,
+                "ttft_ms": est.ttft_ms, "prefill_energy_j": est.prefill_energy_j, "memory_gb": est.memory_gb}
+        for t, models in self.boosters.items():
+            q = {k: b.predict(X) for k, b in models.items()}
+            off = self.offsets[t]
+            stack = np.sort(np.stack([q["p10"] - off, q["p50"], q["p90"] + off]), axis=0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                p = base[t] * np.exp(stack)
+            out[t] = Quantiles(p[0], p[1], p[2])
+        return out
+
+
+def _artifact_key(folder: Path) -> tuple:
+    st = (folder / MANIFEST).stat()
+    return (str(folder.resolve()), st.st_mtime_ns, st.st_size)
+
+
+_LOADED: dict[tuple, LearnedCostModel] = {}
+
+
+def load_default(model_dir=None):
+    """The learned model when `model_dir` (default: the shipped models/) holds an artifact, else analytic.
+
+    An artifact that is present but fails verification raises ArtifactError (no silent fallback). An
+    explicit `model_dir` that does not exist is a UserError.
+    """
+    if model_dir is None:
+        from recommender.paths import models_root
+
+        try:
+            folder = models_root()
+        except FileNotFoundError:
+            return AnalyticCostModel()
+    else:
+        folder = Path(model_dir)
+        if not folder.is_dir():
+            raise UserError(f"model directory {folder} does not exist; train one with "
+                            f"`train-cost-model --out {folder}`")
+    if not (folder / MANIFEST).exists() and not (folder / METADATA).exists():
+        return AnalyticCostModel()
+    if not (folder / MANIFEST).exists():
+        raise ArtifactError(f"cost-model artifact {folder} is unusable: {MANIFEST} is missing; {_RETRAIN}")
+    key = _artifact_key(folder)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = LearnedCostModel(folder)
+    return _LOADED[key]
+
+
+# ---- measured cells -------------------------------------------------------------------------------------
+#: record field -> target (memory: NVML peak in GB of 1e9 bytes -> GiB, the recommender's unit)
+_MEASURED_FIELDS = {"decode_energy_per_token_j": "energy_per_token_j", "tokens_per_s": "tokens_per_s",
+                    "ttft_ms": "ttft_ms", "prefill_energy_j": "prefill_energy_j", "peak_mem_nvml_gb": "memory_gb"}
+_MEASURED_TARGETS = tuple(_MEASURED_FIELDS.values())
+_INDEX_CACHE: dict[tuple, dict] = {}
+
+
+def _measurement_files(dirs) -> list[Path]:
+    files = []
+    for d in dirs:
+        d = Path(d)
+        if d.is_file():
+            files.append(d)
+        elif d.is_dir():
+            files += sorted(d.glob("*.jsonl"))
+    return files
+
+
+def _arch_id(catalog, model_id: str) -> str:
+    m = catalog.models.find(model_id)
+    if m is None:
+        return f"?{model_id}"
+    if m.architecture_of and catalog.models.find(m.architecture_of) is not None:
+        return catalog.models.find(m.architecture_of).id
+    return m.id
+
+
+def _build_index(catalog, files: list[Path]) -> dict:
+    """(gpu id, architecture id, quant id, engine id, batch, prompt, output) -> {target: [values]}."""
+    gib = float(2**30)
+    index: dict[tuple, dict[str, list[float]]] = {}
+    for path in files:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line (measure/store.py) or a bad line: train-cost-model reports those
+                if not isinstance(r, dict) or r.get("status") != "ok" or r.get("is_stable") is False:
+                    continue
+                gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+                quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
+                if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
+                    continue
+                try:
+                    key = (gpu.id, _arch_id(catalog, str(r["model"])), quant.id, engine.id, float(r["batch_size"]),
+                           float(r["prompt_tokens"]), float(r["output_tokens"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                cell = index.setdefault(key, {t: [] for t in _MEASURED_TARGETS})
+                for fld, t in _MEASURED_FIELDS.items():
+                    v = r.get(fld)
+                    if t == "memory_gb" and r.get("other_gpu_processes"):
+                        v = None
+                    if isinstance(v, int | float) and np.isfinite(v) and v > 0:
+                        cell[t].append(float(v) * (1e9 / gib if t == "memory_gb" else 1.0))
+    return index
+
+
+def _index_for(catalog, dirs) -> dict:
+    files = _measurement_files(dirs)
+    key = (id(catalog), len(catalog.models), len(catalog.gpus),
+           tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    if key not in _INDEX_CACHE:
+        if len(_INDEX_CACHE) > 8:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = _build_index(catalog, files)
+    return _INDEX_CACHE[key]
+
+
+def default_measurement_dirs() -> list[Path]:
+    """datasets/measurements plus the folders in RECOMMENDER_MEASUREMENTS (os.pathsep-separated)."""
+    from recommender.paths import data_root
+
+    dirs = []
+    with contextlib.suppress(FileNotFoundError):
+        dirs.append(data_root() / "measurements")
+    extra = os.environ.get("RECOMMENDER_MEASUREMENTS", "")
+    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.ndarray, dict[str, Quantiles]]:
+    """(mask of measured rows, {target: Quantiles}) from our records.
+
+    A row is measured when a record exists for its GPU, model architecture (the model or its
+    `architecture_of`: energy and speed depend on shapes, measure/ runs random weights), quant, engine,
+    batch, prompt and output tokens. p50 = median over the matching records, p10/p90 = their min/max;
+    NaN for a target no matching record measured. Accuracy is not served here (random weights).
+    """
+    cat = cands.catalog
+    index = _index_for(cat, list(dirs if dirs is not None else default_measurement_dirs()) + list(extra_dirs))
+    n = len(cands)
+    mask = np.zeros(n, dtype=bool)
+    vals = {t: np.full((3, n), np.nan) for t in _MEASURED_TARGETS}
+    if index and n:
+        gpu_ids, quant_ids, eng_ids = cat.gpus.ids(), cat.quants.ids(), cat.engines.ids()
+        arch = np.array([_arch_id(cat, m) for m in cat.models.ids()], dtype=object)
+        arch_code = {a: i for i, a in enumerate(sorted(set(arch)))}
+        arch_idx = np.array([arch_code[a] for a in arch], dtype=np.int64)
+        na, nq, ne = len(arch_code), len(quant_ids), len(eng_ids)
+        gpos = {g: i for i, g in enumerate(gpu_ids)}
+        qpos = {q: i for i, q in enumerate(quant_ids)}
+        epos = {e: i for i, e in enumerate(eng_ids)}
+        combos = {}
+        for key in index:
+            g, a, q, e = key[:4]
+            if a in arch_code:
+                combos.setdefault(((gpos[g] * na + arch_code[a]) * nq + qpos[q]) * ne + epos[e], []).append(key)
+        code = ((cands.gpu_idx.astype(np.int64) * na + arch_idx[cands.model_idx]) * nq + cands.quant_idx) * ne \
+            + cands.engine_idx
+        hit = np.flatnonzero(np.isin(code, np.fromiter(combos, dtype=np.int64, count=len(combos))))
+        for i in hit:
+            for key in combos[int(code[i])]:
+                if key[4:] == (cands.batch_size[i], cands.prompt_tokens[i], cands.output_tokens[i]):
+                    mask[i] = True
+                    for t, vs in index[key].items():
+                        if vs:
+                            vals[t][:, i] = (min(vs), float(np.median(vs)), max(vs))
+    return mask, {t: Quantiles(v[0], v[1], v[2]) for t, v in vals.items()}

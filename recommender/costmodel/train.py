@@ -1,0 +1,760 @@
+"""`train-cost-model`: fit LightGBM corrections to the analytic model and write the artifact atomically.
+
+    train-cost-model                                  # datasets/measurements/*.jsonl + datasets/public -> models/
+    train-cost-model --measurements run.jsonl --out /tmp/m --no-public --no-cv
+
+What is learned: for each multiplicative target (decode J/token, decode tokens/s, TTFT, prefill energy,
+peak memory) three LightGBM quantile regressions (alpha 0.1, 0.5, 0.9; scikit-learn `LGBMRegressor`)
+of y = log(measured / analytic), on the physics features of `features.py`. The analytic baseline of a row
+is scope-aware: public rows time and meter prefill + decode together, so their baseline is the analytic
+end-to-end value (`analytic.Estimate.end_to_end`); ours (decode only) use the decode value. Predicting
+then uses our scope (`gpu-counter`): p50 = analytic x exp(q50).
+
+Intervals: the quantile models' p10/p90, widened (or narrowed) by a split-conformal offset in log space:
+the 80 % conformal quantile of max(q10 - y, y - q90) over the leave-one-GPU-out out-of-fold predictions
+(conformalized quantile regression, Romano et al. 2019, with cross-validation residuals). Reported
+coverage is honest: in every CV scheme a held-out group's offset comes from the other groups' residuals.
+
+Accuracy change stays analytic (cited quant_accuracy.csv) until measured deltas exist. Targets with fewer
+than MIN_ROWS rows stay analytic too (recorded in metadata.json with the reason). The conformal offset
+is calibrated on leave-one-GPU-out residuals; a target measured on one GPU group only (our H100: peak
+memory, prefill energy) falls back to leave-one-architecture-out, then to random folds (`calibration_scheme`).
+
+Validation (metadata.json `validation`, MODEL_CARD.md): leave-one-GPU-out (GPU ids with identical
+silicon - bandwidth, memory, fp16 tensor rate - form one group), leave-one-architecture-out (catalogue
+ids with the same shape form one group: fine-tunes share it) and random 5-fold over measured cells;
+median and p90 absolute percentage error of p50, the same for the analytic model alone, coverage of
+p10-p90, and the Spearman correlation of the quant-method ranking within each (card, model, batch,
+workload, engine, scope) group with at least two methods.
+
+Our records are read through `measure.record.Record.from_dict`: a file with any malformed line is
+rejected whole (every bad line listed), nothing of it is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from recommender.errors import UserError
+
+ALPHA = 0.2  # p10-p90 = 80 % interval
+QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+MIN_ROWS = 20
+FORMAT_VERSION = 1
+DEFAULT_SEED = 20261126
+
+#: target -> (column of our records, column of the public rows, baseline depends on scope)
+TARGETS = {
+    "energy_per_token_j": ("decode_energy_per_token_j", "energy_per_token_j", True),
+    "tokens_per_s": ("tokens_per_s", "tokens_per_s", True),
+    "ttft_ms": ("ttft_ms", "ttft_ms", False),
+    "prefill_energy_j": ("prefill_energy_j", None, False),
+    "memory_gb": ("memory_gb", None, False),
+}
+#: headline targets of the validation report
+HEADLINE = ("energy_per_token_j", "tokens_per_s")
+#: LightGBM settings (scikit-learn API names); deterministic given the seed and thread count.
+LGBM_PARAMS = {
+    "n_estimators": 50,
+    "learning_rate": 0.15,
+    "num_leaves": 15,
+    "max_depth": 5,
+    "min_child_samples": 8,
+    "subsample": 1.0,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "n_jobs": 2,
+    "verbose": -1,
+}
+SCHEMES = ("logo", "lomo", "random")
+SCHEME_NAMES = {"logo": "leave-one-GPU-out", "lomo": "leave-one-architecture-out", "random": "random 5-fold (cells)"}
+
+
+class MeasurementFileError(UserError):
+    """A measurements file with malformed records (rejected whole)."""
+
+
+# ---- reading data --------------------------------------------------------------------------------
+def read_records(path: Path) -> tuple[list, int]:
+    """All records of one JSONL file, validated; raises MeasurementFileError listing every bad line.
+
+    An incomplete last line (no newline, not JSON) is what a killed writer leaves (measure/store.py): it is
+    ignored and counted, not an error.
+    """
+    from measure.record import Record, SchemaError
+
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    torn = 0
+    if lines and lines[-1].strip():
+        try:
+            json.loads(lines[-1])
+        except ValueError:
+            lines, torn = lines[:-1], 1
+    records, errors = [], []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            records.append(Record.from_dict(data))
+        except (ValueError, TypeError, SchemaError) as exc:
+            errors.append(f"line {n}: {exc}")
+    if errors:
+        shown = "; ".join(errors[:10]) + (f"; ... {len(errors) - 10} more" if len(errors) > 10 else "")
+        raise MeasurementFileError(
+            f"{path}: {len(errors)} malformed record(s), file rejected (nothing of it was used): {shown}")
+    return records, torn
+
+
+def measurement_files(extra: list[Path] | None = None, include_default: bool = True) -> list[Path]:
+    from recommender.paths import data_root
+
+    files: list[Path] = []
+    if include_default:
+        folder = data_root() / "measurements"
+        if folder.is_dir():
+            files += sorted(folder.glob("*.jsonl"))
+    for p in extra or []:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(p.glob("*.jsonl"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"measurements file {p} does not exist")
+    seen, out = set(), []
+    for p in files:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            out.append(p)
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class TrainingData:
+    frame: object  # pandas.DataFrame, one row per measurement
+    files: list[dict] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def record_rows(records: list, catalog, data_file: str) -> tuple[list[dict], dict[str, int]]:
+    """Our records -> training rows (record field names); skipped rows counted by reason."""
+    from recommender.memory import GIB
+
+    rows, skipped = [], {}
+
+    def skip(reason):
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    for r in records:
+        if r.status != "ok":
+            skip(f"status {r.status}")
+            continue
+        gpu = catalog.gpus.find(r.gpu_id) if r.gpu_id else None
+        gpu = gpu or (catalog.gpus.find(r.gpu_name) if r.gpu_name else None)
+        model = catalog.models.find(r.model)
+        if gpu is None:
+            skip("GPU not in the catalogue")
+            continue
+        if model is None:
+            skip("model not in the catalogue")
+            continue
+        if catalog.quants.find(r.quant) is None or catalog.engines.find(r.engine) is None:
+            skip("quant or engine not in the catalogue")
+            continue
+        mem = r.peak_mem_nvml_gb if not r.other_gpu_processes else None
+        rows.append({
+            "row_id": f"{data_file}:{r.record_id or r.cell_hash}", "origin": "ours", "data_file": data_file,
+            "gpu_id": gpu.id, "model": model.id, "quant": catalog.quants.find(r.quant).id,
+            "engine": catalog.engines.find(r.engine).id, "batch_size": float(r.batch_size),
+            "prompt_tokens": float(r.prompt_tokens), "output_tokens": float(r.output_tokens), "kv_cache_bits": np.nan,
+            "scope_id": "gpu-counter", "decode_energy_per_token_j": r.decode_energy_per_token_j,
+            "tokens_per_s": r.tokens_per_s, "ttft_ms": r.ttft_ms, "prefill_energy_j": r.prefill_energy_j,
+            # records count GB of 1e9 bytes (measure/runner.py); the recommender counts GiB (recommender/memory.py)
+            "memory_gb": None if mem is None else mem * 1e9 / GIB,
+            "is_stable": r.is_stable,
+        })
+    return rows, skipped
+
+
+def load_training_data(measurements: list[Path] | None = None, use_public: bool = True,
+                       default_measurements: bool = True, catalog=None) -> tuple[TrainingData, object]:
+    """The training frame and the catalogue it resolves against (extended with public_models.csv)."""
+    import pandas as pd
+
+    from recommender.catalog import load_catalog_from
+    from recommender.paths import catalog_dir, data_root
+    from recommender.public_data import EXCLUDED, OUTPUTS, extend_catalog
+
+    catalog = catalog or load_catalog_from(catalog_dir())
+    public_dir = data_root() / "public"
+    extend_catalog(catalog, public_dir)
+    rows: list[dict] = []
+    files: list[dict] = []
+    skipped: dict[str, int] = {}
+    for path in measurement_files(measurements, default_measurements):
+        records, torn = read_records(path)
+        got, sk = record_rows(records, catalog, path.name)
+        rows += got
+        for k, v in sk.items():
+            skipped[f"ours: {k}"] = skipped.get(f"ours: {k}", 0) + v
+        files.append({"path": _display(path), "sha256": sha256_file(path), "records": len(records),
+                      "rows": len(got), "torn_last_line": torn})
+    if use_public:
+        for name in OUTPUTS:
+            path = public_dir / name
+            if not path.exists():
+                continue
+            df = pd.read_csv(path, dtype={"row_id": str})
+            n0 = len(df)
+            df = df[df["excluded_reason"].isna()]
+            ok = df.apply(lambda r: all(_resolves(catalog, k, r[k]) for k in ("gpu_id", "model", "quant", "engine")),
+                          axis=1) if len(df) else df.index.to_series(dtype=bool)
+            if (~ok).any():
+                skipped[f"{name}: id not in the catalogue"] = int((~ok).sum())
+            df = df[ok]
+            for r in df.to_dict("records"):
+                r["origin"] = f"public:{r['dataset']}"
+                r["data_file"] = name
+                r["memory_gb"] = np.nan
+                r["prefill_energy_j"] = np.nan
+                rows.append(r)
+            files.append({"path": _display(path), "sha256": sha256_file(path), "records": n0, "rows": int(len(df))})
+        exc = public_dir / EXCLUDED
+        if exc.exists():
+            files.append({"path": _display(exc), "sha256": sha256_file(exc), "records": None, "rows": 0})
+        pm = public_dir / "public_models.csv"
+        if pm.exists():
+            files.append({"path": _display(pm), "sha256": sha256_file(pm), "records": None, "rows": 0})
+    cols = ["row_id", "origin", "data_file", "gpu_id", "model", "quant", "engine", "batch_size", "prompt_tokens",
+            "output_tokens", "kv_cache_bits", "scope_id", "decode_energy_per_token_j", "energy_per_token_j",
+            "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb"]
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in cols[7:]:
+        if c != "scope_id":
+            frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    frame = frame.reset_index(drop=True)
+    return TrainingData(frame, files, skipped), catalog
+
+
+def _resolves(catalog, kind: str, value) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    table = {"gpu_id": catalog.gpus, "model": catalog.models, "quant": catalog.quants, "engine": catalog.engines}[kind]
+    return value in table.index
+
+
+def _display(path: Path) -> str:
+    from recommender.paths import data_root
+
+    try:
+        return path.resolve().relative_to(data_root().parent).as_posix()
+    except ValueError:
+        return path.name
+
+
+# ---- design matrix ---------------------------------------------------------------------------------
+@dataclass
+class Design:
+    X: np.ndarray
+    base: dict[str, np.ndarray]  # analytic baseline per target (scope-aware)
+    measured: dict[str, np.ndarray]
+    gpu_group: np.ndarray
+    arch_group: np.ndarray
+    cell_group: np.ndarray
+    rank_group: np.ndarray
+
+
+def design(frame, catalog) -> Design:
+    from recommender.candidates import Candidates
+    from recommender.costmodel import analytic
+    from recommender.costmodel import features as F
+
+    cands = Candidates.from_ids(catalog, frame["gpu_id"], frame["model"], frame["quant"], frame["engine"],
+                                frame["batch_size"].to_numpy(float), frame["prompt_tokens"].to_numpy(float),
+                                frame["output_tokens"].to_numpy(float))
+    kv = frame["kv_cache_bits"].to_numpy(float)
+    ph = F.physics(cands, kv)
+    est = analytic.estimate(ph, cands)
+    scopes = frame["scope_id"].to_numpy(object)
+    X = F.build(cands, scope=scopes, kv_cache_bits=kv, phys=ph, est=est)
+    pre = F._scope_flag(F.scope_array(scopes, len(cands)), "includes_prefill") > 0
+    tps_e2e, ept_e2e = est.end_to_end()
+    base = {
+        "energy_per_token_j": np.where(pre, ept_e2e, est.energy_per_token_j),
+        "tokens_per_s": np.where(pre, tps_e2e, est.tokens_per_s),
+        "ttft_ms": est.ttft_ms, "prefill_energy_j": est.prefill_energy_j, "memory_gb": est.memory_gb,
+    }
+    measured = {}
+    for t, (ours, public, _) in TARGETS.items():
+        v = frame[ours].to_numpy(float) if ours in frame else np.full(len(frame), np.nan)
+        if public and public != ours:
+            pub = frame["origin"].to_numpy(str) != "ours"
+            v = np.where(pub, frame[public].to_numpy(float), v)
+        measured[t] = v
+    # GPU ids with identical silicon (bandwidth, memory, fp16 tensor rate) form one group, named by the
+    # ids of it present in the data ("a100-pcie-40gb+a100-sxm-40gb")
+    silicon = {r.id: (r.bandwidth_gbs, r.memory_gb, r.fp16_tensor_tflops) for r in catalog.gpus}
+    members: dict[tuple, set[str]] = {}
+    for gid in frame["gpu_id"]:
+        members.setdefault(silicon[gid], set()).add(gid)
+    gpu_group = np.array(["+".join(sorted(members[silicon[x]])) for x in frame["gpu_id"]], dtype=object)
+    m = catalog.models
+    shape = {r.id: (r.num_layers, r.hidden_size, r.intermediate_size, r.num_attention_heads, r.kv_heads,
+                    r.head_size, r.vocab_size, r.mlp_gated) for r in m}
+    arch_first: dict[tuple, str] = {}
+    for mid in m.ids():
+        arch_first.setdefault(shape[mid], mid)
+    arch_group = np.array([arch_first[shape[x]] for x in frame["model"]], dtype=object)
+    key_cols = ["gpu_id", "model", "engine", "batch_size", "prompt_tokens", "output_tokens", "scope_id", "kv_cache_bits"]
+    cell = _row_keys(frame, key_cols + ["quant"])
+    rank = _row_keys(frame, key_cols)
+    return Design(X, base, measured, gpu_group, arch_group, cell, rank)
+
+
+def _row_keys(frame, cols: list[str]) -> np.ndarray:
+    return np.array(["|".join(map(str, t)) for t in zip(*(frame[c].tolist() for c in cols), strict=True)],
+                    dtype=object)
+
+
+# ---- fitting ---------------------------------------------------------------------------------------
+def _regressor(alpha: float, seed: int):
+    from lightgbm import LGBMRegressor
+
+    return LGBMRegressor(objective="quantile", alpha=alpha, random_state=seed, **LGBM_PARAMS)
+
+
+def fit_quantiles(X: np.ndarray, y: np.ndarray, seed: int, quantiles=QUANTILES) -> dict:
+    """One fitted LGBMRegressor per quantile name."""
+    return {name: _regressor(a, seed).fit(X, y) for name, a in quantiles.items()}
+
+
+def _folds(scheme: str, d: Design, rows: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(train rows, test rows, held-out label) for a CV scheme, over the given row indices."""
+    if scheme == "random":
+        cells = d.cell_group[rows]
+        uniq = np.array(sorted(set(cells)), dtype=object)
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(len(uniq))
+        fold_of = {c: int(i % 5) for i, c in zip(range(len(uniq)), uniq[perm], strict=True)}
+        labels = np.array([f"fold{fold_of[c]}" for c in cells], dtype=object)
+    else:
+        labels = (d.gpu_group if scheme == "logo" else d.arch_group)[rows]
+    out = []
+    for lab in sorted(set(labels)):
+        test = rows[labels == lab]
+        train = rows[labels != lab]
+        if len(train) >= MIN_ROWS // 2 and len(test):
+            out.append((train, test, str(lab)))
+    return out
+
+
+def cross_validate(d: Design, target: str, rows: np.ndarray, scheme: str, seed: int,
+                   quantiles=QUANTILES) -> dict[str, np.ndarray]:
+    """Out-of-fold log-ratio predictions for `rows` (NaN where a row's group could not be held out)."""
+    y = np.log(d.measured[target] / d.base[target])
+    n = len(y)
+    out = {name: np.full(n, np.nan) for name in quantiles}
+    fold = np.full(n, "", dtype=object)
+    for train, test, lab in _folds(scheme, d, rows, seed):
+        models = fit_quantiles(d.X[train], y[train], seed, quantiles)
+        for name, m in models.items():
+            out[name][test] = m.predict(d.X[test])
+        fold[test] = lab
+    out["fold"] = fold
+    return out
+
+
+def conformal_offset(scores: np.ndarray, alpha: float = ALPHA) -> float:
+    """Split-conformal quantile of conformity scores: the ceil((n+1)(1-alpha))/n empirical quantile."""
+    s = np.sort(scores[np.isfinite(scores)])
+    if not len(s):
+        return 0.0
+    k = min(len(s), math.ceil((len(s) + 1) * (1 - alpha)))
+    return float(s[k - 1])
+
+
+def _ordered(lo, mid, hi):
+    stack = np.sort(np.stack([lo, mid, hi]), axis=0)
+    return stack[0], stack[1], stack[2]
+
+
+def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Validation figures of one scheme + the calibrated predictions (original units) for the CSV."""
+    meas, base = d.measured[target][rows], d.base[target][rows]
+    y = np.log(meas / base)
+    q10, q50, q90 = (oof[k][rows] for k in ("p10", "p50", "p90"))
+    folds = oof["fold"][rows]
+    ok = np.isfinite(q50)
+    score = np.maximum(q10 - y, y - q90)
+    lo, hi = q10.copy(), q90.copy()
+    for lab in set(folds[ok]):  # each held-out group calibrated on the other groups' residuals only
+        sel = folds == lab
+        off = conformal_offset(score[ok & ~sel])
+        lo[sel] -= off
+        hi[sel] += off
+    lo, mid, hi = _ordered(lo, q50, hi)
+    p10, p50, p90 = base * np.exp(lo), base * np.exp(mid), base * np.exp(hi)
+    ape = np.abs(p50 - meas) / meas * 100
+    ape_an = np.abs(base - meas) / meas * 100
+    raw_lo, _, raw_hi = _ordered(q10, q50, q90)
+    fig = {
+        "n": int(ok.sum()), "groups": len(set(folds[ok])),
+        "median_ape_pct": _r(np.median(ape[ok])) if ok.any() else None,
+        "p90_ape_pct": _r(np.percentile(ape[ok], 90)) if ok.any() else None,
+        "analytic_median_ape_pct": _r(np.median(ape_an[ok])) if ok.any() else None,
+        "analytic_p90_ape_pct": _r(np.percentile(ape_an[ok], 90)) if ok.any() else None,
+        "coverage_p10_p90": _r(np.mean((meas[ok] >= p10[ok]) & (meas[ok] <= p90[ok]))) if ok.any() else None,
+        "coverage_p10_p90_uncalibrated": _r(np.mean((y[ok] >= raw_lo[ok]) & (y[ok] <= raw_hi[ok]))) if ok.any() else None,
+    }
+    fig.update(rank_correlation(d, rows[ok], p50[ok], meas[ok], base[ok]))
+    preds = {"rows": rows[ok], "fold": folds[ok], "p10": p10[ok], "p50": p50[ok], "p90": p90[ok]}
+    return fig, preds
+
+
+def rank_correlation(d: Design, rows, pred, meas, base) -> dict:
+    """Mean Spearman correlation of quant-method rankings within (card, model, batch, workload, engine, scope)."""
+    from scipy.stats import spearmanr
+
+    groups: dict[str, list[int]] = {}
+    for i, g in enumerate(d.rank_group[rows]):
+        groups.setdefault(g, []).append(i)
+    rho, rho_an = [], []
+    for idx in groups.values():
+        if len(idx) < 2 or len(set(d.cell_group[rows][idx])) < 2:
+            continue
+        m = np.asarray(meas)[idx]
+        if np.ptp(m) == 0:
+            continue
+        for arr, acc in ((pred, rho), (base, rho_an)):
+            p = np.asarray(arr)[idx]
+            r = spearmanr(p, m).statistic if np.ptp(p) > 0 else 0.0
+            acc.append(float(r) if np.isfinite(r) else 0.0)
+    return {"rank_groups": len(rho), "spearman_quant_rank": _r(np.mean(rho)) if rho else None,
+            "analytic_spearman_quant_rank": _r(np.mean(rho_an)) if rho_an else None}
+
+
+def _r(v) -> float:
+    return float(round(float(v), 4))
+
+
+# ---- the whole run ---------------------------------------------------------------------------------
+@dataclass
+class Result:
+    boosters: dict[str, dict[str, str]]  # target -> quantile -> model text
+    metadata: dict
+    cv_rows: list[dict]
+    model_card: str
+
+
+def target_rows(d: Design, target: str) -> np.ndarray:
+    ok = np.isfinite(d.measured[target]) & (d.measured[target] > 0) & np.isfinite(d.base[target]) & (d.base[target] > 0)
+    return np.flatnonzero(ok)
+
+
+def analytic_report(d: Design) -> dict:
+    """|log(measured / analytic)| per target: the 80th percentile gives analytic.INTERVAL_FACTOR."""
+    out = {}
+    for t in TARGETS:
+        rows = target_rows(d, t)
+        if not len(rows):
+            out[t] = {"n": 0}
+            continue
+        e = np.abs(np.log(d.measured[t][rows] / d.base[t][rows]))
+        per_gpu = {g: _r(np.exp(np.percentile(e[d.gpu_group[rows] == g], 80))) for g in sorted(set(d.gpu_group[rows]))}
+        out[t] = {"n": int(len(rows)), "factor_p80": _r(np.exp(np.percentile(e, 80))),
+                  "median_ratio": _r(np.exp(np.median(np.log(d.measured[t][rows] / d.base[t][rows])))),
+                  "factor_p80_by_gpu": per_gpu}
+    return out
+
+
+def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True, log=print) -> Result:
+    import lightgbm
+    import sklearn
+
+    from recommender.costmodel import features as F
+
+    t0 = time.perf_counter()
+    frame = data.frame
+    d = design(frame, catalog)
+    targets_meta, boosters, cv_rows = {}, {}, []
+    validation: dict = {"schemes": {k: SCHEME_NAMES[k] for k in SCHEMES}, "alpha": ALPHA}
+    for t in TARGETS:
+        rows = target_rows(d, t)
+        n_gpu = len(set(d.gpu_group[rows]))
+        # intervals are calibrated on the hardest split the data allow: leave-one-GPU-out, else (one GPU
+        # group, e.g. only our H100) leave-one-architecture-out, else random folds over cells
+        usable = [s for s in SCHEMES if len(_folds(s, d, rows, seed)) >= 2]
+        if len(rows) < MIN_ROWS or not usable:
+            targets_meta[t] = {"kind": "analytic", "n_rows": int(len(rows)),
+                               "reason": f"{len(rows)} measured rows ({n_gpu} GPU group(s)); needs >= {MIN_ROWS} "
+                                         "rows that can be split for validation"}
+            log(f"{t}: analytic ({targets_meta[t]['reason']})")
+            continue
+        calib = usable[0]
+        y = np.log(d.measured[t][rows] / d.base[t][rows])
+        figs, oofs = {}, {}
+        for scheme in usable if cv else [calib]:
+            oofs[scheme] = cross_validate(d, t, rows, scheme, seed)
+            fig, preds = evaluate(d, t, rows, oofs[scheme])
+            figs[scheme] = fig
+            cv_rows += _cv_records(frame, d, t, scheme, preds)
+        score = np.maximum(oofs[calib]["p10"][rows] - y, y - oofs[calib]["p90"][rows])
+        offset = conformal_offset(score)
+        models = fit_quantiles(d.X[rows], y, seed)
+        boosters[t] = {q: m.booster_.model_to_string() for q, m in models.items()}
+        targets_meta[t] = {
+            "kind": "learned", "transform": "log(measured / analytic)", "n_rows": int(len(rows)),
+            "gpus": sorted(set(frame["gpu_id"].to_numpy(object)[rows])),
+            "gpu_groups": n_gpu, "architectures": len(set(d.arch_group[rows])),
+            "origins": {k: int(v) for k, v in frame.iloc[rows]["origin"].value_counts().sort_index().items()},
+            "files": {q: f"{t}.{q}.txt" for q in QUANTILES},
+            "conformal_log_offset": _r(offset),
+            "calibration_scheme": calib,
+            "interval": f"quantile p10/p90 widened by the split-conformal offset ({SCHEME_NAMES[calib]} "
+                        "out-of-fold residuals)",
+        }
+        validation[t] = figs
+        log(f"{t}: {len(rows)} rows, " + ", ".join(
+            f"{s} median APE {f['median_ape_pct']}% (analytic {f['analytic_median_ape_pct']}%), "
+            f"coverage {f['coverage_p10_p90']}" for s, f in figs.items()))
+    targets_meta["accuracy_delta"] = {"kind": "analytic",
+                                      "reason": "cited quant_accuracy.csv deltas (no measured deltas to learn from)"}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "features_version": F.FEATURES_VERSION,
+        "feature_names": list(F.FEATURE_NAMES),
+        "quantiles": QUANTILES,
+        "targets": targets_meta,
+        "prediction_scope": F.DEFAULT_SCOPE,
+        "seed": seed,
+        "lgbm_params": LGBM_PARAMS,
+        "data": {"files": data.files, "rows": int(len(frame)), "skipped": data.skipped,
+                 "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
+        "validation": validation,
+        "analytic_report": analytic_report(d),
+        "versions": {"python": platform.python_version(), "lightgbm": lightgbm.__version__,
+                     "scikit-learn": sklearn.__version__, "numpy": np.__version__},
+        "created_at": _created_at(),
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }
+    return Result(boosters, meta, cv_rows, model_card(meta))
+
+
+def _created_at() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return when.replace(microsecond=0).isoformat()
+
+
+def _cv_records(frame, d: Design, target: str, scheme: str, preds: dict) -> list[dict]:
+    sub = frame.iloc[preds["rows"]]
+    out = []
+    for i, (_, r) in enumerate(sub.iterrows()):
+        j = preds["rows"][i]
+        out.append({"scheme": scheme, "target": target, "held_out": preds["fold"][i], "row_id": r["row_id"],
+                    "origin": r["origin"], "gpu_id": r["gpu_id"], "model": r["model"], "quant": r["quant"],
+                    "engine": r["engine"], "batch_size": r["batch_size"], "prompt_tokens": r["prompt_tokens"],
+                    "output_tokens": r["output_tokens"], "scope_id": r["scope_id"],
+                    "measured": d.measured[target][j], "analytic": d.base[target][j],
+                    "p10": preds["p10"][i], "p50": preds["p50"][i], "p90": preds["p90"][i]})
+    return out
+
+
+# ---- the artifact ----------------------------------------------------------------------------------
+MANIFEST = "MANIFEST.sha256"
+METADATA = "metadata.json"
+CV_PREDICTIONS = "cv_predictions.csv"
+CARD = "MODEL_CARD.md"
+
+
+def artifact_files(res: Result) -> dict[str, bytes]:
+    import csv
+    import io
+
+    files: dict[str, bytes] = {}
+    for t, qs in res.boosters.items():
+        for q, text in qs.items():
+            files[f"{t}.{q}.txt"] = text.encode()
+    files[METADATA] = (json.dumps(res.metadata, indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
+    buf = io.StringIO()
+    if res.cv_rows:
+        w = csv.DictWriter(buf, fieldnames=list(res.cv_rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in res.cv_rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    files[CV_PREDICTIONS] = buf.getvalue().encode()
+    files[CARD] = res.model_card.encode()
+    return files
+
+
+def manifest(files: dict[str, bytes]) -> bytes:
+    return "".join(f"{hashlib.sha256(b).hexdigest()}  {name}\n" for name, b in sorted(files.items())).encode()
+
+
+def write_artifact(out: Path, files: dict[str, bytes]) -> Path:
+    """Write every file plus MANIFEST.sha256 into a temporary sibling folder, then rename it into place."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the artifact is a normal folder
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        (tmp / MANIFEST).write_bytes(manifest(files))
+        for p in tmp.iterdir():
+            with p.open("rb") as fh:
+                os.fsync(fh.fileno())
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ---- model card ------------------------------------------------------------------------------------
+def model_card(meta: dict) -> str:
+    v = meta["validation"]
+    lines = [
+        "# Cost model card",
+        "",
+        f"Created {meta['created_at']} by `train-cost-model` (seed {meta['seed']}, LightGBM "
+        f"{meta['versions']['lightgbm']}, features v{meta['features_version']}, {len(meta['feature_names'])} features).",
+        "",
+        "## What it predicts",
+        "",
+        "For each target, three LightGBM quantile regressions (0.1, 0.5, 0.9) of log(measured / analytic) on",
+        "physics-derived features (`recommender/costmodel/features.py`): the prediction is the analytic",
+        "roofline + power estimate (`analytic.py`) times exp(correction), for our measurement scope",
+        f"(`{meta['prediction_scope']}`: NVML energy counter, decode phase only). Public rows (prefill + decode",
+        "metered together) are compared with the analytic end-to-end estimate, and their scope is a feature.",
+        "p10/p90 are the quantile models widened by a split-conformal offset from out-of-fold residuals of the",
+        "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups).",
+        "",
+        "| target | kind | rows | GPU groups | architectures | conformal log offset (calibrated on) | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t, m in meta["targets"].items():
+        if m["kind"] == "learned":
+            lines.append(f"| {t} | learned | {m['n_rows']} | {m['gpu_groups']} | {m['architectures']} | "
+                         f"{m['conformal_log_offset']} ({SCHEME_NAMES[m['calibration_scheme']]}) | "
+                         f"GPUs: {', '.join(m['gpus'])} |")
+        else:
+            lines.append(f"| {t} | analytic | {m.get('n_rows', 0)} | | | | {m['reason']} |")
+    lines += ["", "## Data", "", "| file | sha256 (first 12) | records | rows used |", "|---|---|---|---|"]
+    for f in meta["data"]["files"]:
+        lines.append(f"| {f['path']} | {f['sha256'][:12]} | {f['records'] if f['records'] is not None else ''} | {f['rows']} |")
+    lines += ["", "Rows by origin: " + ", ".join(f"{k} {n}" for k, n in meta["data"]["rows_by_origin"].items()) + "."]
+    if meta["data"]["skipped"]:
+        lines += ["Skipped: " + "; ".join(f"{k}: {n}" for k, n in meta["data"]["skipped"].items()) + "."]
+    lines += ["", "Sources, licences and measurement scopes of the public rows: `datasets/public/README.md`.", "",
+              "## Validation", "",
+              "APE = absolute percentage error of p50 against the measurement. Coverage = share of measurements",
+              "inside p10-p90 (target 0.80), each held-out group calibrated on the other groups only;",
+              "'uncalibrated' = the raw quantile models. Spearman = mean rank correlation of the quantization",
+              "methods within one (card, model, batch, workload, engine, scope); n/a where no group has two.", "",
+              "| target | scheme | rows | groups | median APE % | p90 APE % | analytic median APE % | "
+              "analytic p90 APE % | coverage | uncalibrated | Spearman (groups) | analytic Spearman |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t, figs in v.items():
+        if not isinstance(figs, dict) or t in ("schemes",):
+            continue
+        for s, f in figs.items():
+            lines.append(
+                f"| {t} | {v['schemes'][s]} | {f['n']} | {f['groups']} | {f['median_ape_pct']} | {f['p90_ape_pct']} | "
+                f"{f['analytic_median_ape_pct']} | {f['analytic_p90_ape_pct']} | {f['coverage_p10_p90']} | "
+                f"{f['coverage_p10_p90_uncalibrated']} | {_na(f['spearman_quant_rank'])} ({f['rank_groups']}) | "
+                f"{_na(f['analytic_spearman_quant_rank'])} |")
+    lines += ["", "## Analytic model against the same rows", "",
+              "Factor = exp(80th percentile of |log(measured / analytic)|) (`analytic.INTERVAL_FACTOR`).", "",
+              "| target | rows | median measured/analytic | factor | factor by GPU |", "|---|---|---|---|---|"]
+    for t, r in meta["analytic_report"].items():
+        if r["n"]:
+            by = ", ".join(f"{g} {x}" for g, x in r["factor_p80_by_gpu"].items())
+            lines.append(f"| {t} | {r['n']} | {r['median_ratio']} | {r['factor_p80']} | {by} |")
+    lines += ["", "## Limits", "",
+              "- Public rows are vLLM/TensorRT-LLM/llama.cpp/HF-eager on A100, A40, V100, H100, GH200 (16-bit,",
+              "  a few fp8 / int8 weight-only throughput rows). Consumer cards, bitsandbytes and dynamic int8 have",
+              "  no public energy rows: predictions there lean on the physics features and the analytic model.",
+              "- ShareGPT prompt lengths are imputed (161 tokens, see datasets/public/README.md).",
+              "- Retrain with `train-cost-model` whenever datasets/measurements or datasets/public change.", ""]
+    return "\n".join(lines)
+
+
+def _na(v) -> str:
+    return "n/a" if v is None else str(v)
+
+
+# ---- CLI -------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="train-cost-model", description=__doc__.splitlines()[0])
+    ap.add_argument("--measurements", nargs="+", type=Path, default=[], metavar="FILE",
+                    help="extra measurement JSONL files (or folders of them), besides datasets/measurements")
+    ap.add_argument("--out", type=Path, default=None, help="artifact folder (default: the repo's models/)")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--no-public", action="store_true", help="train on our measurements only")
+    ap.add_argument("--no-default-measurements", action="store_true",
+                    help="ignore datasets/measurements (use only --measurements)")
+    ap.add_argument("--cv", dest="cv", action="store_true", default=True,
+                    help="run leave-one-model-out and random CV too (default)")
+    ap.add_argument("--no-cv", dest="cv", action="store_false",
+                    help="only the leave-one-GPU-out CV that calibrates the intervals")
+    ap.add_argument("--analytic-report", action="store_true",
+                    help="print the analytic model's error factors per target and exit")
+    args = ap.parse_args(argv)
+    try:
+        data, catalog = load_training_data(args.measurements, use_public=not args.no_public,
+                                           default_measurements=not args.no_default_measurements)
+        if not len(data.frame):
+            raise UserError("no training rows: add measurements (--measurements FILE) or drop --no-public")
+        if args.analytic_report:
+            print(json.dumps(analytic_report(design(data.frame, catalog)), indent=2))
+            return 0
+        res = train(data, catalog, seed=args.seed, cv=args.cv, log=lambda s: print(s, file=sys.stderr))
+        from recommender.paths import models_root
+
+        out = args.out
+        if out is None:
+            try:
+                out = models_root()
+            except FileNotFoundError:
+                out = Path(__file__).resolve().parents[2] / "models"
+        path = write_artifact(out, artifact_files(res))
+        print(f"wrote {path} ({len(res.boosters)} learned targets, {res.metadata['train_seconds']} s)")
+        return 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

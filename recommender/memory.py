@@ -1,0 +1,157 @@
+"""Memory fit per card, vectorised over `Candidates`.
+
+Peak GPU memory = weights + KV cache + activations + runtime overhead, all in GB of 2**30 bytes
+(the unit card memory sizes are quoted in: a "16 GB" card has 16 GiB).
+
+- weights: non-embedding parameters at the method's weight bits plus its quantization scales
+  (`SCALE_BITS`); embeddings (input, and output unless tied) stay at 16 bit for quantized methods,
+  because bitsandbytes and torchao replace only `nn.Linear` layers and transformers skips `lm_head`.
+  Unquantized dtypes (fp32/fp16/bf16) store everything at their width.
+- KV cache: batch x (prompt + output) tokens x 2 (K, V) x layers x kv_heads x head_dim x 2 bytes.
+- activations: peak live tensors of one layer in prefill (project parameter, see `PARAMS`), the fp32
+  logits of the last position, and for weight-only methods one dequantized 16-bit weight matrix.
+- runtime overhead: CUDA context, cuBLAS workspace, allocator fragmentation on KV + activations and,
+  for compiled / CUDA-graph engines, graph pools (project parameters to be calibrated against
+  `peak_mem_nvml_gb` of our H100 measurements).
+
+The usable capacity is memory_gb x (1 - headroom) x the engine's memory utilisation (vLLM and other
+paged-KV engines reserve a fraction of the card: vLLM's default `gpu_memory_utilization` is 0.9).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from recommender.candidates import Candidates
+
+GIB = float(2**30)
+
+#: Project parameters (labelled as such; calibrate with measured peak memory).
+PARAMS = {
+    # CUDA context + cuBLAS/cuDNN workspaces + caching-allocator slack of a PyTorch process (GB).
+    "runtime_overhead_gb": 0.6,
+    # extra for engines that capture CUDA graphs / compile (GB).
+    "compiled_overhead_gb": 0.4,
+    # allocator fragmentation on dynamic allocations (KV + activations), fraction.
+    "fragmentation_frac": 0.05,
+    # peak live activation elements per prompt token in prefill: a*hidden + b*intermediate (16-bit).
+    "act_hidden_mult": 4.0,
+    "act_intermediate_mult": 3.0,
+    # fraction of the card a paged-KV engine allows itself (vLLM default gpu_memory_utilization).
+    "paged_memory_utilization": 0.9,
+}
+
+#: Quantization scale/zero-point overhead, extra bits per quantized weight.
+#: bnb-nf4/fp4: one fp32 absmax per block of 64 weights (bitsandbytes default blocksize) = 0.5 bit;
+#: torchao int4 weight-only: bf16 scale + zero per group of 128 (torchao default group_size) = 0.25 bit;
+#: per-channel/row methods (bnb-int8, torchao int8, fp8): one scale per output row, negligible.
+SCALE_BITS = {"bnb-nf4": 0.5, "bnb-fp4": 0.5, "torchao-int4-wo": 0.25}
+
+_UNQUANTIZED_BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0}
+
+
+@dataclass
+class MemoryEstimate:
+    """Per-candidate memory components (GB of 2**30 bytes) and the fit against usable capacity."""
+
+    weights_gb: np.ndarray
+    kv_cache_gb: np.ndarray
+    activations_gb: np.ndarray
+    overhead_gb: np.ndarray
+    total_gb: np.ndarray
+    card_gb: np.ndarray
+    usable_gb: np.ndarray
+    headroom_frac: float
+
+    @cached_property
+    def fits(self) -> np.ndarray:
+        """True where the total fits the usable capacity (False where either is unknown)."""
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(self.total_gb) & np.isfinite(self.usable_gb) & (self.total_gb <= self.usable_gb)
+
+    def take(self, sel) -> MemoryEstimate:
+        return MemoryEstimate(*(getattr(self, f)[sel] for f in
+                                ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "total_gb",
+                                 "card_gb", "usable_gb")), self.headroom_frac)
+
+    def breakdown(self, i: int) -> dict[str, float | None]:
+        """Components of row `i` for JSON output (GB)."""
+        keys = ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "total_gb", "usable_gb")
+        return {k: _round(getattr(self, k)[i]) for k in keys}
+
+
+def _quant_bits(cands: Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per quant row: (weight bits incl. scales, embedding bits, 1.0 if weight-only) over the quant table."""
+    quants = cands.catalog.quants.rows
+    wbits, ebits, wonly = (np.full(len(quants), np.nan) for _ in range(3))
+    for j, q in enumerate(quants):
+        if q.id in _UNQUANTIZED_BITS or (q.scheme == "none"):
+            bits = q.weight_bits or _UNQUANTIZED_BITS.get(q.id, 16.0)
+            wbits[j], ebits[j], wonly[j] = bits, bits, 0.0
+            continue
+        bits = q.weight_bits if q.weight_bits is not None else np.nan
+        extra = SCALE_BITS.get(q.id)
+        if extra is None:
+            m = re.search(r"(\d+)", q.granularity or "")
+            extra = 32.0 / float(m.group(1)) if m and ("block" in q.granularity or "group" in q.granularity) else 0.0
+        wbits[j], ebits[j] = bits + extra, 16.0
+        wonly[j] = 1.0 if q.scheme == "weight-only" else 0.0
+    return wbits, ebits, wonly
+
+
+def estimate(cands: Candidates, headroom_frac: float = 0.0) -> MemoryEstimate:
+    """Peak memory estimate and usable capacity for every candidate row (GB of 2**30 bytes)."""
+    c = cands.col
+    params = c("model_params_b") * 1e9
+    hidden, inter = c("model_hidden_size"), c("model_intermediate_size")
+    vocab = np.nan_to_num(c("model_vocab_size"))
+    tied = np.nan_to_num(c("model_tie_word_embeddings"))
+    embed = vocab * np.nan_to_num(hidden) * (2.0 - tied)
+    wbits, ebits, wonly = (a[cands.quant_idx] for a in _quant_bits(cands))
+    weights = (np.maximum(params - embed, 0.0) * wbits + embed * ebits) / 8.0
+
+    layers, heads = c("model_num_layers"), c("model_num_attention_heads")
+    kv_heads = np.where(np.isfinite(c("model_num_kv_heads")), c("model_num_kv_heads"), heads)
+    head_dim = np.where(np.isfinite(c("model_head_dim")), c("model_head_dim"), hidden / heads)
+    batch, ctx = cands.batch_size, cands.prompt_tokens + cands.output_tokens
+    kv = batch * ctx * 2.0 * layers * kv_heads * head_dim * 2.0
+
+    p = PARAMS
+    act = batch * cands.prompt_tokens * (p["act_hidden_mult"] * hidden + p["act_intermediate_mult"] * inter) * 2.0
+    act = act + batch * vocab * 4.0 + wonly * np.nan_to_num(hidden * inter) * 2.0
+
+    compiled = np.nan_to_num(c("engine_compiled"))
+    paged = _paged(cands)
+    overhead = (p["runtime_overhead_gb"] + np.maximum(compiled, paged) * p["compiled_overhead_gb"]
+                + (kv + act) * p["fragmentation_frac"] / GIB)
+    total = (weights + kv + act) / GIB + overhead
+    card = c("gpu_memory_gb")
+    util = np.where(paged > 0, p["paged_memory_utilization"], 1.0)
+    usable = card * (1.0 - headroom_frac) * util
+    return MemoryEstimate(weights / GIB, kv / GIB, act / GIB, overhead, total, card, usable, float(headroom_frac))
+
+
+def _paged(cands: Candidates) -> np.ndarray:
+    vals = np.array([1.0 if (e.kv_cache or "") == "paged" else 0.0 for e in cands.catalog.engines], dtype=np.float64)
+    return vals[cands.engine_idx] if len(vals) else np.zeros(len(cands))
+
+
+def describe_misfit(est: MemoryEstimate, i: int, gpu_id: str) -> str:
+    """One-line reason for a candidate that does not fit, e.g. 'needs 18.2 GB > 16.0 GB on rtx4060ti-16gb'."""
+    total, usable, card = est.total_gb[i], est.usable_gb[i], est.card_gb[i]
+    if not np.isfinite(card):
+        return f"memory size of {gpu_id} unknown"
+    if not np.isfinite(total):
+        return "model shape unknown: cannot estimate memory"
+    if abs(usable - card) < 1e-9:
+        return f"needs {total:.1f} GB > {card:.1f} GB on {gpu_id}"
+    return f"needs {total:.1f} GB > {usable:.1f} GB usable on {gpu_id} ({card:.1f} GB card)"
+
+
+def _round(v) -> float | None:
+    v = float(v)
+    return round(v, 3) if np.isfinite(v) else None

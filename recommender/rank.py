@@ -1,0 +1,612 @@
+"""Resolve a query, build candidates, exclude what cannot run, predict, constrain, rank.
+
+Everything is vectorised over `Candidates` (numpy); only the rows shown become dicts.
+Exclusions are integer codes per row (`EXCLUDED`), turned into one-line reasons only for shown rows.
+Priorities: energy -> EOR (desc), accuracy -> score (desc), latency -> latency_s (asc),
+balanced -> TWEOR (desc); ties break on EOR, then energy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recommender.candidates import Candidates
+from recommender.catalog import Catalog, load_catalog
+from recommender.costmodel.base import CostModel, Quantiles
+from recommender.errors import UserError
+from recommender.memory import MemoryEstimate, describe_misfit, estimate
+from recommender.workload import (
+    DEFAULT_OUTPUT_TOKENS,
+    DEFAULT_PROMPT_TOKENS,
+    DEFAULT_REQUESTS,
+    Workload,
+    evaluate,
+)
+from recommender.workload import baseline_score as _baseline_score
+
+PRIORITIES = ("energy", "accuracy", "latency", "balanced")
+#: priority -> (metric, higher is better)
+PRIORITY_METRIC = {"energy": ("eor", True), "accuracy": ("accuracy", True),
+                   "latency": ("latency_s", False), "balanced": ("tweor", True)}
+DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
+DEFAULT_PRIORITY = "energy"
+TEST_MODEL = "tiny-test"
+UNQUANTIZED = ("fp32", "fp16", "bf16")
+
+# exclusion codes, in the order they are checked (the first that applies is reported)
+OK, NO_SPECS, COMPUTE_CAP, BF16, ENGINE, CONTEXT, MEMORY, NO_PREDICTION, ACCURACY, LATENCY, ENERGY = range(11)
+EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capability too low",
+            BF16: "no bf16 on this GPU", ENGINE: "engine does not support the quantization",
+            CONTEXT: "context longer than the model's max positions", MEMORY: "does not fit in memory",
+            NO_PREDICTION: "no cost-model prediction", ACCURACY: "below the accuracy floor",
+            LATENCY: "above the latency ceiling", ENERGY: "above the energy ceiling"}
+
+
+class NoCandidateError(UserError):
+    """Every candidate was excluded by the hardware or the constraints (message says which)."""
+
+
+@dataclass
+class Query:
+    """What the user asked for (names as typed; None = default)."""
+
+    gpus: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    quants: tuple[str, ...] = ()
+    engines: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS
+    requests: int = DEFAULT_REQUESTS
+    profile: str | None = None
+    priority: str | None = None
+    min_accuracy: float | None = None  # absolute, 0-100 score
+    max_latency_ms: float | None = None  # one request
+    max_energy_wh: float | None = None  # the whole workload
+    price_kwh: float | None = None
+    grid_gco2_kwh: float | None = None
+    region: str | None = None
+    pue: float | None = None
+    model_dir: str | None = None
+
+
+@dataclass
+class Constraint:
+    """A bound on one metric's p50: `metric >= bound` (min) or `metric <= bound` (max)."""
+
+    code: int
+    metric: str  # accuracy | latency_ms | energy_wh | accuracy_rel
+    kind: str  # min | max
+    bound: float
+    label: str  # e.g. "--max-latency-ms 5" or "profile 'edge' (max_latency_ms 500)"
+
+
+@dataclass
+class Result:
+    """A ranked recommendation. Arrays are aligned with `cands` (all candidate rows)."""
+
+    catalog: Catalog
+    query: dict[str, Any]
+    priority: str
+    workload: Workload
+    cands: Candidates
+    mem: MemoryEstimate
+    code: np.ndarray
+    metrics: dict[str, Quantiles]
+    measured: np.ndarray
+    baseline: np.ndarray  # baseline score per row (0-100)
+    tasks: list[tuple[str, ...]]  # per catalogue model index
+    constraints: list[Constraint]
+    order: np.ndarray  # ranked feasible rows, best first
+    cost_model_name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def excluded(self) -> np.ndarray:
+        return np.flatnonzero(self.code != OK)
+
+    def excluded_counts(self) -> dict[str, int]:
+        """Excluded rows by reason category."""
+        counts = Counter(self.code[self.code != OK].tolist())
+        return {EXCLUDED[k]: v for k, v in sorted(counts.items())}
+
+    def priority_values(self, rows) -> np.ndarray:
+        name, _ = PRIORITY_METRIC[self.priority]
+        return self.metrics[name].p50[rows]
+
+    def reason(self, i: int) -> str | None:
+        """One-line reason why row `i` is excluded, or None."""
+        code = int(self.code[i])
+        if code == OK:
+            return None
+        c, cat = self.cands, self.catalog
+        gpu = cat.gpus.rows[c.gpu_idx[i]]
+        model = cat.models.rows[c.model_idx[i]]
+        quant = cat.quants.rows[c.quant_idx[i]]
+        engine = cat.engines.rows[c.engine_idx[i]]
+        if code in (MEMORY, NO_SPECS):
+            return describe_misfit(self.mem, i, gpu.id)
+        if code == BF16:
+            what = "bf16" if quant.id == "bf16" else f"{quant.id} computes in bf16, which"
+            return f"{what} needs compute capability >= 8.0 (Ampere or newer); {gpu.id} has {gpu.compute_capability}"
+        if code == COMPUTE_CAP:
+            bf16 = " (no bf16 before Ampere)" if quant.id == "bf16" else ""
+            return (f"{quant.id} needs compute capability >= {quant.min_compute_capability}; "
+                    f"{gpu.id} has {gpu.compute_capability}{bf16}")
+        if code == ENGINE:
+            return f"engine {engine.id} does not support quantization {quant.id}"
+        if code == CONTEXT:
+            p, o = int(c.prompt_tokens[i]), int(c.output_tokens[i])
+            return f"context {p}+{o}={p + o} tokens > {model.max_position_embeddings} max positions of {model.id}"
+        if code == NO_PREDICTION:
+            missing = [f"{gpu.id} {k}" for k in ("tdp_w", "bandwidth_gbs", "fp16_tensor_tflops")
+                       if getattr(gpu, k) is None]
+            hint = f" (unknown: {', '.join(missing)})" if missing else ""
+            return f"cost model {self.cost_model_name} has no prediction for this combination{hint}"
+        for con in self.constraints:
+            if con.code == code:
+                v = _constraint_value(self, con, np.array([i]))[0]
+                if not np.isfinite(v):
+                    why = (f"no cited scores for {model.id}" if not np.isfinite(self.baseline[i])
+                           else f"no cited accuracy change for {quant.id}")
+                    return f"{_fmt_metric(con.metric, v)} ({why}), needed by {con.label}"
+                return f"{_fmt_metric(con.metric, v)} {'<' if con.kind == 'min' else '>'} {con.label}"
+        return EXCLUDED[code]
+
+
+# ---------------------------------------------------------------------------------------------
+def _resolve(catalog: Catalog, q: Query):
+    """Names -> catalogue ids; defaults; profile; workload. Raises UserError for unknown names."""
+    profile = catalog.profile(q.profile) if q.profile else None
+    if q.gpus:
+        gpus = list(dict.fromkeys(catalog.gpu(g).id for g in q.gpus))
+    else:
+        segs = set(profile.segments) if profile and profile.segments else None
+        gpus = [g.id for g in catalog.gpus if segs is None or g.segment in segs]
+    if not q.models:
+        models = [m.id for m in catalog.models if m.in_paper] or [m.id for m in catalog.models if m.id != TEST_MODEL]
+    elif any(m.lower() == "all" for m in q.models):
+        models = [m.id for m in catalog.models if m.id != TEST_MODEL]
+    else:
+        models = list(dict.fromkeys(catalog.model(m).id for m in q.models))
+    quants = list(dict.fromkeys(catalog.quant(x).id for x in q.quants)) if q.quants else catalog.quants.ids()
+    engines = list(dict.fromkeys(catalog.engine(x).id for x in q.engines)) if q.engines else catalog.engines.ids()
+    batch = sorted(set(q.batch_sizes)) if q.batch_sizes else list(DEFAULT_BATCH_SIZES)
+
+    grid, grid_source = q.grid_gco2_kwh, "--grid-gco2-kwh" if q.grid_gco2_kwh is not None else None
+    if grid is None and q.region:
+        region = catalog.region(q.region)
+        grid, grid_source = region.grid_gco2_per_kwh, f"region {region.id} ({region.source or 'regions.csv'})"
+    if grid is None:
+        world = catalog.regions.find("world")
+        if world is not None and world.grid_gco2_per_kwh is not None:
+            grid, grid_source = world.grid_gco2_per_kwh, f"default: region {world.id} (world average)"
+    pue = q.pue if q.pue is not None else (profile.pue if profile and profile.pue else 1.0)
+    w = Workload(q.prompt_tokens, q.output_tokens, q.requests, pue, q.price_kwh, grid)
+    priority = q.priority or (profile.default_priority if profile and profile.default_priority else DEFAULT_PRIORITY)
+    if priority not in PRIORITIES:
+        raise UserError(f"unknown priority {priority!r} (profile {profile.id}); choose one of {', '.join(PRIORITIES)}")
+    return profile, gpus, models, quants, engines, batch, w, priority, grid_source
+
+
+def _constraints(q: Query, profile) -> list[Constraint]:
+    out = []
+    pname = f"profile '{profile.id}'" if profile else ""
+    if q.min_accuracy is not None:
+        out.append(Constraint(ACCURACY, "accuracy", "min", q.min_accuracy, f"--min-accuracy {q.min_accuracy:g}"))
+    elif profile and profile.accuracy_floor_rel:
+        f = profile.accuracy_floor_rel
+        out.append(Constraint(ACCURACY, "accuracy_rel", "min", f,
+                              f"{f:.0%} of the model's baseline ({pname} accuracy_floor_rel {f:g})"))
+    if q.max_latency_ms is not None:
+        out.append(Constraint(LATENCY, "latency_ms", "max", q.max_latency_ms, f"--max-latency-ms {q.max_latency_ms:g}"))
+    elif profile and profile.max_latency_ms:
+        out.append(Constraint(LATENCY, "latency_ms", "max", profile.max_latency_ms,
+                              f"{pname} max_latency_ms {profile.max_latency_ms:g}"))
+    if q.max_energy_wh is not None:
+        out.append(Constraint(ENERGY, "energy_wh", "max", q.max_energy_wh, f"--max-energy-wh {q.max_energy_wh:g}"))
+    return out
+
+
+def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
+    """Exclusion code per row from the hardware, the engine and the model (no predictions needed)."""
+    cat = cands.catalog
+    cc = cands.col("gpu_compute_capability")
+    quants = cat.quants.rows
+    q_bf16 = np.array([q.id == "bf16" or (q.compute_dtype or "").lower() in ("bf16", "bfloat16") for q in quants])
+    q_mincc = np.array([q.min_compute_capability or 0.0 for q in quants], dtype=np.float64)
+    support = np.array([[e.supports(q.id) for q in quants] for e in cat.engines], dtype=bool)
+    ctx = cands.prompt_tokens + cands.output_tokens
+    maxpos = cands.col("model_max_position_embeddings")
+    with np.errstate(invalid="ignore"):
+        checks = [
+            (NO_SPECS, ~np.isfinite(mem.total_gb) | ~np.isfinite(mem.usable_gb)),
+            (COMPUTE_CAP, cc < q_mincc[cands.quant_idx]),
+            (BF16, q_bf16[cands.quant_idx] & (cc < 8.0)),
+            (ENGINE, ~support[cands.engine_idx, cands.quant_idx]),
+            (CONTEXT, ctx > maxpos),
+            (MEMORY, ~mem.fits),
+        ]
+    code = np.zeros(len(cands), dtype=np.int8)
+    for c, bad in reversed(checks):  # earlier checks win
+        code[bad] = c
+    return code
+
+
+def _load_cost_model(model_dir) -> CostModel:
+    try:
+        from recommender.costmodel import default_cost_model
+
+        return default_cost_model(model_dir)
+    except ImportError:
+        from recommender.costmodel.analytic import AnalyticCostModel
+
+        return AnalyticCostModel()
+
+
+def _measured(cands: Candidates) -> tuple[np.ndarray, dict[str, Quantiles]]:
+    """Measured cells from `recommender.costmodel.learned.measured_lookup`, if that exists.
+
+    Accepts `(mask, {target: Quantiles})`, an object with `.mask` and `.values`, a bare
+    `{target: Quantiles}` (NaN where not measured: a row counts as measured where any p50 is finite),
+    or None.
+    """
+    none = np.zeros(len(cands), dtype=bool), {}
+    try:
+        from recommender.costmodel.learned import measured_lookup
+    except ImportError:
+        return none
+    res = measured_lookup(cands)
+    if res is None:
+        return none
+    if isinstance(res, tuple):
+        mask, values = res
+    elif isinstance(res, dict):
+        values = res
+        mask = np.zeros(len(cands), dtype=bool)
+        for qt in values.values():
+            mask |= np.isfinite(np.asarray(qt.p50, dtype=np.float64))
+    else:
+        mask, values = res.mask, res.values
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (len(cands),):
+        raise ValueError(f"measured_lookup returned a mask of shape {mask.shape} for {len(cands)} rows")
+    return mask, dict(values)
+
+
+def _scores(catalog: Catalog, model_ids) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Baseline score (0-100) and contributing tasks per catalogue model index (NaN/() when unused)."""
+    base = np.full(len(catalog.models), np.nan)
+    tasks: list[tuple[str, ...]] = [()] * len(catalog.models)
+    for mid in model_ids:
+        j = catalog.models.index[mid]
+        base[j], tasks[j] = _baseline_score(catalog.baseline_scores(mid))
+    return base, tasks
+
+
+def _constraint_value(res: Result, con: Constraint, rows) -> np.ndarray:
+    m = res.metrics
+    if con.metric == "accuracy":
+        return m["accuracy"].p50[rows]
+    if con.metric == "accuracy_rel":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return m["accuracy"].p50[rows] / res.baseline[rows]
+    if con.metric == "latency_ms":
+        return m["latency_s"].p50[rows] * 1000.0
+    return m["energy_wh"].p50[rows]
+
+
+def _fmt_metric(metric: str, v: float) -> str:
+    if not np.isfinite(v):
+        return f"{metric.split('_')[0]} unknown"
+    return {"accuracy": f"accuracy {v:.1f}", "accuracy_rel": f"accuracy {v:.1%} of baseline",
+            "latency_ms": f"latency {v:.0f} ms", "energy_wh": f"energy {v:.3g} Wh"}[metric]
+
+
+def _passes(values: np.ndarray, con: Constraint) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return values >= con.bound if con.kind == "min" else values <= con.bound
+
+
+def _order(res: Result, rows: np.ndarray) -> np.ndarray:
+    """Rows sorted best first by the priority metric (NaN last), ties by EOR then energy."""
+    name, higher = PRIORITY_METRIC[res.priority]
+    key = res.metrics[name].p50[rows]
+    key = np.where(np.isfinite(key), -key if higher else key, np.inf)
+    eor = res.metrics["eor"].p50[rows]
+    tie1 = np.where(np.isfinite(eor), -eor, np.inf)
+    tie2 = np.nan_to_num(res.metrics["energy_wh"].p50[rows], nan=np.inf)
+    return rows[np.lexsort((tie2, tie1, key))]
+
+
+def recommend(q: Query, catalog: Catalog | None = None, cost_model: CostModel | None = None,
+              predict_excluded: bool = False) -> Result:
+    """Rank every candidate for query `q`. Raises UserError on unknown names, NoCandidateError when
+    nothing survives (unless `predict_excluded`, used by `--all`, which returns the excluded rows)."""
+    catalog = catalog or load_catalog()
+    profile, gpus, models, quants, engines, batch, w, priority, grid_source = _resolve(catalog, q)
+    cands = Candidates.grid(catalog, gpus, models, quants, engines, batch, w.prompt_tokens, w.output_tokens)
+    headroom = (profile.memory_headroom_frac or 0.0) if profile else 0.0
+    mem = estimate(cands, headroom)
+    code = _hardware_codes(cands, mem)
+    cm = cost_model or _load_cost_model(q.model_dir)
+
+    n = len(cands)
+    nan = np.full(n, np.nan)
+    rows = np.flatnonzero(code == OK) if not predict_excluded else np.arange(n)
+    preds = {k: Quantiles(nan.copy(), nan.copy(), nan.copy()) for k in
+             ("energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb", "accuracy_delta")}
+    measured = np.zeros(n, dtype=bool)
+    if len(rows):
+        sub = cands.take(rows)
+        got = cm.predict(sub)
+        mask, values = _measured(sub)
+        for k, qt in preds.items():
+            if k in got:
+                for a in ("p10", "p50", "p90"):
+                    getattr(qt, a)[rows] = np.asarray(getattr(got[k], a), dtype=np.float64)
+            if k in values and mask.any():  # measured values win where they exist
+                sel = mask & np.isfinite(np.asarray(values[k].p50, dtype=np.float64))
+                for a in ("p10", "p50", "p90"):
+                    getattr(qt, a)[rows[sel]] = np.asarray(getattr(values[k], a), dtype=np.float64)[sel]
+        measured[rows[mask]] = True
+
+    # unquantized methods lose nothing by definition
+    unq = np.isin(cands.quant_idx, [catalog.quants.index[x] for x in UNQUANTIZED if x in catalog.quants.index])
+    delta = preds["accuracy_delta"]
+    for a in ("p10", "p50", "p90"):
+        arr = getattr(delta, a)
+        arr[unq & ~np.isfinite(arr)] = 0.0
+    base_by_model, tasks = _scores(catalog, models)
+    baseline = base_by_model[cands.model_idx]
+    score = Quantiles(baseline + 100 * delta.p10, baseline + 100 * delta.p50, baseline + 100 * delta.p90)
+    metrics = dict(preds)
+    metrics["accuracy"] = score
+    metrics.update(evaluate(preds, score, cands.batch_size, w))
+    mem_q = preds["memory_gb"]
+    for a in ("p10", "p50", "p90"):
+        arr = getattr(mem_q, a)
+        fill = ~np.isfinite(arr)
+        arr[fill] = mem.total_gb[fill]
+
+    with np.errstate(invalid="ignore"):
+        nopred = ~(np.isfinite(metrics["energy_wh"].p50) & np.isfinite(metrics["latency_s"].p50))
+    code[(code == OK) & nopred] = NO_PREDICTION
+    constraints = _constraints(q, profile)
+    res = Result(catalog, {}, priority, w, cands, mem, code, metrics, measured, baseline, tasks, constraints,
+                 np.array([], dtype=np.int64), cm.name)
+    for con in constraints:
+        live = np.flatnonzero(code == OK)
+        bad = ~_passes(_constraint_value(res, con, live), con)
+        code[live[bad]] = con.code
+    res.order = _order(res, np.flatnonzero(code == OK))
+    res.query = _query_dict(q, res, profile, gpus, models, quants, engines, batch, grid_source)
+    if len(res.order) == 0 and not predict_excluded:
+        raise NoCandidateError(why_empty(res))
+    return res
+
+
+def _query_dict(q: Query, res: Result, profile, gpus, models, quants, engines, batch, grid_source) -> dict:
+    w = res.workload
+    return {
+        "gpus": gpus, "models": models, "quants": quants, "engines": engines, "batch_sizes": batch,
+        "prompt_tokens": w.prompt_tokens, "output_tokens": w.output_tokens, "requests": w.requests,
+        "profile": profile.id if profile else None, "priority": res.priority,
+        "priority_metric": PRIORITY_METRIC[res.priority][0],
+        "constraints": [c.label for c in res.constraints],
+        "memory_headroom_frac": res.mem.headroom_frac,
+        "pue": w.pue, "price_per_kwh": w.price_per_kwh, "grid_gco2_per_kwh": w.grid_gco2_per_kwh,
+        "grid_source": grid_source, "cost_model": res.cost_model_name, "model_dir": q.model_dir,
+        "score": "mean of the paper's tasks available for the model (mmlu, arc_challenge, truthfulqa_mc2, "
+                 "gsm8k, hellaswag), percent 0-100, plus the predicted accuracy change",
+        "candidates_total": int(len(res.cands)), "candidates_ranked": int(len(res.order)),
+        "excluded": res.excluded_counts(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+def why_empty(res: Result) -> str:
+    """Which constraint removed everything, with the best value that the fitting candidates reach."""
+    code = res.code
+    fitting = np.flatnonzero(~np.isin(code, (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, CONTEXT, MEMORY, NO_PREDICTION)))
+    if len(fitting) == 0:
+        counts = "; ".join(f"{k}: {v}" for k, v in res.excluded_counts().items())
+        mem_rows = np.flatnonzero(code == MEMORY)
+        hint = ""
+        c = res.cands
+        if len(mem_rows):
+            i = mem_rows[np.nanargmin(res.mem.total_gb[mem_rows] - res.mem.usable_gb[mem_rows])]
+            hint = (f"; the smallest ({c.ids('model')[i]} {c.ids('quant')[i]} batch {int(c.batch_size[i])}) "
+                    f"{res.reason(i)}")
+        elif len(code):
+            common = Counter(code.tolist()).most_common(1)[0][0]
+            i = int(np.flatnonzero(code == common)[0])
+            hint = f"; e.g. {c.ids('model')[i]} {c.ids('quant')[i]} {c.ids('engine')[i]}: {res.reason(i)}"
+        return f"no candidate can run: all {len(code)} excluded ({counts}){hint}"
+    best = {"accuracy": ("the most accurate fitting candidate scores", np.nanmax),
+            "accuracy_rel": ("the best fitting candidate keeps", np.nanmax),
+            "latency_ms": ("the fastest fitting candidate needs", np.nanmin),
+            "energy_wh": ("the most frugal fitting candidate needs", np.nanmin)}
+    for con in res.constraints:
+        vals = _constraint_value(res, con, fitting)
+        if not _passes(vals, con).any():
+            text, f = best[con.metric]
+            v = f(vals) if np.isfinite(vals).any() else np.nan
+            shown = _fmt_metric(con.metric, v).split(" ", 1)[1]
+            return f"no candidate meets {con.label}: {text} {shown}"
+    labels = " and ".join(c.label for c in res.constraints)
+    for con in res.constraints:  # best value on one constraint among rows meeting all the others
+        others = [o for o in res.constraints if o is not con]
+        rows = fitting
+        for o in others:
+            rows = rows[_passes(_constraint_value(res, o, rows), o)]
+        vals = _constraint_value(res, con, rows)
+        if len(rows) and np.isfinite(vals).any():
+            text, f = best[con.metric]
+            shown = _fmt_metric(con.metric, f(vals)).split(" ", 1)[1]
+            return (f"no candidate meets {labels} together: among those meeting "
+                    f"{' and '.join(o.label for o in others)}, {text.replace(' fitting', '')} {shown}")
+    return f"no candidate meets {labels} together (each alone leaves some); relax one of them"
+
+
+def explain(res: Result) -> list[str]:
+    """Why the top choice wins, what binds, what was excluded; plain-text lines."""
+    lines: list[str] = []
+    name, higher = PRIORITY_METRIC[res.priority]
+    c = res.cands
+    if len(res.order):
+        top = res.order[0]
+        label = _label(res, top)
+        val = res.metrics[name].p50[top]
+        lines.append(f"Top choice: {label} ranked by {name} ({res.priority} priority) = {_num(val)}.")
+        if not np.isfinite(val):
+            lines.append(f"Its {name} is unknown (no cited accuracy), so it was ranked by the tie-breakers: "
+                         "EOR, then lowest energy (Wh).")
+        if len(res.order) > 1:
+            nxt = res.order[1]
+            v2 = res.metrics[name].p50[nxt]
+            if np.isfinite(v2) and np.isfinite(val) and v2 != 0:
+                margin = f"margin {abs(val - v2) / abs(v2) * 100:.1f}% ({'higher' if higher else 'lower'} is better)"
+            else:
+                e1, e2 = res.metrics["energy_wh"].p50[top], res.metrics["energy_wh"].p50[nxt]
+                margin = f"energy {_num(e1)} vs {_num(e2)} Wh"
+            lines.append(f"Runner-up: {_label(res, nxt)} with {_num(v2)}; {margin}.")
+        binding = []
+        for con in res.constraints:
+            removed = np.flatnonzero(res.code == con.code)
+            if len(removed):
+                pv = res.metrics[name].p50[removed]
+                with np.errstate(invalid="ignore"):
+                    better = removed[(pv > val) if higher else (pv < val)]
+                if len(better):
+                    b = _order(res, better)[0]
+                    binding.append(f"{con.label} binds: it removed {len(better)} candidate(s) that would rank higher "
+                                   f"(best: {_label(res, b)}, {res.reason(b)}).")
+        lines += binding or ["No constraint binds: the top choice would also win without the constraints."]
+        for con in res.constraints:
+            v = _constraint_value(res, con, np.array([top]))[0]
+            lines.append(f"Top choice vs {con.label}: {_fmt_metric(con.metric, v)}.")
+        src = "measured" if res.measured[top] else f"predicted by {res.cost_model_name}"
+        lo, hi = res.metrics[name].p10[top], res.metrics[name].p90[top]
+        lines.append(f"Its numbers are {src}; {name} interval p10-p90 [{_num(lo)}, {_num(hi)}]"
+                     + (" (intervals overlap the runner-up's)" if len(res.order) > 1 and _overlap(res, name) else "")
+                     + ".")
+    ranked = res.order
+    no_acc = ranked[~np.isfinite(res.metrics["accuracy"].p50[ranked])]
+    if len(no_acc) and res.priority != "latency":
+        models = sorted(set(c.ids("model")[no_acc]))
+        lines.append(f"{len(no_acc)} ranked candidates have no cited accuracy ({', '.join(models)}): their "
+                     f"{name} is unknown, so they rank last.")
+    counts = res.excluded_counts()
+    if counts:
+        lines.append(f"Excluded {sum(counts.values())} of {len(c)}: "
+                     + "; ".join(f"{k}: {v}" for k, v in counts.items()) + " (use --all to list them).")
+    return lines
+
+
+def _overlap(res: Result, name: str) -> bool:
+    a, b = res.order[0], res.order[1]
+    m = res.metrics[name]
+    return bool(max(m.p10[a], m.p10[b]) <= min(m.p90[a], m.p90[b]))
+
+
+def _label(res: Result, i: int) -> str:
+    c = res.cands
+    return (f"{c.ids('gpu')[i]} / {c.ids('model')[i]} / {c.ids('quant')[i]} / {c.ids('engine')[i]} / "
+            f"batch {int(c.batch_size[i])}")
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if np.isfinite(v) else "n/a"
+
+
+def pareto_front(energy: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Mask of points not dominated in (lower energy, higher accuracy); NaN points are never on it."""
+    ok = np.isfinite(energy) & np.isfinite(accuracy)
+    idx = np.flatnonzero(ok)
+    order = idx[np.lexsort((-accuracy[idx], energy[idx]))]
+    front = np.zeros(len(energy), dtype=bool)
+    best = -np.inf
+    for i in order:  # ascending energy; keep strictly better accuracy
+        if accuracy[i] > best:
+            front[i], best = True, accuracy[i]
+    return front
+
+
+def shown_rows(res: Result, top: int | None, include_excluded: bool) -> list[int]:
+    """Rows to show: the ranked top (all ranked when top is None), then the excluded ones if asked."""
+    ranked = res.order if top is None else res.order[:top]
+    rows = [int(i) for i in ranked]
+    if include_excluded:
+        rows += [int(i) for i in res.excluded]
+    return rows
+
+
+QUANTITIES = ("memory_gb", "energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j", "latency_s",
+              "workload_time_s", "energy_wh", "wh_per_1k_requests", "usd_per_1m_tokens", "gco2e_per_1m_tokens",
+              "accuracy", "accuracy_delta", "eor", "tweor")
+
+
+def _pylist(a: np.ndarray) -> list:
+    """Float array -> list of Python floats with None for NaN/inf."""
+    return [v if v == v and v not in (np.inf, -np.inf) else None for v in np.asarray(a, dtype=np.float64).tolist()]
+
+
+def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
+    """Candidates `rows` as JSON-safe dicts (predicted quantities as {p10, p50, p90}), built column-wise."""
+    rows = np.asarray(rows, dtype=np.int64)
+    c, cat, m, w = res.cands, res.catalog, res.metrics, res.workload
+    skip = {"usd_per_1m_tokens": w.price_per_kwh is None, "gco2e_per_1m_tokens": w.grid_gco2_per_kwh is None}
+    qcols = {k: [_pylist(getattr(m[k], a)[rows]) for a in ("p10", "p50", "p90")] for k in QUANTITIES if not skip.get(k)}
+    mem = res.mem
+    mem_cols = {k: _pylist(np.round(getattr(mem, k)[rows], 3)) for k in
+                ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "total_gb", "usable_gb")}
+    gi, mi, qi, ei = (getattr(c, f)[rows].tolist() for f in ("gpu_idx", "model_idx", "quant_idx", "engine_idx"))
+    batch, prompt, output = (getattr(c, f)[rows].astype(int).tolist() for f in
+                             ("batch_size", "prompt_tokens", "output_tokens"))
+    fits, measured = mem.fits[rows].tolist(), res.measured[rows].tolist()
+    base = _pylist(res.baseline[rows])
+    codes = res.code[rows].tolist()
+    out = []
+    for j, i in enumerate(rows.tolist()):
+        gpu = cat.gpus.rows[gi[j]]
+        q = {k: {"p10": v[0][j], "p50": v[1][j], "p90": v[2][j]} for k, v in qcols.items()}
+        out.append({
+            "rank": ranks[j],
+            "gpu": gpu.id,
+            "gpu_name": gpu.name,
+            "model": cat.models.rows[mi[j]].id,
+            "quant": cat.quants.rows[qi[j]].id,
+            "engine": cat.engines.rows[ei[j]].id,
+            "batch_size": batch[j],
+            "prompt_tokens": prompt[j],
+            "output_tokens": output[j],
+            "fits": fits[j],
+            "memory_gb": q["memory_gb"],
+            "memory_estimate_gb": {k: v[j] for k, v in mem_cols.items()},
+            **{k: q.get(k) for k in QUANTITIES[1:11]},
+            "accuracy": q["accuracy"],
+            "accuracy_baseline": base[j],
+            "accuracy_delta": q["accuracy_delta"],
+            "accuracy_tasks": list(res.tasks[mi[j]]),
+            "eor": q["eor"],
+            "tweor": q["tweor"],
+            "source": "measured" if measured[j] else "predicted",
+            "excluded_reason": None if codes[j] == OK else res.reason(i),
+            "gpu_specs_derived": gpu.derived,
+        })
+    return out
+
+
+def candidate_dict(res: Result, i: int, rank: int | None) -> dict[str, Any]:
+    """One candidate as a JSON-safe dict (see `candidate_dicts`)."""
+    return candidate_dicts(res, [i], [rank])[0]
+
+
+def _clean(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None

@@ -1,0 +1,78 @@
+"""The analytic model: calibration points, physics trends, intervals, accuracy deltas, speed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from recommender.candidates import Candidates
+from recommender.costmodel import analytic as A
+from recommender.costmodel.base import TARGETS
+from recommender.costmodel.features import physics
+
+
+def test_reproduces_the_h100_calibration_point(catalog):
+    """shared/docs/h100-first-measurements.md: bf16 eager batch 1, 49.0 tok/s, 214 W, 4.37 J/token."""
+    c = Candidates.from_ids(catalog, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bf16"], ["hf-eager"], [1], [128], [64])
+    est = A.estimate(physics(c), c)
+    assert est.tokens_per_s[0] == pytest.approx(49.0, rel=0.03)
+    assert est.power_w[0] == pytest.approx(214.0, rel=0.02)
+    assert est.energy_per_token_j[0] == pytest.approx(4.37, rel=0.03)
+
+
+def test_batching_trades_power_for_energy_per_token(catalog):
+    c = Candidates.grid(catalog, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bf16"], ["vllm"], [1, 8, 64], 256, 128)
+    est = A.estimate(physics(c), c)
+    assert np.all(np.diff(est.tokens_per_s) > 0)
+    assert np.all(np.diff(est.energy_per_token_j) < 0)
+    assert np.all(est.power_w <= catalog.gpu("h100-sxm").tdp_w)
+
+
+def test_end_to_end_includes_prefill(catalog):
+    c = Candidates.grid(catalog, ["a100-sxm-40gb"], ["llama-3-8b"], ["fp16"], ["vllm"], [16], 1024, 1024)
+    est = A.estimate(physics(c), c)
+    tps, ept = est.end_to_end()
+    assert tps[0] < est.tokens_per_s[0]
+    assert ept[0] > est.energy_per_token_j[0]
+
+
+def test_predict_returns_every_target_with_ordered_intervals(catalog):
+    c = Candidates.grid(catalog, ["h100-sxm", "rtx4060ti-16gb"], ["qwen2.5-7b-instruct"],
+                        ["bf16", "bnb-nf4"], ["hf-eager"], [1, 4], 256, 128)
+    out = A.AnalyticCostModel().predict(c)
+    assert set(out) == set(TARGETS)
+    for t, q in out.items():
+        assert q.p50.shape == (len(c),)
+        if t == "accuracy_delta":
+            continue
+        assert np.all(q.p10 < q.p50) and np.all(q.p50 < q.p90)
+        assert q.p90 / q.p50 == pytest.approx(np.full(len(c), A.INTERVAL_FACTOR[t]))
+
+
+def test_accuracy_delta_from_cited_rows(catalog):
+    rows = [r for r in catalog.quant_accuracy if r["quant_id"] == "torchao-int4-wo" and r["model_id"] == "llama-2-7b-chat"]
+    assert rows, "quant_accuracy.csv has cited torchao-int4-wo rows for llama-2-7b-chat"
+    deltas = [float(r["delta_abs"]) for r in rows]
+    c = Candidates.from_ids(catalog, ["h100-sxm"] * 3, ["llama-2-7b-chat"] * 3, ["bf16", "torchao-int4-wo", "bnb-nf4"],
+                            ["hf-eager"] * 3, [1] * 3, [128] * 3, [64] * 3)
+    q = A.accuracy_delta(c)
+    assert (q.p10[0], q.p50[0], q.p90[0]) == (0.0, 0.0, 0.0)
+    assert q.p50[1] == pytest.approx(np.mean(deltas))
+    assert (q.p10[1], q.p90[1]) == (pytest.approx(min(deltas)), pytest.approx(max(deltas)))
+    if not any(r["quant_id"] == "bnb-nf4" for r in catalog.quant_accuracy):
+        assert np.isnan(q.p50[2])  # nothing cited -> unknown, never guessed
+
+
+def test_whole_catalogue_is_fast(catalog):
+    c = Candidates.grid(catalog, catalog.gpus.ids(), catalog.models.ids(), catalog.quants.ids(),
+                        catalog.engines.ids(), [1, 2, 4, 8, 16, 32, 64], 256, [128, 256])
+    c = c.take(np.arange(min(len(c), 200_000)))
+    m = A.AnalyticCostModel()
+    m.predict(c)
+    t0 = time.perf_counter()
+    out = m.predict(c)
+    elapsed = time.perf_counter() - t0
+    assert np.isfinite(out["tokens_per_s"].p50).mean() > 0.5
+    assert elapsed < 0.5, f"200k candidates took {elapsed:.3f} s (benchmarks/bench_predict.py has the real figure)"

@@ -1,0 +1,103 @@
+"""Physics features: compute paths, bytes, FLOPs, the 16-bit reference axes and the feature contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recommender.candidates import Candidates
+from recommender.costmodel import features as F
+
+
+def _cands(cat, gpus, quants, batch=(1,), model="qwen2.5-7b-instruct", engine="hf-eager", prompt=128, output=64):
+    return Candidates.grid(cat, list(gpus), [model], list(quants), [engine], list(batch), prompt, output)
+
+
+def test_feature_matrix_matches_the_declared_names(catalog):
+    c = _cands(catalog, ["h100-sxm", "rtx4060ti-16gb", "v100-32gb"], ["bf16", "bnb-nf4", "torchao-fp8"], (1, 16))
+    X = F.build(c)
+    assert X.shape == (len(c), len(F.FEATURE_NAMES))
+    assert X.dtype == np.float64 and X.flags["C_CONTIGUOUS"]
+    assert not np.isinf(X).any()
+    assert len(set(F.FEATURE_NAMES)) == len(F.FEATURE_NAMES)
+
+
+def test_compute_path_follows_the_card(catalog):
+    c = Candidates.from_ids(catalog, ["a100-sxm-40gb", "h100-sxm", "v100-32gb", "h100-sxm", "h100-sxm"],
+                            ["qwen2.5-7b-instruct"] * 5, ["torchao-fp8", "torchao-fp8", "bf16", "torchao-int8-dyn",
+                                                          "bnb-nf4"], ["hf-eager"] * 5, [1] * 5, [128] * 5, [64] * 5)
+    ph = F.physics(c)
+    paths = [F.COMPUTE_PATHS[int(p)] for p in ph.compute_path]
+    # fp8 needs sm_89+: the A100 falls back to bf16; V100 has no bf16 tensor cores (emulated via fp32)
+    assert paths == ["bf16", "fp8", "fp32", "int8", "bf16"]
+    assert ph.dtype_fallback.tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+    h100 = catalog.gpu("h100-sxm")
+    assert ph.peak_flops[1] == pytest.approx(h100.fp8_tensor_tflops * 1e12)
+    assert ph.peak_flops[3] == pytest.approx(h100.int8_tensor_tops * 1e12)
+    assert ph.peak_flops[4] == pytest.approx(h100.bf16_tensor_tflops * 1e12)  # weight-only computes in bf16
+
+
+def test_bytes_and_flops_follow_the_shape(catalog):
+    c = _cands(catalog, ["h100-sxm"], ["bf16", "torchao-int8-wo", "bnb-nf4"], (1, 8))
+    ph = F.physics(c)
+    bf16, int8, nf4 = (ph.weight_bytes[c.quant_idx == catalog.quants.index[q]][0]
+                       for q in ("bf16", "torchao-int8-wo", "bnb-nf4"))
+    m = catalog.model("qwen2.5-7b-instruct")
+    assert bf16 == pytest.approx(m.params_b * 1e9 * 2, rel=1e-6)  # every weight at 2 bytes
+    assert nf4 < int8 < bf16
+    # KV read per step: batch x (prompt + output/2) x 2 x layers x kv_heads x head_dim x 2 bytes
+    kv1 = 1 * (128 + 32) * 2 * m.num_layers * m.num_kv_heads * m.head_dim * 2
+    assert ph.kv_bytes[(c.batch_size == 1) & (c.quant_idx == catalog.quants.index["bf16"])][0] == pytest.approx(kv1)
+    assert ph.kv_bytes[c.batch_size == 8].min() == pytest.approx(8 * kv1)
+    # decode FLOPs: ~2 x params per token (the input embedding lookup excluded) + attention
+    tied = m.vocab_size * m.hidden_size
+    assert ph.flops_step[0] == pytest.approx(2 * (m.params_b * 1e9 - tied) + 4 * m.num_layers * 28 * 128 * 160, rel=1e-6)
+    assert np.all(ph.flops_prefill > ph.flops_step)
+
+
+def test_kv_cache_bits_override(catalog):
+    c = _cands(catalog, ["h100-sxm"], ["bf16"], (4,))
+    full = F.physics(c).kv_bytes
+    half = F.physics(c, kv_cache_bits=np.array([8.0])).kv_bytes
+    assert half == pytest.approx(full / 2)
+
+
+def test_reference_axes_are_shared_across_quant_methods(catalog):
+    """Within one (card, model, batch, engine) only quant features and q_* ratios may differ."""
+    c = _cands(catalog, ["rtx4090"], ["fp16", "bf16", "torchao-int8-wo", "bnb-nf4"], (1,))
+    X = F.build(c)
+    names = list(F.FEATURE_NAMES)
+    ref = [i for i, n in enumerate(names) if n.startswith("ref16_")]
+    assert np.allclose(X[:, ref], X[0, ref], equal_nan=True)
+    fp16 = int(np.flatnonzero(c.quant_idx == catalog.quants.index["fp16"])[0])
+    for n in ("q_log_weight_bytes_ratio", "q_log_peak_flops_ratio", "q_log_analytic_speedup"):
+        assert X[fp16, names.index(n)] == 0.0
+    nf4 = int(np.flatnonzero(c.quant_idx == catalog.quants.index["bnb-nf4"])[0])
+    assert X[nf4, names.index("q_log_weight_bytes_ratio")] < np.log(0.4)
+
+
+def test_consumer_card_sits_on_the_same_axes(catalog):
+    """An RTX 4060 Ti is ~11.7x slower in bandwidth than an H100: the memory-roofline axis says so."""
+    c = _cands(catalog, ["h100-sxm", "rtx4060ti-16gb"], ["bf16"])
+    X = F.build(c)
+    i = list(F.FEATURE_NAMES).index("ref16_log_t_mem_step_ms")
+    ratio = np.exp(X[1, i] - X[0, i])
+    assert ratio == pytest.approx(catalog.gpu("h100-sxm").bandwidth_gbs / catalog.gpu("rtx4060ti-16gb").bandwidth_gbs)
+
+
+def test_rows_are_independent(catalog):
+    """Vectorised features equal row-by-row features."""
+    c = _cands(catalog, ["h100-sxm", "a40", "t4"], ["bf16", "torchao-int4-wo"], (1, 32))
+    X = F.build(c)
+    for i in (0, 5, len(c) - 1):
+        Xi = F.build(c.take(np.array([i])))
+        assert np.allclose(Xi[0], X[i], equal_nan=True)
+
+
+def test_scopes(catalog):
+    c = _cands(catalog, ["h100-sxm"], ["bf16"], (1, 2))
+    X = F.build(c, scope=["gpu-counter", "mlenergy-v2"])
+    names = list(F.FEATURE_NAMES)
+    assert X[:, names.index("scope_includes_prefill")].tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="unknown measurement scope"):
+        F.build(c, scope="guess")

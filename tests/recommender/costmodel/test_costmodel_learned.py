@@ -1,0 +1,164 @@
+"""The learned model: ctypes == lightgbm, artifact verification, fallback rules, measured cells."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from recommender.candidates import Candidates
+from recommender.costmodel import features as F
+from recommender.costmodel import learned as L
+from recommender.costmodel.analytic import AnalyticCostModel
+from recommender.errors import UserError
+
+
+def _grid(cat, n=None):
+    c = Candidates.grid(cat, ["h100-sxm", "a100-sxm-80gb", "rtx4060ti-16gb", "l4"],
+                        ["qwen2.5-7b-instruct", "mistral-7b-instruct-v0.2", "llama-3-8b"],
+                        ["bf16", "fp16", "torchao-int8-wo", "bnb-nf4", "torchao-fp8"], ["hf-eager", "vllm"],
+                        [1, 8, 32], 256, 128)
+    return c if n is None else c.take(np.arange(n))
+
+
+def test_ctypes_predictions_equal_lightgbm_exactly(trained_dir, catalog):
+    import lightgbm
+
+    assert L._clib() is not None, "lib_lightgbm must load through ctypes"
+    X = F.build(_grid(catalog))
+    for name in ("energy_per_token_j.p50.txt", "tokens_per_s.p10.txt", "tokens_per_s.p90.txt"):
+        text = (trained_dir / name).read_text()
+        ours = L.CBooster(text).predict(X)
+        ref = lightgbm.Booster(model_str=text).predict(X)
+        assert np.array_equal(ours, ref)
+
+
+def test_learned_model_predicts_ordered_quantiles(trained_dir, catalog):
+    m = L.load_default(trained_dir)
+    assert isinstance(m, L.LearnedCostModel)
+    assert m.labels["energy_per_token_j"].startswith("lightgbm-")
+    assert m.labels["accuracy_delta"] == AnalyticCostModel.name
+    c = _grid(catalog)
+    out = m.predict(c)
+    for t in ("energy_per_token_j", "tokens_per_s"):
+        q = out[t]
+        assert np.isfinite(q.p50).all()
+        assert np.all(q.p10 <= q.p50) and np.all(q.p50 <= q.p90)
+    assert np.all(out["tokens_per_s"].p50 > 0)
+
+
+def test_load_default_without_artifact_is_analytic(tmp_path):
+    assert isinstance(L.load_default(tmp_path), AnalyticCostModel)
+
+
+def test_missing_model_dir_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        L.load_default(tmp_path / "nope")
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _rewrite_manifest(folder):
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+             for p in sorted(folder.iterdir()) if p.name != L.MANIFEST]
+    (folder / L.MANIFEST).write_text("".join(lines))
+
+
+def test_tampered_model_file_is_refused(trained_dir, tmp_path):
+    d = _copy(trained_dir, tmp_path / "m")
+    p = d / "tokens_per_s.p50.txt"
+    p.write_text(p.read_text().replace("leaf_value=", "leaf_value=1", 1))
+    with pytest.raises(L.ArtifactError, match=r"does not match its checksum.*train-cost-model"):
+        L.load_default(d)
+
+
+def test_unlisted_file_is_refused(trained_dir, tmp_path):
+    d = _copy(trained_dir, tmp_path / "m")
+    (d / "extra.txt").write_text("tree\n")
+    with pytest.raises(L.ArtifactError, match="not in MANIFEST"):
+        L.load_default(d)
+
+
+def test_feature_mismatch_is_refused_even_with_a_consistent_manifest(trained_dir, tmp_path):
+    d = _copy(trained_dir, tmp_path / "m")
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["feature_names"] = meta["feature_names"][:-1]
+    (d / "metadata.json").write_text(json.dumps(meta))
+    _rewrite_manifest(d)
+    with pytest.raises(L.ArtifactError, match="different feature list.*train-cost-model"):
+        L.load_default(d)
+
+
+def test_artifact_without_manifest_is_refused(trained_dir, tmp_path):
+    d = _copy(trained_dir, tmp_path / "m")
+    (d / L.MANIFEST).unlink()
+    with pytest.raises(L.ArtifactError, match="MANIFEST.sha256 is missing"):
+        L.load_default(d)
+
+
+def test_unparseable_booster_is_refused(trained_dir, tmp_path):
+    d = _copy(trained_dir, tmp_path / "m")
+    (d / "tokens_per_s.p90.txt").write_text("not a model\n")
+    _rewrite_manifest(d)
+    with pytest.raises(L.ArtifactError, match="cannot be parsed"):
+        L.load_default(d)
+
+
+def test_hot_path_does_not_import_lightgbm(trained_dir):
+    code = (
+        "import sys\n"
+        "from recommender.catalog import load_catalog\n"
+        "from recommender.candidates import Candidates\n"
+        "from recommender.costmodel.learned import load_default\n"
+        f"m = load_default({str(trained_dir)!r})\n"
+        "c = Candidates.grid(load_catalog(), ['h100-sxm'], ['qwen2.5-7b-instruct'], ['bf16'], ['vllm'], [1], 256, 128)\n"
+        "m.predict(c)\n"
+        "assert type(m.boosters['tokens_per_s']['p50']).__name__ == 'CBooster'\n"
+        "bad = [k for k in ('lightgbm', 'sklearn', 'pandas', 'scipy', 'torch') if k in sys.modules]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ---- measured cells ---------------------------------------------------------------------------------
+def test_measured_lookup_serves_measured_cells(tmp_path, catalog, record_factory, records_writer):
+    recs = [record_factory(0, tokens_per_s=50.0, decode_energy_per_token_j=4.0),
+            record_factory(1, tokens_per_s=48.0, decode_energy_per_token_j=4.4),
+            record_factory(2, batch_size=8, tokens_per_s=381.0, decode_energy_per_token_j=0.606),
+            record_factory(3, batch_size=16, status="failed", error="OOM", tokens_per_s=None,
+                           decode_energy_per_token_j=None, energy_total_j=None, duration_s=None)]
+    records_writer(tmp_path / "h100.jsonl", recs)
+    c = Candidates.from_ids(catalog, ["h100-sxm"] * 5,
+                            ["qwen2.5-7b-instruct", "deepseek-r1-distill-qwen-7b", "qwen2.5-7b-instruct",
+                             "qwen2.5-7b-instruct", "qwen2.5-7b-instruct"],
+                            ["bf16", "bf16", "bf16", "bf16", "fp16"], ["hf-eager"] * 5, [1, 1, 8, 16, 1],
+                            [128] * 5, [64] * 5)
+    mask, vals = L.measured_lookup(c, dirs=[tmp_path])
+    # same arch (DeepSeek-R1-Distill-Qwen-7B is architecture_of Qwen2.5-7B) counts; failed and other quant do not
+    assert mask.tolist() == [True, True, True, False, False]
+    e = vals["energy_per_token_j"]
+    assert (e.p10[0], e.p50[0], e.p90[0]) == (4.0, pytest.approx(4.2), 4.4)
+    assert vals["tokens_per_s"].p50[2] == 381.0
+    assert vals["memory_gb"].p50[0] == pytest.approx(16.8e9 / 2**30)
+    assert np.isnan(vals["tokens_per_s"].p50[3])
+
+
+def test_measured_lookup_ignores_torn_lines_and_caches(tmp_path, catalog, record_factory, records_writer):
+    path = records_writer(tmp_path / "a.jsonl", [record_factory(0)])
+    with path.open("a") as fh:
+        fh.write('{"cell_hash": "torn')
+    c = Candidates.from_ids(catalog, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bf16"], ["hf-eager"], [1], [128], [64])
+    mask, _ = L.measured_lookup(c, dirs=[tmp_path])
+    assert mask.tolist() == [True]
+    mask2, _ = L.measured_lookup(c, dirs=[tmp_path])
+    assert mask2.tolist() == [True]
+    assert len(L._INDEX_CACHE) >= 1

@@ -1,0 +1,120 @@
+"""The trainer: whole-file rejection, atomic artifact, determinism, conformal maths, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recommender.costmodel import train as T
+
+
+def test_malformed_file_is_rejected_whole(tmp_path, record_factory, records_writer):
+    path = records_writer(tmp_path / "bad.jsonl", [record_factory(0), record_factory(1)])
+    with path.open("a") as fh:
+        fh.write('{"cell_hash": "x", "model": "m"}\n')  # missing required fields
+        fh.write("not json\n")
+        fh.write(record_factory(2).to_json() + "\n")
+    with pytest.raises(T.MeasurementFileError) as exc:
+        T.read_records(path)
+    msg = str(exc.value)
+    assert "2 malformed record(s)" in msg and "line 3" in msg and "line 4" in msg and "rejected" in msg
+    with pytest.raises(T.MeasurementFileError):
+        T.load_training_data([path], use_public=False, default_measurements=False)
+
+
+def test_cli_reports_the_rejected_file(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"schema_version": "9.9"}\n')
+    rc = T.main(["--measurements", str(bad), "--no-public", "--no-default-measurements", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "bad.jsonl" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_torn_last_line_is_not_an_error(tmp_path, record_factory, records_writer):
+    path = records_writer(tmp_path / "t.jsonl", [record_factory(0)])
+    with path.open("a") as fh:
+        fh.write('{"cell_hash": "half-writ')
+    records, torn = T.read_records(path)
+    assert len(records) == 1 and torn == 1
+
+
+def test_records_become_rows(tmp_path, record_factory, records_writer, catalog):
+    path = records_writer(tmp_path / "r.jsonl", [
+        record_factory(0), record_factory(1, status="skipped", error="unsupported", tokens_per_s=None,
+                                          decode_energy_per_token_j=None, energy_total_j=None, duration_s=None),
+        record_factory(2, gpu_id=None, gpu_name="NVIDIA A100-SXM4-40GB")])
+    data, _ = T.load_training_data([path], use_public=False, default_measurements=False)
+    f = data.frame
+    assert f["gpu_id"].tolist() == ["h100-sxm", "a100-sxm-40gb"]
+    assert f["scope_id"].unique().tolist() == ["gpu-counter"]
+    assert f["memory_gb"].iloc[0] == pytest.approx(16.8e9 / 2**30)
+    assert data.skipped == {"ours: status skipped": 1}
+    assert data.files[0]["records"] == 3 and len(data.files[0]["sha256"]) == 64
+
+
+def test_no_rows_is_a_user_error(tmp_path, capsys):
+    rc = T.main(["--no-public", "--no-default-measurements", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "no training rows" in capsys.readouterr().err
+
+
+def test_write_artifact_is_atomic(tmp_path):
+    out = tmp_path / "models"
+    T.write_artifact(out, {"a.txt": b"one", "metadata.json": b"{}"})
+    assert sorted(p.name for p in out.iterdir()) == ["MANIFEST.sha256", "a.txt", "metadata.json"]
+    with pytest.raises(TypeError):
+        T.write_artifact(out, {"a.txt": b"two", "b.txt": "not bytes"})
+    assert (out / "a.txt").read_bytes() == b"one"  # the old artifact is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["models"]  # no temporary folder left behind
+    T.write_artifact(out, {"c.txt": b"three"})
+    assert sorted(p.name for p in out.iterdir()) == ["MANIFEST.sha256", "c.txt"]
+
+
+def test_conformal_offset():
+    s = np.arange(1, 11, dtype=float)  # n = 10: ceil(11 x 0.8) = 9th smallest
+    assert T.conformal_offset(s, alpha=0.2) == 9.0
+    assert T.conformal_offset(np.array([np.nan])) == 0.0
+
+
+def test_training_is_deterministic(tmp_path, trained_dir):
+    """Same data and seed -> byte-identical boosters and CV predictions (trained_dir: same arguments)."""
+    assert T.main(["--no-cv", "--no-default-measurements", "--out", str(tmp_path / "b")]) == 0
+    for name in ("energy_per_token_j.p50.txt", "tokens_per_s.p10.txt", "cv_predictions.csv"):
+        assert (trained_dir / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    ma, mb = (json.loads((d / "metadata.json").read_text()) for d in (trained_dir, tmp_path / "b"))
+    assert ma["validation"] == mb["validation"] and ma["data"] == mb["data"] and ma["seed"] == T.DEFAULT_SEED
+
+
+def test_metadata_records_what_was_trained(trained_dir):
+    from recommender.costmodel import features as F
+
+    meta = json.loads((trained_dir / "metadata.json").read_text())
+    assert meta["feature_names"] == list(F.FEATURE_NAMES)
+    assert meta["targets"]["accuracy_delta"]["kind"] == "analytic"
+    e = meta["targets"]["energy_per_token_j"]
+    assert e["files"] == {q: f"energy_per_token_j.{q}.txt" for q in ("p10", "p50", "p90")}
+    logo = meta["validation"]["energy_per_token_j"]["logo"]
+    assert logo["groups"] >= 3 and 0.5 < logo["coverage_p10_p90"] <= 1.0
+    assert {"lightgbm", "numpy", "scikit-learn", "python"} <= set(meta["versions"])
+    assert all(len(f["sha256"]) == 64 for f in meta["data"]["files"])
+    card = (trained_dir / "MODEL_CARD.md").read_text()
+    assert "leave-one-GPU-out" in card and str(logo["median_ape_pct"]) in card
+
+
+def test_validation_groups(catalog):
+    """LOGO groups merge catalogue ids of identical silicon; LOMO groups merge identical shapes."""
+    data, cat = T.load_training_data(default_measurements=False)
+    d = T.design(data.frame, cat)
+    groups = set(d.gpu_group)
+    assert "a100-pcie-40gb+a100-sxm-40gb" in groups and "h100-sxm" in groups
+    f = data.frame
+    arch = dict(zip(f["model"], d.arch_group, strict=True))
+    assert arch.get("llama-3.1-8b-instruct", "llama-3-8b") == arch["llama-3-8b"]  # same shape, one group
+    rows = T.target_rows(d, "tokens_per_s")
+    folds = T._folds("random", d, rows, T.DEFAULT_SEED)
+    seen: dict[str, int] = {}
+    for k, (_, test, _) in enumerate(folds):
+        for c in set(d.cell_group[test]):
+            assert seen.setdefault(c, k) == k  # a measured cell never straddles two folds

@@ -1,0 +1,51 @@
+"""Validation gate: the committed artifact must match the committed data, and re-running its
+leave-one-GPU-out CV must not be worse than the J/token figure it states (models/metadata.json)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from recommender.costmodel import train as T
+from recommender.paths import data_root, models_root
+
+TOLERANCE_PCT = 1.0  # percentage points of median APE (library/platform float differences)
+
+
+def _metadata():
+    path = models_root() / "metadata.json"
+    if not path.exists():
+        pytest.skip("no committed cost-model artifact in models/")
+    return json.loads(path.read_text())
+
+
+def test_artifact_was_trained_on_the_committed_data():
+    meta = _metadata()
+    root = data_root().parent
+    stated = {f["path"]: f["sha256"] for f in meta["data"]["files"]}
+    current = {T._display(p): T.sha256_file(p) for p in T.measurement_files()}
+    for name in ("mlenergy_v1.csv", "mlenergy_v2.csv", "argonne.csv", "excluded.csv", "public_models.csv"):
+        p = data_root() / "public" / name
+        if p.exists():
+            current[T._display(p)] = T.sha256_file(p)
+    assert current == stated, (f"datasets changed since models/ was trained (under {root}): "
+                               "run `train-cost-model` and commit models/")
+
+
+def test_logo_median_ape_of_energy_per_token_is_not_worse():
+    meta = _metadata()
+    stated = meta["validation"]["energy_per_token_j"]["logo"]["median_ape_pct"]
+    t0 = time.perf_counter()
+    data, catalog = T.load_training_data()
+    d = T.design(data.frame, catalog)
+    rows = T.target_rows(d, "energy_per_token_j")
+    oof = T.cross_validate(d, "energy_per_token_j", rows, "logo", meta["seed"], quantiles={"p50": 0.5})
+    ok = np.isfinite(oof["p50"][rows])
+    meas = d.measured["energy_per_token_j"][rows][ok]
+    pred = d.base["energy_per_token_j"][rows][ok] * np.exp(oof["p50"][rows][ok])
+    got = float(np.median(np.abs(pred - meas) / meas * 100))
+    assert time.perf_counter() - t0 < 60
+    assert got <= stated + TOLERANCE_PCT, f"LOGO median APE of J/token {got:.2f} % > stated {stated} %"

@@ -1,0 +1,340 @@
+"""Ranking, constraints, exclusions and metrics on a small in-memory catalogue with a fake cost model.
+
+`fixture_catalog()` and `FakeCostModel` are reused by the other recommender tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import recommender.rank as rank_mod
+from recommender.candidates import Candidates
+from recommender.catalog import Catalog, Engine, Gpu, Model, Profile, Quant, Region
+from recommender.costmodel.base import Quantiles
+from recommender.errors import UnknownNameError, UserError
+from recommender.rank import (
+    BF16,
+    COMPUTE_CAP,
+    CONTEXT,
+    ENGINE,
+    MEMORY,
+    NoCandidateError,
+    Query,
+    candidate_dict,
+    explain,
+    pareto_front,
+    recommend,
+)
+
+
+def fixture_catalog() -> Catalog:
+    """Three GPUs, two paper models + tiny-test, five quants, two engines, one profile, two regions."""
+    gpus = [
+        Gpu(id="rtx4060ti-16gb", name="NVIDIA GeForce RTX 4060 Ti 16GB", aliases=("rtx4060ti", "4060ti"),
+            compute_capability=8.9, memory_gb=16, bandwidth_gbs=288, tdp_w=165, fp16_tensor_tflops=88,
+            segment="consumer"),
+        Gpu(id="a100-pcie-40gb", name="NVIDIA A100 PCIe 40GB", aliases=("a100",), compute_capability=8.0,
+            memory_gb=40, bandwidth_gbs=1555, tdp_w=250, fp16_tensor_tflops=312, segment="datacenter"),
+        Gpu(id="v100-32gb", name="NVIDIA Tesla V100 SXM2 32GB", aliases=("v100",), compute_capability=7.0,
+            memory_gb=32, bandwidth_gbs=900, tdp_w=300, fp16_tensor_tflops=125, segment="datacenter"),
+    ]
+    models = [
+        Model(id="qwen2.5-7b-instruct", hf_id="Qwen/Qwen2.5-7B-Instruct", aliases=("qwen2.5-7b",), num_layers=28,
+              hidden_size=3584, intermediate_size=18944, num_attention_heads=28, num_kv_heads=4, head_dim=128,
+              vocab_size=152064, max_position_embeddings=32768, params_b=7.62, in_paper=True),
+        Model(id="bloomz-7b1", hf_id="bigscience/bloomz-7b1", num_layers=30, hidden_size=4096,
+              intermediate_size=16384, num_attention_heads=32, num_kv_heads=32, vocab_size=250880,
+              max_position_embeddings=2048, tie_word_embeddings=True, params_b=7.07, in_paper=True),
+        Model(id="tiny-test", num_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+              num_kv_heads=2, vocab_size=512, max_position_embeddings=512, params_b=0.0001),
+    ]
+    quants = [
+        Quant(id="fp16", weight_bits=16, scheme="none", compute_dtype="fp16"),
+        Quant(id="bf16", weight_bits=16, scheme="none", compute_dtype="bf16", min_compute_capability=8.0),
+        Quant(id="bnb-int8", weight_bits=8, scheme="dynamic", compute_dtype="fp16"),
+        Quant(id="bnb-nf4", weight_bits=4, scheme="weight-only", compute_dtype="fp16", granularity="block-64"),
+        Quant(id="torchao-int4-wo", weight_bits=4, scheme="weight-only", compute_dtype="bf16",
+              granularity="group-128"),
+        Quant(id="torchao-fp8", weight_bits=8, activation_bits=8, scheme="dynamic", compute_dtype="bf16",
+              min_compute_capability=8.9),
+    ]
+    engines = [
+        Engine(id="hf-eager", kv_cache="dynamic", measurable=True, supported_quants="all"),
+        Engine(id="vllm", kv_cache="paged", compiled=True, supported_quants=("fp16", "bf16", "bnb-nf4")),
+    ]
+    profiles = [Profile(id="edge", accuracy_floor_rel=0.95, max_latency_ms=60000, memory_headroom_frac=0.1,
+                        pue=1.1, default_priority="energy", segments=("consumer",))]
+    regions = [Region(id="world", name="World", grid_gco2_per_kwh=480.0),
+               Region(id="fr", name="France", grid_gco2_per_kwh=56.0)]
+    scores = [{"model_id": "qwen2.5-7b-instruct", "task": t, "value": v} for t, v in
+              (("mmlu", 0.74), ("arc_challenge", 0.55), ("gsm8k", 0.80), ("hellaswag", 0.80),
+               ("truthfulqa_mc2", 0.65), ("ifeval", 0.7))]
+    scores += [{"model_id": "bloomz-7b1", "task": "mmlu", "value": 0.37}]
+    return Catalog(gpus, models, quants, engines, profiles, regions, scores)
+
+
+class FakeCostModel:
+    """Roofline-ish numbers: decode bandwidth-bound, prefill compute-bound, power at 70% TDP."""
+
+    name = "fake-v0"
+    DELTA = {"bnb-int8": -0.003, "bnb-nf4": -0.012, "torchao-fp8": -0.002}
+    BITS = {"fp16": 16, "bf16": 16, "bnb-int8": 8, "bnb-nf4": 4.5, "torchao-fp8": 8}
+
+    def predict(self, cands: Candidates) -> dict[str, Quantiles]:
+        c = cands.col
+        bits = np.array([self.BITS.get(q.id, 16) for q in cands.catalog.quants])[cands.quant_idx]
+        wbytes = c("model_params_b") * 1e9 * bits / 8
+        b = cands.batch_size
+        step_s = wbytes / (c("gpu_bandwidth_gbs") * 1e9 * 0.6) + 0.02  # per decode step
+        tps = b / step_s
+        power = c("gpu_tdp_w") * 0.7
+        ept = power / tps
+        ttft_s = 2 * c("model_params_b") * 1e9 * b * cands.prompt_tokens / (c("gpu_fp16_tensor_tflops") * 1e12 * 0.4)
+        delta = np.array([self.DELTA.get(q.id, 0.0) for q in cands.catalog.quants])[cands.quant_idx]
+
+        def q(x, spread=0.1):
+            return Quantiles(x * (1 - spread), x, x * (1 + spread))
+
+        return {"energy_per_token_j": q(ept), "tokens_per_s": q(tps), "ttft_ms": q(ttft_s * 1000),
+                "prefill_energy_j": q(ttft_s * power), "memory_gb": q(np.full(len(cands), np.nan)),
+                "accuracy_delta": Quantiles(delta * 1.5, delta, delta * 0.5)}
+
+
+@pytest.fixture
+def cat():
+    return fixture_catalog()
+
+
+def run(cat, **kw):
+    return recommend(Query(**kw), catalog=cat, cost_model=FakeCostModel())
+
+
+def test_default_sets_and_priority(cat):
+    res = run(cat, gpus=("rtx4060ti",))
+    assert res.priority == "energy"
+    assert res.query["models"] == ["qwen2.5-7b-instruct", "bloomz-7b1"]  # in_paper, not tiny-test
+    assert res.query["batch_sizes"] == [1, 8, 32, 64]
+    assert len(res.cands) == 1 * 2 * 6 * 2 * 4
+    eor = res.metrics["eor"].p50[res.order]
+    assert np.all(np.diff(eor) <= 0)
+    assert res.query["grid_source"].startswith("default: region world")
+
+
+def test_model_all_excludes_tiny(cat):
+    res = run(cat, gpus=("a100",), models=("all",))
+    assert "tiny-test" not in res.query["models"] and len(res.query["models"]) == 2
+
+
+@pytest.mark.parametrize("priority,metric,desc", [("energy", "eor", True), ("accuracy", "accuracy", True),
+                                                  ("latency", "latency_s", False), ("balanced", "tweor", True)])
+def test_priorities_sort(cat, priority, metric, desc):
+    res = run(cat, priority=priority)
+    v = res.metrics[metric].p50[res.order]
+    v = v[np.isfinite(v)]
+    assert np.all(np.diff(v) <= 1e-12) if desc else np.all(np.diff(v) >= -1e-12)
+
+
+def test_eor_tweor_definitions(cat):
+    res = run(cat, gpus=("a100",), requests=500)
+    for i in res.order[:20]:
+        d = candidate_dict(res, int(i), 1)
+        s, wh, t = d["accuracy"]["p50"], d["energy_wh"]["p50"], d["workload_time_s"]["p50"]
+        assert d["eor"]["p50"] == pytest.approx(s / wh, rel=1e-12)
+        assert d["tweor"]["p50"] == pytest.approx(s / (wh * t), rel=1e-12)
+        b = d["batch_size"]
+        assert t == pytest.approx(math.ceil(500 / b) * d["latency_s"]["p50"], rel=1e-12)
+        e = math.ceil(500 / b) * (d["prefill_energy_j"]["p50"] + d["energy_per_token_j"]["p50"] * b * 128) / 3600
+        assert wh == pytest.approx(e, rel=1e-12)
+        assert d["eor"]["p10"] <= d["eor"]["p50"] <= d["eor"]["p90"]
+
+
+def test_exclusion_reasons(cat):
+    res = run(cat, quants=("bf16", "torchao-fp8", "bnb-int8", "fp16", "torchao-int4-wo"))
+    c = res.cands
+    gpu, quant, eng, model = c.ids("gpu"), c.ids("quant"), c.ids("engine"), c.ids("model")
+    v100 = gpu == "v100-32gb"
+    assert np.all(res.code[v100 & (quant == "bf16")] == COMPUTE_CAP)
+    i = int(np.flatnonzero(v100 & (quant == "torchao-int4-wo"))[0])
+    assert res.code[i] == BF16 and res.reason(i) == (
+        "torchao-int4-wo computes in bf16, which needs compute capability >= 8.0 (Ampere or newer); "
+        "v100-32gb has 7.0")
+    assert "bf16 needs compute capability >= 8.0" in res.reason(int(np.flatnonzero(v100 & (quant == "bf16"))[0]))
+    i = int(np.flatnonzero((gpu == "a100-pcie-40gb") & (quant == "torchao-fp8"))[0])
+    assert res.code[i] == COMPUTE_CAP and "needs compute capability >= 8.9" in res.reason(i)
+    i = int(np.flatnonzero((eng == "vllm") & (quant == "bnb-int8") & (gpu == "a100-pcie-40gb"))[0])
+    assert res.code[i] == ENGINE and res.reason(i) == "engine vllm does not support quantization bnb-int8"
+    fp16_4060 = ((gpu == "rtx4060ti-16gb") & (quant == "fp16") & (model == "qwen2.5-7b-instruct")
+                 & (c.batch_size >= 32))
+    assert np.all(res.code[fp16_4060] == MEMORY)
+    r = res.reason(int(np.flatnonzero(fp16_4060)[0]))
+    assert r.startswith("needs ") and r.endswith("on rtx4060ti-16gb") and "> 16.0 GB" in r
+    assert res.excluded_counts()["does not fit in memory"] >= 8
+
+
+def test_context_exclusion(cat):
+    res = run(cat, gpus=("a100",), models=("bloomz-7b1", "qwen2.5-7b"), prompt_tokens=2000, output_tokens=100)
+    bloomz = res.cands.ids("model") == "bloomz-7b1"
+    assert not np.isin(res.order, np.flatnonzero(bloomz)).any()
+    i = int(np.flatnonzero(res.code == CONTEXT)[0])
+    assert res.reason(i) == "context 2000+100=2100 tokens > 2048 max positions of bloomz-7b1"
+
+
+def test_profile_applies_and_flags_override(cat):
+    res = run(cat, profile="edge")
+    assert res.query["gpus"] == ["rtx4060ti-16gb"]  # consumer segment only
+    assert res.workload.pue == 1.1 and res.mem.headroom_frac == 0.1
+    assert any("accuracy_floor_rel" in c for c in res.query["constraints"])
+    res2 = run(cat, profile="edge", gpus=("a100",), pue=1.3, min_accuracy=10, priority="latency")
+    assert res2.query["gpus"] == ["a100-pcie-40gb"] and res2.workload.pue == 1.3
+    assert res2.query["constraints"][0] == "--min-accuracy 10" and res2.priority == "latency"
+
+
+def test_accuracy_floor_excludes_lossy_quant(cat):
+    res = run(cat, gpus=("a100",), models=("qwen2.5-7b",), min_accuracy=70.0)
+    ranked_quants = set(res.cands.ids("quant")[res.order])
+    assert "bnb-nf4" not in ranked_quants and "fp16" in ranked_quants
+
+
+def test_impossible_latency_message(cat):
+    with pytest.raises(NoCandidateError) as ei:
+        run(cat, gpus=("a100",), max_latency_ms=5)
+    msg = str(ei.value)
+    assert msg.startswith("no candidate meets --max-latency-ms 5: the fastest fitting candidate needs ")
+    assert msg.endswith(" ms")
+
+
+def test_impossible_memory_message(cat):
+    with pytest.raises(NoCandidateError, match=r"no candidate can run: all \d+ excluded .*needs .* GB"):
+        run(cat, gpus=("rtx4060ti",), models=("qwen2.5-7b",), quants=("fp16",), engines=("hf-eager",),
+            batch_sizes=(64,), prompt_tokens=2048)
+
+
+def test_unknown_names(cat):
+    with pytest.raises(UnknownNameError, match=r"unknown GPU 'rtx4060x'; did you mean 'rtx4060ti"):
+        run(cat, gpus=("rtx4060x",))
+    for kw in ({"models": ("qwen9",)}, {"quants": ("int3",)}, {"engines": ("vlm",)}, {"profile": "edg"},
+               {"region": "mars"}):
+        with pytest.raises(UserError, match="unknown"):
+            run(cat, **kw)
+
+
+def test_region_and_prices(cat):
+    res = run(cat, gpus=("a100",), region="fr", price_kwh=0.2)
+    i = int(res.order[0])
+    d = candidate_dict(res, i, 1)
+    tokens = 1000 * 128
+    assert d["gco2e_per_1m_tokens"]["p50"] == pytest.approx(d["energy_wh"]["p50"] / 1000 / tokens * 1e6 * 56)
+    assert d["usd_per_1m_tokens"]["p50"] == pytest.approx(d["energy_wh"]["p50"] / 1000 / tokens * 1e6 * 0.2)
+    assert res.query["grid_gco2_per_kwh"] == 56.0
+    d0 = candidate_dict(run(cat, gpus=("a100",)), i, 1)
+    assert d0["usd_per_1m_tokens"] is None
+
+
+def test_explain_mentions_margin_and_exclusions(cat):
+    res = run(cat, gpus=("rtx4060ti", "v100"), max_latency_ms=40000)
+    text = "\n".join(explain(res))
+    assert "Top choice" in text and "margin" in text and "Excluded" in text and "predicted by fake-v0" in text
+
+
+def test_all_keeps_excluded_rows(cat):
+    res = recommend(Query(gpus=("rtx4060ti",), models=("qwen2.5-7b",), quants=("fp16",), engines=("hf-eager",),
+                          batch_sizes=(64,), prompt_tokens=2048),
+                    catalog=cat, cost_model=FakeCostModel(), predict_excluded=True)
+    assert len(res.order) == 0 and np.all(res.code == MEMORY)
+    d = candidate_dict(res, 0, None)
+    assert d["fits"] is False and d["rank"] is None and d["excluded_reason"].startswith("needs ")
+
+
+def test_pareto_front():
+    e = np.array([1.0, 2.0, 3.0, 1.5, np.nan])
+    a = np.array([50.0, 60.0, 55.0, 40.0, 99.0])
+    assert pareto_front(e, a).tolist() == [True, True, False, False, False]
+
+
+def test_measured_override(cat, monkeypatch):
+    import recommender.rank as rank_mod
+
+    def fake_measured(cands):
+        mask = np.zeros(len(cands), dtype=bool)
+        mask[0] = True
+        v = np.full(len(cands), 0.5)
+        return mask, {"energy_per_token_j": Quantiles(v, v, v)}
+
+    monkeypatch.setattr(rank_mod, "_measured", fake_measured)
+    res = run(cat, gpus=("a100",))
+    assert res.measured.sum() == 1
+    i = int(np.flatnonzero(res.measured)[0])
+    d = candidate_dict(res, i, 1)
+    assert d["source"] == "measured" and d["energy_per_token_j"] == {"p10": 0.5, "p50": 0.5, "p90": 0.5}
+
+
+def test_whole_catalogue_is_fast(cat):
+    import time
+
+    res = run(cat, models=("all",))
+    t = time.perf_counter()
+    run(cat, models=("all",))
+    assert time.perf_counter() - t < 0.5
+    assert len(res.order) > 0
+
+
+@pytest.mark.parametrize("shape", ["tuple", "dict", "object"])
+def test_measured_lookup_formats(cat, monkeypatch, shape):
+    import sys
+    import types
+
+    def lookup(cands):
+        n = len(cands)
+        mask = np.arange(n) == 1
+        v = np.where(mask, 0.25, np.nan)
+        lo, hi = np.where(mask, 0.2, np.nan), np.where(mask, 0.3, np.nan)
+        values = {"energy_per_token_j": Quantiles(lo, v, hi)}
+        if shape == "tuple":
+            return mask, values
+        if shape == "dict":
+            return values
+        return types.SimpleNamespace(mask=mask, values=values)
+
+    monkeypatch.setitem(sys.modules, "recommender.costmodel.learned", types.SimpleNamespace(measured_lookup=lookup))
+    res = run(cat, gpus=("a100",))
+    assert res.measured.sum() == 1
+    d = candidate_dict(res, int(np.flatnonzero(res.measured)[0]), None)
+    assert d["source"] == "measured" and d["energy_per_token_j"] == {"p10": 0.2, "p50": 0.25, "p90": 0.3}
+    assert d["tokens_per_s"]["p50"] is not None  # unmeasured targets stay predicted
+
+
+def test_shipped_whole_catalogue_rank_time():
+    """Budget 200 ms (benchmarks/bench_rank.py); asserted loosely here against CI noise."""
+    import time
+
+    from recommender.catalog import load_catalog
+
+    real = load_catalog()
+    if not len(real.engines):
+        pytest.skip("catalogue incomplete")
+    cm = rank_mod._load_cost_model(None)
+    q = Query(models=("all",))
+    recommend(q, real, cm)
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        res = recommend(q, real, cm)
+        times.append(time.perf_counter() - t)
+    assert len(res.cands) == len(real.gpus) * (len(real.models) - 1) * len(real.quants) * len(real.engines) * 4
+    assert sorted(times)[1] < 1.0
+
+
+def test_contradictory_pair_message(cat):
+    base = run(cat, gpus=("a100",), models=("qwen2.5-7b",))
+    lat = base.metrics["latency_s"].p50[base.order] * 1000
+    acc = base.metrics["accuracy"].p50[base.order]
+    bound = round((lat.min() + lat[acc >= 70.7].min()) / 2)
+    assert lat.min() < bound < lat[acc >= 70.7].min()
+    with pytest.raises(NoCandidateError) as ei:
+        run(cat, gpus=("a100",), models=("qwen2.5-7b",), min_accuracy=70.7, max_latency_ms=bound)
+    msg = str(ei.value)
+    assert msg.startswith(f"no candidate meets --min-accuracy 70.7 and --max-latency-ms {bound} together: among "
+                          "those meeting ")
