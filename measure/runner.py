@@ -45,6 +45,10 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class DecodeNotResolved(RuntimeError):
+    """Generate was not measurably longer than prefill alone: decode figures would be noise."""
+
+
 class CellRunner:
     """Runs cells on one device (`device` = "cuda:N" or "cpu") with one meter."""
 
@@ -246,7 +250,11 @@ class CellRunner:
         dec_tokens = b * max(1, n_out - 1)  # the first token comes out of the prefill
         rec.rep_duration_s = [r["time_s"] for r in reps]
         rec.duration_s = statistics.fmean(rec.rep_duration_s)
-        dec_times = [max(r["time_s"] - pre["time_s"], 1e-9) for r in reps]
+        dec_times = [r["time_s"] - pre["time_s"] for r in reps]
+        if min(dec_times) <= 0:
+            raise DecodeNotResolved(
+                f"decode not resolvable: a generate call ({min(r['time_s'] for r in reps) * 1e3:.2f} ms) took no "
+                f"longer than the prefill alone ({pre['time_s'] * 1e3:.2f} ms); use more output tokens")
         rec.rep_tokens_per_s = [dec_tokens / t for t in dec_times]
         rec.tokens_per_s = dec_tokens / statistics.fmean(dec_times)
         rec.tpot_ms = statistics.fmean(dec_times) / max(1, n_out - 1) * 1000.0
@@ -256,7 +264,11 @@ class CellRunner:
             rec.energy_total_j = statistics.fmean(rec.rep_energy_j)
             rec.energy_per_token_j = rec.energy_total_j / (b * n_out)
             rec.avg_power_w = rec.energy_total_j / rec.duration_s
-            rec.decode_energy_j = max(rec.energy_total_j - (pre["energy_j"] or 0.0), 0.0)
+            rec.decode_energy_j = rec.energy_total_j - (pre["energy_j"] or 0.0)
+            if rec.decode_energy_j <= 0:
+                raise DecodeNotResolved(
+                    f"decode energy not resolvable: generate {rec.energy_total_j:.3f} J <= prefill "
+                    f"{pre['energy_j']:.3f} J per call; use more output tokens")
             rec.decode_energy_per_token_j = rec.decode_energy_j / dec_tokens
             rec.decode_avg_power_w = rec.decode_energy_j / statistics.fmean(dec_times)
             e1 = [r.get("e1hz") for r in reps]

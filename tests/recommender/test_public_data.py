@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,27 @@ def test_public_models_cite_a_config_and_count_parameters():
     spec.loader.exec_module(tool)
     models = _rows(P.PUBLIC_MODELS)
     catalogue_ids = {r["id"] for r in csv.DictReader((catalog_dir() / "models.csv").open(encoding="utf-8"))}
+    # every `;`-separated item names where the shape was read: a URL or repository@40-hex-commit:path
+    located = re.compile(r"^(https://\S+|[\w.-]+/[\w.-]+@[0-9a-f]{40}:\S+)( \(.+\))?$")
     for r in models:
-        assert r["config_source"].startswith("https://huggingface.co/") and r["config_source"].endswith("config.json")
+        items = [s.strip() for s in _split_sources(r["config_source"])]
+        assert items and all(located.match(s) for s in items), (r["id"], items)
         assert r["params_b"] == tool.format_b(tool.param_count(r))
         assert r["id"] not in catalogue_ids  # no duplicate of a catalogue row
+
+
+def _split_sources(text: str) -> list[str]:
+    """Split `a (x; y); b` on the semicolons outside parentheses."""
+    items, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == ";" and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [*items, cur]
 
 
 # ---- conversions, on a tiny synthetic source tree ----------------------------------------------------

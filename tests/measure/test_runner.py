@@ -1,0 +1,104 @@
+"""The whole measure path on CPU: tiny model -> quantize (where the CPU allows) -> run -> fake meter ->
+record -> store -> resume."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from measure.cell import Cell  # noqa: E402
+from measure.executor import run_grid  # noqa: E402
+from measure.grid import GridSpec  # noqa: E402
+from measure.meter.fake import FakeGpuMeter  # noqa: E402
+from measure.record import Record  # noqa: E402
+from measure.runner import CellRunner, RunContext  # noqa: E402
+from measure.store import Store  # noqa: E402
+
+
+def _runner(power_w: float = 250.0) -> CellRunner:
+    meter = FakeGpuMeter(trace=power_w, idle_power_w=60.0, utilization_pct=0.0, name="NVIDIA H100 80GB HBM3")
+    return CellRunner(meter, device="cpu", context=RunContext(idle_seconds=0.3, command="pytest"))
+
+
+@pytest.fixture(scope="module")
+def runner():
+    r = _runner()
+    yield r
+    r.close()
+
+
+def test_cell_record_is_complete_and_consistent(runner):
+    rec = runner.run(Cell("tiny-test", "fp32", "hf-eager", 2, 16, 32, repetitions=3))
+    assert rec.status == "ok", rec.error
+    Record.from_dict(rec.to_dict())  # schema round trip
+    assert rec.gpu_id == "h100-sxm" and rec.gpu_name == "NVIDIA H100 80GB HBM3"
+    assert rec.source == "simulated:fake-meter" and rec.measurement_scope == "simulated"
+    assert len(rec.rep_energy_j) == len(rec.rep_duration_s) == len(rec.rep_tokens_per_s) == 3
+    # decode = generate - prefill, per output token of the whole batch (first token comes from prefill)
+    assert rec.decode_energy_j == pytest.approx(rec.energy_total_j - rec.prefill_energy_j)
+    assert rec.decode_energy_per_token_j == pytest.approx(rec.decode_energy_j / (2 * 31))
+    # a constant 250 W fake card: every window's average power is 250 W, and so is the energy / time
+    assert rec.avg_power_w == pytest.approx(250.0, rel=0.1)
+    # the idle baseline is measured, not assumed: a card drawing 250 W at rest has a 250 W baseline
+    assert rec.idle_power_w == pytest.approx(250.0, rel=0.1)
+    assert rec.energy_active_j == pytest.approx(max(rec.energy_total_j - rec.idle_power_w * rec.duration_s, 0.0),
+                                                abs=1e-6)
+    # windows shorter than 10 counter periods are extended by repetition, never reported as tiny numbers
+    assert rec.window_s >= 10 * rec.counter_update_period_ms / 1000 - 1e-9
+    assert rec.tokens_per_s > 0 and rec.ttft_ms > 0 and rec.tpot_ms > 0
+    assert rec.energy_1hz_j is not None and rec.energy_1hz_error_pct is not None
+    assert rec.is_stable in (True, False) and rec.energy_cv is not None
+
+
+@pytest.mark.parametrize("quant", ["bf16", "bnb-int8", "bnb-nf4", "torchao-int8-wo", "torchao-int8-dyn"])
+def test_quantized_cells_run_on_cpu(runner, quant):
+    rec = runner.run(Cell("tiny-test", quant, "hf-eager", 1, 8, 32))
+    assert rec.status == "ok", rec.error
+    assert rec.quantize_time_s is not None and rec.weights_gb > 0
+
+
+def test_unsupported_method_is_a_recorded_skip(runner):
+    rec = runner.run(Cell("tiny-test", "torchao-fp8", "hf-eager", 1, 8, 4))
+    assert rec.status == "skipped" and "fp8" in rec.error
+
+
+def test_too_long_context_is_skipped(runner):
+    rec = runner.run(Cell("tiny-test", "fp32", "hf-eager", 1, 500, 100))  # tiny-test has 512 positions
+    assert rec.status == "skipped" and "positions" in rec.error
+
+
+def test_unresolvable_decode_is_a_failure_with_reason(runner, monkeypatch):
+    from measure.engines.hf_eager import HfEager
+
+    import time
+
+    monkeypatch.setattr(HfEager, "prefill", lambda self, *a: time.sleep(0.02))
+    monkeypatch.setattr(HfEager, "generate", lambda self, *a: time.sleep(0.01))  # "faster" than its prefill
+    rec = runner.run(Cell("tiny-test", "fp32", "hf-eager", 1, 8, 4))
+    monkeypatch.undo()
+    assert rec.status == "failed" and "decode not resolvable" in rec.error
+
+
+def test_failure_becomes_a_record_not_an_exception(runner):
+    rec = runner.run(Cell("tiny-test", "bnb-int8", "hf-eager", 1, 8, 4, quant_params={"threshold": "x"}))
+    assert rec.status == "failed" and rec.error
+
+
+def test_grid_store_and_resume(tmp_path):
+    spec = GridSpec.from_dict({"name": "t", "models": ["tiny-test"], "quants": ["fp32", "bf16"],
+                               "engines": ["hf-eager"], "batch_sizes": [1, 2],
+                               "workloads": [{"prompt_tokens": 8, "output_tokens": 64}],
+                               "repetitions": 3, "cooldown": {"mode": "none"}})
+    path = tmp_path / "store.jsonl"
+    r1 = _runner()
+    with Store(path) as store:
+        s1 = run_grid(spec, r1, store, device_name=r1.meter.name, progress=False, stop_after=2)
+    assert s1.ran == 2 and s1.remaining == 2
+    r2 = _runner()
+    with Store(path) as store:
+        s2 = run_grid(spec, r2, store, device_name=r2.meter.name, progress=False)
+        recs = store.records()
+    assert s2.already_done == 2 and s2.ran == 2
+    assert len(recs) == 4 and len({r.cell_hash for r in recs}) == 4
+    assert all(r.status == "ok" for r in recs), [(r.status, r.error) for r in recs]

@@ -1,0 +1,246 @@
+"""notebooks/campaign_analysis.py on the committed H100 records (no GPU, no network)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+np = pytest.importorskip("numpy")
+pd = pytest.importorskip("pandas")
+
+from notebooks import campaign_analysis as ca  # noqa: E402 - after the optional-dependency skips
+
+MODEL = "qwen2.5-7b-instruct"
+
+
+@pytest.fixture(scope="module")
+def records() -> pd.DataFrame:
+    return ca.load_records()
+
+
+@pytest.fixture(scope="module")
+def cat() -> dict[str, pd.DataFrame]:
+    return ca.load_catalog_tables()
+
+
+@pytest.fixture(scope="module")
+def q7(records) -> pd.DataFrame:
+    return records[records["model"] == MODEL]
+
+
+# --- loading -------------------------------------------------------------------------------------------
+def test_records_load_every_line_and_keep_the_rejected_slice_apart(records):
+    folder = ca.MEASUREMENTS
+    lines = sum(1 for f in folder.glob("*.jsonl") for ln in f.read_text().splitlines() if ln.strip())
+    assert len(records) == lines
+    assert not records["rejected"].any()
+    both = ca.load_records(include_rejected=True)
+    rejected = sum(1 for f in (folder / "rejected").glob("*.jsonl") for ln in f.read_text().splitlines() if ln.strip())
+    assert both["rejected"].sum() == rejected
+    assert set(records["status"]) <= {"ok", "failed", "skipped"}
+
+
+def test_strategy_mapping_matches_quants_yaml():
+    yaml = pytest.importorskip("yaml")
+    quants = yaml.safe_load((ca.CATALOG / "quants.yaml").read_text())
+    for q in quants:
+        assert ca.strategy_of(q["id"]) == q.get("paper_strategy"), q["id"]
+
+
+# --- pairing and Table 2 ---------------------------------------------------------------------------------
+def test_pairs_sign_convention_and_decomposition(q7):
+    pairs = ca.paired_energy(q7, "fp32")
+    assert len(pairs) > 0
+    assert (pairs["baseline"] == "fp32").all() and "fp32" not in set(pairs["quant"])
+    # positive = the method uses less energy than the baseline
+    assert np.allclose(pairs["energy_reduction_pct"], (1 - pairs["e_method_j"] / pairs["e_base_j"]) * 100)
+    saves = pairs["e_method_j"] < pairs["e_base_j"]
+    assert ((pairs["energy_reduction_pct"] > 0) == saves).all()
+    # J/token = W / (tokens/s) in every record, so the ratio decomposes exactly
+    assert np.allclose(pairs["energy_ratio"], pairs["power_ratio"] / pairs["speedup"], rtol=1e-6)
+    # every pair matches on model, engine, batch and workload
+    for r in pairs.itertuples():
+        base = q7[(q7["quant"] == "fp32") & (q7["engine"] == r.engine) & (q7["batch_size"] == r.batch_size)
+                  & (q7["status"] == "ok")]
+        assert math.isclose(base["decode_energy_per_token_j"].iloc[-1], r.e_base_j)
+
+
+def test_table2_has_one_row_per_strategy_with_paper_values(q7, cat):
+    for baseline in ("fp32", "bf16"):
+        pairs = ca.paired_energy(q7, baseline)
+        t = ca.table2(pairs, cat["quant_accuracy"], MODEL)
+        assert list(t.index) == list(ca.STRATEGIES)
+        for s in ca.STRATEGIES:
+            assert t.loc[s, "paper_energy_reduction_pct"] == ca.PAPER_TABLE2[s]["energy_reduction_pct"]
+            p = pairs[pairs["quant"].isin(ca.STRATEGY_METHODS[s])]
+            assert t.loc[s, "n_pairs"] == len(p)
+            if len(p):
+                assert t.loc[s, "energy_reduction_worst_pct"] <= t.loc[s, "energy_reduction_median_pct"] \
+                    <= t.loc[s, "energy_reduction_best_pct"]
+                assert math.isclose(t.loc[s, "energy_reduction_median_pct"], p["energy_reduction_pct"].median())
+
+
+def test_table2_fp16_row_against_fp32_saves_energy(q7, cat):
+    """Half precision against full precision: fewer bytes per token, so J/token must drop (a sanity check
+    that the baseline and sign are right, not a claim about a particular number)."""
+    t = ca.table2(ca.paired_energy(q7, "fp32"), cat["quant_accuracy"], MODEL)
+    if t.loc["FP16", "n_pairs"] == 0:
+        pytest.skip("no fp16/bf16 cells paired with fp32")
+    assert t.loc["FP16", "energy_reduction_worst_pct"] > 0
+
+
+def test_table2_handles_missing_accuracy(q7, cat):
+    pairs = ca.paired_energy(q7, "bf16")
+    t = ca.table2(pairs, cat["quant_accuracy"], MODEL)
+    for s in ca.STRATEGIES:
+        has_cited = any(ca.cited_accuracy_change(cat["quant_accuracy"], q, MODEL) for q in ca.STRATEGY_METHODS[s])
+        if not has_cited:
+            assert math.isnan(t.loc[s, "accuracy_loss_pp"]) and math.isnan(t.loc[s, "eor_improvement_pct"])
+            assert t.loc[s, "accuracy_evidence"].startswith("missing")
+    # no accuracy table at all: energy columns still there, accuracy NaN
+    t0 = ca.table2(pairs, None, MODEL)
+    assert t0["accuracy_loss_pp"].isna().all() and t0["eor_improvement_pct"].isna().all()
+    assert t0["energy_reduction_median_pct"].notna().any()
+
+
+def test_eor_improvement_uses_cited_accuracy_when_present(q7):
+    """A synthetic cited row for bnb-int8 turns the INT8 EOR improvement on, with the right formula."""
+    qa = pd.DataFrame([{"quant_id": "bnb-int8", "model_id": MODEL, "task": "mmlu", "baseline_value": 0.70,
+                        "quant_value": 0.63, "delta_abs": -0.07, "source": "test", "notes": "method=test"}])
+    pairs = ca.paired_energy(q7, "bf16")
+    t = ca.table2(pairs, qa, MODEL)
+    p = pairs[pairs["quant"] == "bnb-int8"]
+    if p.empty:
+        pytest.skip("no bnb-int8 pairs")
+    assert math.isclose(t.loc["INT8", "accuracy_loss_pp"], 7.0)
+    expected = ((0.63 / 0.70) / p["energy_ratio"] - 1).median() * 100
+    assert math.isclose(t.loc["INT8", "eor_improvement_pct"], expected)
+    assert "missing for torchao-int8-wo" in t.loc["INT8", "accuracy_evidence"]
+
+
+def test_cited_accuracy_reads_the_catalogue(cat):
+    a = ca.cited_accuracy_change(cat["quant_accuracy"], "torchao-int4-wo", MODEL)
+    assert a is not None and a["n_tasks"] >= 1 and "auto-round" in a["source"]
+    assert ca.cited_accuracy_change(cat["quant_accuracy"], "no-such-quant", MODEL) is None
+
+
+def test_paper_consistency_flags_the_dynamic_row():
+    t = ca.paper_consistency()
+    assert abs(t.loc["INT8", "difference_pp"]) < 0.5 and abs(t.loc["FP16", "difference_pp"]) < 0.5
+    assert math.isclose(t.loc["Dynamic", "paper_eor_improvement_pct"],
+                        t.loc["Dynamic", "energy_only_eor_improvement_pct"], abs_tol=0.05)
+
+
+# --- noise floor, 1 Hz error, failures, coverage ----------------------------------------------------------
+def test_noise_table_covers_every_ok_cell(records):
+    noise = ca.noise_table(records)
+    okd = records[records["status"] == "ok"]
+    assert len(noise) == len(okd)
+    assert noise["energy_cv"].notna().all() and noise["tokens_per_s_cv"].notna().all()
+    for r in noise.itertuples():
+        assert len(r.rep_energy_j) == r.repetitions == len(r.rep_tokens_per_s)
+    s = ca.noise_summary(noise)
+    assert s["cells"].sum() == len(okd)
+
+
+def test_onehz_table_and_stale_reading_explanation(records):
+    sc = ca.load_selfcheck()
+    t = ca.onehz_table(records, sc)
+    rec = t[t["origin"] != "meter self-check"]
+    assert len(rec) == records[(records["status"] == "ok") & records["energy_1hz_error_pct"].notna()].shape[0]
+    if sc:
+        assert (t["origin"] == "meter self-check").sum() == len(sc["c_eq1"])
+    r = np.corrcoef(rec["stale_reading_error_pct"], rec["error_pct"])[0, 1]
+    assert r > 0.8
+    summ = ca.onehz_summary(t)
+    assert summ["windows"].sum() == len(t)
+
+
+def test_failures_list_failed_records_and_grid_excludes(records):
+    ex = ca.load_grid_excludes(ca.GRIDS / "h100-campaign.yaml")
+    assert ex and all(e.get("reason") for e in ex)
+    f = ca.failures(records, ex)
+    failed = records[records["status"] != "ok"]
+    assert (f["status"] != "excluded").sum() == len(failed)
+    assert (f["status"] == "excluded").sum() == len(ex)
+    assert f[f["status"] == "failed"]["reason"].str.len().gt(0).all()
+
+
+def test_coverage_counts_against_the_grid(records):
+    c = ca.coverage(records[records["slice"] == "campaign"], ca.GRIDS / "h100-campaign.yaml")
+    assert c["measured"] == c["ok"] + c["failed"] + c["skipped"]
+    assert c["remaining"] == c["grid_cells"] - c["measured"]
+    assert c["per_model"]["measured"].sum() == c["measured"]
+    assert c["measured"] == (records["slice"] == "campaign").sum()  # every campaign record is a grid cell
+
+
+# --- roofline, figure 4, co-optimisation, distillation -----------------------------------------------------
+def test_roofline_matches_the_recorded_bandwidth_utilization(records, cat):
+    roof = ca.roofline(records, cat["gpus"], cat["models"])
+    assert len(roof) == (records["status"] == "ok").sum()
+    assert (roof["utilization"] > 0).all() and (roof["utilization"] < 1).all()
+    sixteen = roof[roof["quant"] != "fp32"]  # the runner assumes a 2-byte KV cache: same as ours except fp32
+    assert np.allclose(sixteen["utilization"], sixteen["recorded_utilization"], rtol=1e-6)
+
+
+def test_figure4_matrix_statuses(records):
+    ex = ca.load_grid_excludes(ca.GRIDS / "h100-campaign.yaml")
+    m = ca.figure4_matrix(records, MODEL, (256, 128), ex)
+    st, e = m["status"], m["energy"]
+    assert list(st.columns) == list(ca.METHOD_ORDER)
+    assert ((st == "ok") == e.notna()).all().all()
+    assert (st.isin(["ok", "failed", "skipped", "excluded", "not yet run"])).all().all()
+    # fp32 compiled is excluded by the grid; the int8-dyn compiled batch-1 cell failed
+    comp = [i for i in st.index if "hf-compiled" in i]
+    assert all(st.loc[i, "fp32"] == "excluded" for i in comp)
+    ok_bf16 = st["bf16"] == "ok"
+    assert np.allclose(m["ratio"].loc[ok_bf16, "bf16"], 1.0)
+
+
+def test_public_matrix_is_16bit_batch1_only():
+    pub = ca.load_public()
+    m = ca.public_figure4_matrix(pub)
+    assert len(m) > 0
+    assert (m.notna().sum(axis=1) >= 2).all()
+    assert not any(r.startswith("mlenergy-v2") for r in m.index)
+    sp = ca.public_card_spread(m)
+    assert (sp["saving_best_vs_worst_pct"] >= 0).all()
+
+
+def test_co_optimisation_uses_the_eager_bf16_baseline(q7):
+    co = ca.co_optimisation(q7)
+    assert (co["baseline"] == "bf16").all() and (co["baseline_engine"] == "hf-eager").all()
+    assert not ((co["quant"] == "bf16") & (co["engine"] == "hf-eager")).any()
+    assert co["energy_reduction_pct"].is_monotonic_decreasing
+
+
+def test_distillation_shapes_identical(cat):
+    t = ca.distillation_check(cat["models"])
+    assert t.attrs["architecture_of"] == MODEL
+    assert t["identical"].all()
+
+
+def test_key_findings_are_computed(records, cat):
+    pub = ca.public_figure4_matrix(ca.load_public())
+    kf = ca.key_findings(records, cat["models"], pub, MODEL, ca.load_selfcheck())
+    assert {"claim", "paper", "ours", "evidence", "verdict", "why"} <= set(kf.columns)
+    assert kf["ours"].str.len().gt(0).all()
+    json.dumps(kf.to_dict(orient="records"))  # plain strings only
+
+
+def test_plots_write_pngs(tmp_path, records, cat, q7):
+    pytest.importorskip("matplotlib")
+    ex = ca.load_grid_excludes(ca.GRIDS / "h100-campaign.yaml")
+    paths = [
+        ca.plot_table2(ca.paired_energy(q7, "bf16"), ca.paired_energy(q7, "fp32"), tmp_path / "t2.png"),
+        ca.plot_energy_vs_batch(records, tmp_path / "evb.png"),
+        ca.plot_roofline(ca.roofline(records, cat["gpus"], cat["models"]), tmp_path / "roof.png"),
+        ca.plot_noise(ca.noise_table(records), tmp_path / "noise.png"),
+        ca.plot_onehz(ca.onehz_table(records, ca.load_selfcheck()), tmp_path / "onehz.png"),
+        ca.plot_figure4(ca.figure4_matrix(records, MODEL, (256, 128), ex),
+                        ca.public_figure4_matrix(ca.load_public()), tmp_path / "fig4.png"),
+    ]
+    for p in paths:
+        assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
