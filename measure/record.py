@@ -141,9 +141,9 @@ class Record:
     def validate(self) -> None:
         """Raise SchemaError naming the first field that breaks the schema."""
         for f in dataclasses.fields(self):
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                if getattr(self, f.name) in (None, ""):
-                    raise SchemaError(f"field {f.name!r} is required")
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and getattr(self, f.name) in (None, ""):
+                raise SchemaError(f"field {f.name!r} is required")
         if self.status not in STATUSES:
             raise SchemaError(f"status must be one of {STATUSES}, got {self.status!r}")
         for name in ("batch_size", "prompt_tokens", "output_tokens"):

@@ -10,6 +10,7 @@ A loaded and quantized model is kept for the next cell of the same group (model,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import gc
 import os
@@ -359,10 +360,8 @@ class CellRunner:
         gc.collect()
         if self._is_cuda:
             self._torch.cuda.empty_cache()
-        try:
+        with contextlib.suppress(Exception):  # older torch without dynamo
             self._torch._dynamo.reset()
-        except Exception:
-            pass
 
     def _other_processes(self):
         if self.meter is None:

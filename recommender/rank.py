@@ -4,6 +4,14 @@ Everything is vectorised over `Candidates` (numpy); only the rows shown become d
 Exclusions are integer codes per row (`EXCLUDED`), turned into one-line reasons only for shown rows.
 Priorities: energy -> EOR (desc), accuracy -> score (desc), latency -> latency_s (asc),
 balanced -> TWEOR (desc); ties break on EOR, then energy.
+
+Two passes (ranking the whole catalogue within ~200 ms with the learned model): ranking and constraints
+use p50 only, so `recommend` asks the cost model for the p50 of just the targets the priority, the
+tie-breakers and the constraints need (`ranking_targets`; `predict_p50` where the model has it, which
+runs one LightGBM booster per target instead of three). p10/p90, and p50 of the other targets, are
+computed by `Result.complete(rows)` for the rows that are output (`candidate_dicts` and `explain` call
+it), with the full `CostModel.predict`; the p50 values are the same in both passes. `full=True` computes
+everything for every row at once (what `--all` needs).
 """
 
 from __future__ import annotations
@@ -104,6 +112,30 @@ class Result:
     order: np.ndarray  # ranked feasible rows, best first
     cost_model_name: str
     extra: dict[str, Any] = field(default_factory=dict)
+    cost_model: CostModel | None = None
+    #: rows whose metrics are complete (p10/p50/p90 of everything); the others have p50 of the ranking
+    #: targets only (NaN elsewhere) until `complete(rows)`
+    full: np.ndarray | None = None
+    #: rows the cost model was asked about (fitting rows, or all with predict_excluded)
+    predicted: np.ndarray | None = None
+    #: cost-model targets whose p50 the ranking pass computed for every predicted row
+    p50_targets: frozenset = frozenset()
+    #: measured values found for the predicted rows ({target: Quantiles}, NaN where not measured), looked up
+    #: once by the ranking pass and reused by `complete` (what ranked is what is shown)
+    measured_values: dict | None = None
+
+    def complete(self, rows) -> None:
+        """Compute p10/p50/p90 of every target and metric for `rows` (those of them predicted in the
+        ranking pass and not complete yet)."""
+        if self.full is None or self.cost_model is None:
+            return
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if self.predicted is not None:
+            rows = rows[self.predicted[rows]]
+        rows = rows[~self.full[rows]]
+        if len(rows):
+            _fill(self, rows, None)
+            self.full[rows] = True
 
     @property
     def excluded(self) -> np.ndarray:
@@ -237,6 +269,119 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
     return code
 
 
+#: cost-model targets (`costmodel.base.TARGETS`) and the workload metrics derived from them
+PREDICTED = ("energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb", "accuracy_delta")
+METRICS = ("latency_s", "workload_time_s", "energy_wh", "wh_per_1k_requests", "usd_per_1m_tokens",
+           "gco2e_per_1m_tokens", "eor", "tweor")
+#: cost-model targets each ranking metric needs
+_METRIC_TARGETS = {
+    "energy_wh": ("energy_per_token_j", "prefill_energy_j"),
+    "latency_s": ("ttft_ms", "tokens_per_s"),
+    "accuracy": ("accuracy_delta",),
+}
+_METRIC_TARGETS["eor"] = _METRIC_TARGETS["energy_wh"] + _METRIC_TARGETS["accuracy"]
+_METRIC_TARGETS["tweor"] = _METRIC_TARGETS["eor"] + _METRIC_TARGETS["latency_s"]
+_CONSTRAINT_METRIC = {"accuracy": "accuracy", "accuracy_rel": "accuracy", "latency_ms": "latency_s",
+                      "energy_wh": "energy_wh"}
+
+
+def ranking_targets(priority: str, constraints: list[Constraint]) -> tuple[str, ...]:
+    """Cost-model targets whose p50 the ranking needs: the priority metric, the tie-breakers (EOR, then
+    energy) and the constrained metrics; peak memory never (the fit uses `recommender.memory`)."""
+    needed = {PRIORITY_METRIC[priority][0], "eor", "energy_wh"}
+    needed |= {_CONSTRAINT_METRIC[c.metric] for c in constraints}
+    return tuple(t for t in PREDICTED if any(t in _METRIC_TARGETS[m] for m in needed))
+
+
+def _predict_p50(cm: CostModel, cands: Candidates, targets) -> tuple[dict[str, Quantiles], frozenset]:
+    """({target: Quantiles with p50 only}, targets computed) from `cm.predict_p50` where the model has
+    it, else from the full `cm.predict` (then every target it returns, with p10/p90)."""
+    fn = getattr(cm, "predict_p50", None)
+    if fn is None:
+        got = cm.predict(cands)
+        return got, frozenset(got)
+    nan = np.full(len(cands), np.nan)
+    nan.setflags(write=False)
+    got = {t: Quantiles(nan, np.asarray(v, dtype=np.float64), nan) for t, v in fn(cands, targets).items()}
+    return got, frozenset(got)
+
+
+def _fill(res: Result, rows: np.ndarray, targets) -> None:
+    """Predict `rows` and derive their metrics into `res.metrics`: every target with p10/p50/p90 when
+    `targets` is None, else the p50 of those targets (the ranking pass). Measured values replace
+    predictions where they are finite."""
+    cat, cands, w = res.catalog, res.cands, res.workload
+    sub = cands.take(rows)
+    m = res.metrics
+    if targets is None:
+        got = res.cost_model.predict(sub)
+        done, p50_only = frozenset(got), False
+    else:
+        got, done = _predict_p50(res.cost_model, sub, targets)
+        p50_only = True
+        res.p50_targets = done
+    if res.measured_values is None:
+        mask, values = _measured(sub)
+        res.measured_values = {}
+        if mask.any():
+            n, hit = len(cands), rows[mask]
+            for k, v in values.items():
+                arrs = [np.full(n, np.nan) for _ in range(3)]
+                for arr, a in zip(arrs, ("p10", "p50", "p90"), strict=True):
+                    arr[hit] = np.asarray(getattr(v, a), dtype=np.float64)[mask]
+                res.measured_values[k] = Quantiles(*arrs)
+    else:
+        mask = res.measured[rows]
+        values = {k: v.take(rows) for k, v in res.measured_values.items()}
+    qs = ("p50",) if p50_only else ("p10", "p50", "p90")
+    local: dict[str, Quantiles] = {}
+    nan = np.full(len(rows), np.nan)
+    for k in PREDICTED:
+        q = got.get(k)
+        vals = [np.array(getattr(q, a), dtype=np.float64) if q is not None else nan.copy()
+                for a in ("p10", "p50", "p90")]
+        if k in values and k in done and mask.any():
+            _overlay_measured(vals, values[k], mask)
+        local[k] = Quantiles(*vals)
+    res.measured[rows[mask]] = True
+
+    # unquantized methods lose nothing by definition
+    unq_ids = [cat.quants.index[x] for x in UNQUANTIZED if x in cat.quants.index]
+    unq = np.isin(sub.quant_idx, unq_ids)
+    delta = local["accuracy_delta"]
+    for a in qs:
+        arr = getattr(delta, a)
+        arr[unq & ~np.isfinite(arr)] = 0.0
+    baseline = res.baseline[rows]
+    score = Quantiles(baseline + 100 * delta.p10, baseline + 100 * delta.p50, baseline + 100 * delta.p90)
+    derived = evaluate(local, score, sub.batch_size, w, p50_only=p50_only)
+    mem_q = local["memory_gb"]
+    total = res.mem.total_gb[rows]
+    for a in qs:
+        arr = getattr(mem_q, a)
+        fill = ~np.isfinite(arr)
+        arr[fill] = total[fill]
+    for k, q in (*local.items(), ("accuracy", score), *derived.items()):
+        for a in qs:
+            getattr(m[k], a)[rows] = getattr(q, a)
+
+
+def _overlay_measured(vals: list[np.ndarray], measured: Quantiles, mask: np.ndarray) -> None:
+    """Measured p10/p50/p90 replace the predicted ones in the rows of `mask`, each only where the measured
+    value is finite (a record that did not measure a target keeps the prediction); the interval is then
+    widened to contain p50 where a measured p50 fell outside a predicted end."""
+    replaced = np.zeros(len(mask), dtype=bool)
+    for j, a in enumerate(("p10", "p50", "p90")):
+        mv = np.asarray(getattr(measured, a), dtype=np.float64)
+        sel = mask & np.isfinite(mv)
+        vals[j][sel] = mv[sel]
+        replaced |= sel
+    if replaced.any():
+        with np.errstate(invalid="ignore"):
+            vals[0][replaced] = np.fmin(vals[0][replaced], vals[1][replaced])
+            vals[2][replaced] = np.fmax(vals[2][replaced], vals[1][replaced])
+
+
 def _load_cost_model(model_dir) -> CostModel:
     try:
         from recommender.costmodel import default_cost_model
@@ -320,13 +465,29 @@ def _order(res: Result, rows: np.ndarray) -> np.ndarray:
     eor = res.metrics["eor"].p50[rows]
     tie1 = np.where(np.isfinite(eor), -eor, np.inf)
     tie2 = np.nan_to_num(res.metrics["energy_wh"].p50[rows], nan=np.inf)
-    return rows[np.lexsort((tie2, tie1, key))]
+    # = rows[np.lexsort((tie2, tie1, key))], faster: a stable sort on the key, then the tie-breakers only
+    # among rows whose keys tie (they fill the same positions, in the same stable order)
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    eq = sk[1:] == sk[:-1]
+    if eq.any():
+        tied = np.zeros(len(order), dtype=bool)
+        tied[1:] |= eq
+        tied[:-1] |= eq
+        pos = np.flatnonzero(tied)
+        sub = order[pos]
+        order[pos] = sub[np.lexsort((tie2[sub], tie1[sub], key[sub]))]
+    return rows[order]
 
 
 def recommend(q: Query, catalog: Catalog | None = None, cost_model: CostModel | None = None,
-              predict_excluded: bool = False) -> Result:
+              predict_excluded: bool = False, full: bool | None = None) -> Result:
     """Rank every candidate for query `q`. Raises UserError on unknown names, NoCandidateError when
-    nothing survives (unless `predict_excluded`, used by `--all`, which returns the excluded rows)."""
+    nothing survives (unless `predict_excluded`, used by `--all`, which returns the excluded rows).
+
+    `full`: compute p10/p50/p90 of every target for every predicted row now (default: only with
+    `predict_excluded`); otherwise the ranking pass computes the p50s it needs and `Result.complete`
+    the rest for the rows that are output."""
     catalog = catalog or load_catalog()
     profile, gpus, models, quants, engines, batch, w, priority, grid_source = _resolve(catalog, q)
     cands = Candidates.grid(catalog, gpus, models, quants, engines, batch, w.prompt_tokens, w.output_tokens)
@@ -336,49 +497,42 @@ def recommend(q: Query, catalog: Catalog | None = None, cost_model: CostModel | 
     cm = cost_model or _load_cost_model(q.model_dir)
 
     n = len(cands)
-    nan = np.full(n, np.nan)
+    full = predict_excluded if full is None else full
     rows = np.flatnonzero(code == OK) if not predict_excluded else np.arange(n)
-    preds = {k: Quantiles(nan.copy(), nan.copy(), nan.copy()) for k in
-             ("energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb", "accuracy_delta")}
-    measured = np.zeros(n, dtype=bool)
-    if len(rows):
-        sub = cands.take(rows)
-        got = cm.predict(sub)
-        mask, values = _measured(sub)
-        for k, qt in preds.items():
-            if k in got:
-                for a in ("p10", "p50", "p90"):
-                    getattr(qt, a)[rows] = np.asarray(getattr(got[k], a), dtype=np.float64)
-            if k in values and mask.any():  # measured values win where they exist
-                sel = mask & np.isfinite(np.asarray(values[k].p50, dtype=np.float64))
-                for a in ("p10", "p50", "p90"):
-                    getattr(qt, a)[rows[sel]] = np.asarray(getattr(values[k], a), dtype=np.float64)[sel]
-        measured[rows[mask]] = True
-
-    # unquantized methods lose nothing by definition
-    unq = np.isin(cands.quant_idx, [catalog.quants.index[x] for x in UNQUANTIZED if x in catalog.quants.index])
-    delta = preds["accuracy_delta"]
-    for a in ("p10", "p50", "p90"):
-        arr = getattr(delta, a)
-        arr[unq & ~np.isfinite(arr)] = 0.0
+    preds = {k: Quantiles(*(np.full(n, np.nan) for _ in range(3))) for k in PREDICTED}
+    metrics: dict[str, Quantiles] = dict(preds)
+    for k in ("accuracy", *METRICS):
+        metrics[k] = Quantiles(*(np.full(n, np.nan) for _ in range(3)))
     base_by_model, tasks = _scores(catalog, models)
     baseline = base_by_model[cands.model_idx]
-    score = Quantiles(baseline + 100 * delta.p10, baseline + 100 * delta.p50, baseline + 100 * delta.p90)
-    metrics = dict(preds)
-    metrics["accuracy"] = score
-    metrics.update(evaluate(preds, score, cands.batch_size, w))
-    mem_q = preds["memory_gb"]
-    for a in ("p10", "p50", "p90"):
-        arr = getattr(mem_q, a)
-        fill = ~np.isfinite(arr)
-        arr[fill] = mem.total_gb[fill]
+    constraints = _constraints(q, profile)
+    predicted = np.zeros(n, dtype=bool)
+    predicted[rows] = True
+    if not predict_excluded:  # rows never predicted: unquantized methods keep the baseline, memory = estimate
+        idle = ~predicted
+        unq = idle & np.isin(cands.quant_idx, [catalog.quants.index[x] for x in UNQUANTIZED if x in catalog.quants.index])
+        for a in ("p10", "p50", "p90"):
+            getattr(preds["accuracy_delta"], a)[unq] = 0.0
+            getattr(metrics["accuracy"], a)[unq] = baseline[unq]
+            getattr(preds["memory_gb"], a)[idle] = mem.total_gb[idle]
+    res = Result(catalog, {}, priority, w, cands, mem, code, metrics, np.zeros(n, dtype=bool), baseline, tasks,
+                 constraints, np.array([], dtype=np.int64), cm.name, cost_model=cm, full=np.zeros(n, dtype=bool),
+                 predicted=predicted)
+    if len(rows):
+        if full:
+            _fill(res, rows, None)
+            res.full[rows] = True
+        else:
+            _fill(res, rows, ranking_targets(priority, constraints))
 
     with np.errstate(invalid="ignore"):
-        nopred = ~(np.isfinite(metrics["energy_wh"].p50) & np.isfinite(metrics["latency_s"].p50))
+        nopred = ~np.isfinite(metrics["energy_wh"].p50)
+        lat = metrics["latency_s"].p50
+        # latency is checked where it was computed: the analytic and learned models derive the latency and
+        # the energy from the same step and prefill times, so a finite energy means a finite latency
+        known = res.full | bool({"ttft_ms", "tokens_per_s"} <= res.p50_targets)
+        nopred |= known & ~np.isfinite(lat)
     code[(code == OK) & nopred] = NO_PREDICTION
-    constraints = _constraints(q, profile)
-    res = Result(catalog, {}, priority, w, cands, mem, code, metrics, measured, baseline, tasks, constraints,
-                 np.array([], dtype=np.int64), cm.name)
     for con in constraints:
         live = np.flatnonzero(code == OK)
         bad = ~_passes(_constraint_value(res, con, live), con)
@@ -458,6 +612,7 @@ def explain(res: Result) -> list[str]:
     lines: list[str] = []
     name, higher = PRIORITY_METRIC[res.priority]
     c = res.cands
+    res.complete(res.order[:2])  # their intervals are quoted
     if len(res.order):
         top = res.order[0]
         label = _label(res, top)
@@ -559,6 +714,7 @@ def _pylist(a: np.ndarray) -> list:
 def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     """Candidates `rows` as JSON-safe dicts (predicted quantities as {p10, p50, p90}), built column-wise."""
     rows = np.asarray(rows, dtype=np.int64)
+    res.complete(rows)
     c, cat, m, w = res.cands, res.catalog, res.metrics, res.workload
     skip = {"usd_per_1m_tokens": w.price_per_kwh is None, "gco2e_per_1m_tokens": w.grid_gco2_per_kwh is None}
     qcols = {k: [_pylist(getattr(m[k], a)[rows]) for a in ("p10", "p50", "p90")] for k in QUANTITIES if not skip.get(k)}

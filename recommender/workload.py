@@ -106,14 +106,18 @@ def per_million_tokens(wh, w: Workload, rate: float | None) -> np.ndarray:
     return kwh_per_token * 1e6 * rate
 
 
-def evaluate(preds: dict[str, Quantiles], score: Quantiles, batch: np.ndarray, w: Workload) -> dict[str, Quantiles]:
+def evaluate(preds: dict[str, Quantiles], score: Quantiles, batch: np.ndarray, w: Workload,
+             p50_only: bool = False) -> dict[str, Quantiles]:
     """Workload metrics with p10/p50/p90 from the cost model's quantiles.
 
     Interval ends combine the ends of the inputs that push a metric the same way (full correlation
     assumed, so the interval is conservative); p50 uses the p50 of every input, so EOR.p50 equals
-    accuracy.p50 / energy_wh.p50 exactly.
+    accuracy.p50 / energy_wh.p50 exactly. `p50_only`: compute p50 alone (p10/p90 are one shared
+    read-only NaN array), for ranking; the p50 values are the same as in the full computation.
     """
     ttft, tps, ept, pre = (preds[k] for k in ("ttft_ms", "tokens_per_s", "energy_per_token_j", "prefill_energy_j"))
+    if p50_only:
+        return _evaluate_p50(ttft.p50, tps.p50, ept.p50, pre.p50, score.p50, batch, w)
     out = w.output_tokens
     lat = Quantiles(*(latency_s(t, r, batch, out) for t, r in ((ttft.p10, tps.p90), (ttft.p50, tps.p50),
                                                             (ttft.p90, tps.p10))))
@@ -135,3 +139,23 @@ def evaluate(preds: dict[str, Quantiles], score: Quantiles, batch: np.ndarray, w
         "tweor": Quantiles(tweor(score.p10, wh.p90, secs.p90), tweor(score.p50, wh.p50, secs.p50),
                            tweor(score.p90, wh.p10, secs.p10)),
     }
+
+
+def _evaluate_p50(ttft, tps, ept, pre, score, batch, w: Workload) -> dict[str, Quantiles]:
+    """`evaluate`'s p50s alone (the same expressions, so the same values)."""
+    nan = np.full(np.shape(batch), np.nan)
+    nan.setflags(write=False)
+    lat = latency_s(ttft, tps, batch, w.output_tokens)
+    secs = n_batches(w.requests, batch) * lat
+    wh = energy_wh(pre, ept, batch, w)
+    out = {
+        "latency_s": lat,
+        "workload_time_s": secs,
+        "energy_wh": wh,
+        "wh_per_1k_requests": energy_wh(pre, ept, batch, w, 1000),
+        "usd_per_1m_tokens": per_million_tokens(wh, w, w.price_per_kwh),
+        "gco2e_per_1m_tokens": per_million_tokens(wh, w, w.grid_gco2_per_kwh),
+        "eor": eor(score, wh),
+        "tweor": tweor(score, wh, secs),
+    }
+    return {k: Quantiles(nan, v, nan) for k, v in out.items()}

@@ -21,9 +21,9 @@ class TorchaoBackend(QuantBackend):
             return "torchao is not installed (pip install 'energy-recommender[measure]')"
         if device.type == "cpu" and not self.cpu_ok:
             return f"{self.id} has no CPU kernel in torchao"
-        if self.min_cc is not None and device.type == "cuda":
-            if device.compute_capability is None or device.compute_capability < self.min_cc:
-                return f"{self.id} needs compute capability >= {self.min_cc}; this card has {device.compute_capability}"
+        if self.min_cc is not None and device.type == "cuda" and (
+                device.compute_capability is None or device.compute_capability < self.min_cc):
+            return f"{self.id} needs compute capability >= {self.min_cc}; this card has {device.compute_capability}"
         return None
 
     def apply(self, model) -> QuantResult:

@@ -6,8 +6,8 @@ Per decode step (one token for each of `batch` sequences):
     t_mem  = (weight bytes + KV bytes read) / bandwidth        t_comp = FLOPs / peak FLOP/s at the dtype
 
 `efficiency` and `overhead` are the engine's `analytic` block in engines.yaml (roofline_efficiency,
-per_token_overhead_ms; a null overhead counts as 0: engines.yaml's efficiencies were fitted with the
-overhead folded in). tokens/s = batch / t_step. Prefill: the same with the prefill FLOPs and one
+per_token_overhead_ms), fitted together per engine by datasets/catalog/tools/fit_engine_overhead.py on
+batch-1 rows (a null overhead counts as 0). tokens/s = batch / t_step. Prefill: the same with the prefill FLOPs and one
 pass over the weights (+ the KV written), one launch overhead; TTFT = t_prefill.
 
 Power: P = P_idle + (TDP - P_idle) x min(1, POWER_SLOPE x u), u = max(t_mem, t_comp) / t (the fraction
@@ -154,6 +154,12 @@ def _band(p50: np.ndarray, factor: float) -> Quantiles:
     return Quantiles(p50 / factor, p50, p50 * factor)
 
 
+def point_estimates(est: Estimate) -> dict[str, np.ndarray]:
+    """The analytic p50 of every multiplicative target (all but accuracy_delta)."""
+    return {"energy_per_token_j": est.energy_per_token_j, "tokens_per_s": est.tokens_per_s,
+            "ttft_ms": est.ttft_ms, "prefill_energy_j": est.prefill_energy_j, "memory_gb": est.memory_gb}
+
+
 class AnalyticCostModel:
     """Roofline + overhead + power model; the fallback when no trained artifact is present."""
 
@@ -167,12 +173,17 @@ class AnalyticCostModel:
         """Every target for every row; `phys`/`est` of the same rows are reused when given."""
         ph = phys if phys is not None else physics(cands)
         est = est if est is not None else estimate(ph, cands)
-        f = INTERVAL_FACTOR
-        return {
-            "energy_per_token_j": _band(est.energy_per_token_j, f["energy_per_token_j"]),
-            "tokens_per_s": _band(est.tokens_per_s, f["tokens_per_s"]),
-            "ttft_ms": _band(est.ttft_ms, f["ttft_ms"]),
-            "prefill_energy_j": _band(est.prefill_energy_j, f["prefill_energy_j"]),
-            "memory_gb": _band(est.memory_gb, f["memory_gb"]),
-            "accuracy_delta": accuracy_delta(cands),
-        }
+        out = {t: _band(v, INTERVAL_FACTOR[t]) for t, v in point_estimates(est).items()}
+        out["accuracy_delta"] = accuracy_delta(cands)
+        return out
+
+    def predict_p50(self, cands: Candidates, targets=None) -> dict[str, np.ndarray]:
+        """p50 only of `targets` (default: all), equal to `predict(cands)[t].p50`; for ranking."""
+        targets = tuple(TARGETS) if targets is None else tuple(targets)
+        out: dict[str, np.ndarray] = {}
+        if any(t != "accuracy_delta" for t in targets):
+            points = point_estimates(estimate(physics(cands), cands))
+            out = {t: points[t] for t in targets if t in points}
+        if "accuracy_delta" in targets:
+            out["accuracy_delta"] = accuracy_delta(cands).p50
+        return out

@@ -43,6 +43,15 @@ class CostModel(Protocol):
         ...
 
 
+class FastCostModel(CostModel, Protocol):
+    """A cost model that can also predict p50 alone (what ranking needs; `recommender.rank` uses it when
+    present). `predict_p50(cands, targets)[t]` must equal `predict(cands)[t].p50` exactly."""
+
+    def predict_p50(self, cands: Candidates, targets=None) -> dict[str, np.ndarray]:
+        """p50 of `targets` (default: every target in TARGETS) for every candidate row."""
+        ...
+
+
 def _clean(v) -> float | None:
     v = float(v)
     return None if not np.isfinite(v) else v

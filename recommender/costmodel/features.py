@@ -256,16 +256,107 @@ def scope_array(scope, n: int) -> np.ndarray:
     """A per-row array of scope ids from one id or a sequence (default: ours)."""
     if scope is None:
         scope = DEFAULT_SCOPE
-    arr = np.full(n, scope, dtype=object) if isinstance(scope, str) else np.asarray(scope, dtype=object)
+    if isinstance(scope, str):
+        if scope not in SCOPES:
+            raise ValueError(f"unknown measurement scope(s) {[scope]}; known: {sorted(SCOPES)}")
+        return np.full(n, scope, dtype=object)
+    arr = np.asarray(scope, dtype=object)
     unknown = set(arr.tolist()) - set(SCOPES)
     if unknown:
         raise ValueError(f"unknown measurement scope(s) {sorted(unknown)}; known: {sorted(SCOPES)}")
     return arr
 
 
+#: Model fields that the physics, the memory estimate and the features read. Catalogue models equal in all
+#: of them (fine-tunes of one architecture) get identical feature rows, so `dedupe` predicts them once.
+SHAPE_FIELDS = ("model_type", "num_layers", "hidden_size", "intermediate_size", "num_attention_heads",
+                "num_kv_heads", "head_dim", "vocab_size", "tie_word_embeddings", "hidden_act", "mlp_gated",
+                "attention_bias", "params_b")
+_SHAPE_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def model_shape_index(catalog) -> np.ndarray:
+    """Per catalogue model index: the index of the first model with the same SHAPE_FIELDS."""
+    rows = catalog.models.rows
+    key = (id(catalog), len(rows), tuple(id(m) for m in rows))
+    if key not in _SHAPE_CACHE:
+        if len(_SHAPE_CACHE) > 8:
+            _SHAPE_CACHE.clear()
+        first: dict[tuple, int] = {}
+        _SHAPE_CACHE[key] = np.array([first.setdefault(tuple(getattr(m, f) for f in SHAPE_FIELDS), j)
+                                      for j, m in enumerate(rows)], dtype=np.int64)
+    return _SHAPE_CACHE[key]
+
+
+def _compact(col: np.ndarray) -> tuple[np.ndarray, int]:
+    """(codes 0..k-1, k) of a column's distinct values (any order), without sorting where values are
+    small non-negative integers (ids, batch sizes, token counts)."""
+    n = len(col)
+    if n and bool(np.all(col == col[0])):
+        return np.zeros(n, dtype=np.int64), 1
+    ints = col if col.dtype.kind in "iu" else None
+    if ints is None and col.dtype.kind == "f" and np.isfinite(col).all():
+        as_int = col.astype(np.int64)
+        if np.array_equal(as_int, col):
+            ints = as_int
+    if ints is not None and ints.min() >= 0 and ints.max() <= 4 * n + 4096:
+        present = np.zeros(int(ints.max()) + 1, dtype=bool)
+        present[ints] = True
+        remap = np.cumsum(present, dtype=np.int64) - 1
+        return remap[ints], int(remap[-1]) + 1
+    vals, inv = np.unique(col, return_inverse=True)
+    return inv.astype(np.int64).reshape(-1), len(vals)
+
+
+def group_rows(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first row of each distinct combination, inverse: its group per row) over parallel columns, or
+    None when every row is distinct already. O(rows) for the catalogue's columns (no sort)."""
+    n = len(cols[0]) if cols else 0
+    if n < 2:
+        return None
+    code = np.zeros(n, dtype=np.int64)
+    span = 1
+    for col in cols:
+        c, k = _compact(np.asarray(col))
+        if k == 1:
+            continue
+        if span * k >= 2**62:
+            return None  # would overflow: do not group
+        code += c * span
+        span *= k
+    if span <= max(4 * n, 1 << 16):
+        present = np.zeros(span, dtype=bool)
+        present[code] = True
+        pos = np.cumsum(present, dtype=np.int64) - 1
+        inverse = pos[code]
+        m = int(pos[-1]) + 1
+    else:
+        _, inverse = np.unique(code, return_inverse=True)
+        inverse = inverse.astype(np.int64).reshape(-1)
+        m = int(inverse.max()) + 1
+    if m == n:
+        return None
+    first = np.empty(m, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # the last write wins: first occurrence
+    return first, inverse
+
+
+def dedupe(cands: Candidates) -> tuple[Candidates, np.ndarray | None]:
+    """(distinct physical rows, inverse) where models of one shape (SHAPE_FIELDS) collapse into one row;
+    (cands, None) when nothing repeats. Every feature, physics and analytic quantity of a row of the result
+    equals that of the rows it stands for, so predictions can be made once and indexed with `inverse`."""
+    shape = model_shape_index(cands.catalog)[cands.model_idx]
+    g = group_rows(cands.gpu_idx, shape, cands.quant_idx, cands.engine_idx, cands.batch_size,
+                   cands.prompt_tokens, cands.output_tokens)
+    if g is None:
+        return cands, None
+    first, inverse = g
+    return cands.take(first), inverse
+
+
 def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None,
           phys: Physics | None = None, est=None) -> np.ndarray:
-    """The float64 feature matrix (rows x FEATURE_NAMES), C-contiguous, NaN where unknown.
+    """The float64 feature matrix (rows x FEATURE_NAMES), column-major (Fortran order), NaN where unknown.
 
     The roofline/context features (`ref16_*`) describe the row at the reference 16-bit method
     (REFERENCE_QUANT): within one (card, model, batch, workload, engine) every quantization method shares
@@ -274,6 +365,10 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
     "a smaller model" and reorder methods for which it has no data: it learns method effects from rows
     of that method (or of methods with the same bits/path elsewhere). `phys`/`est` (physics and
     `analytic.estimate` of the same rows) are reused when given.
+
+    Speed: the reference physics is computed once per distinct (card, model, engine, batch, workload, KV
+    bits), not per quantization method, and the matrix is filled one feature at a time in Fortran order (a
+    contiguous write each); `learned.CBooster` hands it to LightGBM as column-major without a copy.
     """
     from recommender.costmodel import analytic
 
@@ -281,48 +376,62 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
     ph = phys if phys is not None else physics(cands, kv_cache_bits)
     est = est if est is not None else analytic.estimate(ph, cands)
     ref_q = cands.catalog.quants.index.get(REFERENCE_QUANT)
+    ref_inv = None  # row of the reference quantities per candidate row (None: aligned already)
     if ref_q is None or bool(np.all(cands.quant_idx == ref_q)):
         pr, er = ph, est
     else:
         ref = Candidates(cands.catalog, cands.gpu_idx, cands.model_idx, np.full(n, ref_q, dtype=cands.quant_idx.dtype),
                          cands.engine_idx, cands.batch_size, cands.prompt_tokens, cands.output_tokens)
-        pr = physics(ref, ph.kv_bits)
+        kv = np.broadcast_to(np.asarray(ph.kv_bits, dtype=np.float64), (n,))
+        g = group_rows(cands.gpu_idx, cands.model_idx, cands.engine_idx, cands.batch_size, cands.prompt_tokens,
+                       cands.output_tokens, kv)
+        if g is not None:
+            first, ref_inv = g
+            ref, kv = ref.take(first), kv[first]
+        pr = physics(ref, kv)
         er = analytic.estimate(pr, ref)
     c = cands.col
     qt, et = _quant_tables(cands), _engine_table(cands)
     qi, ei = cands.quant_idx, cands.engine_idx
-    scopes = scope_array(scope, n)
-    X = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+    one_scope = DEFAULT_SCOPE if scope is None else scope if isinstance(scope, str) else None
+    scopes = scope_array(scope, n) if one_scope is None else scope_array(one_scope, 0)
+    XT = np.empty((len(FEATURE_NAMES), n), dtype=np.float64)  # XT.T: rows x features, Fortran order
     col = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
     def put(name, values):
-        X[:, col[name]] = values
+        XT[col[name]] = values
+
+    def at_ref(values):  # a reference quantity per candidate row
+        return values if ref_inv is None else values[ref_inv]
+
+    def put_ref(name, values):  # a feature computed on the reference rows
+        XT[col[name]] = at_ref(values)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        put("ref16_log_weight_gb_step", np.log(pr.weight_bytes / 1e9))
-        put("ref16_log_kv_gb_step", np.log1p(pr.kv_bytes / 1e9))
-        put("ref16_kv_fraction", pr.kv_bytes / (pr.weight_bytes + pr.kv_bytes))
-        put("ref16_log_gflop_step", np.log(pr.flops_step / 1e9))
-        put("ref16_log_gflop_prefill", np.log(pr.flops_prefill / 1e9))
-        put("ref16_log_t_mem_step_ms", np.log(pr.t_mem_step * 1e3))
-        put("ref16_log_t_comp_step_ms", np.log(pr.t_comp_step * 1e3))
-        put("ref16_log_t_step_ms", np.log(er.t_step * 1e3))
-        put("ref16_overhead_fraction", pr.overhead_s / er.t_step)
-        put("ref16_log_mem_over_comp", np.log(pr.t_mem_step / pr.t_comp_step))
+        put_ref("ref16_log_weight_gb_step", np.log(pr.weight_bytes / 1e9))
+        put_ref("ref16_log_kv_gb_step", np.log1p(pr.kv_bytes / 1e9))
+        put_ref("ref16_kv_fraction", pr.kv_bytes / (pr.weight_bytes + pr.kv_bytes))
+        put_ref("ref16_log_gflop_step", np.log(pr.flops_step / 1e9))
+        put_ref("ref16_log_gflop_prefill", np.log(pr.flops_prefill / 1e9))
+        put_ref("ref16_log_t_mem_step_ms", np.log(pr.t_mem_step * 1e3))
+        put_ref("ref16_log_t_comp_step_ms", np.log(pr.t_comp_step * 1e3))
+        put_ref("ref16_log_t_step_ms", np.log(er.t_step * 1e3))
+        put_ref("ref16_overhead_fraction", pr.overhead_s / er.t_step)
+        put_ref("ref16_log_mem_over_comp", np.log(pr.t_mem_step / pr.t_comp_step))
         intensity = pr.flops_step / (pr.weight_bytes + pr.kv_bytes)
-        put("ref16_log_arith_intensity", np.log(intensity))
-        put("ref16_log_intensity_over_ridge", np.log(intensity / (pr.peak_flops / pr.bandwidth)))
-        put("ref16_log_t_prefill_ms", np.log(er.t_prefill * 1e3))
-        put("ref16_log_prefill_comp_over_mem", np.log(pr.t_comp_prefill / pr.t_mem_prefill))
-        put("ref16_log_analytic_tokens_per_s", np.log(er.tokens_per_s))
-        put("ref16_log_analytic_j_per_token", np.log(er.energy_per_token_j))
-        put("ref16_analytic_power_fraction", er.power_fraction)
-        put("ref16_log_peak_tflops", np.log(pr.peak_flops / 1e12))
+        put_ref("ref16_log_arith_intensity", np.log(intensity))
+        put_ref("ref16_log_intensity_over_ridge", np.log(intensity / (pr.peak_flops / pr.bandwidth)))
+        put_ref("ref16_log_t_prefill_ms", np.log(er.t_prefill * 1e3))
+        put_ref("ref16_log_prefill_comp_over_mem", np.log(pr.t_comp_prefill / pr.t_mem_prefill))
+        put_ref("ref16_log_analytic_tokens_per_s", np.log(er.tokens_per_s))
+        put_ref("ref16_log_analytic_j_per_token", np.log(er.energy_per_token_j))
+        put_ref("ref16_analytic_power_fraction", er.power_fraction)
+        put_ref("ref16_log_peak_tflops", np.log(pr.peak_flops / 1e12))
 
-        put("q_log_weight_bytes_ratio", np.log(ph.weight_bytes / pr.weight_bytes))
-        put("q_log_peak_flops_ratio", np.log(ph.peak_flops / pr.peak_flops))
-        put("q_log_analytic_speedup", np.log(er.t_step / est.t_step))
-        put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j / er.energy_per_token_j))
+        put("q_log_weight_bytes_ratio", np.log(ph.weight_bytes / at_ref(pr.weight_bytes)))
+        put("q_log_peak_flops_ratio", np.log(ph.peak_flops / at_ref(pr.peak_flops)))
+        put("q_log_analytic_speedup", np.log(at_ref(er.t_step) / est.t_step))
+        put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j / at_ref(er.energy_per_token_j)))
         put("fit_margin_gb", ph.card_memory_gb - ph.memory_gb)
         put("fit_fraction", ph.memory_gb / ph.card_memory_gb)
 
@@ -367,12 +476,18 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("log_output", np.log(cands.output_tokens))
         put("log_context", np.log(cands.prompt_tokens + cands.output_tokens / 2.0))
 
-        for s in SCOPES:
-            put(f"scope_{s}", (scopes == s).astype(np.float64))
-        put("scope_includes_prefill", _scope_flag(scopes, "includes_prefill"))
-        put("scope_sampled_power", _scope_flag(scopes, "sampled_power"))
-    X[~np.isfinite(X)] = np.nan
-    return X
+        if one_scope is not None:  # one scope for every row (predicting): constant columns
+            for s in SCOPES:
+                put(f"scope_{s}", float(s == one_scope))
+            put("scope_includes_prefill", SCOPES[one_scope]["includes_prefill"])
+            put("scope_sampled_power", SCOPES[one_scope]["sampled_power"])
+        else:
+            for s in SCOPES:
+                put(f"scope_{s}", (scopes == s).astype(np.float64))
+            put("scope_includes_prefill", _scope_flag(scopes, "includes_prefill"))
+            put("scope_sampled_power", _scope_flag(scopes, "sampled_power"))
+    np.copyto(XT, np.nan, where=~np.isfinite(XT))
+    return XT.T
 
 
 def _scope_flag(scopes: np.ndarray, key: str) -> np.ndarray:

@@ -30,9 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from recommender.candidates import Candidates
-from recommender.costmodel.analytic import AnalyticCostModel, estimate
+from recommender.costmodel.analytic import (
+    INTERVAL_FACTOR,
+    AnalyticCostModel,
+    accuracy_delta,
+    estimate,
+    point_estimates,
+)
 from recommender.costmodel.base import TARGETS, Quantiles
-from recommender.costmodel.features import FEATURE_NAMES, FEATURES_VERSION, build, physics
+from recommender.costmodel.features import FEATURE_NAMES, FEATURES_VERSION, build, dedupe, physics
 from recommender.errors import UserError
 
 MANIFEST = "MANIFEST.sha256"
@@ -48,8 +54,19 @@ class ArtifactError(UserError):
 # ---- LightGBM through ctypes ------------------------------------------------------------------------
 _C_API_DTYPE_FLOAT64 = 1
 _C_API_PREDICT_NORMAL = 0
+#: Targets predicted as analytic x exp(correction) (accuracy_delta is the cited table, never learned).
+_POINT_TARGETS = ("energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb")
 #: An explicit thread count: without one, every LGBM_BoosterPredictForMat call pays ~10 ms of OpenMP set-up.
-_PREDICT_PARAMS = f"num_threads={max(1, min(4, os.cpu_count() or 1))}".encode()
+#: Calls on fewer than _MIN_ROWS_PER_THREAD rows per thread run on one thread (a second one costs more
+#: than it saves there); big calls use up to 4 (2 on the 2-core CI machine).
+_MAX_THREADS = max(1, min(4, os.cpu_count() or 1))
+_MIN_ROWS_PER_THREAD = 5_000
+_PREDICT_PARAMS = f"num_threads={_MAX_THREADS}".encode()
+
+
+def _predict_params(nrow: int) -> bytes:
+    threads = max(1, min(_MAX_THREADS, nrow // _MIN_ROWS_PER_THREAD))
+    return _PREDICT_PARAMS if threads == _MAX_THREADS else f"num_threads={threads}".encode()
 
 
 def _lib_path() -> Path | None:
@@ -71,6 +88,10 @@ def _clib():
     path = _lib_path()
     if path is None:
         return None
+    # libgomp reads OMP_WAIT_POLICY when it is loaded. Its default lets worker threads spin after a parallel
+    # region; on a 2-core machine the spinning thread competes with the Python thread and every following
+    # predict call lost ~8 ms (and two threads ran slower than one). Passive threads sleep at once.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         lib = ctypes.cdll.LoadLibrary(str(path))
         lib.LGBM_GetLastError.restype = ctypes.c_char_p
@@ -99,14 +120,20 @@ class CBooster:
             raise ValueError(self.lib.LGBM_GetLastError().decode("utf-8", "replace"))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.ascontiguousarray(X, dtype=np.float64)
+        """Raw predictions for the rows of X (float64, row-major or column-major: neither is copied)."""
+        row_major = not (X.flags.f_contiguous and not X.flags.c_contiguous and X.dtype == np.float64)
+        if row_major:
+            X = np.ascontiguousarray(X, dtype=np.float64)
         nrow, ncol = X.shape
         out = np.empty(nrow, dtype=np.float64)
+        if not nrow:
+            return out
         out_len = ctypes.c_int64(0)
         self._check(self.lib.LGBM_BoosterPredictForMat(
             self.handle, X.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(_C_API_DTYPE_FLOAT64),
-            ctypes.c_int32(nrow), ctypes.c_int32(ncol), ctypes.c_int(1), ctypes.c_int(_C_API_PREDICT_NORMAL),
-            ctypes.c_int(0), ctypes.c_int(-1), ctypes.c_char_p(_PREDICT_PARAMS), ctypes.byref(out_len),
+            ctypes.c_int32(nrow), ctypes.c_int32(ncol), ctypes.c_int(int(row_major)),
+            ctypes.c_int(_C_API_PREDICT_NORMAL),
+            ctypes.c_int(0), ctypes.c_int(-1), ctypes.c_char_p(_predict_params(nrow)), ctypes.byref(out_len),
             out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
         if out_len.value != nrow:
             raise ValueError(f"LightGBM returned {out_len.value} predictions for {nrow} rows")
@@ -218,21 +245,51 @@ class LearnedCostModel:
         self.labels = {t: (self.name if t in self.boosters else self.analytic.name) for t in TARGETS}
 
     def predict(self, cands: Candidates) -> dict[str, Quantiles]:
-        ph = physics(cands)
-        est = estimate(ph, cands)
-        out = self.analytic.predict(cands, phys=ph, est=est)
-        if not len(cands) or not self.boosters:
-            return out
-        X = build(cands, phys=ph, est=est)
-        base = {"energy_per_token_j": est.energy_per_token_j, "tokens_per_s": est.tokens_per_s,
-                "ttft_ms": est.ttft_ms, "prefill_energy_j": est.prefill_energy_j, "memory_gb": est.memory_gb}
-        for t, models in self.boosters.items():
-            q = {k: b.predict(X) for k, b in models.items()}
-            off = self.offsets[t]
-            stack = np.sort(np.stack([q["p10"] - off, q["p50"], q["p90"] + off]), axis=0)
-            with np.errstate(invalid="ignore", over="ignore"):
-                p = base[t] * np.exp(stack)
-            out[t] = Quantiles(p[0], p[1], p[2])
+        """Every target for every row: p10/p50/p90 (the `CostModel` contract)."""
+        return self._predict(cands, tuple(TARGETS), full=True)
+
+    def predict_p50(self, cands: Candidates, targets=None) -> dict[str, np.ndarray]:
+        """p50 only of `targets` (default: all), bitwise equal to `predict(cands)[t].p50`.
+
+        Ranking and constraints need only p50: this runs one booster per learned target instead of three
+        (p10/p90 are computed later for the rows that are shown)."""
+        targets = tuple(TARGETS) if targets is None else tuple(targets)
+        return {t: q.p50 for t, q in self._predict(cands, targets, full=False).items()}
+
+    def _predict(self, cands: Candidates, targets: tuple[str, ...], full: bool) -> dict[str, Quantiles]:
+        """Rows whose physics are identical (fine-tunes of one architecture: `features.dedupe`) are predicted
+        once. p50 = analytic x exp(q50); p10/p90 = analytic x exp(q10 - offset / q90 + offset), clamped so
+        that p10 <= p50 <= p90 (a crossing end is set to p50; p50 never depends on the p10/p90 models)."""
+        out: dict[str, Quantiles] = {}
+        multiplicative = [t for t in targets if t in _POINT_TARGETS]
+        if multiplicative:
+            u, inv = dedupe(cands) if len(cands) else (cands, None)
+            ph = physics(u)
+            est = estimate(ph, u)
+            base = point_estimates(est)
+            learned = [t for t in multiplicative if t in self.boosters]
+            X = build(u, phys=ph, est=est) if learned and len(u) else None
+            nan = np.full(len(u), np.nan)
+            for t in multiplicative:
+                b = base[t]
+                if t in learned and X is not None:
+                    models, off = self.boosters[t], self.offsets[t]
+                    q50 = models["p50"].predict(X)
+                    with np.errstate(invalid="ignore", over="ignore"):
+                        p50 = b * np.exp(q50)
+                        if full:
+                            lo = np.minimum(models["p10"].predict(X) - off, q50)
+                            hi = np.maximum(models["p90"].predict(X) + off, q50)
+                            q = Quantiles(b * np.exp(lo), p50, b * np.exp(hi))
+                        else:
+                            q = Quantiles(nan, p50, nan)
+                elif full:
+                    q = Quantiles(b / INTERVAL_FACTOR[t], b, b * INTERVAL_FACTOR[t])
+                else:
+                    q = Quantiles(nan, b, nan)
+                out[t] = q if inv is None else Quantiles(q.p10[inv], q.p50[inv], q.p90[inv])
+        if "accuracy_delta" in targets:
+            out["accuracy_delta"] = accuracy_delta(cands)
         return out
 
 
@@ -281,6 +338,25 @@ _MEASURED_TARGETS = tuple(_MEASURED_FIELDS.values())
 _INDEX_CACHE: dict[tuple, dict] = {}
 
 
+#: Sub-folders of a measurements folder that hold no usable records (datasets/measurements/README.md).
+NOT_RECORDS = ("rejected", "raw")
+#: `measurement_scope` of records whose energy comes from the fake meter (measure/runner.py).
+SIMULATED_SCOPE = "simulated"
+
+
+def measurement_files_in(folder: Path) -> list[Path]:
+    """Record files of a measurements folder: its *.jsonl and those of its per-card sub-folders
+    (datasets/measurements/h100/campaign.jsonl), not rejected/ or raw/."""
+    folder = Path(folder)
+    return sorted(folder.glob("*.jsonl")) + sorted(
+        p for p in folder.glob("*/*.jsonl") if p.parent.name not in NOT_RECORDS)
+
+
+def is_simulated(r: dict) -> bool:
+    """A record whose energy was simulated (fake meter): never served or trained on from the shipped data."""
+    return r.get("measurement_scope") == SIMULATED_SCOPE or str(r.get("source") or "").startswith("simulated")
+
+
 def _measurement_files(dirs) -> list[Path]:
     files = []
     for d in dirs:
@@ -288,7 +364,7 @@ def _measurement_files(dirs) -> list[Path]:
         if d.is_file():
             files.append(d)
         elif d.is_dir():
-            files += sorted(d.glob("*.jsonl"))
+            files += measurement_files_in(d)
     return files
 
 
@@ -301,10 +377,15 @@ def _arch_id(catalog, model_id: str) -> str:
     return m.id
 
 
-def _build_index(catalog, files: list[Path]) -> dict:
-    """(gpu id, architecture id, quant id, engine id, batch, prompt, output) -> {target: [values]}."""
+def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
+    """(gpu id, architecture id, quant id, engine id, batch, prompt, output) -> {target: [values]}.
+
+    Simulated records (fake meter) count only from the files in `simulated_ok` (named explicitly). A cell's
+    values come from its stable records (`is_stable`) where it has any, else from its other ok records
+    (an unstable measurement - repetitions more than 5 % apart, or a throttled window - is still closer
+    than a prediction; most of our H100 cells are unstable by that test)."""
     gib = float(2**30)
-    index: dict[tuple, dict[str, list[float]]] = {}
+    both: dict[tuple, tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
     for path in files:
         with path.open(encoding="utf-8") as fh:
             for line in fh:
@@ -312,7 +393,9 @@ def _build_index(catalog, files: list[Path]) -> dict:
                     r = json.loads(line)
                 except ValueError:
                     continue  # a torn last line (measure/store.py) or a bad line: train-cost-model reports those
-                if not isinstance(r, dict) or r.get("status") != "ok" or r.get("is_stable") is False:
+                if not isinstance(r, dict) or r.get("status") != "ok":
+                    continue
+                if is_simulated(r) and path not in simulated_ok:
                     continue
                 gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
                 quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
@@ -323,37 +406,53 @@ def _build_index(catalog, files: list[Path]) -> dict:
                            float(r["prompt_tokens"]), float(r["output_tokens"]))
                 except (KeyError, TypeError, ValueError):
                     continue
-                cell = index.setdefault(key, {t: [] for t in _MEASURED_TARGETS})
+                pair = both.setdefault(key, ({t: [] for t in _MEASURED_TARGETS}, {t: [] for t in _MEASURED_TARGETS}))
+                cell = pair[0] if r.get("is_stable") is True else pair[1]
                 for fld, t in _MEASURED_FIELDS.items():
                     v = r.get(fld)
                     if t == "memory_gb" and r.get("other_gpu_processes"):
                         v = None
                     if isinstance(v, int | float) and np.isfinite(v) and v > 0:
                         cell[t].append(float(v) * (1e9 / gib if t == "memory_gb" else 1.0))
+    index: dict[tuple, dict[str, list[float]]] = {}
+    for key, (stable, other) in both.items():
+        use = stable if any(stable.values()) else other
+        index[key] = use
     return index
 
 
-def _index_for(catalog, dirs) -> dict:
-    files = _measurement_files(dirs)
-    key = (id(catalog), len(catalog.models), len(catalog.gpus),
+def _index_for(catalog, dirs, explicit_dirs=()) -> dict:
+    shipped, explicit = _measurement_files(dirs), _measurement_files(explicit_dirs)
+    files = list(dict.fromkeys(shipped + explicit))
+    simulated_ok = frozenset(explicit)
+    key = (id(catalog), len(catalog.models), len(catalog.gpus), tuple(sorted(map(str, simulated_ok))),
            tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
     if key not in _INDEX_CACHE:
         if len(_INDEX_CACHE) > 8:
             _INDEX_CACHE.clear()
-        _INDEX_CACHE[key] = _build_index(catalog, files)
+        _INDEX_CACHE[key] = _build_index(catalog, files, simulated_ok)
     return _INDEX_CACHE[key]
+
+
+def shipped_measurement_dirs() -> list[Path]:
+    """datasets/measurements (simulated records there are never served)."""
+    from recommender.paths import data_root
+
+    with contextlib.suppress(FileNotFoundError):
+        return [data_root() / "measurements"]
+    return []
+
+
+def env_measurement_dirs() -> list[Path]:
+    """The folders or files in RECOMMENDER_MEASUREMENTS (os.pathsep-separated): named by the user, so their
+    simulated records are served too (the end-to-end test's fake-meter cells)."""
+    extra = os.environ.get("RECOMMENDER_MEASUREMENTS", "")
+    return [Path(p) for p in extra.split(os.pathsep) if p]
 
 
 def default_measurement_dirs() -> list[Path]:
     """datasets/measurements plus the folders in RECOMMENDER_MEASUREMENTS (os.pathsep-separated)."""
-    from recommender.paths import data_root
-
-    dirs = []
-    with contextlib.suppress(FileNotFoundError):
-        dirs.append(data_root() / "measurements")
-    extra = os.environ.get("RECOMMENDER_MEASUREMENTS", "")
-    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
-    return dirs
+    return shipped_measurement_dirs() + env_measurement_dirs()
 
 
 def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.ndarray, dict[str, Quantiles]]:
@@ -363,9 +462,14 @@ def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.nda
     `architecture_of`: energy and speed depend on shapes, measure/ runs random weights), quant, engine,
     batch, prompt and output tokens. p50 = median over the matching records, p10/p90 = their min/max;
     NaN for a target no matching record measured. Accuracy is not served here (random weights).
+    Records of the fake meter (`measurement_scope: simulated`) are served only from folders named
+    explicitly (`dirs`, `extra_dirs`, RECOMMENDER_MEASUREMENTS), never from datasets/measurements.
     """
     cat = cands.catalog
-    index = _index_for(cat, list(dirs if dirs is not None else default_measurement_dirs()) + list(extra_dirs))
+    if dirs is None:
+        index = _index_for(cat, shipped_measurement_dirs(), env_measurement_dirs() + list(extra_dirs))
+    else:
+        index = _index_for(cat, [], list(dirs) + list(extra_dirs))
     n = len(cands)
     mask = np.zeros(n, dtype=bool)
     vals = {t: np.full((3, n), np.nan) for t in _MEASURED_TARGETS}

@@ -126,17 +126,20 @@ def read_records(path: Path) -> tuple[list, int]:
 
 
 def measurement_files(extra: list[Path] | None = None, include_default: bool = True) -> list[Path]:
+    """datasets/measurements' record files (its *.jsonl and <card>/*.jsonl, not rejected/ or raw/) and the
+    extra files or folders."""
+    from recommender.costmodel.learned import measurement_files_in
     from recommender.paths import data_root
 
     files: list[Path] = []
     if include_default:
         folder = data_root() / "measurements"
         if folder.is_dir():
-            files += sorted(folder.glob("*.jsonl"))
+            files += measurement_files_in(folder)
     for p in extra or []:
         p = Path(p)
         if p.is_dir():
-            files += sorted(p.glob("*.jsonl"))
+            files += measurement_files_in(p)
         elif p.is_file():
             files.append(p)
         else:
@@ -160,8 +163,15 @@ class TrainingData:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def record_rows(records: list, catalog, data_file: str) -> tuple[list[dict], dict[str, int]]:
-    """Our records -> training rows (record field names); skipped rows counted by reason."""
+def record_rows(records: list, catalog, data_file: str, allow_simulated: bool = False
+                ) -> tuple[list[dict], dict[str, int]]:
+    """Our records -> training rows (record field names); skipped rows counted by reason.
+
+    Records of the fake meter (`measurement_scope: simulated`) are skipped unless `allow_simulated` (files
+    named with --measurements): they are never trained on from datasets/measurements. When allowed they
+    stand for our scope (the fake meter mimics the NVML counter) and are marked `simulated` in the row.
+    """
+    from recommender.costmodel.learned import SIMULATED_SCOPE
     from recommender.memory import GIB
 
     rows, skipped = [], {}
@@ -172,6 +182,10 @@ def record_rows(records: list, catalog, data_file: str) -> tuple[list[dict], dic
     for r in records:
         if r.status != "ok":
             skip(f"status {r.status}")
+            continue
+        simulated = r.measurement_scope == SIMULATED_SCOPE or (r.source or "").startswith("simulated")
+        if simulated and not allow_simulated:
+            skip("simulated (fake meter; only used from files named with --measurements)")
             continue
         gpu = catalog.gpus.find(r.gpu_id) if r.gpu_id else None
         gpu = gpu or (catalog.gpus.find(r.gpu_name) if r.gpu_name else None)
@@ -196,6 +210,7 @@ def record_rows(records: list, catalog, data_file: str) -> tuple[list[dict], dic
             # records count GB of 1e9 bytes (measure/runner.py); the recommender counts GiB (recommender/memory.py)
             "memory_gb": None if mem is None else mem * 1e9 / GIB,
             "is_stable": r.is_stable,
+            "simulated": simulated,
         })
     return rows, skipped
 
@@ -215,14 +230,19 @@ def load_training_data(measurements: list[Path] | None = None, use_public: bool 
     rows: list[dict] = []
     files: list[dict] = []
     skipped: dict[str, int] = {}
+    shipped = {p.resolve() for p in measurement_files(None, default_measurements)}
     for path in measurement_files(measurements, default_measurements):
         records, torn = read_records(path)
-        got, sk = record_rows(records, catalog, path.name)
+        got, sk = record_rows(records, catalog, path.name, allow_simulated=path.resolve() not in shipped)
         rows += got
         for k, v in sk.items():
             skipped[f"ours: {k}"] = skipped.get(f"ours: {k}", 0) + v
-        files.append({"path": _display(path), "sha256": sha256_file(path), "records": len(records),
-                      "rows": len(got), "torn_last_line": torn})
+        entry = {"path": _display(path), "sha256": sha256_file(path), "records": len(records),
+                 "rows": len(got), "torn_last_line": torn}
+        n_sim = sum(1 for r in got if r["simulated"])
+        if n_sim:
+            entry["simulated_rows"] = n_sim
+        files.append(entry)
     if use_public:
         for name in OUTPUTS:
             path = public_dir / name
@@ -398,8 +418,9 @@ def conformal_offset(scores: np.ndarray, alpha: float = ALPHA) -> float:
 
 
 def _ordered(lo, mid, hi):
-    stack = np.sort(np.stack([lo, mid, hi]), axis=0)
-    return stack[0], stack[1], stack[2]
+    """Crossing quantile ends clamped to the median (as `learned.LearnedCostModel` predicts): p50 is always
+    the median model's own output, p10 <= p50 <= p90."""
+    return np.minimum(lo, mid), mid, np.maximum(hi, mid)
 
 
 def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -499,6 +520,9 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
 
     t0 = time.perf_counter()
     frame = data.frame
+    n_sim = sum(f.get("simulated_rows", 0) for f in data.files)
+    if n_sim:
+        log(f"warning: {n_sim} simulated rows (fake meter) in the training data: a test artifact, not one to ship")
     d = design(frame, catalog)
     targets_meta, boosters, cv_rows = {}, {}, []
     validation: dict = {"schemes": {k: SCHEME_NAMES[k] for k in SCHEMES}, "alpha": ALPHA}
@@ -553,6 +577,7 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         "seed": seed,
         "lgbm_params": LGBM_PARAMS,
         "data": {"files": data.files, "rows": int(len(frame)), "skipped": data.skipped,
+                 "simulated_rows": sum(f.get("simulated_rows", 0) for f in data.files),
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
         "validation": validation,
         "analytic_report": analytic_report(d),
@@ -676,6 +701,9 @@ def model_card(meta: dict) -> str:
     lines += ["", "Rows by origin: " + ", ".join(f"{k} {n}" for k, n in meta["data"]["rows_by_origin"].items()) + "."]
     if meta["data"]["skipped"]:
         lines += ["Skipped: " + "; ".join(f"{k}: {n}" for k, n in meta["data"]["skipped"].items()) + "."]
+    if meta["data"].get("simulated_rows"):
+        lines += [f"**{meta['data']['simulated_rows']} rows are simulated (fake meter, named with --measurements): "
+                  "a test artifact, not one to ship.**"]
     lines += ["", "Sources, licences and measurement scopes of the public rows: `datasets/public/README.md`.", "",
               "## Validation", "",
               "APE = absolute percentage error of p50 against the measurement. Coverage = share of measurements",

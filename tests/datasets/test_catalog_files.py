@@ -349,10 +349,17 @@ def test_engines_yaml(quants):
     by = {e["id"]: e for e in engines}
     assert by["hf-eager"]["measurable"] and by["hf-compiled"]["measurable"]
     assert not by["vllm"]["measurable"]  # measure/engines/vllm.py does not drive vLLM yet
-    assert (
-        by["hf-eager"]["analytic"]["roofline_efficiency"]
-        < by["hf-compiled"]["analytic"]["roofline_efficiency"]
-    )
+    # Compiling removes per-step launch/dispatch cost. Since the efficiencies are fitted together with a
+    # per-step overhead (tools/fit_engine_overhead.py), that shows up as a smaller overhead, not as a higher
+    # efficiency: eager's batch-1 H100 step is ~80 % overhead, and its efficiency comes out near 1 from
+    # the ML.ENERGY v1 rows on slower cards (an additive model of steps whose launches partly overlap the
+    # GPU work), above hf-compiled's (3 H100 rows). What must hold is that the compiled step is the faster
+    # one on the cells both were measured on (H100, Qwen2.5-0.5B/7B shapes, 16-bit, batch 1) and beyond.
+    eager, compiled = by["hf-eager"]["analytic"], by["hf-compiled"]["analytic"]
+    assert eager["per_token_overhead_ms"] > compiled["per_token_overhead_ms"]
+    for roofline_ms in (0.3, 4.5, 9.0, 30.0):  # 0.5B / 7B bf16 / 7B fp32 on H100, 7B bf16 on a 500 GB/s card
+        assert (roofline_ms / compiled["roofline_efficiency"] + compiled["per_token_overhead_ms"]
+                < roofline_ms / eager["roofline_efficiency"] + eager["per_token_overhead_ms"])
 
 
 # ---- profiles.yaml --------------------------------------------------------------------------------------

@@ -69,9 +69,9 @@ def test_too_long_context_is_skipped(runner):
 
 
 def test_unresolvable_decode_is_a_failure_with_reason(runner, monkeypatch):
-    from measure.engines.hf_eager import HfEager
-
     import time
+
+    from measure.engines.hf_eager import HfEager
 
     monkeypatch.setattr(HfEager, "prefill", lambda self, *a: time.sleep(0.02))
     monkeypatch.setattr(HfEager, "generate", lambda self, *a: time.sleep(0.01))  # "faster" than its prefill

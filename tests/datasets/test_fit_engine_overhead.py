@@ -1,0 +1,93 @@
+"""datasets/catalog/tools/fit_engine_overhead.py: engines.yaml holds what the script fits from the
+committed rows, rewriting it changes only the fitted lines, and the analytic model uses the overhead."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+CAT = Path(__file__).resolve().parents[2] / "datasets" / "catalog"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("fit_engine_overhead", CAT / "tools" / "fit_engine_overhead.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    mod = _tool()
+    fits, files = mod.fit_all()
+    return mod, fits, files
+
+
+def test_engines_yaml_holds_the_fit(fitted):
+    mod, fits, _ = fitted
+    engines = {e["id"]: e["analytic"] for e in yaml.safe_load((CAT / "engines.yaml").read_text(encoding="utf-8"))}
+    assert {f.engine for f in fits} == set(mod.ENGINES)
+    for f in fits:
+        a = engines[f.engine]
+        assert a["roofline_efficiency"] == pytest.approx(round(f.efficiency, 3)), (
+            f"{f.engine}: engines.yaml is stale; run python datasets/catalog/tools/fit_engine_overhead.py")
+        assert a["per_token_overhead_ms"] == pytest.approx(round(f.overhead_ms, 2)), f.engine
+        assert mod.FIT_MARKER in " ".join(a["source"].split()) and f"{f.n} batch-1" in a["source"]
+        assert 0 < f.efficiency <= 1 and f.overhead_ms >= 0
+        assert f.median_ape_pct < 25, f.engine  # the fit describes its rows
+
+
+def test_rewriting_is_idempotent_and_local(fitted):
+    mod, fits, _ = fitted
+    text = (CAT / "engines.yaml").read_text(encoding="utf-8")
+    assert mod.update_yaml(text, fits) == text  # the committed file is the script's output
+    # from a file without a fit: only the two values and the appended sentence change
+    old = text.replace(mod.FIT_MARKER, "OLD MARKER")
+    new = mod.update_yaml(old, fits)
+    changed = [line for line in new.split("\n") if line not in old.split("\n")]
+    assert all(line.strip().startswith(("roofline_efficiency:", "per_token_overhead_ms:")) or
+               line.startswith("      ") for line in changed)
+    assert yaml.safe_load(new) is not None
+
+
+def test_only_ok_unquantized_batch1_rows(fitted, tmp_path, monkeypatch):
+    mod, fits, _ = fitted
+    for f in fits:
+        assert all(r["quant"] in mod.FLOAT_QUANTS for r in f.rows)
+    rec = {"status": "ok", "engine": "hf-eager", "quant": "bf16", "batch_size": 1, "model": "qwen2.5-7b-instruct",
+           "gpu_id": "h100-sxm", "tokens_per_s": 40.0, "prompt_tokens": 256, "output_tokens": 128, "is_stable": True,
+           "measurement_scope": "gpu-counter", "source": "measured:x"}
+    import json
+
+    lines = [rec, {**rec, "status": "failed"}, {**rec, "quant": "bnb-nf4"}, {**rec, "batch_size": 8},
+             {**rec, "measurement_scope": "simulated", "source": "simulated:fake-meter"}]
+    path = tmp_path / "h.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    rows, stable_only = mod.read_ours(mod._catalog(), [path])
+    assert len(rows["hf-eager"]) == 1 and stable_only["hf-eager"] is False  # 1 stable < MIN_STABLE: all ok ones
+
+
+def test_analytic_model_uses_the_overhead():
+    from recommender.candidates import Candidates
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import estimate
+    from recommender.costmodel.features import physics
+
+    cat = load_catalog()
+    c = Candidates.grid(cat, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bf16"], ["hf-eager", "hf-compiled"], [1], 256, 128)
+    ph = physics(c)
+    est = estimate(ph, c)
+    a = {e.id: e.analytic for e in cat.engines}
+    roof = np.maximum(ph.t_mem_step, ph.t_comp_step)
+    for i, eng in enumerate(("hf-eager", "hf-compiled")):
+        want = roof[i] / a[eng]["roofline_efficiency"] + a[eng]["per_token_overhead_ms"] / 1e3
+        assert est.t_step[i] == pytest.approx(want)
+    # the measured H100 cells (h100/campaign.jsonl: 22.7 ms eager, 8.2 ms compiled per step) within 25 %
+    assert est.t_step[0] * 1e3 == pytest.approx(22.7, rel=0.25)
+    assert est.t_step[1] * 1e3 == pytest.approx(8.2, rel=0.25)
