@@ -43,6 +43,7 @@ class RunContext:
     isolation: str = "flag"  # flag | refuse
     idle_seconds: float = 5.0
     sample_hz: float = 10.0
+    rapl_root: str = "/sys/class/powercap"  # CPU package energy (RAPL), when readable
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,6 +73,7 @@ class CellRunner:
         self._idle = None
         self._reference_tps: dict[tuple, float] = {}
         self._started = False
+        self._rapl, self._rapl_note = None, "not started"
 
     def remember(self, records) -> None:
         """Seed the slow-path reference with earlier records of this device (e.g. a resumed store)."""
@@ -91,6 +93,11 @@ class CellRunner:
         if self._started:
             return
         self._started = True
+        from measure.meter.rapl import open_rapl
+
+        self._rapl, self._rapl_note = open_rapl(self.context.rapl_root)
+        if self._rapl is not None:
+            self._rapl.start()
         if self.session is None:
             return
         from measure.meter.base import measure_idle
@@ -238,11 +245,13 @@ class CellRunner:
             fn()
             self._sync()
 
+        cpu0 = self._rapl.poll() if self._rapl is not None else None
         with self.session.window(name) as w:
             n = self.session.repeat_until(call)
+        cpu = self._rapl.poll() - cpu0 if self._rapl is not None else None
         per = 1.0 / n
         return {"time_s": w.duration_s * per, "energy_j": _scale(w.energy_j, per), "calls": n, "w": w,
-                "e1hz": _scale(w.energy_1hz_j, per)}
+                "e1hz": _scale(w.energy_1hz_j, per), "cpu_j": _scale(cpu, per)}
 
     def _fill(self, rec: Record, cell: Cell, pre: dict, reps: list[dict], dev: DeviceInfo) -> None:
         from measure.meter.base import stability
@@ -289,6 +298,12 @@ class CellRunner:
             rec.peak_mem_nvml_gb = max(peaks) if peaks else None
         else:  # CPU without a meter: time only, energy unknown
             rec.energy_method = None
+        cpu = [r.get("cpu_j") for r in reps]
+        if all(v is not None for v in cpu):
+            rec.cpu_energy_j = statistics.fmean(cpu)
+            rec.cpu_energy_note = f"{self._rapl_note}; per generate call, whole CPU package(s)"
+        else:
+            rec.cpu_energy_note = self._rapl_note
         stable, why, e_cv, t_cv = stability(rec.rep_energy_j or [], rec.rep_tokens_per_s,
                                             rec.throttle_reasons, rec.other_gpu_processes or 0)
         rec.is_stable, rec.unstable_reason, rec.energy_cv, rec.tokens_per_s_cv = stable, why, e_cv, t_cv

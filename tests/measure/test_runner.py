@@ -18,7 +18,8 @@ from measure.store import Store  # noqa: E402
 
 def _runner(power_w: float = 250.0) -> CellRunner:
     meter = FakeGpuMeter(trace=power_w, idle_power_w=60.0, utilization_pct=0.0, name="NVIDIA H100 80GB HBM3")
-    return CellRunner(meter, device="cpu", context=RunContext(idle_seconds=0.3, command="pytest"))
+    return CellRunner(meter, device="cpu", context=RunContext(idle_seconds=0.3, command="pytest",
+                                                             rapl_root="/nonexistent-powercap"))
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,22 @@ def test_cell_record_is_complete_and_consistent(runner):
     assert rec.tokens_per_s > 0 and rec.ttft_ms > 0 and rec.tpot_ms > 0
     assert rec.energy_1hz_j is not None and rec.energy_1hz_error_pct is not None
     assert rec.is_stable in (True, False) and rec.energy_cv is not None
+    assert rec.cpu_energy_j is None and rec.cpu_energy_note  # no RAPL in the test's fake sysfs: a reason
+
+
+def test_cpu_package_energy_from_rapl(tmp_path):
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    (zone / "energy_uj").write_text("1000\n")
+    r = _runner()
+    r.context.rapl_root = str(tmp_path)
+    rec = r.run(Cell("tiny-test", "fp32", "hf-eager", 1, 8, 32))
+    r.close()
+    assert rec.status == "ok", rec.error
+    # the counter never moved: zero CPU energy, but measured (not null), with the zone named
+    assert rec.cpu_energy_j == 0.0 and "package-0" in rec.cpu_energy_note
 
 
 @pytest.mark.parametrize("quant", ["bf16", "bnb-int8", "bnb-nf4", "torchao-int8-wo", "torchao-int8-dyn"])
