@@ -4,8 +4,10 @@ x every engine x 4 batch sizes, with the default cost model.
     python benchmarks/bench_rank.py [--runs 15] [--model-dir DIR]
 
 Prints the candidate count and the median time of: building + excluding + predicting + ranking
-(`rank.recommend`), and of turning the top 10 into dicts. Catalogue and cost-model loading are timed
-once, separately (they are cached per process). Budget (issue): <= 200 ms for the ranking.
+(`rank.recommend`: p50 of the targets the priority needs, for every fitting row), and of turning the top
+10 into dicts (which computes their p10/p50/p90 of every target: `Result.complete`). Catalogue and
+cost-model loading are timed once, separately (they are cached per process). Budget (issue): <= 200 ms
+for the ranking. `--all` predicts every quantile of every row at once (`full=True`).
 """
 
 from __future__ import annotations

@@ -384,12 +384,34 @@ def build(src: Path, out: Path, catalog: Catalog | None = None) -> dict[str, dic
     counts = {}
     for name, adapter in ADAPTERS.items():
         rows = adapter(src, prov, res)
+        for r in rows:
+            if not r["excluded_reason"]:
+                r["excluded_reason"] = _beyond_roofline(r, res.catalog) or ""
         kept = [r for r in rows if not r["excluded_reason"]]
         excluded += [r for r in rows if r["excluded_reason"]]
         _write(out / name, kept)
         counts[name] = {"source_rows": len(rows), "kept": len(kept), "excluded": len(rows) - len(kept)}
     _write(out / EXCLUDED, excluded)
     return counts
+
+
+def _beyond_roofline(row: dict[str, str], catalog: Catalog) -> str | None:
+    """A reason when a row's decode throughput beats reading the weights (at the method's bits) once per step
+    at the card's datasheet bandwidth: impossible for a dense model, so the row's meaning is uncertain."""
+    try:
+        gpu, model = catalog.gpus.find(row.get("gpu_id") or ""), catalog.models.find(row.get("model") or "")
+        tps, batch = float(row["tokens_per_s"]), float(row["batch_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    quant = catalog.quants.find(row.get("quant") or "")
+    bits = quant.weight_bits if quant is not None and quant.weight_bits else 16.0
+    if gpu is None or model is None or not gpu.bandwidth_gbs or not model.params_b:
+        return None
+    limit = batch * gpu.bandwidth_gbs * 1e9 / (model.params_b * 1e9 * bits / 8)
+    if tps > limit:
+        return (f"{tps:.0f} tokens/s exceeds the bandwidth roofline of {limit:.0f} tokens/s ({bits:g}-bit weights "
+                f"read once per decode step at {gpu.bandwidth_gbs:.0f} GB/s): not physically possible for one card")
+    return None
 
 
 def _write(path: Path, rows: Iterable[dict[str, str]]) -> None:

@@ -47,16 +47,18 @@ PARAMS = {
 
 #: p90/p50 = p50/p10 per target: exp(80th percentile of |log(measured / analytic p50)|) over the rows of
 #: datasets/public (2026-11-26 import: 392 energy, 1,026 throughput, 18 TTFT rows on A100, A40, V100,
-#: H100, GH200), as printed by `train-cost-model --analytic-report` (every GPU pooled; per-GPU factors
-#: are in models/MODEL_CARD.md). prefill_energy_j and memory_gb have no measured rows yet: their factors
-#: are project priors (prefill energy: the decode-energy factor; memory: 1.25), to be replaced by the
-#: report once our records carry them.
+#: H100, GH200), as printed by `train-cost-model --analytic-report --no-default-measurements` (every GPU
+#: pooled; per-GPU factors are in models/MODEL_CARD.md), recomputed with the engine efficiencies and
+#: overheads of datasets/catalog/tools/fit_engine_overhead.py (before that fit: 3.05, 2.78, 1.13).
+#: prefill_energy_j and memory_gb have no public rows: their factors are project priors (prefill energy:
+#: the decode-energy factor; memory: 1.25); our H100 records now carry both, and the report including
+#: them (without --no-default-measurements) is the place to replace the priors from.
 INTERVAL_FACTOR = {
-    "energy_per_token_j": 3.05,
-    "tokens_per_s": 2.78,
-    "ttft_ms": 1.13,
-    "prefill_energy_j": 3.05,  # prior: no measured rows yet
-    "memory_gb": 1.25,  # prior: no measured rows yet
+    "energy_per_token_j": 3.16,
+    "tokens_per_s": 1.72,
+    "ttft_ms": 1.44,
+    "prefill_energy_j": 3.16,  # prior: no public rows
+    "memory_gb": 1.25,  # prior: no public rows
 }
 
 _UNQUANTIZED = ("fp32", "fp16", "bf16")

@@ -57,10 +57,10 @@ _C_API_PREDICT_NORMAL = 0
 #: Targets predicted as analytic x exp(correction) (accuracy_delta is the cited table, never learned).
 _POINT_TARGETS = ("energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb")
 #: An explicit thread count: without one, every LGBM_BoosterPredictForMat call pays ~10 ms of OpenMP set-up.
-#: Calls on fewer than _MIN_ROWS_PER_THREAD rows per thread run on one thread (a second one costs more
-#: than it saves there); big calls use up to 4 (2 on the 2-core CI machine).
+#: Calls with fewer than _MIN_ROWS_PER_THREAD rows per thread use fewer threads (on the 2-core CI machine a
+#: second thread pays off from ~500 rows; below, waking it costs more than it saves); big calls use up to 4.
 _MAX_THREADS = max(1, min(4, os.cpu_count() or 1))
-_MIN_ROWS_PER_THREAD = 5_000
+_MIN_ROWS_PER_THREAD = 250
 _PREDICT_PARAMS = f"num_threads={_MAX_THREADS}".encode()
 
 
@@ -269,6 +269,8 @@ class LearnedCostModel:
             base = point_estimates(est)
             learned = [t for t in multiplicative if t in self.boosters]
             X = build(u, phys=ph, est=est) if learned and len(u) else None
+            if X is not None and len(learned) * (3 if full else 1) > 1:
+                X = np.ascontiguousarray(X)  # LightGBM reads rows a little faster; worth one copy for 2+ boosters
             nan = np.full(len(u), np.nan)
             for t in multiplicative:
                 b = base[t]

@@ -14,12 +14,16 @@ from recommender.costmodel.features import physics
 
 
 def test_reproduces_the_h100_calibration_point(catalog):
-    """shared/docs/h100-first-measurements.md: bf16 eager batch 1, 49.0 tok/s, 214 W, 4.37 J/token."""
+    """shared/docs/h100-first-measurements.md: bf16 eager batch 1, 49.0 tok/s, 214 W, 4.37 J/token.
+
+    hf-eager's efficiency and overhead are no longer this one point's: fit_engine_overhead.py fits them to
+    205 batch-1 rows (ML.ENERGY v1 + our H100 records, median error 10.6 %), and our campaign measured the
+    same architecture at 44.0 tok/s (256 + 128 tokens). The model lies between the two: within 10 %."""
     c = Candidates.from_ids(catalog, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bf16"], ["hf-eager"], [1], [128], [64])
     est = A.estimate(physics(c), c)
-    assert est.tokens_per_s[0] == pytest.approx(49.0, rel=0.03)
-    assert est.power_w[0] == pytest.approx(214.0, rel=0.02)
-    assert est.energy_per_token_j[0] == pytest.approx(4.37, rel=0.03)
+    assert est.tokens_per_s[0] == pytest.approx(49.0, rel=0.10)
+    assert est.power_w[0] == pytest.approx(214.0, rel=0.05)
+    assert est.energy_per_token_j[0] == pytest.approx(4.37, rel=0.10)
 
 
 def test_batching_trades_power_for_energy_per_token(catalog):

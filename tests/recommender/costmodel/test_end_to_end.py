@@ -53,7 +53,7 @@ def test_records_train_predict_and_serve_as_measured(tmp_path, record_factory, r
 
 # ---- the real loop: measure runner (CPU, fake meter) -> train-cost-model -> recommend ----------------------
 FAKE_GPU = "NVIDIA H100 80GB HBM3"  # the fake meter's name resolves to the catalogue's h100-sxm
-RUN_CELLS = [("fp32", 1), ("fp32", 2)]  # tiny-test, hf-eager, 16 prompt + 24 output tokens
+RUN_CELLS = [("fp32", 1), ("fp32", 2)]  # tiny-test, hf-eager, 16 prompt + 32 output tokens
 
 
 def test_runner_records_train_and_are_served_as_measured(tmp_path, monkeypatch, catalog):
@@ -74,7 +74,7 @@ def test_runner_records_train_and_are_served_as_measured(tmp_path, monkeypatch, 
                        update_period_s=0.02)[0]
     runner = CellRunner(meter, device="cpu", context=RunContext(idle_seconds=0.1, command="pytest e2e"))
     try:
-        recs = [runner.run(Cell("tiny-test", q, "hf-eager", b, 16, 24, repetitions=3)) for q, b in RUN_CELLS]
+        recs = [runner.run(Cell("tiny-test", q, "hf-eager", b, 16, 32, repetitions=3)) for q, b in RUN_CELLS]
     finally:
         runner.close()
     assert all(r.status == "ok" for r in recs), [(r.status, r.error) for r in recs]
@@ -99,7 +99,7 @@ def test_runner_records_train_and_are_served_as_measured(tmp_path, monkeypatch, 
     monkeypatch.setenv("RECOMMENDER_MEASUREMENTS", str(records))
     args = ["--model-dir", str(out), "--gpu", "h100", "--model", "tiny-test", "--quant", "fp32", "--quant", "bf16",
             "--engine", "hf-eager", "--batch-size", "1", "--batch-size", "2", "--prompt-tokens", "16",
-            "--output-tokens", "24", "--format", "json"]
+            "--output-tokens", "32", "--format", "json"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     got = json.loads(res.output)
