@@ -194,7 +194,7 @@ for hf, mid, b, q in QU:
         "symmetric absmax scales, no calibration for weight-only): same algorithm class as torchao-int8-wo (RTN, "
         f"per-channel symmetric); model {hf}{' (not in catalogue)' if not mid else ''}; baseline fp16 column; metric: "
         "accuracy of predicting the last token of samples of the lambada test set (quanto's own script, not lm-eval), "
-        "printed with 2 decimals; NousResearch/Llama-2-7b-hf is a re-upload of meta-llama/Llama-2-7b-hf")
+        "printed with 2 decimals; NousResearch/Llama-2-7b-hf taken as llama-2-7b (community re-upload of meta-llama/Llama-2-7b-hf); sub-1B models of the table not recorded")
 
 
 def main():
