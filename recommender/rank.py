@@ -47,10 +47,12 @@ UNQUANTIZED = ("fp32", "fp16", "bf16")
 
 # exclusion codes, in the order they are checked (the first that applies is reported)
 OK, NO_SPECS, COMPUTE_CAP, BF16, ENGINE, CONTEXT, MEMORY, NO_PREDICTION, ACCURACY, LATENCY, ENERGY = range(11)
+MEASURED_FAILURE = 11  # checked after MEMORY: the exact cell failed every time we measured it
 EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capability too low",
             BF16: "no bf16 on this GPU", ENGINE: "engine does not support the quantization",
             CONTEXT: "context longer than the model's max positions", MEMORY: "does not fit in memory",
-            NO_PREDICTION: "no cost-model prediction", ACCURACY: "below the accuracy floor",
+            MEASURED_FAILURE: "failed when measured", NO_PREDICTION: "no cost-model prediction",
+            ACCURACY: "below the accuracy floor",
             LATENCY: "above the latency ceiling", ENERGY: "above the energy ceiling"}
 
 
@@ -171,6 +173,8 @@ class Result:
                     f"{gpu.id} has {gpu.compute_capability}{bf16}")
         if code == ENGINE:
             return f"engine {engine.id} does not support quantization {quant.id}"
+        if code == MEASURED_FAILURE:
+            return _measured_failures(c).get(int(i), EXCLUDED[code])
         if code == CONTEXT:
             p, o = int(c.prompt_tokens[i]), int(c.output_tokens[i])
             return f"context {p}+{o}={p + o} tokens > {model.max_position_embeddings} max positions of {model.id}"
@@ -263,10 +267,24 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
             (CONTEXT, ctx > maxpos),
             (MEMORY, ~mem.fits),
         ]
+    failures = _measured_failures(cands)
+    if failures:
+        failed = np.zeros(len(cands), dtype=bool)
+        failed[list(failures)] = True
+        checks.append((MEASURED_FAILURE, failed))
     code = np.zeros(len(cands), dtype=np.int8)
     for c, bad in reversed(checks):  # earlier checks win
         code[bad] = c
     return code
+
+
+def _measured_failures(cands: Candidates) -> dict[int, str]:
+    """Rows whose exact cell failed when we measured it (row -> recorded reason); {} without the lookup."""
+    try:
+        from recommender.costmodel.learned import measured_failures
+    except ImportError:
+        return {}
+    return measured_failures(cands)
 
 
 #: cost-model targets (`costmodel.base.TARGETS`) and the workload metrics derived from them

@@ -500,3 +500,64 @@ def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.nda
                         if vs:
                             vals[t][:, i] = (min(vs), float(np.median(vs)), max(vs))
     return mask, {t: Quantiles(v[0], v[1], v[2]) for t, v in vals.items()}
+
+
+# ---- measured failures ----------------------------------------------------------------------------------
+_FAIL_CACHE: dict[tuple, dict] = {}
+
+
+def _failure_index(catalog, files: list[Path]) -> dict[tuple, str]:
+    """Cell key (as in `_build_index`) -> reason, for cells whose every measurement failed."""
+    key = (id(catalog), tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    if key in _FAIL_CACHE:
+        return _FAIL_CACHE[key]
+    failed: dict[tuple, str] = {}
+    ok: set[tuple] = set()
+    for path in files:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(r, dict) or r.get("status") not in ("ok", "failed") or is_simulated(r):
+                    continue
+                gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+                quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
+                if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
+                    continue
+                try:
+                    k = (gpu.id, _arch_id(catalog, str(r["model"])), quant.id, engine.id, float(r["batch_size"]),
+                         float(r["prompt_tokens"]), float(r["output_tokens"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if r["status"] == "ok":
+                    ok.add(k)
+                else:
+                    err = " ".join(str(r.get("error") or "no reason recorded").split())[:120]
+                    failed[k] = f"failed when measured on {r.get('gpu_name') or gpu.id} ({r.get('created_at')}): {err}"
+    out = {k: v for k, v in failed.items() if k not in ok}
+    if len(_FAIL_CACHE) > 8:
+        _FAIL_CACHE.clear()
+    _FAIL_CACHE[key] = out
+    return out
+
+
+def measured_failures(cands: Candidates, dirs=None) -> dict[int, str]:
+    """Rows whose exact cell (GPU, architecture, quant, engine, batch, prompt, output) failed every time we
+    measured it (e.g. an unsupported kernel shape, an OOM), with the recorded reason."""
+    cat = cands.catalog
+    files = _measurement_files(shipped_measurement_dirs() if dirs is None else dirs)
+    fails = _failure_index(cat, files) if files else {}
+    if not fails or not len(cands):
+        return {}
+    arch = np.array([_arch_id(cat, m) for m in cat.models.ids()], dtype=object)[cands.model_idx]
+    out: dict[int, str] = {}
+    for (g, a, q, e, b, p, o), reason in fails.items():
+        m = ((cands.gpu_idx == cat.gpus.index[g]) & (cands.quant_idx == cat.quants.index[q])
+             & (cands.engine_idx == cat.engines.index[e]) & (cands.batch_size == b)
+             & (cands.prompt_tokens == p) & (cands.output_tokens == o))
+        for i in np.flatnonzero(m):
+            if arch[i] == a:
+                out[int(i)] = reason
+    return out
