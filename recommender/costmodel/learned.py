@@ -54,7 +54,7 @@ class ArtifactError(UserError):
 # ---- LightGBM through ctypes ------------------------------------------------------------------------
 _C_API_DTYPE_FLOAT64 = 1
 _C_API_PREDICT_NORMAL = 0
-#: Targets predicted as analytic x exp(correction) (accuracy_delta is the cited table, never learned).
+#: Targets predicted as analytic x exp(correction) (accuracy_delta: the cited table, or `_accuracy` when learned).
 _POINT_TARGETS = ("energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb")
 #: An explicit thread count: without one, every LGBM_BoosterPredictForMat call pays ~10 ms of OpenMP set-up.
 #: Calls with fewer than _MIN_ROWS_PER_THREAD rows per thread use fewer threads (on the 2-core CI machine a
@@ -237,11 +237,13 @@ class LearnedCostModel:
                 except Exception as exc:  # LightGBM's own parse error
                     raise ArtifactError(f"cost-model artifact {self.folder}: {spec['files'][q]} cannot be "
                                         f"parsed by LightGBM ({exc}); {_RETRAIN}") from None
-                if b.num_feature != len(FEATURE_NAMES):
+                want = len(spec.get("feature_names", ())) if t == "accuracy_delta" else len(FEATURE_NAMES)
+                if b.num_feature != want:
                     raise ArtifactError(f"cost-model artifact {self.folder}: {spec['files'][q]} expects "
-                                        f"{b.num_feature} features, features.py computes {len(FEATURE_NAMES)}; {_RETRAIN}")
+                                        f"{b.num_feature} features, the code computes {want}; {_RETRAIN}")
                 self.boosters[t][q] = b
-            self.offsets[t] = float(spec.get("conformal_log_offset", 0.0))
+            self.offsets[t] = float(spec.get("conformal_abs_offset" if t == "accuracy_delta"
+                                             else "conformal_log_offset", 0.0))
         self.labels = {t: (self.name if t in self.boosters else self.analytic.name) for t in TARGETS}
 
     def predict(self, cands: Candidates) -> dict[str, Quantiles]:
@@ -291,8 +293,36 @@ class LearnedCostModel:
                     q = Quantiles(nan, b, nan)
                 out[t] = q if inv is None else Quantiles(q.p10[inv], q.p50[inv], q.p90[inv])
         if "accuracy_delta" in targets:
-            out["accuracy_delta"] = accuracy_delta(cands)
+            if "accuracy_delta" in self.boosters:
+                out["accuracy_delta"] = self._accuracy(cands, full)
+            else:
+                out["accuracy_delta"] = accuracy_delta(cands)
         return out
+
+    def _accuracy(self, cands: Candidates, full: bool) -> Quantiles:
+        """Learned accuracy change: per (quant, model) pair the mean over the paper's tasks of the per-task
+        predictions (p10/p90 widened by the absolute conformal offset); unquantized dtypes 0."""
+        from recommender.costmodel import accuracy as AC  # only when an artifact serves it
+
+        cat = cands.catalog
+        nm = len(cat.models)
+        code = cands.quant_idx.astype(np.int64) * nm + cands.model_idx
+        uniq, inv = np.unique(code, return_inverse=True)
+        pairs = [(int(c // nm), int(c % nm)) for c in uniq]
+        X = AC.candidate_matrix(cat, pairs, self.meta["targets"]["accuracy_delta"].get("paper_task_n_shot", {}))
+        k = len(AC.PAPER_TASKS)
+        models, off = self.boosters["accuracy_delta"], self.offsets["accuracy_delta"]
+        q50 = models["p50"].predict(X).reshape(-1, k)
+        p50 = q50.mean(axis=1)
+        if full:
+            lo = np.minimum(models["p10"].predict(X).reshape(-1, k) - off, q50).mean(axis=1)
+            hi = np.maximum(models["p90"].predict(X).reshape(-1, k) + off, q50).mean(axis=1)
+        else:
+            lo = hi = np.full(len(pairs), np.nan)
+        unq = np.array([cat.quants.rows[q].id in ("fp32", "fp16", "bf16") for q, _ in pairs], dtype=bool)
+        for arr in (lo, p50, hi):
+            arr[unq] = 0.0
+        return Quantiles(lo[inv], p50[inv], hi[inv])
 
 
 def _artifact_key(folder: Path) -> tuple:

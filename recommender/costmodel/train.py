@@ -15,7 +15,9 @@ the 80 % conformal quantile of max(q10 - y, y - q90) over the leave-one-GPU-out 
 (conformalized quantile regression, Romano et al. 2019, with cross-validation residuals). Reported
 coverage is honest: in every CV scheme a held-out group's offset comes from the other groups' residuals.
 
-Accuracy change stays analytic (cited quant_accuracy.csv) until measured deltas exist. Targets with fewer
+Accuracy change (`train_accuracy`): LightGBM p10/p50/p90 of the cited quant_accuracy.csv deltas (absolute)
+on quant / model / task features (`accuracy.py`), validated leave-one-model-out and on random folds against
+the analytic cited mean; served only when better than it on leave-one-model-out, else analytic. Targets with fewer
 than MIN_ROWS rows stay analytic too (recorded in metadata.json with the reason). The conformal offset
 is calibrated on leave-one-GPU-out residuals; a target measured on one GPU group only (our H100: peak
 memory, prefill energy) falls back to leave-one-architecture-out, then to random folds (`calibration_scheme`).
@@ -361,15 +363,15 @@ def _row_keys(frame, cols: list[str]) -> np.ndarray:
 
 
 # ---- fitting ---------------------------------------------------------------------------------------
-def _regressor(alpha: float, seed: int):
+def _regressor(alpha: float, seed: int, **override):
     from lightgbm import LGBMRegressor
 
-    return LGBMRegressor(objective="quantile", alpha=alpha, random_state=seed, **LGBM_PARAMS)
+    return LGBMRegressor(objective="quantile", alpha=alpha, random_state=seed, **{**LGBM_PARAMS, **override})
 
 
-def fit_quantiles(X: np.ndarray, y: np.ndarray, seed: int, quantiles=QUANTILES) -> dict:
-    """One fitted LGBMRegressor per quantile name."""
-    return {name: _regressor(a, seed).fit(X, y) for name, a in quantiles.items()}
+def fit_quantiles(X: np.ndarray, y: np.ndarray, seed: int, quantiles=QUANTILES, **override) -> dict:
+    """One fitted LGBMRegressor per quantile name (`override`: LightGBM settings replacing LGBM_PARAMS')."""
+    return {name: _regressor(a, seed, **override).fit(X, y) for name, a in quantiles.items()}
 
 
 def _folds(scheme: str, d: Design, rows: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
@@ -482,6 +484,169 @@ def _r(v) -> float:
     return float(round(float(v), 4))
 
 
+# ---- accuracy change (cited quant_accuracy.csv rows) ----------------------------------------------
+ACC_UNQUANTIZED = ("fp32", "fp16", "bf16")
+
+
+def accuracy_rows(catalog) -> tuple[dict, dict[str, int]]:
+    """Training rows of the accuracy target from the cited table: X, y, quant, group (source model name),
+    model id (catalogue models only), task; excluded / degraded rows counted by reason."""
+    from recommender.costmodel import accuracy as AC
+
+    X, y, quant, group, model, task, shots = [], [], [], [], [], [], []
+    reasons: dict[str, int] = {}
+
+    def count(r):
+        reasons[r] = reasons.get(r, 0) + 1
+
+    for row in catalog.quant_accuracy:
+        try:
+            d = float(row.get("delta_abs"))
+        except (TypeError, ValueError):
+            count("excluded: no numeric delta_abs")
+            continue
+        q = catalog.quants.find(row.get("quant_id") or "")
+        if q is None or not np.isfinite(d):
+            count("excluded: quant not in the catalogue or delta not finite")
+            continue
+        mid = (row.get("model_id") or "").strip()
+        notes = row.get("notes") or ""
+        m = catalog.models.find(mid) if mid else None
+        name = mid or AC.note_model(notes) or "?"
+        if m is not None:
+            mv = AC.model_vector(m)
+            count("model features from the catalogue / public_models.csv")
+        else:
+            p = AC.params_from_name(AC.note_model(notes))
+            mv = AC.model_vector(None, p)
+            count("model outside the catalogue: log params from the size in its name (notes), shape NaN"
+                  if p else "model outside the catalogue, no parameter count in notes: model features NaN")
+        if AC.task_id(row.get("task") or "") not in AC.TASKS:
+            count("task outside the one-hot list (task_other)")
+        s = AC.n_shot(notes)
+        X.append(AC.quant_vector(q) + mv + AC.task_vector(row.get("task") or "", s))
+        y.append(d)
+        quant.append(q.id)
+        group.append(name)
+        model.append(m.id if m is not None else "")
+        task.append(AC.task_id(row.get("task") or ""))
+        shots.append(s)
+    data = {"X": np.array(X, dtype=np.float64).reshape(-1, len(AC.ACC_FEATURE_NAMES)), "y": np.array(y),
+            "quant": np.array(quant, dtype=object), "group": np.array(group, dtype=object),
+            "model": np.array(model, dtype=object), "task": np.array(task, dtype=object), "shots": np.array(shots)}
+    return data, reasons
+
+
+def _acc_folds(scheme: str, a: dict, seed: int):
+    n = len(a["y"])
+    if scheme == "random":
+        perm = np.random.default_rng(seed).permutation(n)
+        labels = np.empty(n, dtype=object)
+        labels[perm] = [f"fold{i % 5}" for i in range(n)]
+    else:
+        labels = a["group"]
+    idx = np.arange(n)
+    return [(idx[labels != lab], idx[labels == lab], str(lab)) for lab in sorted(set(labels))
+            if (labels != lab).sum() >= MIN_ROWS // 2]
+
+
+def _acc_analytic(a: dict, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """The analytic cited mean, from the training rows only: same quant and model where it has rows, else the
+    quant's mean over all models (`analytic.accuracy_delta`)."""
+    out = np.full(len(test), np.nan)
+    for i, j in enumerate(test):
+        same_q = train[a["quant"][train] == a["quant"][j]]
+        own = same_q[(a["model"][same_q] == a["model"][j]) & (a["model"][j] != "")]
+        use = own if len(own) else same_q
+        if len(use):
+            out[i] = a["y"][use].mean()
+    return out
+
+
+def _acc_cv(a: dict, scheme: str, seed: int) -> dict:
+    n = len(a["y"])
+    out = {k: np.full(n, np.nan) for k in (*QUANTILES, "analytic")}
+    fold = np.full(n, "", dtype=object)
+    for train, test, lab in _acc_folds(scheme, a, seed):
+        for k, m in fit_quantiles(a["X"][train], a["y"][train], seed, n_jobs=1).items():
+            out[k][test] = m.predict(a["X"][test])
+        out["analytic"][test] = _acc_analytic(a, train, test)
+        fold[test] = lab
+    out["fold"] = fold
+    return out
+
+
+def _acc_evaluate(a: dict, oof: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+    y, folds = a["y"], oof["fold"]
+    ok = np.isfinite(oof["p50"]) & np.isfinite(oof["analytic"])
+    score = np.maximum(oof["p10"] - y, y - oof["p90"])
+    lo, hi = oof["p10"].copy(), oof["p90"].copy()
+    for lab in set(folds[ok]):
+        sel = folds == lab
+        off = conformal_offset(score[ok & ~sel])
+        lo[sel] -= off
+        hi[sel] += off
+    lo, mid, hi = _ordered(lo, oof["p50"], hi)
+    err, err_an = np.abs(mid - y) * 100, np.abs(oof["analytic"] - y) * 100
+    fig = {"n": int(ok.sum()), "groups": len(set(folds[ok])),
+           "median_abs_err_pp": _r(np.median(err[ok])), "p90_abs_err_pp": _r(np.percentile(err[ok], 90)),
+           "analytic_median_abs_err_pp": _r(np.median(err_an[ok])),
+           "analytic_p90_abs_err_pp": _r(np.percentile(err_an[ok], 90)),
+           "coverage_p10_p90": _r(np.mean((y[ok] >= lo[ok]) & (y[ok] <= hi[ok]))),
+           "coverage_p10_p90_uncalibrated": _r(np.mean((y[ok] >= np.minimum(oof["p10"], oof["p50"])[ok])
+                                                       & (y[ok] <= np.maximum(oof["p90"], oof["p50"])[ok])))}
+    return fig, lo, hi
+
+
+ACC_SCHEMES = {"lomo": "leave-one-model-out (source model name)", "random": "random 5-fold (rows)"}
+
+
+def train_accuracy(catalog, seed: int, cv: bool, log) -> tuple[dict | None, dict, dict, list[dict]]:
+    """(boosters or None, target metadata, validation figures, CV rows) of accuracy_delta."""
+    from recommender.costmodel import accuracy as AC
+
+    a, reasons = accuracy_rows(catalog)
+    n = len(a["y"])
+    base = {"n_rows": int(n), "row_reasons": reasons, "feature_names": list(AC.ACC_FEATURE_NAMES)}
+    if n < MIN_ROWS or len(_acc_folds("lomo", a, seed)) < 2:
+        return None, {"kind": "analytic", **base, "reason": f"{n} cited rows; needs >= {MIN_ROWS} over 2+ models"}, {}, []
+    figs, oofs, cv_rows = {}, {}, []
+    for scheme in ACC_SCHEMES if cv else ("lomo",):
+        oofs[scheme] = _acc_cv(a, scheme, seed)
+        figs[scheme], lo, hi = _acc_evaluate(a, oofs[scheme])
+        o = oofs[scheme]
+        for i in np.flatnonzero(np.isfinite(o["p50"])):
+            cv_rows.append({"scheme": scheme, "held_out": o["fold"][i], "model": a["group"][i],
+                            "quant": a["quant"][i], "task": a["task"][i], "n_shot": float(a["shots"][i]),
+                            "cited_delta": float(a["y"][i]), "analytic": float(o["analytic"][i]),
+                            "p10": float(lo[i]), "p50": float(o["p50"][i]), "p90": float(hi[i])})
+    o = oofs["lomo"]
+    score = np.maximum(o["p10"] - a["y"], a["y"] - o["p90"])
+    offset = conformal_offset(score[np.isfinite(score)])
+    f = figs["lomo"]
+    better = f["median_abs_err_pp"] < f["analytic_median_abs_err_pp"]
+    shots = {}
+    for t in AC.PAPER_TASKS:
+        s = a["shots"][(a["task"] == t) & np.isfinite(a["shots"])]
+        vals, cnt = np.unique(s, return_counts=True) if len(s) else (np.array([0.0]), np.array([1]))
+        shots[t] = float(vals[np.argmax(cnt)])
+    models = fit_quantiles(a["X"], a["y"], seed, n_jobs=1)  # a few hundred rows: threads only cost
+    spec = {**base, "transform": "delta_abs (absolute, 0..1 score)", "models": int(len(set(a["group"]))),
+            "quants": sorted(set(a["quant"])), "conformal_abs_offset": _r(offset), "calibration_scheme": "lomo",
+            "paper_task_n_shot": shots,
+            "interval": "quantile p10/p90 widened by the split-conformal offset (leave-one-model-out residuals)"}
+    log(f"accuracy_delta: {n} cited rows, " + ", ".join(
+        f"{s} median |err| {g['median_abs_err_pp']} pp (analytic {g['analytic_median_abs_err_pp']} pp), "
+        f"coverage {g['coverage_p10_p90']}" for s, g in figs.items()))
+    if not better:
+        spec.update(kind="analytic", reason=(
+            f"learned model not better than the cited mean on leave-one-model-out (median |err| "
+            f"{f['median_abs_err_pp']} pp vs analytic {f['analytic_median_abs_err_pp']} pp): analytic served"))
+        return None, spec, figs, cv_rows
+    spec.update(kind="learned", files={q: f"accuracy_delta.{q}.txt" for q in QUANTILES})
+    return {q: m.booster_.model_to_string() for q, m in models.items()}, spec, figs, cv_rows
+
+
 # ---- the whole run ---------------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -489,6 +654,7 @@ class Result:
     metadata: dict
     cv_rows: list[dict]
     model_card: str
+    accuracy_cv_rows: list[dict] = field(default_factory=list)
 
 
 def target_rows(d: Design, target: str) -> np.ndarray:
@@ -565,8 +731,10 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         log(f"{t}: {len(rows)} rows, " + ", ".join(
             f"{s} median APE {f['median_ape_pct']}% (analytic {f['analytic_median_ape_pct']}%), "
             f"coverage {f['coverage_p10_p90']}" for s, f in figs.items()))
-    targets_meta["accuracy_delta"] = {"kind": "analytic",
-                                      "reason": "cited quant_accuracy.csv deltas (no measured deltas to learn from)"}
+    acc_boosters, targets_meta["accuracy_delta"], acc_figs, acc_cv = train_accuracy(catalog, seed, cv, log)
+    if acc_boosters:
+        boosters["accuracy_delta"] = acc_boosters
+    acc_validation = {"schemes": ACC_SCHEMES, **({"figures": acc_figs} if acc_figs else {})}
     meta = {
         "format_version": FORMAT_VERSION,
         "features_version": F.FEATURES_VERSION,
@@ -580,13 +748,15 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
                  "simulated_rows": sum(f.get("simulated_rows", 0) for f in data.files),
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
         "validation": validation,
+        # accuracy_delta is scored in absolute percentage points, not APE: its own block and CV file
+        "accuracy_validation": acc_validation,
         "analytic_report": analytic_report(d),
         "versions": {"python": platform.python_version(), "lightgbm": lightgbm.__version__,
                      "scikit-learn": sklearn.__version__, "numpy": np.__version__},
         "created_at": _created_at(),
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
-    return Result(boosters, meta, cv_rows, model_card(meta))
+    return Result(boosters, meta, cv_rows, model_card(meta), acc_cv)
 
 
 def _created_at() -> str:
@@ -613,6 +783,7 @@ def _cv_records(frame, d: Design, target: str, scheme: str, preds: dict) -> list
 MANIFEST = "MANIFEST.sha256"
 METADATA = "metadata.json"
 CV_PREDICTIONS = "cv_predictions.csv"
+ACCURACY_CV_PREDICTIONS = "accuracy_cv_predictions.csv"
 CARD = "MODEL_CARD.md"
 
 
@@ -632,6 +803,13 @@ def artifact_files(res: Result) -> dict[str, bytes]:
         for r in res.cv_rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     files[CV_PREDICTIONS] = buf.getvalue().encode()
+    if res.accuracy_cv_rows:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(res.accuracy_cv_rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in res.accuracy_cv_rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        files[ACCURACY_CV_PREDICTIONS] = buf.getvalue().encode()
     files[CARD] = res.model_card.encode()
     return files
 
@@ -689,7 +867,11 @@ def model_card(meta: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for t, m in meta["targets"].items():
-        if m["kind"] == "learned":
+        if t == "accuracy_delta":
+            lines.append(f"| {t} | {m['kind']} | {m.get('n_rows', 0)} | | {m.get('models', '')} models | "
+                         f"{m.get('conformal_abs_offset', '')} absolute (leave-one-model-out) | "
+                         f"{m.get('reason', 'cited quant_accuracy.csv rows; see Accuracy change below')} |")
+        elif m["kind"] == "learned":
             lines.append(f"| {t} | learned | {m['n_rows']} | {m['gpu_groups']} | {m['architectures']} | "
                          f"{m['conformal_log_offset']} ({SCHEME_NAMES[m['calibration_scheme']]}) | "
                          f"GPUs: {', '.join(m['gpus'])} |")
@@ -722,6 +904,25 @@ def model_card(meta: dict) -> str:
                 f"{f['analytic_median_ape_pct']} | {f['analytic_p90_ape_pct']} | {f['coverage_p10_p90']} | "
                 f"{f['coverage_p10_p90_uncalibrated']} | {_na(f['spearman_quant_rank'])} ({f['rank_groups']}) | "
                 f"{_na(f['analytic_spearman_quant_rank'])} |")
+    acc = meta["targets"].get("accuracy_delta", {})
+    if acc.get("row_reasons"):
+        lines += ["", "## Accuracy change", "",
+                  "accuracy_delta = change of the 0..1 task score versus the unquantized baseline, learned from the",
+                  "cited rows of `datasets/catalog/quant_accuracy.csv` (`recommender/costmodel/accuracy.py` features:",
+                  "quant bits / scheme / granularity / symmetric / calibration, model size and shape where known, task",
+                  "one-hot, n-shot) as LightGBM p10/p50/p90 of the delta itself (absolute, not log), p10/p90 widened by",
+                  "a split-conformal offset from leave-one-model-out residuals. Candidates get the mean over the paper's",
+                  "tasks (mmlu, arc_challenge, truthfulqa_mc2, gsm8k, hellaswag). Baseline = the analytic cited mean",
+                  "(same quant and model where the training fold has rows of it, else the quant's mean), recomputed",
+                  "from each fold's training rows. Errors in percentage points of the 0..1 score x 100.",
+                  f"**Served: {acc['kind']}**" + (f" ({acc['reason']})." if acc.get("reason") else "."), "",
+                  "Rows: " + "; ".join(f"{k}: {n}" for k, n in acc["row_reasons"].items()) + ".", "",
+                  "| scheme | rows | groups | median |err| pp | p90 |err| pp | analytic median pp | analytic p90 pp | "
+                  "coverage | uncalibrated |", "|---|---|---|---|---|---|---|---|---|"]
+        for s, f in meta.get("accuracy_validation", {}).get("figures", {}).items():
+            lines.append(f"| {ACC_SCHEMES[s]} | {f['n']} | {f['groups']} | {f['median_abs_err_pp']} | "
+                         f"{f['p90_abs_err_pp']} | {f['analytic_median_abs_err_pp']} | {f['analytic_p90_abs_err_pp']} | "
+                         f"{f['coverage_p10_p90']} | {f['coverage_p10_p90_uncalibrated']} |")
     lines += ["", "## Analytic model against the same rows", "",
               "Factor = exp(80th percentile of |log(measured / analytic)|) (`analytic.INTERVAL_FACTOR`).", "",
               "| target | rows | median measured/analytic | factor | factor by GPU |", "|---|---|---|---|---|"]
