@@ -409,6 +409,20 @@ def _arch_id(catalog, model_id: str) -> str:
     return m.id
 
 
+def _cell_key(catalog, r: dict) -> tuple | None:
+    """(gpu id, architecture id, quant id, engine id, batch, prompt, output) of a record, or None when a name
+    is not in the catalogue or a size is missing."""
+    gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+    quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
+    if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
+        return None
+    try:
+        return (gpu.id, _arch_id(catalog, str(r["model"])), quant.id, engine.id, float(r["batch_size"]),
+                float(r["prompt_tokens"]), float(r["output_tokens"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
     """(gpu id, architecture id, quant id, engine id, batch, prompt, output) -> {target: [values]}.
 
@@ -429,14 +443,8 @@ def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
                     continue
                 if is_simulated(r) and path not in simulated_ok:
                     continue
-                gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-                quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
-                if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
-                    continue
-                try:
-                    key = (gpu.id, _arch_id(catalog, str(r["model"])), quant.id, engine.id, float(r["batch_size"]),
-                           float(r["prompt_tokens"]), float(r["output_tokens"]))
-                except (KeyError, TypeError, ValueError):
+                key = _cell_key(catalog, r)
+                if key is None:
                     continue
                 pair = both.setdefault(key, ({t: [] for t in _MEASURED_TARGETS}, {t: [] for t in _MEASURED_TARGETS}))
                 cell = pair[0] if r.get("is_stable") is True else pair[1]
@@ -552,20 +560,14 @@ def _failure_index(catalog, files: list[Path]) -> dict[tuple, str]:
                     continue
                 if not isinstance(r, dict) or r.get("status") not in ("ok", "failed") or is_simulated(r):
                     continue
-                gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-                quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
-                if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
-                    continue
-                try:
-                    k = (gpu.id, _arch_id(catalog, str(r["model"])), quant.id, engine.id, float(r["batch_size"]),
-                         float(r["prompt_tokens"]), float(r["output_tokens"]))
-                except (KeyError, TypeError, ValueError):
+                k = _cell_key(catalog, r)
+                if k is None:
                     continue
                 if r["status"] == "ok":
                     ok.add(k)
                 else:
                     err = " ".join(str(r.get("error") or "no reason recorded").split())[:120]
-                    failed[k] = f"failed when measured on {r.get('gpu_name') or gpu.id} ({r.get('created_at')}): {err}"
+                    failed[k] = f"failed when measured on {r.get('gpu_name') or k[0]} ({r.get('created_at')}): {err}"
     out = {k: v for k, v in failed.items() if k not in ok}
     if len(_FAIL_CACHE) > 8:
         _FAIL_CACHE.clear()
