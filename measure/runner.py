@@ -135,17 +135,21 @@ class CellRunner:
         dev = self.device_info()
         backend = get_backend(cell.quant, **cell.quant_params)
         engine = get_engine(cell.engine, **cell.engine_params)
-        for k, v in {**backend.versions(), **engine.versions()}.items():
+        owned = engine.owns_model  # the engine loads and quantizes the model itself (vLLM)
+        for k, v in {**({} if owned else backend.versions()), **engine.versions()}.items():
             setattr(rec, k, v)
-        reason = backend.skip_reason(dev) or engine.skip_reason(dev.type)
+        if owned:
+            reason = engine.skip_reason(dev.type) or engine.cell_skip_reason(cell, dev)
+        else:
+            reason = backend.skip_reason(dev) or engine.skip_reason(dev.type)
         if reason:
             rec.status, rec.error = "skipped", reason
             return rec
-        if self._group_error and self._group_error[0] == cell.group_key:
+        if self._group_error and self._group_error[0] == self._load_key(cell, engine):
             rec.status, rec.error = self._group_error[1], f"(same model group) {self._group_error[2]}"
             return rec
 
-        loaded, qinfo = self._load(cell, backend)
+        loaded, qinfo = self._load(cell, backend, engine)
         if loaded.max_positions and cell.prompt_tokens + cell.output_tokens > loaded.max_positions:
             rec.status = "skipped"
             rec.error = (f"prompt+output {cell.prompt_tokens + cell.output_tokens} > the model's "
@@ -162,6 +166,8 @@ class CellRunner:
                                  "warmup_tokens": cell.output_tokens}
         else:
             rec.engine_params = {**cell.engine_params, "compiled": False, "note": "no compilation on CPU"}
+        if owned:
+            rec.engine_params.update(engine.describe(model))
 
         gen = torch.Generator(device="cpu").manual_seed(cell.seed)
         ids = torch.randint(low=3, high=loaded.vocab_size, size=(cell.batch_size, cell.prompt_tokens),
@@ -198,7 +204,7 @@ class CellRunner:
         rec.temp_end_c = self._temp()
         if cell.tasks:
             self._accuracy(rec, cell, loaded)
-        if self._is_cuda:
+        if self._is_cuda and not owned:  # an engine's own allocator (vLLM's KV pool) is not ours to report
             rec.peak_mem_allocated_gb = torch.cuda.max_memory_allocated(self.device) / 1e9
             rec.peak_mem_reserved_gb = torch.cuda.max_memory_reserved(self.device) / 1e9
         return rec
@@ -343,35 +349,53 @@ class CellRunner:
                                         f"unquantized {ref:.1f} tok/s on the same engine and batch")
 
     # ------------------------------------------------------------------------------------------
-    def _load(self, cell: Cell, backend):
+    @staticmethod
+    def _load_key(cell: Cell, engine) -> tuple:
+        """Cells with the same key share one loaded model: the group, plus the engine when it owns the model."""
+        if engine is not None and engine.owns_model:
+            return (cell.group_key, engine.id, *engine.load_key(cell))
+        return cell.group_key
+
+    def _load(self, cell: Cell, backend, engine=None):
         from measure.models import build_model
 
-        if self._loaded and self._loaded[0] == cell.group_key:
+        key = self._load_key(cell, engine)
+        if self._loaded and self._loaded[0] == key:
             return self._loaded[1], self._loaded[2]
         self._unload()
         torch = self._torch
+        owned = engine is not None and engine.owns_model
         try:
-            loaded = build_model(cell.model, weights=cell.weights, dtype=backend.build_dtype,
-                                 device=self.device, seed=cell.seed)
-            qinfo = backend.apply(loaded.model)
+            if owned:
+                loaded, qinfo = engine.load(cell, self.device)
+            else:
+                loaded = build_model(cell.model, weights=cell.weights, dtype=backend.build_dtype,
+                                     device=self.device, seed=cell.seed)
+                qinfo = backend.apply(loaded.model)
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"
-            self._group_error = (cell.group_key, "failed", ("OOM: " if "out of memory" in msg.lower() else "") + msg)
+            self._group_error = (key, "failed", ("OOM: " if "out of memory" in msg.lower() else "") + msg)
             self._unload()
             raise
         gc.collect()
-        if self._is_cuda:
+        if owned:  # the engine's memory (weights + its KV pool) is not separable from here
+            self._weights_gb = None
+        elif self._is_cuda:
             torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()
             self._weights_gb = torch.cuda.memory_allocated(self.device) / 1e9
         else:
             self._weights_gb = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) / 1e9
-        self._loaded = (cell.group_key, loaded, qinfo)
+        self._loaded = (key, loaded, qinfo, engine if owned else None)
         return loaded, qinfo
 
     def _unload(self) -> None:
         if self._loaded is not None:
+            owner, handle = self._loaded[3], self._loaded[1].model
             self._loaded = None
+            if owner is not None:
+                with contextlib.suppress(Exception):
+                    owner.unload(handle)
         gc.collect()
         if self._is_cuda:
             self._torch.cuda.empty_cache()

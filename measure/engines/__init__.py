@@ -9,15 +9,40 @@ _ENGINES = {"hf-eager": "hf_eager", "hf-compiled": "hf_compiled", "vllm": "vllm"
 
 
 class Engine:
-    """`prefill(inputs)` runs one prefill of the batch; `generate(inputs, n)` prefill + n tokens per sequence."""
+    """`prefill(inputs)` runs one prefill of the batch; `generate(inputs, n)` prefill + n tokens per sequence.
+
+    An engine with `owns_model = True` (vLLM) loads the model itself: the runner calls `load(cell, device)`
+    instead of building a transformers model and applying our quantization backend, and passes the
+    returned `LoadedModel.model` (the engine's handle) to `prefill` / `generate`.
+    """
 
     id: str = ""
+    owns_model: bool = False
 
     def __init__(self, **params: Any):
         self.params = params
 
     def skip_reason(self, device_type: str) -> str | None:
         return None
+
+    def cell_skip_reason(self, cell, device) -> str | None:
+        """Why an engine that owns its model cannot run `cell` (its quant, weights ...) on `device`."""
+        return None
+
+    def load_key(self, cell) -> tuple:
+        """What, beyond `cell.group_key`, decides whether a loaded handle can be reused (owns_model only)."""
+        return ()
+
+    def load(self, cell, device: str):
+        """(LoadedModel, QuantResult) for `cell`, loaded and quantized by the engine (owns_model only)."""
+        raise NotImplementedError
+
+    def unload(self, handle) -> None:
+        """Release what `load` created (owns_model only)."""
+
+    def describe(self, handle) -> dict[str, Any]:
+        """Extra engine_params to record for a loaded handle (e.g. the engine's load arguments)."""
+        return {}
 
     def prepare(self, model) -> None:
         """Called once per loaded model (e.g. set up compilation)."""
