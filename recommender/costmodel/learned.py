@@ -409,6 +409,20 @@ def _arch_id(catalog, model_id: str) -> str:
     return m.id
 
 
+def _json_records(files: list[Path]):
+    """(file, record dict) for every parseable line of the JSONL files; a torn last line (measure/store.py) or
+    a bad line is skipped here (train-cost-model reports those)."""
+    for path in files:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(r, dict):
+                    yield path, r
+
+
 def _cell_key(catalog, r: dict) -> tuple | None:
     """(gpu id, architecture id, quant id, engine id, batch, prompt, output) of a record, or None when a name
     is not in the catalogue or a size is missing."""
@@ -432,28 +446,20 @@ def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
     than a prediction; most of our H100 cells are unstable by that test)."""
     gib = float(2**30)
     both: dict[tuple, tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
-    for path in files:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line (measure/store.py) or a bad line: train-cost-model reports those
-                if not isinstance(r, dict) or r.get("status") != "ok":
-                    continue
-                if is_simulated(r) and path not in simulated_ok:
-                    continue
-                key = _cell_key(catalog, r)
-                if key is None:
-                    continue
-                pair = both.setdefault(key, ({t: [] for t in _MEASURED_TARGETS}, {t: [] for t in _MEASURED_TARGETS}))
-                cell = pair[0] if r.get("is_stable") is True else pair[1]
-                for fld, t in _MEASURED_FIELDS.items():
-                    v = r.get(fld)
-                    if t == "memory_gb" and r.get("other_gpu_processes"):
-                        v = None
-                    if isinstance(v, int | float) and np.isfinite(v) and v > 0:
-                        cell[t].append(float(v) * (1e9 / gib if t == "memory_gb" else 1.0))
+    for path, r in _json_records(files):
+        if r.get("status") != "ok" or (is_simulated(r) and path not in simulated_ok):
+            continue
+        key = _cell_key(catalog, r)
+        if key is None:
+            continue
+        pair = both.setdefault(key, ({t: [] for t in _MEASURED_TARGETS}, {t: [] for t in _MEASURED_TARGETS}))
+        cell = pair[0] if r.get("is_stable") is True else pair[1]
+        for fld, t in _MEASURED_FIELDS.items():
+            v = r.get(fld)
+            if t == "memory_gb" and r.get("other_gpu_processes"):
+                v = None
+            if isinstance(v, int | float) and np.isfinite(v) and v > 0:
+                cell[t].append(float(v) * (1e9 / gib if t == "memory_gb" else 1.0))
     index: dict[tuple, dict[str, list[float]]] = {}
     for key, (stable, other) in both.items():
         use = stable if any(stable.values()) else other
@@ -551,23 +557,17 @@ def _failure_index(catalog, files: list[Path]) -> dict[tuple, str]:
         return _FAIL_CACHE[key]
     failed: dict[tuple, str] = {}
     ok: set[tuple] = set()
-    for path in files:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(r, dict) or r.get("status") not in ("ok", "failed") or is_simulated(r):
-                    continue
-                k = _cell_key(catalog, r)
-                if k is None:
-                    continue
-                if r["status"] == "ok":
-                    ok.add(k)
-                else:
-                    err = " ".join(str(r.get("error") or "no reason recorded").split())[:120]
-                    failed[k] = f"failed when measured on {r.get('gpu_name') or k[0]} ({r.get('created_at')}): {err}"
+    for _, r in _json_records(files):
+        if r.get("status") not in ("ok", "failed") or is_simulated(r):
+            continue
+        k = _cell_key(catalog, r)
+        if k is None:
+            continue
+        if r["status"] == "ok":
+            ok.add(k)
+        else:
+            err = " ".join(str(r.get("error") or "no reason recorded").split())[:120]
+            failed[k] = f"failed when measured on {r.get('gpu_name') or k[0]} ({r.get('created_at')}): {err}"
     out = {k: v for k, v in failed.items() if k not in ok}
     if len(_FAIL_CACHE) > 8:
         _FAIL_CACHE.clear()
