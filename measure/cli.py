@@ -50,6 +50,10 @@ def _runner(device: str, meter_kind: str, grid_file: str | None, isolation: str)
     if device.startswith("cuda") or meter_kind == "fake":
         index = int(device.split(":")[1]) if ":" in device else 0
         kind = meter_kind if meter_kind != "auto" or device.startswith("cuda") else "fake"
+        if kind != "fake":
+            from measure.meter.nvidia import nvml_index_for_cuda
+
+            index = nvml_index_for_cuda(index)
         meter_obj = get_meters(kind, [index] if kind != "fake" else None)[0]
     ctx = RunContext(command=shlex.join(["measure", *sys.argv[1:]]), grid_file=grid_file, isolation=isolation)
     return CellRunner(meter_obj, device=device, context=ctx), meter_obj
@@ -110,9 +114,15 @@ def run(model, quant, engine, batch_size, prompt_tokens, output_tokens, repetiti
 @click.option("--dry-run", is_flag=True, help="Validate and count the cells, run nothing.")
 @click.option("--ray", "use_ray", is_flag=True, help="Spread the cells over a Ray cluster's GPUs.")
 @click.option("--address", default=None, help="Ray cluster address (default: start a local one).")
+@click.option("--claim-dir", type=click.Path(file_okay=False), default=None,
+              help="Share the grid with other `measure grid` processes using the same directory (e.g. one per "
+                   "GPU: --device cuda:N, own --out each; join the stores with `measure merge`).")
+@click.option("--claim-owner", default=None,
+              help="Who owns this process's claims (default: host name and --device), so a restarted worker "
+                   "finishes the blocks it took.")
 @click.option("--no-progress", is_flag=True)
 def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed, stop_after, time_budget_s,
-         dry_run, use_ray, address, no_progress) -> None:
+         dry_run, use_ray, address, claim_dir, claim_owner, no_progress) -> None:
     """Run a resumable grid (models x quants x engines x batches x workloads x tasks)."""
     import json
 
@@ -137,8 +147,35 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
         runner.remember(r for r in store.iter_records() if r.gpu_name == device_name)
         summary = run_grid(spec, runner, store, device_name=device_name, meter=meter_obj,
                            progress=not no_progress, retry_failed=retry_failed, stop_after=stop_after,
-                           time_budget_s=time_budget_s)
+                           time_budget_s=time_budget_s, claims=_claims(claim_dir, claim_owner, device))
     click.echo(summary.line())
+
+
+def _claims(claim_dir: str | None, owner: str | None, device: str):
+    if not claim_dir:
+        return None
+    import socket
+
+    from measure.executor import ClaimDir
+
+    return ClaimDir(claim_dir, owner=owner or f"{socket.gethostname()}:{device}")
+
+
+@cli.command()
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.argument("sources", nargs=-1, type=click.Path(exists=True, dir_okay=False), required=True)
+def merge(target, sources) -> None:
+    """Append to TARGET the records of SOURCES it does not hold yet (same `record_id`).
+
+    Every source is validated first; one invalid record rejects the whole merge (nothing written)."""
+    from measure.record import SchemaError
+    from measure.store import merge_stores
+
+    try:
+        added = merge_stores(target, sources)
+    except SchemaError as exc:
+        raise click.ClickException(f"{exc}; nothing was merged") from None
+    click.echo(f"{target}: {added} record(s) added")
 
 
 @cli.command()

@@ -12,12 +12,17 @@ run's cell times, or, for the first cell, from the store's earlier records on th
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
+import os
+import socket
 import sys
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from measure.cell import Cell
@@ -60,6 +65,7 @@ class Summary:
     skipped: int = 0  # runner returned status "skipped"
     remaining: int = 0  # not started because the run stopped early
     other_device: int = 0  # cells pinned (cell.gpu) to another GPU type
+    claimed_elsewhere: int = 0  # left to another process sharing the claim directory
     stopped: str | None = None  # None | "stop_after" | "time_budget" | "interrupted"
     elapsed_s: float = 0.0
     cooldown_s: float = 0.0
@@ -77,6 +83,8 @@ class Summary:
     def line(self) -> str:
         s = (f"{self.ran} run ({self.ok} ok, {self.failed} failed, {self.skipped} skipped), "
              f"{self.already_done} already done, {self.remaining} remaining of {self.total}")
+        if self.claimed_elsewhere:
+            s += f", {self.claimed_elsewhere} left to other processes"
         if self.stopped:
             s += f"; stopped: {self.stopped}"
         return s + f"; {self.elapsed_s:.0f} s ({self.cooldown_s:.0f} s cooldown)"
@@ -219,6 +227,58 @@ def record_cost_s(rec: Record) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------------
+class ClaimDir:
+    """Split one grid between processes that share a directory (one process per GPU of a host, no Ray).
+
+    The unit of work is a block: the cells of one loaded model on one engine (`Cell.group_key` + engine),
+    so a model is loaded and compiled by one process only. A process takes a block by creating its claim
+    file with O_EXCL (atomic on a local or POSIX file system); a block already claimed by another process is
+    skipped. Claims are never released; a process restarted with the same `owner` (e.g. host and GPU index)
+    takes its own unfinished blocks back. Use a fresh directory for a new collective run.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], owner: str | None = None):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.owner = (owner or f"{socket.gethostname()}:{os.getpid()}").replace(" ", "_")
+        self.mine: set[str] = set()
+
+    @staticmethod
+    def block_key(cell: Cell) -> str:
+        raw = json.dumps([cell.gpu, *cell.group_key, cell.engine, cell.engine_params], sort_keys=True, default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+    def _owned_by_me(self, key: str) -> bool:
+        if key in self.mine:
+            return True
+        try:
+            owner = (self.path / key).read_text().split(" ", 1)[0]
+        except FileNotFoundError:
+            return False
+        if owner == self.owner:
+            self.mine.add(key)
+            return True
+        return False
+
+    def taken_elsewhere(self, cell: Cell) -> bool:
+        key = self.block_key(cell)
+        return (self.path / key).exists() and not self._owned_by_me(key)
+
+    def take(self, cell: Cell) -> bool:
+        """True if this process owns the cell's block (now or already)."""
+        key = self.block_key(cell)
+        if key in self.mine:
+            return True
+        try:
+            fd = os.open(self.path / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return self._owned_by_me(key)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{self.owner} {cell.label()}\n")
+        self.mine.add(key)
+        return True
+
+
 def pending_cells(cells: Sequence[Cell], done: set[tuple[str, str | None]], device_name: str | None,
                   ) -> tuple[list[Cell], int]:
     """Cells not yet recorded for this device (duplicates dropped) and how many were already done."""
@@ -271,7 +331,8 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
              meter: Any = None, clock: Clock | None = None, progress: bool = True,
              retry_failed: bool = False, stop_after: int | None = None, time_budget_s: float | None = None,
              cells: Sequence[Cell] | None = None, catalog: Any = None, gpu_id: str | None = None,
-             close_runner: bool = True, log: Callable[[str], None] | None = None) -> Summary:
+             close_runner: bool = True, log: Callable[[str], None] | None = None,
+             claims: ClaimDir | None = None) -> Summary:
     """Run every cell of `spec` not yet in `store` for `device_name`; return a Summary.
 
     - `cells`: an already expanded list (skips `expand(spec, catalog)`); ordering follows `spec.order`.
@@ -282,6 +343,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
     - `meter.temperature_c()` feeds adaptive cooldown; `clock` (`now()`, `sleep()`) is injectable.
     - Ctrl-C stops after recording nothing for the interrupted cell (`stopped="interrupted"`).
     - `close_runner`: call `runner.close()` at the end.
+    - `claims`: share the grid with other processes through a claim directory (see `ClaimDir`).
     """
     clock = clock or SystemClock()
     t_start = clock.now()
@@ -316,6 +378,9 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 if stop_after is not None and summary.ran >= stop_after:
                     summary.stopped = "stop_after"
                     break
+                if claims is not None and claims.taken_elsewhere(cell):
+                    summary.claimed_elsewhere += 1
+                    continue
                 new_group = (cell.gpu, cell.group_key) != last_group
                 wait_est = cooldown.estimate() if summary.ran else 0.0
                 if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est,
@@ -329,6 +394,9 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                                                                       time_budget_s):
                     summary.stopped = "time_budget"
                     break
+                if claims is not None and not claims.take(cell):
+                    summary.claimed_elsewhere += 1
+                    continue
                 prog.update(task, description=f"{cell.label()}")
                 t0 = clock.now()
                 rec = safe_run(runner, cell)
@@ -350,7 +418,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 runner.close()
             except Exception as e:  # noqa: BLE001
                 warnings.warn(f"runner.close() failed: {e}", RuntimeWarning, stacklevel=2)
-    summary.remaining = len(todo) - summary.ran
+    summary.remaining = len(todo) - summary.ran - summary.claimed_elsewhere
     summary.elapsed_s = clock.now() - t_start
     return summary
 

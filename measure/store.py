@@ -180,6 +180,28 @@ def done_keys(records: Iterable[Record], retry_failed: bool = False) -> set[Resu
             if r.status in DONE_STATUSES or (r.status == "failed" and not retry_failed)}
 
 
+def merge_stores(target: str | os.PathLike[str], sources: Iterable[str | os.PathLike[str]]) -> int:
+    """Append to `target` every record of `sources` whose `record_id` it lacks; return how many.
+
+    All sources are read strictly (schema-validated) before anything is written, so a bad source adds
+    nothing. Order is kept: sources in the order given, records in file order."""
+    tgt = Store(target)
+    seen = {d.get("record_id") for d in tgt.iter_dicts()} if tgt.path.exists() else set()
+    new: list[Record] = []
+    for src in sources:
+        if Path(src).resolve() == tgt.path.resolve():
+            continue
+        for rec in Store(src).iter_records(strict=True):
+            if rec.record_id in seen:
+                continue
+            seen.add(rec.record_id)
+            new.append(rec)
+    with tgt:
+        for rec in new:
+            tgt.append(rec)
+    return len(new)
+
+
 def _lock(fd: int, path: Path) -> None:
     try:
         import fcntl

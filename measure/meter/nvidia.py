@@ -189,3 +189,32 @@ def nvidia_meters(indices: list[int] | None = None) -> list[NvidiaGpuMeter]:
     finally:
         nv.nvmlShutdown()
     return meters
+
+
+def nvml_index_for_cuda(cuda_index: int, visible: str | None = None) -> int:
+    """NVML index of CUDA device `cuda_index`, honouring CUDA_VISIBLE_DEVICES (indices or GPU UUIDs).
+
+    NVML always numbers every GPU in PCI bus order; CUDA numbers only the visible ones, in PCI bus order when
+    CUDA_DEVICE_ORDER=PCI_BUS_ID (set it on multi-GPU hosts: CUDA's default order may differ from NVML's).
+    """
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if visible is None or not visible.strip():
+        return cuda_index
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    if not 0 <= cuda_index < len(entries):
+        raise MeterUnavailable(f"cuda:{cuda_index} is not visible (CUDA_VISIBLE_DEVICES={visible})")
+    entry = entries[cuda_index]
+    if entry.lstrip("-").isdigit():
+        return int(entry)
+    if entry.startswith("MIG-"):
+        raise MeterUnavailable(f"{entry}: MIG instances have no energy counter of their own; meter the whole GPU")
+    nv = load_nvml()
+    try:
+        for i in range(nv.nvmlDeviceGetCount()):
+            if _s(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(i))).startswith(entry):
+                return i
+    finally:
+        nv.nvmlShutdown()
+    raise MeterUnavailable(f"no GPU with UUID {entry} (CUDA_VISIBLE_DEVICES={visible})")

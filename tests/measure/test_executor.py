@@ -367,3 +367,99 @@ def test_kill_and_resume_records_every_cell_exactly_once(tmp_path):
     again = subprocess.run([sys.executable, str(script), str(store_path), "0"], env=env, capture_output=True,
                            text=True, timeout=60)
     assert again.stdout.split() == ["0", "20"]
+
+
+# ------------------------------------------------------------------------------- claim directory
+def test_claim_dir_splits_blocks_between_processes(tmp_path):
+    from measure.executor import ClaimDir
+
+    cells = make_cells(models=("a", "b", "c"), quants=("fp32", "bf16"), batches=(1, 2, 4))
+    claims = tmp_path / "claims"
+    # two "processes" interleaved by hand: A takes the first block, B sees it taken and takes the next
+    a_store, b_store = Store(tmp_path / "a.jsonl"), Store(tmp_path / "b.jsonl")
+    ra, rb = FakeRunner(FakeClock()), FakeRunner(FakeClock())
+    ca, cb = ClaimDir(claims, owner="A"), ClaimDir(claims, owner="B")
+    sa1 = go(make_spec(), ra, a_store, cells, claims=ca, stop_after=3)  # one whole block (3 batch sizes)
+    sb = go(make_spec(), rb, b_store, cells, claims=cb)
+    sa2 = go(make_spec(), FakeRunner(FakeClock()), a_store, cells, claims=ca)
+    assert sa1.ran == 3 and sb.ran == 15 and sb.claimed_elsewhere == 3
+    assert sa2.ran == 0 and sa2.already_done == 3 and sa2.claimed_elsewhere == 15
+    # every cell exactly once over both stores; a block never split between processes
+    by_store = {"A": a_store.records(), "B": b_store.records()}
+    hashes = [r.cell_hash for rs in by_store.values() for r in rs]
+    assert sorted(hashes) == sorted(c.content_hash for c in cells)
+    blocks = {who: {ClaimDir.block_key(next(c for c in cells if c.content_hash == r.cell_hash)) for r in rs}
+              for who, rs in by_store.items()}
+    assert not blocks["A"] & blocks["B"] and len(blocks["A"]) == 1 and len(blocks["B"]) == 5
+    assert len(list(claims.iterdir())) == 6
+    assert "A " in (claims / ClaimDir.block_key(cells[0])).read_text()
+
+
+def test_claim_key_separates_engines_and_keeps_batches_together():
+    from measure.executor import ClaimDir
+
+    base = Cell(model="m", quant="bf16", engine="hf-eager", batch_size=1, prompt_tokens=16, output_tokens=8)
+    same_block = Cell(model="m", quant="bf16", engine="hf-eager", batch_size=32, prompt_tokens=64, output_tokens=8)
+    other_engine = Cell(model="m", quant="bf16", engine="hf-compiled", batch_size=1, prompt_tokens=16,
+                        output_tokens=8)
+    other_quant = Cell(model="m", quant="fp16", engine="hf-eager", batch_size=1, prompt_tokens=16, output_tokens=8)
+    k = ClaimDir.block_key
+    assert k(base) == k(same_block)
+    assert len({k(base), k(other_engine), k(other_quant)}) == 3
+
+
+CLAIM_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from measure.cell import Cell
+    from measure.executor import ClaimDir, run_grid, SystemClock
+    from measure.grid import GridSpec
+    from measure.record import Record
+    from measure.store import Store
+
+    class Runner:
+        def run(self, cell):
+            time.sleep(0.01)
+            return Record(cell_hash=cell.content_hash, model=cell.model, quant=cell.quant, engine=cell.engine,
+                          batch_size=cell.batch_size, prompt_tokens=cell.prompt_tokens,
+                          output_tokens=cell.output_tokens, weights=cell.weights, repetitions=cell.repetitions,
+                          warmup=cell.warmup, tokens_per_s=1.0, decode_energy_per_token_j=1.0,
+                          energy_total_j=1.0, duration_s=0.01)
+        def close(self):
+            pass
+
+    cells = [Cell(model=f"m{i}", quant=q, engine="hf-eager", batch_size=b, prompt_tokens=16, output_tokens=8)
+             for i in range(6) for q in ("fp32", "bf16") for b in (1, 2, 4)]
+    spec = GridSpec.from_dict({"models": ["x"], "quants": ["fp32"], "engines": ["hf-eager"], "batch_sizes": [1],
+                               "workloads": ["16/8"], "cooldown": "none"})
+    s = run_grid(spec, Runner(), Store(sys.argv[1]), device_name="fake-gpu", cells=cells, progress=False,
+                 claims=ClaimDir(sys.argv[2]))
+    print(s.ran, s.claimed_elsewhere)
+""")
+
+
+def test_concurrent_processes_with_one_claim_dir_run_each_cell_once(tmp_path):
+    script = tmp_path / "claim_job.py"
+    script.write_text(CLAIM_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    stores = [tmp_path / f"gpu{i}.jsonl" for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(s), str(tmp_path / "claims")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in stores]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    ran = [int(o[0].split()[0]) for o in outs]
+    assert sum(ran) == 36
+    hashes = [r.cell_hash for s in stores for r in Store(s).records()]
+    assert len(hashes) == 36 == len(set(hashes))
+
+
+def test_a_restarted_owner_takes_back_its_unfinished_block(tmp_path):
+    from measure.executor import ClaimDir
+
+    cells = make_cells(models=("a",), quants=("fp32",), batches=(1, 2, 4))
+    store = Store(tmp_path / "a.jsonl")
+    s1 = go(make_spec(), FakeRunner(FakeClock()), store, cells, claims=ClaimDir(tmp_path / "c", owner="host:cuda:0"),
+            stop_after=1)
+    other = go(make_spec(), FakeRunner(FakeClock()), Store(tmp_path / "b.jsonl"), cells,
+               claims=ClaimDir(tmp_path / "c", owner="host:cuda:1"))
+    s2 = go(make_spec(), FakeRunner(FakeClock()), store, cells, claims=ClaimDir(tmp_path / "c", owner="host:cuda:0"))
+    assert (s1.ran, other.ran, other.claimed_elsewhere, s2.ran, s2.already_done) == (1, 0, 3, 2, 1)

@@ -154,3 +154,35 @@ def test_export_parquet(tmp_path):
     assert list(df["rep_energy_j"][0]) == [1.0, 1.1, 0.9]
     assert list(df["throttle_reasons"][1]) == ["sw_thermal"]
     assert df["tokens_per_s"][0] == 100.0 and pd.isna(df["tokens_per_s"][1])
+
+
+def test_merge_adds_only_missing_records_in_order(tmp_path):
+    from measure.store import merge_stores
+
+    target, a, b = tmp_path / "t.jsonl", tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    shared = rec("s" * 16, record_id="shared")
+    with Store(target) as s:
+        s.append(shared)
+    with Store(a) as s:
+        s.append(shared)
+        s.append(rec("a" * 16, record_id="a1"))
+    with Store(b) as s:
+        s.append(rec("b" * 16, record_id="b1"))
+        s.append(rec("a" * 16, record_id="a1"))  # the same record seen twice
+    assert merge_stores(target, [a, b]) == 2
+    assert [r.record_id for r in Store(target).records()] == ["shared", "a1", "b1"]
+    assert merge_stores(target, [a, b, target]) == 0
+
+
+def test_merge_rejects_a_bad_source_whole(tmp_path):
+    from measure.store import merge_stores
+
+    target, good, bad = tmp_path / "t.jsonl", tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    with Store(good) as s:
+        s.append(rec(record_id="g1"))
+    row = rec("c" * 16, record_id="c1").to_dict()
+    row["batch_size"] = -3
+    bad.write_text(json.dumps(row) + "\n")
+    with pytest.raises(SchemaError):
+        merge_stores(target, [good, bad])
+    assert not target.exists() or Store(target).records() == []

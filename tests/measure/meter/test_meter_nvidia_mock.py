@@ -119,3 +119,19 @@ def test_nvidia_meter_falls_back_to_the_old_throttle_call(nvml, monkeypatch: pyt
     with NvidiaGpuMeter(0) as m:
         assert m.sample(0.0).throttle_mask is None  # unsupported reading: the sample survives
     assert nvml.inits == 0
+
+
+def test_cuda_index_maps_to_nvml_index_through_visible_devices(nvml):
+    from measure.meter.nvidia import nvml_index_for_cuda
+
+    assert nvml_index_for_cuda(1, visible="") == 1
+    assert nvml_index_for_cuda(0, visible="1") == 1
+    assert nvml_index_for_cuda(1, visible="1,0") == 0
+    assert nvml_index_for_cuda(0, visible="GPU-1") == 1  # UUIDs (prefixes too), as CUDA accepts them
+    assert nvml_index_for_cuda(0, visible="GPU-0,GPU-1") == 0 and nvml.inits == 0
+    with pytest.raises(MeterUnavailable, match="not visible"):
+        nvml_index_for_cuda(1, visible="0")
+    with pytest.raises(MeterUnavailable, match="no GPU with UUID"):
+        nvml_index_for_cuda(0, visible="GPU-9")
+    with pytest.raises(MeterUnavailable, match="MIG"):
+        nvml_index_for_cuda(0, visible="MIG-abc")

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Run one grid over every GPU of a lent multi-GPU machine (the project's `device` tool), no Ray needed:
+# one `measure grid` process per GPU (CUDA_VISIBLE_DEVICES=i), sharing the work through a claim directory
+# (a block = one model x method x engine), each resuming from STORE_IN_REPO; their stores are merged into
+# $OUT/<store name>.jsonl at the end (`measure merge`, by record id).
+#   bash scripts/device_run_multi.sh GRID.yaml BUDGET_S STORE_IN_REPO [--set key=value ...]
+set -uo pipefail
+grid=$1; budget=$2; resume=$3; shift 3
+: "${OUT:?OUT must be set}"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 3
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 CUDA_DEVICE_ORDER=PCI_BUS_ID TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
+nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gpu,power.draw --format=csv \
+  > "$OUT/nvidia-smi.csv" 2>&1
+python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|torchao|nvidia-ml-py|accelerate|triton) " \
+  > "$OUT/pip-versions.txt"
+python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor rc=$?"
+n=$(nvidia-smi -L | grep -c '^GPU')
+work=/tmp/multi.$$; mkdir -p "$work/claims"
+name=$(basename "$resume" .jsonl)
+start=$(date +%s)
+for i in $(seq 0 $((n - 1))); do
+  cp "$resume" "$work/gpu$i.jsonl"
+  CUDA_VISIBLE_DEVICES=$i python3 -m measure.cli grid "$grid" --device cuda:0 --out "$work/gpu$i.jsonl" \
+    --claim-dir "$work/claims" --claim-owner "gpu$i" --time-budget-s "$budget" --no-progress "$@" \
+    > "$work/gpu$i.log" 2>&1 &
+done
+wait
+cp "$resume" "$OUT/$name.jsonl"
+python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
+for i in $(seq 0 $((n - 1))); do
+  grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
+done > "$OUT/grid.log"
+tail -n 40 "$OUT/grid.log"; grep -h "already done" "$work"/gpu*.log
+echo "grid wall $(( $(date +%s) - start )) s on $n GPUs; records: $(wc -l < "$OUT/$name.jsonl")"

@@ -1,0 +1,43 @@
+"""`measure` CLI: a grid split between two processes by a claim directory, then merged."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from measure.cli import cli
+from measure.store import Store
+
+GRID = "measure/grids/smoke-cpu.yaml"
+
+
+def test_grid_shared_by_claim_dir_then_merge(tmp_path):
+    claims, a, b, merged = tmp_path / "claims", tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "all.jsonl"
+    common = ["grid", GRID, "--device", "cpu", "--meter", "fake", "--no-progress", "--claim-dir", str(claims)]
+    # the first process stops after one cell: it owns the fp32 block, the second must leave that block alone
+    r1 = CliRunner().invoke(cli, [*common, "--out", str(a), "--claim-owner", "gpu0", "--stop-after", "1"])
+    assert r1.exit_code == 0, r1.output
+    r2 = CliRunner().invoke(cli, [*common, "--out", str(b), "--claim-owner", "gpu1"])
+    assert r2.exit_code == 0, r2.output
+    assert "2 left to other processes" in r2.output
+    # restarted with the same owner, the first worker finishes the block it took
+    r3 = CliRunner().invoke(cli, [*common, "--out", str(a), "--claim-owner", "gpu0"])
+    assert r3.exit_code == 0, r3.output
+    quants = {p: sorted((r.quant, r.batch_size) for r in Store(p).records()) for p in (a, b)}
+    assert quants[a] == [("fp32", 1), ("fp32", 2)] and quants[b] == [("bf16", 1), ("bf16", 2)]
+
+    m = CliRunner().invoke(cli, ["merge", str(merged), str(a), str(b)])
+    assert m.exit_code == 0 and "4 record(s) added" in m.output
+    again = CliRunner().invoke(cli, ["merge", str(merged), str(a), str(b)])
+    assert "0 record(s) added" in again.output
+    assert len(Store(merged).records()) == 4
+
+
+def test_merge_refuses_an_invalid_source_with_a_message(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"cell_hash": "x", "model": "tiny-test"}) + "\n")
+    res = CliRunner().invoke(cli, ["merge", str(tmp_path / "t.jsonl"), str(bad)], standalone_mode=False)
+    assert res.exit_code != 0
+    assert "nothing was merged" in str(res.exception) or "nothing was merged" in res.output
+    assert not (tmp_path / "t.jsonl").exists() or (tmp_path / "t.jsonl").read_text() == ""
