@@ -4,6 +4,7 @@
 # (a block = one model x method x engine), each resuming from STORE_IN_REPO; their stores are merged into
 # $OUT/<store name>.jsonl at the end (`measure merge`, by record id).
 #   bash scripts/device_run_multi.sh GRID.yaml BUDGET_S STORE_IN_REPO [--set key=value ...]
+# SELFCHECK=1: the last GPU first runs the meter self-check (about 80 s), then joins the grid.
 set -uo pipefail
 grid=$1; budget=$2; resume=$3; shift 3
 : "${OUT:?OUT must be set}"
@@ -20,15 +21,20 @@ nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gp
 python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|torchao|nvidia-ml-py|accelerate|triton) " \
   > "$OUT/pip-versions.txt"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor rc=$?"
+[ -s "$OUT/doctor.err" ] || rm -f "$OUT/doctor.err"
 n=$(nvidia-smi -L | grep -c '^GPU')
 work=/tmp/multi.$$; mkdir -p "$work/claims"
 name=$(basename "$resume" .jsonl)
 start=$(date +%s)
 for i in $(seq 0 $((n - 1))); do
   cp "$resume" "$work/gpu$i.jsonl"
-  CUDA_VISIBLE_DEVICES=$i python3 -m measure.cli grid "$grid" --device cuda:0 --out "$work/gpu$i.jsonl" \
-    --claim-dir "$work/claims" --claim-owner "gpu$i" --time-budget-s "$budget" --no-progress "$@" \
-    > "$work/gpu$i.log" 2>&1 &
+  pre=true; b=$budget
+  if [ "${SELFCHECK:-0}" = 1 ] && [ "$i" = $((n - 1)) ]; then
+    pre="python3 -m measure.meter.selfcheck --out $OUT --index $i"; b=$((budget - 100))
+  fi
+  ( $pre > "$work/selfcheck$i.log" 2>&1
+    CUDA_VISIBLE_DEVICES=$i python3 -m measure.cli grid "$grid" --device cuda:0 --out "$work/gpu$i.jsonl" \
+      --claim-dir "$work/claims" --claim-owner "gpu$i" --time-budget-s "$b" "$@" > "$work/gpu$i.log" 2>&1 ) &
 done
 wait
 cp "$resume" "$OUT/$name.jsonl"
@@ -36,5 +42,6 @@ python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
 for i in $(seq 0 $((n - 1))); do
   grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
 done > "$OUT/grid.log"
-tail -n 40 "$OUT/grid.log"; grep -h "already done" "$work"/gpu*.log
+cat "$work"/selfcheck*.log | tail -n 25
+grep -E "J/tok|failed|skipped" "$OUT/grid.log" | cut -c1-200 | tail -n 60; grep -h "already done" "$work"/gpu*.log
 echo "grid wall $(( $(date +%s) - start )) s on $n GPUs; records: $(wc -l < "$OUT/$name.jsonl")"
