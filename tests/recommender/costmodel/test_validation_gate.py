@@ -55,3 +55,18 @@ def test_logo_median_ape_of_energy_per_token_is_not_worse():
     got = float(np.median(np.abs(pred - meas) / meas * 100))
     assert time.perf_counter() - t0 < 60
     assert got <= stated + TOLERANCE_PCT, f"LOGO median APE of J/token {got:.2f} % > stated {stated} %"
+
+
+def test_a_target_is_served_learned_only_where_it_beats_the_analytic_model():
+    meta = _metadata()
+    for t, spec in meta["targets"].items():
+        if t == "accuracy_delta":
+            continue  # its own rule, scored in percentage points (accuracy_validation)
+        figs = meta["validation"].get(t)
+        if spec["kind"] == "learned":
+            f = figs[spec["calibration_scheme"]]
+            assert f["median_ape_pct"] <= f["analytic_median_ape_pct"], t
+        elif figs:  # measured but analytic: the reason names the comparison that lost
+            assert "not better than the analytic model" in spec["reason"], t
+            worse = [f for f in figs.values() if f["median_ape_pct"] > f["analytic_median_ape_pct"]]
+            assert worse, t
