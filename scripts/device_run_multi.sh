@@ -5,6 +5,8 @@
 # $OUT/<store name>.jsonl at the end (`measure merge`, by record id).
 #   bash scripts/device_run_multi.sh GRID.yaml BUDGET_S STORE_IN_REPO [--set key=value ...]
 # SELFCHECK=1: the last GPU first runs the meter self-check (about 80 s), then joins the grid.
+# EXPECT_GPU=H200: stop before measuring unless every GPU's name contains it (a lent machine of another
+# kind would otherwise fill a store meant for one card with another card's cells).
 set -uo pipefail
 grid=$1; budget=$2; resume=$3; shift 3
 : "${OUT:?OUT must be set}"
@@ -22,6 +24,9 @@ python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|to
   > "$OUT/pip-versions.txt"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor rc=$?"
 [ -s "$OUT/doctor.err" ] || rm -f "$OUT/doctor.err"
+if [ -n "${EXPECT_GPU:-}" ] && nvidia-smi -L | grep '^GPU' | grep -qv "$EXPECT_GPU"; then
+  echo "expected only $EXPECT_GPU GPUs, found:"; nvidia-smi -L; exit 4
+fi
 n=$(nvidia-smi -L | grep -c '^GPU')
 work=/tmp/multi.$$; mkdir -p "$work/claims"
 name=$(basename "$resume" .jsonl)
