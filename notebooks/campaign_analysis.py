@@ -31,6 +31,14 @@ CATALOG = ROOT / "datasets" / "catalog"
 PUBLIC = ROOT / "datasets" / "public"
 GRIDS = ROOT / "measure" / "grids"
 
+
+def _save(fig, path):
+    """Lay out, write as PNG (110 dpi) and close a figure; return its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
 # --- the paper ----------------------------------------------------------------------------------------
 PAPER = ("Bian, Wang & Lu (2025), 'Research: Towards Energy-Aware AI Deployment: Investigating the Interplay "
          "of Model Quantization and Hardware Platforms'")
@@ -80,11 +88,22 @@ def strategy_of(quant: str) -> str | None:
 
 
 # --- loading ------------------------------------------------------------------------------------------
+#: Record files kept as a reproducibility check (cells measured again on another machine): they are compared
+#: with the earlier records of the same cells (`reproducibility`), never mixed into the method comparisons.
+REPEAT_SLICES = ("repeats",)
+#: Columns `load_records` adds to the records' own fields.
+ADDED_COLUMNS = ("slice", "rejected", "gpu_unit", "machine", "label")
+#: Measured quantities averaged over a cell's records by `cell_means`.
+MEAN_COLS = ("decode_energy_per_token_j", "tokens_per_s", "decode_avg_power_w", "ttft_ms", "prefill_energy_j",
+             "energy_total_j", "energy_per_token_j", "duration_s", "tpot_ms", "avg_power_w", "peak_mem_nvml_gb")
+
+
 def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False) -> pd.DataFrame:
     """All records of `folder`/*.jsonl (and rejected/*.jsonl if asked), one row per record.
 
-    Adds `slice` (file stem: probe, campaign, or the rejected file's stem), `rejected` (bool),
-    `gpu_unit` (first 12 characters of the UUID) and `label` (model/engine/batch/quant).
+    Adds `slice` (file stem: probe, campaign, repeats, or the rejected file's stem), `rejected` (bool),
+    `gpu_unit` (first 12 characters of the UUID), `machine` (the machine that GPU unit sat in, from the
+    session folders' nvidia-smi.csv: see `gpu_machines`) and `label` (model/engine/batch/quant).
     """
     files = sorted(folder.glob("*.jsonl"))
     if include_rejected:
@@ -102,15 +121,80 @@ def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False)
         raise FileNotFoundError(f"no *.jsonl records under {folder}")
     df = pd.concat(frames, ignore_index=True)
     df["gpu_unit"] = df["gpu_uuid"].fillna("").str[:12]
+    machines = gpu_machines(folder)
+    by_uuid = dict(zip(machines["uuid"], machines["machine"], strict=True)) if len(machines) else {}
+    df["machine"] = df["gpu_uuid"].map(by_uuid).fillna("?")
     df["label"] = (df["model"].str.replace("-instruct", "", regex=False) + " · " + df["engine"] + " · b"
                    + df["batch_size"].astype(str) + " · " + df["quant"])
     return df
 
 
+def gpu_machines(folder: Path = MEASUREMENTS) -> pd.DataFrame:
+    """One row per (device session, GPU) from raw/<session>/nvidia-smi.csv, with the machine it belongs to.
+
+    The records' `host` field is the same placeholder everywhere, so machines are told apart by their GPUs:
+    sessions whose nvidia-smi.csv lists the same set of GPU UUIDs ran on the same machine. `machine` is
+    '<n>-GPU machine (<first 8 hex digits of its GPU 0 UUID>)'. `power_draw_w` and `temperature_c` are
+    nvidia-smi's reading at the start of the session.
+    """
+    rows = []
+    for f in sorted((folder / "raw").glob("*/nvidia-smi.csv")):
+        t = pd.read_csv(f, skipinitialspace=True)
+        t.columns = [c.strip() for c in t.columns]
+        if "index" not in t.columns:
+            t.insert(0, "index", range(len(t)))
+        for _, r in t.iterrows():
+            rows.append({"session": f.parent.name, "index": int(r["index"]), "name": str(r["name"]).strip(),
+                         "uuid": str(r["uuid"]).strip(),
+                         "power_draw_w": float(str(r["power.draw [W]"]).replace("W", "").strip()),
+                         "temperature_c": float(r["temperature.gpu"])})
+    m = pd.DataFrame(rows, columns=["session", "index", "name", "uuid", "power_draw_w", "temperature_c"])
+    if m.empty:
+        m["machine"] = []
+        return m
+    names = {}
+    for _, g in m.groupby("session"):
+        key = frozenset(g["uuid"])
+        first = g.sort_values("index")["uuid"].iloc[0]
+        names.setdefault(key, f"{len(key)}-GPU machine ({first.removeprefix('GPU-')[:8]})")
+    m["machine"] = m["session"].map({s: names[frozenset(g["uuid"])] for s, g in m.groupby("session")})
+    return m
+
+
 def ok(df: pd.DataFrame) -> pd.DataFrame:
-    """Records with status ok, latest per (cell keys, quant, slice) if a cell was measured twice."""
+    """Records with status ok, latest per (cell keys, quant, slice) if a cell was measured twice.
+
+    One whole record per cell: for the per-record analyses (noise, 1 Hz error, roofline). The method
+    comparisons use `cell_means` instead.
+    """
     d = df[df["status"] == "ok"].sort_values("created_at")
     return d.drop_duplicates([*CELL_KEYS, "quant", "slice"], keep="last").reset_index(drop=True)
+
+
+def method_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The records the method comparisons use: every file except the reproducibility repeats and rejected/."""
+    return df[~df["slice"].isin(REPEAT_SLICES) & ~df["rejected"].astype(bool)]
+
+
+def cell_means(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell keys, quant, slice): the mean of MEAN_COLS over the cell's ok records.
+
+    A cell measured in two sessions of the same slice counts once, with the mean of its records (as the
+    recommender serves the median of a cell's records; for two records that is the mean). `n_records` says
+    how many records a row averages; `repetitions` is their total number of timed repetitions and
+    `energy_cv` the root mean square of their CVs, so `paired_energy`'s noise estimate shrinks as records are
+    added. Every other column is the latest record's.
+    """
+    d = df[df["status"] == "ok"].sort_values("created_at")
+    keys = [*CELL_KEYS, "quant", "slice"]
+    last = d.drop_duplicates(keys, keep="last").set_index(keys)
+    g = d.groupby(keys)
+    cols = [c for c in MEAN_COLS if c in d.columns]
+    last[cols] = g[cols].mean()
+    last["n_records"] = g.size()
+    last["repetitions"] = g["repetitions"].sum()
+    last["energy_cv"] = np.sqrt(g["energy_cv"].apply(lambda s: float((s ** 2).mean())))
+    return last.reset_index()
 
 
 def load_catalog_tables(folder: Path = CATALOG) -> dict[str, pd.DataFrame]:
@@ -127,9 +211,38 @@ def load_public(folder: Path = PUBLIC) -> pd.DataFrame:
 
 
 def load_selfcheck(folder: Path = MEASUREMENTS) -> dict[str, Any] | None:
-    """The meter self-check of the first H100 session (raw/*/selfcheck.json), or None."""
+    """The meter self-check of the first H100 session (the first raw/*/selfcheck.json by name), or None."""
     files = sorted((folder / "raw").glob("*/selfcheck.json"))
     return json.loads(files[0].read_text()) if files else None
+
+
+def load_selfchecks(folder: Path = MEASUREMENTS) -> dict[str, dict[str, Any]]:
+    """Every meter self-check: {session folder name: raw/<session>/selfcheck.json}."""
+    return {f.parent.name: json.loads(f.read_text()) for f in sorted((folder / "raw").glob("*/selfcheck.json"))}
+
+
+def selfcheck_table(selfchecks: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The self-checks side by side: GPU, meter vs plain counter, sampler overhead, eq. (1) from idle."""
+    rows = []
+    for session, sc in selfchecks.items():
+        b = sc.get("b_overhead", {})
+        mm = b.get("matmul_8192_bf16", {})
+        lb = b.get("matmul_256_fp32_launch_bound", {})
+        eq1 = sorted(sc.get("c_eq1", []), key=lambda w: w["window_s"])
+        rows.append({
+            "session": session, "gpu_uuid": sc.get("gpu", {}).get("gpu_uuid"),
+            "gpu_index": sc.get("gpu", {}).get("gpu_index"),
+            "meter_vs_counter_pct": ", ".join(f"{a['diff_pct']:.3f}" for a in sc.get("a_agreement", [])),
+            "agreement_windows_s": ", ".join(f"{a['duration_s']:.2f}" for a in sc.get("a_agreement", [])),
+            "agreement_power_w": ", ".join(f"{a['avg_power_w']:.0f}" for a in sc.get("a_agreement", [])),
+            "overhead_matmul_pct": mm.get("overhead_pct"), "overhead_matmul_noise_pct": mm.get("noise_pct"),
+            "overhead_launch_bound_pct": lb.get("overhead_pct"),
+            "overhead_launch_bound_noise_pct": lb.get("noise_pct"),
+            "eq1_error_pct": ", ".join(f"{w['eq1_error_pct']:+.1f} ({w['window_s']:.0f} s)" for w in eq1),
+            "sampled_10hz_error_pct": ", ".join(f"{w['sampled_error_pct']:+.2f}" for w in eq1),
+            "pass": sc.get("pass"),
+        })
+    return pd.DataFrame(rows).set_index("session") if rows else pd.DataFrame()
 
 
 def load_grid_excludes(path: Path) -> list[dict[str, Any]]:
@@ -180,20 +293,23 @@ def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[
                   baseline_engine: str | None = None) -> pd.DataFrame:
     """One row per (ok cell of a method, ok cell of `baseline` with the same model/engine/batch/workload).
 
-    `baseline_engine` pins the baseline to one engine (e.g. 'hf-eager' to compare compiled cells with the
-    eager baseline: engine x quantization co-optimisation); None = the same engine as the method.
-    Columns: energies (decode J per output token), `energy_reduction_pct` (positive = saves energy),
-    `energy_ratio`, the decomposition `speedup` (tokens/s ratio) and `power_ratio` (decode W ratio) with
-    energy_ratio = power_ratio / speedup, and `noise_pct`: two standard errors of the ratio of the two
-    3-repetition means (from each record's energy_cv), the smallest difference the data can resolve.
+    Both sides come from the same file (`slice`); a cell with several records in it counts once, with the
+    mean of its records (`cell_means`). `baseline_engine` pins the baseline to one engine (e.g. 'hf-eager' to
+    compare compiled cells with the eager baseline: engine x quantization co-optimisation); None = the same
+    engine as the method. Columns: energies (decode J per output token), `energy_reduction_pct` (positive =
+    saves energy), `energy_ratio`, the decomposition `speedup` (tokens/s ratio) and `power_ratio` (decode
+    power ratio, = energy_ratio x speedup; for single records that is the ratio of their decode_avg_power_w),
+    so energy_ratio = power_ratio / speedup, and `noise_pct`: two standard errors of the ratio of the two
+    means (from each cell's energy_cv and number of repetitions), the smallest difference the data can
+    resolve. `same_gpu_unit` / `same_machine` say whether the two cells ran on the same GPU / machine.
     """
-    d = ok(df)
+    d = cell_means(df)
     base = d[d["quant"] == baseline]
     keys = [k for k in CELL_KEYS if not (baseline_engine and k == "engine")]
     if baseline_engine:
         base = base[base["engine"] == baseline_engine]
-    cols = [*keys, "decode_energy_per_token_j", "tokens_per_s", "decode_avg_power_w", "energy_cv", "repetitions",
-            "gpu_unit", "slice"]
+    cols = [*keys, "decode_energy_per_token_j", "tokens_per_s", "energy_cv", "repetitions", "n_records",
+            "gpu_unit", "machine", "slice"]
     base = base[cols].rename(columns={c: f"{c}_base" for c in cols if c not in keys})
     meth = d[d["quant"] != baseline] if not baseline_engine else d[~((d["quant"] == baseline)
                                                                      & (d["engine"] == baseline_engine))]
@@ -211,7 +327,7 @@ def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[
     out["energy_ratio"] = out["e_method_j"] / out["e_base_j"]
     out["energy_reduction_pct"] = (1.0 - out["energy_ratio"]) * 100.0
     out["speedup"] = m["tokens_per_s"] / m["tokens_per_s_base"]
-    out["power_ratio"] = m["decode_avg_power_w"] / m["decode_avg_power_w_base"]
+    out["power_ratio"] = out["energy_ratio"] * out["speedup"]
     n_m = m["repetitions"].clip(lower=1)
     n_b = m["repetitions_base"].clip(lower=1)
     se = np.sqrt(m["energy_cv"] ** 2 / n_m + m["energy_cv_base"] ** 2 / n_b)
@@ -220,6 +336,8 @@ def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[
     # the runner's slow-path rule (measure/runner.py SLOW_PATH_FRACTION = 0.5): under half the baseline's tokens/s
     out["slow_path"] = out["speedup"] < 0.5
     out["same_gpu_unit"] = m["gpu_unit"] == m["gpu_unit_base"]
+    out["same_machine"] = m["machine"] == m["machine_base"]
+    out["n_records"] = m["n_records"].astype(int).astype(str) + "/" + m["n_records_base"].astype(int).astype(str)
     out["slice"] = m["slice"]
     return out.sort_values(["model", "engine", "quant", "batch_size"]).reset_index(drop=True)
 
@@ -263,7 +381,8 @@ def _accuracy_for(quant_accuracy: pd.DataFrame | None, methods: Iterable[str], m
 # --- Table 2 ---------------------------------------------------------------------------------------------
 def table2(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
            accuracy_model: str = "qwen2.5-7b-instruct") -> pd.DataFrame:
-    """The paper's Table 2 rebuilt from `pairs` (paired_energy output): one row per strategy.
+    """The paper's Table 2 rebuilt from `pairs` (paired_energy output, any number of architectures): one row
+    per strategy.
 
     Energy: median / best / worst energy_reduction_pct over the strategy's paired cells (positive = saves).
     Accuracy: the cited change of the strategy's methods on `accuracy_model` (quant_accuracy.csv); NaN with
@@ -281,7 +400,8 @@ def table2(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
             "strategy": s, "methods": ", ".join(methods),
             "measured_methods": ", ".join(sorted(p["quant"].unique())),
             "baseline": ", ".join(sorted(pairs["baseline"].unique())) if len(pairs) else None,
-            "n_pairs": len(p),
+            "n_pairs": len(p), "n_architectures": p["model"].nunique(),
+            "n_cross_machine": int((~p["same_machine"]).sum()) if "same_machine" in p else 0,
             "energy_reduction_median_pct": p["energy_reduction_pct"].median() if len(p) else np.nan,
             "energy_reduction_best_pct": p["energy_reduction_pct"].max() if len(p) else np.nan,
             "energy_reduction_worst_pct": p["energy_reduction_pct"].min() if len(p) else np.nan,
@@ -289,7 +409,8 @@ def table2(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
             "paper_energy_reduction_pct": paper["energy_reduction_pct"],
         }
         if acc:
-            ap = p[p["quant"].isin(list(acc))]
+            # cited accuracy is per model: the EOR uses the pairs of accuracy_model only
+            ap = p[p["quant"].isin(list(acc)) & (p["model"] == accuracy_model)]
             rel = ap["quant"].map({q: a["rel_change"] for q, a in acc.items()})
             row["accuracy_loss_pp"] = float(np.mean([a["loss_pp"] for a in acc.values()]))
             row["accuracy_evidence"] = "cited: " + "; ".join(f"{q} ({a['source']})" for q, a in acc.items()) + (
@@ -309,16 +430,18 @@ def table2(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
             row["verdict"] = "not the paper's comparison (the baseline belongs to this strategy)"
         else:
             row["verdict"] = _verdict(row["energy_reduction_median_pct"], row["energy_reduction_best_pct"],
-                                      paper["energy_reduction_pct"], len(p))
+                                      paper["energy_reduction_pct"], len(p), best_within_noise=_best_within_noise(p))
         rows.append(row)
     return pd.DataFrame(rows).set_index("strategy")
 
 
-def _verdict(median: float, best: float, claim: float, n: int, tol_pct: float = 5.0) -> str:
+def _verdict(median: float, best: float, claim: float, n: int, tol_pct: float = 5.0,
+             best_within_noise: bool = False) -> str:
     if n == 0 or median is None or (isinstance(median, float) and math.isnan(median)):
         return "not measured"
     if best < 0:
-        return "disagrees: uses more energy in every measured cell"
+        return "disagrees: uses more energy in every measured cell" + (
+            " (the best one within noise)" if best_within_noise else "")
     if median < 0:
         return "disagrees on the median: saves energy only in some cells"
     if abs(median - claim) <= tol_pct:
@@ -326,13 +449,19 @@ def _verdict(median: float, best: float, claim: float, n: int, tol_pct: float = 
     return "same direction, larger saving" if median > claim else "same direction, smaller saving"
 
 
+def _best_within_noise(p: pd.DataFrame) -> bool:
+    return bool(len(p)) and bool(p.loc[p["energy_reduction_pct"].idxmax(), "within_noise"])
+
+
 def method_table(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
                  accuracy_model: str = "qwen2.5-7b-instruct") -> pd.DataFrame:
-    """Like table2 but one row per measured method (including methods the paper has no strategy for)."""
+    """Like table2 but one row per measured method (including methods the paper has no strategy for).
+    Energy columns cover every architecture in `pairs`; the EOR improvement only `accuracy_model`'s pairs."""
     rows = []
     for q, p in pairs.groupby("quant", sort=False):
         acc = cited_accuracy_change(quant_accuracy, q, accuracy_model) if quant_accuracy is not None else None
         row = {"quant": q, "strategy": strategy_of(q) or "(not in the paper)", "n_pairs": len(p),
+               "n_architectures": p["model"].nunique(),
                "energy_reduction_median_pct": p["energy_reduction_pct"].median(),
                "energy_reduction_best_pct": p["energy_reduction_pct"].max(),
                "energy_reduction_worst_pct": p["energy_reduction_pct"].min(),
@@ -341,7 +470,9 @@ def method_table(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
             row["accuracy_loss_pp"] = acc["loss_pp"]
             row["accuracy_tasks"] = acc["tasks"]
             row["accuracy_evidence"] = f"cited ({acc['method_note']}): {acc['source']}"
-            row["eor_improvement_pct"] = float(((1.0 + acc["rel_change"]) / p["energy_ratio"] - 1.0).median() * 100)
+            pm = p[p["model"] == accuracy_model]  # cited accuracy is per model
+            row["eor_improvement_pct"] = (float(((1.0 + acc["rel_change"]) / pm["energy_ratio"] - 1.0).median() * 100)
+                                          if len(pm) else np.nan)
         else:
             row["accuracy_loss_pp"], row["accuracy_tasks"], row["eor_improvement_pct"] = np.nan, None, np.nan
             row["accuracy_evidence"] = "missing (no cited row in quant_accuracy.csv)"
@@ -456,14 +587,24 @@ def noise_summary(noise: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def onehz_table(df: pd.DataFrame, selfcheck: dict[str, Any] | None = None) -> pd.DataFrame:
+def _selfcheck_list(selfcheck: Any) -> list[dict[str, Any]]:
+    """One self-check dict, a {session: self-check} dict (load_selfchecks) or a list of them -> a list."""
+    if not selfcheck:
+        return []
+    if isinstance(selfcheck, dict):
+        return [selfcheck] if "c_eq1" in selfcheck or "gpu" in selfcheck else list(selfcheck.values())
+    return list(selfcheck)
+
+
+def onehz_table(df: pd.DataFrame, selfcheck: Any = None) -> pd.DataFrame:
     """The paper's eq. (1) (1 Hz rectangle rule) against the energy counter, per timed window.
 
     Records: `energy_1hz_error_pct` of each ok cell with its first repetition's window length, and
     `stale_reading_error_pct`, the error expected if the only mistake were the first 1 s rectangle of the
     first repetition holding the preceding prefill window's power:
     (P_prefill - P_generate) x 1 s / (P_generate x window) / repetitions. Self-check: the eq.-(1) windows of
-    raw/*/selfcheck.json (a steady ~700 W load started from idle).
+    raw/*/selfcheck.json (a steady ~700 W load started from idle); `selfcheck` is one self-check, a
+    {session: self-check} dict (load_selfchecks) or a list.
     """
     d = ok(df)
     prefill_w = d["prefill_energy_j"] / (d["ttft_ms"] / 1000.0)
@@ -472,11 +613,13 @@ def onehz_table(df: pd.DataFrame, selfcheck: dict[str, Any] | None = None) -> pd
     stale = (prefill_w - d["avg_power_w"]) * 1.0 / (d["avg_power_w"] * d["window_s"]) / d["repetitions"] * 100.0
     t = pd.DataFrame({"label": d["label"], "window_s": d["window_s"], "error_pct": d["energy_1hz_error_pct"],
                       "avg_power_w": d["avg_power_w"], "prefill_power_w": prefill_w,
-                      "stale_reading_error_pct": stale, "origin": "campaign/probe record"})
-    if selfcheck:
-        sc = pd.DataFrame([{"label": "selfcheck", "window_s": w["window_s"], "error_pct": w["eq1_error_pct"],
+                      "stale_reading_error_pct": stale, "origin": "record"})
+    scs = _selfcheck_list(selfcheck)
+    if scs:
+        sc = pd.DataFrame([{"label": f"selfcheck {c.get('gpu', {}).get('gpu_uuid', '')[:12]}",
+                            "window_s": w["window_s"], "error_pct": w["eq1_error_pct"],
                             "avg_power_w": w["avg_power_w"], "origin": "meter self-check"}
-                           for w in selfcheck.get("c_eq1", [])])
+                           for c in scs for w in c.get("c_eq1", [])])
         t = pd.concat([t, sc], ignore_index=True)
     t = t.dropna(subset=["window_s", "error_pct"])
     t["abs_error_pct"] = t["error_pct"].abs()
@@ -523,6 +666,24 @@ def coverage(df: pd.DataFrame, grid_file: Path) -> dict[str, Any]:
             "skipped": int(counts.get("skipped", 0)), "remaining": len(cells) - len(d), "per_model": per_model}
 
 
+def remaining_cells(df: pd.DataFrame, grid_file: Path) -> pd.DataFrame:
+    """Cells of `grid_file` without any record yet, counted per (engine, workload) and method; the last
+    column counts the architectures that have at least one such cell."""
+    from measure.grid import expand, load_grid
+
+    cells = expand(load_grid(grid_file))
+    done = set(df["cell_hash"])
+    t = pd.DataFrame([{"engine": c.engine, "workload": f"{c.prompt_tokens}/{c.output_tokens}", "quant": c.quant,
+                       "model": c.model} for c in cells if c.content_hash not in done])
+    if t.empty:
+        return t
+    out = t.pivot_table(index=["engine", "workload"], columns="quant", values="model", aggfunc="size", fill_value=0)
+    out = out.reindex(columns=[q for q in METHOD_ORDER if q in out.columns])
+    out["total"] = out.sum(axis=1)
+    out["architectures"] = t.groupby(["engine", "workload"])["model"].nunique()
+    return out
+
+
 def first_rep_ratio(df: pd.DataFrame) -> pd.DataFrame:
     """tokens/s of the first timed repetition / mean of the others (about 1 when the warm-up was enough)."""
     d = df[df["status"] == "ok"]
@@ -531,32 +692,189 @@ def first_rep_ratio(df: pd.DataFrame) -> pd.DataFrame:
                          "first_rep_ratio": r, "energy_cv": d["energy_cv"]}).reset_index(drop=True)
 
 
-# --- Figure 4 --------------------------------------------------------------------------------------------
-def figure4_matrix(df: pd.DataFrame, model: str = "qwen2.5-7b-instruct", workload: tuple[int, int] = (256, 128),
-                   grid_excludes: Sequence[dict[str, Any]] = ()) -> dict[str, pd.DataFrame]:
-    """Our cards x methods matrix: rows '<card> · <engine> · b<batch>', columns METHOD_ORDER.
+# --- reproducibility: the same cell measured again on another machine ------------------------------------
+def reproducibility(df: pd.DataFrame, repeat_slices: Sequence[str] = REPEAT_SLICES) -> pd.DataFrame:
+    """Each ok record of a repeat file against the earlier ok record(s) of the same cell (`cell_hash`) in
+    the other files (their mean where there are several).
 
-    Returns energy (J per output token, NaN where not measured), ratio (energy / bf16 of the same row) and
-    status ('ok', 'failed', 'excluded' by the grid, 'not yet run').
+    Differences are (repeat / earlier - 1) x 100 for decode J per output token (`energy_diff_pct`),
+    tokens/s (`tokens_per_s_diff_pct`) and decode power (`power_diff_pct`). `comparison` says where the
+    earlier record ran: 'same machine', or 'other machine (<n> GPUs)' where n is the number of GPUs of the
+    earlier record's machine (`gpu_machines`). `noise_pct` is two standard errors of the ratio from the two
+    records' energy_cv over their repetitions, as in `paired_energy`; `beyond_noise` = |energy diff| above it.
     """
-    d = df[(df["model"] == model) & (df["prompt_tokens"] == workload[0]) & (df["output_tokens"] == workload[1])
-           & (~df["rejected"])]
+    okd = df[(df["status"] == "ok") & ~df["rejected"].astype(bool)]
+    rep = okd[okd["slice"].isin(repeat_slices)]
+    earlier = okd[~okd["slice"].isin(repeat_slices)]
     rows = []
-    for (gpu, eng, b), _ in d.groupby(["gpu_id", "engine", "batch_size"]):
-        rows.append((gpu, eng, b))
-    index = [f"{g} · {e} · b{b}" for g, e, b in rows]
+    for _, r in rep.sort_values("created_at").iterrows():
+        e = earlier[earlier["cell_hash"] == r["cell_hash"]]
+        if e.empty:
+            continue
+        ev = {c: e[c].mean() for c in ("decode_energy_per_token_j", "tokens_per_s", "decode_avg_power_w")}
+        n_e = int(e["repetitions"].sum())
+        cv_e = float(np.sqrt((e["energy_cv"] ** 2).mean()))
+        machine_e = e["machine"].iloc[-1]
+        n_gpus = machine_e.split("-GPU")[0] if "-GPU" in machine_e else "?"
+        same = bool((e["machine"] == r["machine"]).all())
+        rows.append({
+            "label": r["label"], "model": r["model"], "quant": r["quant"], "engine": r["engine"],
+            "batch_size": r["batch_size"], "earlier_slice": ", ".join(sorted(e["slice"].unique())),
+            "earlier_machine": machine_e, "repeat_machine": r["machine"],
+            "comparison": "same machine" if same else f"other machine ({n_gpus} GPU{'s' if n_gpus != '1' else ''})",
+            "same_gpu_unit": bool((e["gpu_unit"] == r["gpu_unit"]).all()),
+            "minutes_later": (pd.Timestamp(r["created_at"]) - pd.Timestamp(e["created_at"].max())).total_seconds() / 60,
+            "e_earlier_j": ev["decode_energy_per_token_j"], "e_repeat_j": r["decode_energy_per_token_j"],
+            "energy_diff_pct": (r["decode_energy_per_token_j"] / ev["decode_energy_per_token_j"] - 1) * 100,
+            "tokens_per_s_diff_pct": (r["tokens_per_s"] / ev["tokens_per_s"] - 1) * 100,
+            "power_diff_pct": (r["decode_avg_power_w"] / ev["decode_avg_power_w"] - 1) * 100,
+            "noise_pct": 2.0 * math.sqrt(r["energy_cv"] ** 2 / max(r["repetitions"], 1) + cv_e ** 2 / max(n_e, 1)) * 100,
+        })
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    t["beyond_noise"] = t["energy_diff_pct"].abs() > t["noise_pct"]
+    return t
+
+
+def reproducibility_summary(t: pd.DataFrame, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """Median and max |difference| (%) of J/token and tokens/s, the median signed differences, and how many
+    cells differ by more than their repetition noise; overall (`by` None) or per group."""
+    def summ(g: pd.DataFrame) -> pd.Series:
+        return pd.Series({
+            "cells": len(g),
+            "energy_abs_diff_median_pct": g["energy_diff_pct"].abs().median(),
+            "energy_abs_diff_max_pct": g["energy_diff_pct"].abs().max(),
+            "tokens_per_s_abs_diff_median_pct": g["tokens_per_s_diff_pct"].abs().median(),
+            "tokens_per_s_abs_diff_max_pct": g["tokens_per_s_diff_pct"].abs().max(),
+            "energy_diff_median_pct": g["energy_diff_pct"].median(),
+            "tokens_per_s_diff_median_pct": g["tokens_per_s_diff_pct"].median(),
+            "power_abs_diff_median_pct": g["power_diff_pct"].abs().median(),
+            "beyond_noise": int(g["beyond_noise"].sum()),
+        })
+    if t.empty:
+        return pd.DataFrame()
+    if by is None:
+        return summ(t).to_frame("all").T
+    return t.groupby(by).apply(summ, include_groups=False)
+
+
+def plot_reproducibility(t: pd.DataFrame, path: Path) -> Path:
+    """Repeat vs earlier record of the same cell: J/token (log-log, y = x dashed) and the difference in
+    J/token against the difference in tokens/s, coloured by where the earlier record ran."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    marks = {1: "o", 8: "s", 32: "^"}
+    colors = {c: f"C{i}" for i, c in enumerate(sorted(t["comparison"].unique()))}
+    for (c, b), g in t.groupby(["comparison", "batch_size"]):
+        axes[0].scatter(g["e_earlier_j"], g["e_repeat_j"], color=colors[c], marker=marks.get(b, "o"), s=30,
+                        label=f"{c}, b{b}")
+        axes[1].scatter(g["tokens_per_s_diff_pct"], g["energy_diff_pct"], color=colors[c], marker=marks.get(b, "o"),
+                        s=30)
+    lo, hi = t[["e_earlier_j", "e_repeat_j"]].min().min() * 0.8, t[["e_earlier_j", "e_repeat_j"]].max().max() * 1.25
+    axes[0].plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("earlier record: decode J per output token")
+    axes[0].set_ylabel("repeat: decode J per output token")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("the same cell measured twice (dashed: identical)", fontsize=9)
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].axvline(0, color="grey", lw=0.8)
+    axes[1].set_xlabel("tokens/s: repeat vs earlier (%)")
+    axes[1].set_ylabel("J per output token: repeat vs earlier (%)")
+    r = np.corrcoef(t["tokens_per_s_diff_pct"], t["energy_diff_pct"])[0, 1] if len(t) > 2 else float("nan")
+    axes[1].set_title(f"energy differences follow speed differences (Pearson r = {r:.2f})", fontsize=9)
+    fig.suptitle("Reproducibility across machines (repeats.jsonl vs the earlier record of each cell; H100 80GB HBM3, "
+                 "HF eager)", fontsize=10)
+    return _save(fig, path)
+
+
+# --- energy against model size ---------------------------------------------------------------------------
+def energy_vs_params(df: pd.DataFrame, models: pd.DataFrame, quants: Sequence[str] = ("bf16", "fp16"),
+                     engine: str = "hf-eager", workload: tuple[int, int] = (256, 128)) -> pd.DataFrame:
+    """Decode J per output token against the parameter count (models.csv `params_b`), one row per
+    (model, quant, batch, slice) with the mean of the cell's ok records (`cell_means`)."""
+    d = cell_means(df)
+    d = d[d["quant"].isin(list(quants)) & (d["engine"] == engine) & (d["prompt_tokens"] == workload[0])
+          & (d["output_tokens"] == workload[1])]
+    params = models.set_index("id")["params_b"]
+    t = d[["model", "quant", "batch_size", "slice", "n_records", "decode_energy_per_token_j", "tokens_per_s",
+           "decode_avg_power_w"]].copy()
+    t["params_b"] = t["model"].map(params)
+    return t.sort_values(["quant", "batch_size", "params_b"]).reset_index(drop=True)
+
+
+def plot_energy_vs_params(t: pd.DataFrame, path: Path, repeats: pd.DataFrame | None = None) -> Path:
+    """bf16 eager J per output token vs parameter count, one colour per batch size (filled circles); fp16
+    cells (same bytes) as open squares where present; `repeats` (energy_vs_params of the repeat records) as
+    crosses."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10.5, 6))
+    for i, b in enumerate(sorted(t["batch_size"].unique())):
+        col = f"C{i}"
+        g = t[(t["quant"] == "bf16") & (t["batch_size"] == b)].sort_values("params_b")
+        ax.plot(g["params_b"], g["decode_energy_per_token_j"], "o-", color=col, label=f"bf16, batch {b}")
+        h = t[(t["quant"] == "fp16") & (t["batch_size"] == b)]
+        ax.scatter(h["params_b"], h["decode_energy_per_token_j"], marker="s", facecolors="none", edgecolors=col,
+                   label=f"fp16, batch {b}")
+        if repeats is not None and len(repeats):
+            r = repeats[(repeats["quant"] == "bf16") & (repeats["batch_size"] == b)]
+            ax.scatter(r["params_b"], r["decode_energy_per_token_j"], marker="x", color=col,
+                       label=f"bf16 repeat, batch {b}" if len(r) else None)
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(FixedLocator([0.5, 1, 2, 4, 8, 16]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    names = t.drop_duplicates("model").sort_values("params_b")
+    ax.text(1.01, 0.0, "parameters (B)\n" + "\n".join(f"{r.params_b:5.2f}  {r.model.replace('-instruct', '')}"
+                                                      for r in names.itertuples()),
+            transform=ax.transAxes, fontsize=7, family="monospace", va="bottom")
+    ax.set_xlabel("parameters (billions, models.csv params_b)")
+    ax.set_ylabel("decode J per output token")
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    ax.set_title("Decode energy per output token vs model size, HF eager, 256 in / 128 out, H100 80GB HBM3",
+                 fontsize=9)
+    return _save(fig, path)
+
+
+# --- Figure 4 --------------------------------------------------------------------------------------------
+def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-instruct",
+                   workload: tuple[int, int] = (256, 128),
+                   grid_excludes: Sequence[dict[str, Any]] = ()) -> dict[str, pd.DataFrame]:
+    """Our cards x methods matrix: rows '<card> · <engine> · b<batch>' (one model) or
+    '<card> · <model> · <engine> · b<batch>' (several), columns METHOD_ORDER.
+
+    Returns energy (J per output token, the mean of the cell's ok records; NaN where not measured), ratio
+    (energy / bf16 of the same row; NaN where the row has no bf16 cell) and status ('ok', 'failed',
+    'excluded' by the grid, 'not yet run'). Pass the method records (`method_records`): repeats would
+    otherwise be averaged in.
+    """
+    models = [model] if isinstance(model, str) else list(model)
+    d = df[(df["model"].isin(models)) & (df["prompt_tokens"] == workload[0])
+           & (df["output_tokens"] == workload[1]) & (~df["rejected"])]
+    order = {m: i for i, m in enumerate(models)}
+    rows = sorted({(g, m, e, b) for g, m, e, b in zip(d["gpu_id"], d["model"], d["engine"], d["batch_size"],
+                                                       strict=True)},
+                  key=lambda r: (r[0], order[r[1]], r[2] != "hf-eager", r[3]))
+    short = {m: m.replace("-instruct", "") for m in models}
+    index = [f"{g} · {e} · b{b}" if len(models) == 1 else f"{g} · {short[m]} · {e} · b{b}" for g, m, e, b in rows]
     energy = pd.DataFrame(np.nan, index=index, columns=list(METHOD_ORDER))
     status = pd.DataFrame("not yet run", index=index, columns=list(METHOD_ORDER))
-    for (g, e, b), name in zip(rows, index, strict=True):
+    for (g, m, e, b), name in zip(rows, index, strict=True):
         for q in METHOD_ORDER:
-            sel = d[(d["gpu_id"] == g) & (d["engine"] == e) & (d["batch_size"] == b) & (d["quant"] == q)]
+            sel = d[(d["gpu_id"] == g) & (d["model"] == m) & (d["engine"] == e) & (d["batch_size"] == b)
+                    & (d["quant"] == q)]
             if (sel["status"] == "ok").any():
-                energy.loc[name, q] = sel[sel["status"] == "ok"].sort_values("created_at")[
-                    "decode_energy_per_token_j"].iloc[-1]
+                energy.loc[name, q] = sel.loc[sel["status"] == "ok", "decode_energy_per_token_j"].mean()
                 status.loc[name, q] = "ok"
             elif len(sel):
-                status.loc[name, q] = sel["status"].iloc[-1]
-            elif _excluded({"model": model, "quant": q, "engine": e, "batch_size": b}, grid_excludes):
+                status.loc[name, q] = sel.sort_values("created_at")["status"].iloc[-1]
+            elif _excluded({"model": m, "quant": q, "engine": e, "batch_size": b}, grid_excludes):
                 status.loc[name, q] = "excluded"
     ratio = energy.div(energy["bf16"], axis=0)
     return {"energy": energy, "ratio": ratio, "status": status}
@@ -588,6 +906,11 @@ def public_card_spread(matrix: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- key findings ----------------------------------------------------------------------------------------
+def _cells_txt(p: pd.DataFrame) -> str:
+    return ", ".join(f"{r.model.replace('-instruct', '')} {r.quant} b{r.batch_size} ({r.energy_reduction_pct:+.1f} %"
+                     f"{'' if r.same_machine else ', cells on different machines'})" for r in p.itertuples())
+
+
 def _fmt_range(p: pd.DataFrame) -> str:
     if p.empty:
         return "no paired cells"
@@ -596,11 +919,19 @@ def _fmt_range(p: pd.DataFrame) -> str:
 
 
 def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataFrame | None = None,
-                 model: str = "qwen2.5-7b-instruct", selfcheck: dict[str, Any] | None = None) -> pd.DataFrame:
-    """The paper's claims next to what our data says, with evidence class and reason; all numbers computed."""
+                 model: str = "qwen2.5-7b-instruct", selfcheck: Any = None) -> pd.DataFrame:
+    """The paper's claims next to what our data says, with evidence class and reason; all numbers computed.
+
+    `df`: the method records (`method_records`: repeats are left out) of every architecture. The Table 2
+    rows give `model` (the paper's Qwen2.5-7B shape, the one with compiled cells) and then every
+    architecture with paired cells; their verdict uses every architecture. `selfcheck`: one or several
+    self-checks (see onehz_table)."""
+    df = method_records(df)
     d = df[df["model"] == model]
     vs_bf16 = paired_energy(d, "bf16")
     vs_fp32 = paired_energy(d, "fp32")
+    all_bf16 = paired_energy(df, "bf16")
+    all_fp32 = paired_energy(df, "fp32")
     co = co_optimisation(d)
     rows = []
 
@@ -608,12 +939,19 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
         rows.append({"claim": claim, "paper": paper, "ours": ours, "evidence": evidence, "verdict": verdict,
                      "why": why})
 
+    short = model.replace("-instruct", "")
     int8 = vs_bf16[vs_bf16["strategy"] == "INT8"]
     int8_32 = vs_fp32[vs_fp32["strategy"] == "INT8"]
-    bnb = int8[int8["quant"] == "bnb-int8"]
-    wo = int8[int8["quant"] == "torchao-int8-wo"]
-    saves = int8_32[(int8_32["energy_reduction_pct"] > 0) & ~int8_32["within_noise"]]
-    saves_txt = ", ".join(f"{r.quant} b{r.batch_size} ({r.energy_reduction_pct:+.0f} %)" for r in saves.itertuples())
+    a_int8 = all_bf16[all_bf16["strategy"] == "INT8"]
+    a_int8_32 = all_fp32[all_fp32["strategy"] == "INT8"]
+    bnb = a_int8[a_int8["quant"] == "bnb-int8"]
+    wo = a_int8[a_int8["quant"] == "torchao-int8-wo"]
+    saves = a_int8_32[(a_int8_32["energy_reduction_pct"] > 0) & ~a_int8_32["within_noise"]]
+    saves_txt = ", ".join(f"{r.model.replace('-instruct', '')} {r.quant} b{r.batch_size} "
+                          f"({r.energy_reduction_pct:+.0f} %)" for r in saves.itertuples())
+
+    def n_arch(p: pd.DataFrame) -> str:
+        return f"{p['model'].nunique()} architecture{'s' if p['model'].nunique() != 1 else ''}"
     why = []
     if len(bnb):
         why.append(f"bnb LLM.int8 decodes {1 / bnb['speedup'].median():.1f}x slower than bf16 (median) at "
@@ -626,43 +964,62 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
                    f"at {wo['power_ratio'].median():.2f}x the power (unfused fallback kernels)")
     why.append(f"against fp32 INT8 saves energy beyond noise only in: {saves_txt or 'no cell'}")
     add("INT8 saves energy (Table 2)", "energy reduction 25.0 %",
-        f"energy reduction vs bf16: {_fmt_range(int8)}; vs fp32: {_fmt_range(int8_32)}",
-        "measured (H100, Qwen2.5-7B shape, HF eager)",
-        _verdict(int8["energy_reduction_pct"].median() if len(int8) else np.nan,
-                 int8["energy_reduction_pct"].max() if len(int8) else np.nan, 25.0, len(int8)),
+        f"{short}: energy reduction vs bf16 {_fmt_range(int8)}; vs fp32 {_fmt_range(int8_32)}. "
+        f"All architectures: vs bf16 {_fmt_range(a_int8)} over {n_arch(a_int8)}; vs fp32 {_fmt_range(a_int8_32)} "
+        f"over {n_arch(a_int8_32)}",
+        "measured (H100, HF eager, random-weight architectures)",
+        _verdict(a_int8["energy_reduction_pct"].median() if len(a_int8) else np.nan,
+                 a_int8["energy_reduction_pct"].max() if len(a_int8) else np.nan, 25.0, len(a_int8),
+                 best_within_noise=_best_within_noise(a_int8)),
         "; ".join(why) + ".")
     fp16 = vs_fp32[vs_fp32["strategy"] == "FP16"]
+    a_fp16 = all_fp32[all_fp32["strategy"] == "FP16"]
     add("FP16 saves energy vs full precision (Table 2)", "energy reduction 16.3 % (baseline implied: fp32)",
-        f"energy reduction of fp16/bf16 vs fp32: {_fmt_range(fp16)}", "measured (H100, HF eager)",
-        _verdict(fp16["energy_reduction_pct"].median() if len(fp16) else np.nan,
-                 fp16["energy_reduction_pct"].max() if len(fp16) else np.nan, 16.3, len(fp16)),
+        f"energy reduction of fp16/bf16 vs fp32: {short} {_fmt_range(fp16)}; all architectures {_fmt_range(a_fp16)} "
+        f"over {n_arch(a_fp16)}", "measured (H100, HF eager)",
+        _verdict(a_fp16["energy_reduction_pct"].median() if len(a_fp16) else np.nan,
+                 a_fp16["energy_reduction_pct"].max() if len(a_fp16) else np.nan, 16.3, len(a_fp16)),
         "fp32 streams twice the weight bytes per token and runs its matmuls without 16-bit tensor cores "
         "(TF32 off by default), so halving the precision saves more than the paper's 16.3 %, growing with batch.")
-    dyn = vs_bf16[vs_bf16["strategy"] == "Dynamic"]
-    dyn_txt = "; ".join(f"{r.engine} b{r.batch_size}: {r.energy_reduction_pct:+.1f} %"
-                        + (" (within noise)" if r.within_noise else "") for r in dyn.itertuples())
-    fails = d[(d["quant"] == "torchao-int8-dyn") & (d["status"] != "ok")]
+    dyn = all_bf16[all_bf16["strategy"] == "Dynamic"]
+    dyn_txt = "; ".join(f"{r.model.replace('-instruct', '')} {r.engine} b{r.batch_size}: "
+                        f"{r.energy_reduction_pct:+.1f} %" + (" (within noise)" if r.within_noise else "")
+                        for r in dyn.itertuples())
+    fails = df[(df["quant"] == "torchao-int8-dyn") & (df["status"] != "ok")]
     add("Dynamic quantization saves energy (Table 2)", "energy reduction 10.5 %",
-        f"energy reduction vs bf16 on the same engine: {dyn_txt or 'no paired cells'}; {len(fails)} compiled cells failed",
+        f"energy reduction vs bf16 on the same engine: {dyn_txt or 'no paired cells'}; {fails['cell_hash'].nunique()} "
+        f"compiled cells failed ({len(fails)} records)",
         "measured (H100)", _verdict(dyn["energy_reduction_pct"].median() if len(dyn) else np.nan,
-                                    dyn["energy_reduction_pct"].max() if len(dyn) else np.nan, 10.5, len(dyn)),
+                                    dyn["energy_reduction_pct"].max() if len(dyn) else np.nan, 10.5, len(dyn),
+                                    best_within_noise=_best_within_noise(dyn)),
         "torchao int8 dynamic runs a slow fallback without torch.compile; compiled, its int8 matmul "
-        "(torch._int_mm) needs more than 16 rows, so batches 1 and 8 fail; at batch 32 it ties bf16.")
+        "(torch._int_mm) needs more than 16 rows, so batches 1 and 8 fail; at batch 32 it ties compiled bf16 "
+        "within noise.")
     best = co.iloc[0] if len(co) else None
-    quant_best = vs_bf16[vs_bf16["quant"] != "fp32"]
+    quant_best = all_bf16[all_bf16["quant"] != "fp32"]
     qb = quant_best.sort_values("energy_reduction_pct").iloc[-1] if len(quant_best) else None
+    beats = quant_best[(quant_best["energy_reduction_pct"] > 0) & ~quant_best["within_noise"]]
     add("Hardware x quantization co-optimisation (s4.3)", "up to 40 % efficiency gain (A100 PCIe + INT8)",
         (f"engine x method on one card type: best {best['energy_reduction_pct']:+.1f} % "
          f"({best['engine']} {best['quant']} b{best['batch_size']} vs hf-eager bf16"
          + ("" if best["same_gpu_unit"] else "; the two cells ran on different H100 units") + ")"
          if best is not None else "-")
-        + (f"; best method vs bf16 on the same engine: {qb['quant']} {qb['engine']} b{qb['batch_size']} "
+        + (f"; best method vs bf16 on the same engine, any architecture: {qb['model'].replace('-instruct', '')} "
+           f"{qb['quant']} {qb['engine']} b{qb['batch_size']} "
            f"{qb['energy_reduction_pct']:+.1f} %" + (" (within noise)" if qb["within_noise"] else "")
            if qb is not None else ""),
         "measured (engine x method); hardware part: one card type only",
         "not testable for hardware; here the engine matters more than the quantization",
         "we measured one card type, so hardware selection is not in our data; compiling (static KV cache) "
-        "gives the largest saving we measured, and no quantized method beats bf16 on the same engine beyond noise.")
+        "gives the largest saving we measured; "
+        + ("no quantized method beats bf16 on the same engine beyond noise in any architecture"
+           if beats[beats["quant"] != "fp16"].empty else "quantized cells that beat bf16 on the same engine beyond "
+           "noise: " + _cells_txt(beats[beats["quant"] != "fp16"]))
+        + ("" if beats[beats["quant"] == "fp16"].empty else
+           "; fp16 (the same bytes as bf16) beats it beyond the repetition noise in "
+           + _cells_txt(beats[beats["quant"] == "fp16"])
+           + ", differences of the size two runs of one cell on two machines also show (section Reproducibility)")
+        + ".")
     if public_matrix is not None and len(public_matrix):
         sp = public_card_spread(public_matrix)
         add("Hardware choice alone (s4.2, Fig. 4)", "A100 PCIe most efficient",
@@ -682,7 +1039,7 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
         "no cited accuracy for bnb-int8, torchao-int8-wo, fp16/bf16 vs fp32 or torchao-int8-dyn",
         "missing (datasets/catalog/quant_accuracy.csv has torchao-int4-wo rows only)", "not checked",
         "EOR improvement is therefore reported energy-only for the paper's strategies.")
-    e1 = onehz_table(d, selfcheck)
+    e1 = onehz_table(df, selfcheck)
     rec = e1[e1["origin"] != "meter self-check"]
     sc = e1[e1["origin"] == "meter self-check"]
     r = np.corrcoef(rec["stale_reading_error_pct"], rec["error_pct"])[0, 1] if len(rec) > 2 else float("nan")
@@ -737,20 +1094,18 @@ def plot_table2(pairs_bf16: pd.DataFrame, pairs_fp32: pd.DataFrame, path: Path) 
     axes[0].set_ylabel("energy ratio (log; < 1 saves energy)")
     fig.suptitle("Table 2, energy column: paper vs our H100 cells (marker size ~ batch; square = compiled)",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_energy_vs_batch(df: pd.DataFrame, path: Path) -> Path:
-    """J per output token (decode) against batch size, one panel per (model, engine), one line per method."""
+    """J per output token (decode) against batch size, one panel per (model, engine), one line per method
+    (the mean of a cell's records: `cell_means`)."""
     plt = _plt()
-    d = ok(df)
+    d = cell_means(df)
     panels = list(d.groupby(["model", "engine"]).groups)
-    ncol = 2
+    ncol = 3
     nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(11, 3.9 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(15, 3.9 * nrow), squeeze=False)
     for ax, (m, e) in zip(axes.flat, panels, strict=False):
         g = d[(d["model"] == m) & (d["engine"] == e)]
         for q in METHOD_ORDER:
@@ -761,7 +1116,7 @@ def plot_energy_vs_batch(df: pd.DataFrame, path: Path) -> Path:
                     ls="-" if strategy_of(q) or q == "fp32" else ":")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_title(f"{m} · {e} ({g['slice'].iloc[0]})", fontsize=9)
+        ax.set_title(f"{m} · {e} ({', '.join(sorted(g['slice'].unique()))})", fontsize=9)
         ax.set_xlabel("batch size")
         ax.set_ylabel("decode J per output token")
         ax.legend(fontsize=7, ncol=2)
@@ -769,10 +1124,7 @@ def plot_energy_vs_batch(df: pd.DataFrame, path: Path) -> Path:
         ax.axis("off")
     fig.suptitle("Decode energy per output token vs batch (H100 80GB HBM3, random-weight architectures)",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_roofline(roof: pd.DataFrame, path: Path) -> Path:
@@ -802,10 +1154,7 @@ def plot_roofline(roof: pd.DataFrame, path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("achieved fraction of the bandwidth roofline (%)")
     fig.suptitle("Decode throughput vs the bandwidth roofline (gpus.csv bandwidth_gbs)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_noise(noise: pd.DataFrame, path: Path) -> Path:
@@ -822,10 +1171,7 @@ def plot_noise(noise: pd.DataFrame, path: Path) -> Path:
         ax.set_xticks(range(len(groups)), [f"{s}\n{e}" for (s, e), _ in groups], fontsize=8)
         ax.set_ylabel(f"{col} over 3 repetitions (%)")
         ax.set_title(f"{col} (bar = median; dashed = 5 % stability threshold)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_onehz(t: pd.DataFrame, path: Path) -> Path:
@@ -853,10 +1199,7 @@ def plot_onehz(t: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("eq. (1) 1 Hz estimate vs counter (%)")
     ax.set_title("Paper's eq. (1) (1 Hz rectangle rule) error vs window length", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path) -> Path:
@@ -866,15 +1209,18 @@ def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path
     from matplotlib.colors import LogNorm, TwoSlopeNorm
 
     ratio, energy, status = ours["ratio"], ours["energy"], ours["status"]
-    fig, axes = plt.subplots(1, 2, figsize=(16, 5.2), gridspec_kw={"width_ratios": [1.7, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(16, max(5.2, 0.36 * len(ratio.index) + 1.5)),
+                             gridspec_kw={"width_ratios": [1.7, 1]})
     ax = axes[0]
     r = np.log2(ratio.to_numpy(dtype=float))
     im = ax.imshow(np.ma.masked_invalid(r), cmap="RdYlGn_r", norm=TwoSlopeNorm(0, -2.5, 2.5), aspect="auto")
     for i in range(r.shape[0]):
         for j in range(r.shape[1]):
             st = status.iat[i, j]
-            if st == "ok":
+            if st == "ok" and not math.isnan(ratio.iat[i, j]):
                 txt = f"{energy.iat[i, j]:.2f} J\n{(ratio.iat[i, j] - 1) * 100:+.0f}%"
+            elif st == "ok":
+                txt = f"{energy.iat[i, j]:.2f} J"
             else:
                 txt = {"failed": "failed", "excluded": "excluded", "not yet run": "–"}.get(st, st)
             ax.text(j, i, txt, ha="center", va="center", fontsize=6.5)
@@ -882,8 +1228,9 @@ def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path
     ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=30, ha="right")
     ax.set_yticks(range(len(ratio.index)), ratio.index, fontsize=7)
     fig.colorbar(im, ax=ax, label="log2(J/token / bf16 same row)")
-    ax.set_title("MEASURED (ours): H100 SXM 80GB, Qwen2.5-7B shape, 256 in / 128 out, decode J per output "
-                 "token\n(text: J/token and % vs bf16 of the row; – = not yet run)", fontsize=8)
+    ax.set_title("MEASURED (ours): H100 SXM 80GB, random-weight architectures, 256 in / 128 out, decode J per "
+                 "output token\n(text: J/token and % vs bf16 of the row; no colour = the row has no bf16 cell; "
+                 "– = not yet run)", fontsize=8)
     ax = axes[1]
     if public is not None and len(public):
         v = public.to_numpy(dtype=float)
@@ -898,7 +1245,4 @@ def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path
         fig.colorbar(im2, ax=ax, label="J per output token (whole response)")
     ax.set_title("CITED (public, other scope): 16-bit only, batch 1, prefill + decode,\nML.ENERGY v1 "
                  "(Zeus counter) / Argonne (sampled power); no public energy for quantized rows", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

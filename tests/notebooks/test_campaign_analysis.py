@@ -246,3 +246,60 @@ def test_plots_write_pngs(tmp_path, records, cat, q7):
     ]
     for p in paths:
         assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- machines, duplicate cells, reproducibility (synthetic folder) ------------------------------------
+def _smi(path, uuids):
+    path.mkdir(parents=True)
+    lines = ["index, name, uuid, driver_version, power.limit [W], temperature.gpu, power.draw [W]"]
+    lines += [f"{i}, NVIDIA H100 80GB HBM3, {u}, 580.159.04, 700.00 W, 40, 72.00 W" for i, u in enumerate(uuids)]
+    (path / "nvidia-smi.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture()
+def folder(tmp_path, records):
+    """A 2-GPU machine seen in two sessions, a 1-GPU machine, one cell measured twice there and once again
+    on the other machine (as a repeat)."""
+    base = records[(records["status"] == "ok") & (records["slice"] == "campaign")].iloc[0]
+    template = json.loads(base[[c for c in base.index if c not in ca.ADDED_COLUMNS]].to_json())
+    _smi(tmp_path / "raw" / "s1", ["GPU-aaaaaaaa-1", "GPU-bbbbbbbb-2"])
+    _smi(tmp_path / "raw" / "s2", ["GPU-bbbbbbbb-2", "GPU-aaaaaaaa-1"])
+    _smi(tmp_path / "raw" / "s3", ["GPU-cccccccc-3"])
+
+    def rec(uuid, energy, tps, when):
+        return json.dumps({**template, "gpu_uuid": uuid, "decode_energy_per_token_j": energy, "tokens_per_s": tps,
+                           "decode_avg_power_w": energy * tps, "created_at": when, "energy_cv": 0.01,
+                           "repetitions": 3})
+
+    (tmp_path / "campaign.jsonl").write_text(rec("GPU-cccccccc-3", 1.0, 100.0, "2026-11-26T18:00:00+00:00") + "\n"
+                                             + rec("GPU-cccccccc-3", 3.0, 50.0, "2026-11-26T18:10:00+00:00") + "\n")
+    (tmp_path / "repeats.jsonl").write_text(rec("GPU-bbbbbbbb-2", 2.2, 80.0, "2026-11-26T20:00:00+00:00") + "\n")
+    return tmp_path
+
+
+def test_machines_are_told_apart_by_their_gpu_sets(folder):
+    m = ca.gpu_machines(folder)
+    by_session = m.groupby("session")["machine"].first().to_dict()
+    assert by_session["s1"] == by_session["s2"] == "2-GPU machine (aaaaaaaa)"
+    assert by_session["s3"] == "1-GPU machine (cccccccc)"
+
+
+def test_cell_means_average_a_cell_measured_twice(folder):
+    df = ca.load_records(folder)
+    means = ca.cell_means(ca.method_records(df))
+    assert len(means) == 1  # the repeat is not a method record
+    row = means.iloc[0]
+    assert row["n_records"] == 2 and row["repetitions"] == 6
+    assert row["decode_energy_per_token_j"] == pytest.approx(2.0) and row["tokens_per_s"] == pytest.approx(75.0)
+
+
+def test_reproducibility_compares_a_repeat_with_the_mean_of_earlier_records(folder):
+    t = ca.reproducibility(ca.load_records(folder))
+    assert len(t) == 1
+    r = t.iloc[0]
+    assert r["energy_diff_pct"] == pytest.approx(10.0) and r["tokens_per_s_diff_pct"] == pytest.approx(80 / 75 * 100 - 100)
+    assert r["comparison"] == "other machine (1 GPU)" and not r["same_gpu_unit"]
+    assert r["minutes_later"] == pytest.approx(110.0)
+    assert bool(r["beyond_noise"])  # 10 % against two records of 1 % CV
+    s = ca.reproducibility_summary(t)
+    assert s.loc["all", "cells"] == 1 and s.loc["all", "energy_abs_diff_max_pct"] == pytest.approx(10.0)
