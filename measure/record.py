@@ -13,7 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+#: Versions `upgrade()` reads. 1.1 added the host CPU fields (`cpu_model`, `cpu_count`, `load_avg_1m`): null in
+#: records written as 1.0.
+READABLE_VERSIONS = ("1.0", "1.1")
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -35,6 +38,9 @@ class Record:
     command: str | None = None
     grid_file: str | None = None
     host: str | None = None
+    cpu_model: str | None = None  # host CPU (eager decoding is often CPU launch-bound, so it matters)
+    cpu_count: int | None = None  # logical CPUs this process may run on
+    load_avg_1m: float | None = None  # host 1-minute load average when the cell started (other work on the host)
     source: str = "measured:energy-recommender"
     measurement_scope: str = "gpu-counter"
     gpu_name: str | None = None
@@ -169,10 +175,12 @@ class SchemaError(ValueError):
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older record to SCHEMA_VERSION (only 1.0 exists so far)."""
+    """Bring an older record to SCHEMA_VERSION: 1.0 -> 1.1 only adds nullable fields."""
     version = data.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise SchemaError(f"unsupported schema_version {version!r} (this code reads {SCHEMA_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise SchemaError(f"unsupported schema_version {version!r} (this code reads "
+                          f"{', '.join(READABLE_VERSIONS)})")
+    data["schema_version"] = SCHEMA_VERSION
     return data
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import gc
 import os
 import platform
@@ -428,6 +429,9 @@ class CellRunner:
         rec.grid_file = self.context.grid_file
         rec.source = self.context.source
         rec.host = socket.gethostname()
+        rec.cpu_model, rec.cpu_count = _host_cpu()
+        with contextlib.suppress(OSError, AttributeError):
+            rec.load_avg_1m = round(os.getloadavg()[0], 2)
         rec.python_version = platform.python_version()
         rec.torch_version = torch.__version__
         if cell.tasks:
@@ -456,3 +460,17 @@ class CellRunner:
 
 def _scale(v: float | None, k: float) -> float | None:
     return None if v is None else v * k
+
+
+@functools.cache
+def _host_cpu() -> tuple[str | None, int | None]:
+    """(CPU model name, logical CPUs this process may use) of the host; None where unreadable."""
+    model = None
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+        model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.lower().startswith("model name")), None)
+    model = model or platform.processor() or None
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count()
+    return model, count

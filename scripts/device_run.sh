@@ -16,6 +16,8 @@ else
 fi
 export PYTHONUNBUFFERED=1 CUDA_DEVICE_ORDER=PCI_BUS_ID TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,uuid,driver_version,power.limit,temperature.gpu,power.draw --format=csv > "$OUT/nvidia-smi.csv" 2>&1
+{ lscpu 2>/dev/null | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA node\(s\))"; echo "nproc: $(nproc)"; \
+  echo "loadavg: $(cat /proc/loadavg)"; } > "$OUT/host.txt"
 python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|torchao|nvidia-ml-py|accelerate|triton) " > "$OUT/pip-versions.txt"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor rc=$?"
 if [ "$selfcheck" = "selfcheck" ]; then

@@ -20,15 +20,16 @@ fi
 export PYTHONUNBUFFERED=1 CUDA_DEVICE_ORDER=PCI_BUS_ID TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
 nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gpu,power.draw --format=csv \
   > "$OUT/nvidia-smi.csv" 2>&1
+{ lscpu 2>/dev/null | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA node\(s\))"; echo "nproc: $(nproc)"; \
+  echo "loadavg: $(cat /proc/loadavg)"; } > "$OUT/host.txt"
 python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|torchao|nvidia-ml-py|accelerate|triton) " \
   > "$OUT/pip-versions.txt"
-python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor rc=$?"
-[ -s "$OUT/doctor.err" ] || rm -f "$OUT/doctor.err"
+work=/tmp/multi.$$; mkdir -p "$work/claims"
+python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$work/doctor.err"; echo "doctor rc=$?"
 if [ -n "${EXPECT_GPU:-}" ] && nvidia-smi -L | grep '^GPU' | grep -qv "$EXPECT_GPU"; then
   echo "expected only $EXPECT_GPU GPUs, found:"; nvidia-smi -L; exit 4
 fi
 n=$(nvidia-smi -L | grep -c '^GPU')
-work=/tmp/multi.$$; mkdir -p "$work/claims"
 name=$(basename "$resume" .jsonl)
 start=$(date +%s)
 for i in $(seq 0 $((n - 1))); do
@@ -47,6 +48,7 @@ python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
 for i in $(seq 0 $((n - 1))); do
   grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
 done > "$OUT/grid.log"
+[ -s "$work/doctor.err" ] && sed "s/^/doctor stderr: /" "$work/doctor.err" >> "$OUT/grid.log"
 cat "$work"/selfcheck*.log | tail -n 25
 grep -E "J/tok|failed|skipped" "$OUT/grid.log" | cut -c1-200 | tail -n 60; grep -h "already done" "$work"/gpu*.log
 echo "grid wall $(( $(date +%s) - start )) s on $n GPUs; records: $(wc -l < "$OUT/$name.jsonl")"

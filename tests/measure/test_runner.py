@@ -34,6 +34,9 @@ def test_cell_record_is_complete_and_consistent(runner):
     assert rec.status == "ok", rec.error
     Record.from_dict(rec.to_dict())  # schema round trip
     assert rec.gpu_id == "h100-sxm" and rec.gpu_name == "NVIDIA H100 80GB HBM3"
+    # the host CPU is recorded (eager decode is launch-bound: the CPU is part of the measurement)
+    assert rec.cpu_model and rec.cpu_count and rec.cpu_count >= 1
+    assert rec.load_avg_1m is None or rec.load_avg_1m >= 0
     assert rec.source == "simulated:fake-meter" and rec.measurement_scope == "simulated"
     assert len(rec.rep_energy_j) == len(rec.rep_duration_s) == len(rec.rep_tokens_per_s) == 3
     # decode = generate - prefill, per output token of the whole batch (first token comes from prefill)

@@ -186,3 +186,20 @@ def test_merge_rejects_a_bad_source_whole(tmp_path):
     with pytest.raises(SchemaError):
         merge_stores(target, [good, bad])
     assert not target.exists() or Store(target).records() == []
+
+
+def test_records_of_schema_1_0_are_read_and_upgraded(tmp_path):
+    from measure.record import SCHEMA_VERSION
+
+    row = rec(record_id="old").to_dict()
+    for f in ("cpu_model", "cpu_count", "load_avg_1m"):
+        del row[f]
+    row["schema_version"] = "1.0"
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    (r,) = Store(path).records(strict=True)
+    assert r.schema_version == SCHEMA_VERSION and r.cpu_model is None and r.record_id == "old"
+    row["schema_version"] = "0.9"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(SchemaError, match="unsupported schema_version"):
+        Store(path).records(strict=True)
