@@ -196,26 +196,37 @@ class Cooldown:
 
 
 class _Estimator:
-    """Wall time of the next cell: mean of this run's cells that started a new model group (load +
-    quantize) or continued one; before any, a prior from the store's records on this device."""
+    """Wall time of the next cell, per engine: the mean of this run's cells of that engine that started a
+    new model group (load + quantize) or continued one; else of any engine; before any, a prior from the
+    store's records on this device (that engine's where it has some). Compiled cells cost a compilation per
+    new shape (tens of seconds on an H100) where eager ones cost seconds, so one mean over both would let a
+    time budget start a compiled cell it cannot finish."""
 
     def __init__(self, prior_records: Sequence[Record] = ()):
-        self.new_group: list[float] = []
-        self.same_group: list[float] = []
-        prior = [v for r in prior_records if (v := record_cost_s(r))]
-        self.prior = sum(prior) / len(prior) if prior else None
+        self.seen: dict[tuple[str | None, bool], list[float]] = {}
+        self.prior: dict[str | None, list[float]] = {}
+        for r in prior_records:
+            if v := record_cost_s(r):
+                self.prior.setdefault(r.engine, []).append(v)
+                self.prior.setdefault(None, []).append(v)
 
-    def add(self, wall_s: float, new_group: bool) -> None:
-        (self.new_group if new_group else self.same_group).append(wall_s)
+    def add(self, wall_s: float, new_group: bool, engine: str | None = None) -> None:
+        self.seen.setdefault((engine, new_group), []).append(wall_s)
 
-    def estimate(self, new_group: bool) -> float | None:
-        primary = self.new_group if new_group else self.same_group
-        if primary:
-            return sum(primary) / len(primary)
-        both = self.new_group + self.same_group
-        if both:
-            return sum(both) / len(both)
-        return self.prior
+    def estimate(self, new_group: bool, engine: str | None = None) -> float | None:
+        def mean(xs):
+            return sum(xs) / len(xs) if xs else None
+
+        for keys in ([(engine, new_group)], [(engine, not new_group)]):
+            if (m := mean([v for k in keys for v in self.seen.get(k, [])])) is not None:
+                return m
+        if engine in self.prior:
+            return mean(self.prior[engine])
+        if (m := mean([v for (_, ng), xs in self.seen.items() if ng == new_group for v in xs])) is not None:
+            return m
+        if (m := mean([v for xs in self.seen.values() for v in xs])) is not None:
+            return m
+        return mean(self.prior.get(None, []))
 
 
 def record_cost_s(rec: Record) -> float | None:
@@ -384,13 +395,13 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 new_group = (cell.gpu, cell.group_key) != last_group
                 wait_est = cooldown.estimate() if summary.ran else 0.0
                 if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est,
-                                                           estimator.estimate(new_group), time_budget_s):
+                                                           estimator.estimate(new_group, cell.engine), time_budget_s):
                     summary.stopped = "time_budget"
                     break
                 waited = cooldown.wait() if summary.ran else 0.0
                 summary.cooldown_s += waited
                 if time_budget_s is not None and waited and not _fits(clock.now() - t_start, 0.0,
-                                                                      estimator.estimate(new_group),
+                                                                      estimator.estimate(new_group, cell.engine),
                                                                       time_budget_s):
                     summary.stopped = "time_budget"
                     break
@@ -403,7 +414,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 wall = clock.now() - t0
                 finish_record(rec, device_name=device_name, cooldown_s=waited, grid_file=spec.source_path)
                 store.append(rec)
-                estimator.add(wall, new_group)
+                estimator.add(wall, new_group, cell.engine)
                 last_group = (cell.gpu, cell.group_key)
                 summary.ran += 1
                 _count(summary, cell, rec)

@@ -253,6 +253,26 @@ def test_time_budget_counts_cooldown_and_uses_store_prior(tmp_path):
     assert go(spec, FakeRunner(FakeClock()), other, cells[1:2], time_budget_s=100).ran == 1
 
 
+def test_time_budget_estimates_each_engine_on_its_own(tmp_path):
+    eager = [Cell(model="m", quant="bf16", engine="hf-eager", batch_size=b, prompt_tokens=16, output_tokens=8)
+             for b in (1, 2)]
+    compiled = [Cell(model="m", quant="bf16", engine="hf-compiled", batch_size=b, prompt_tokens=16,
+                     output_tokens=8) for b in (1, 2)]
+    store = Store(tmp_path / "m.jsonl")
+    prior = ok_record(compiled[0])  # an earlier compiled cell on this device: 90 s compile + 4 x 2.5 s
+    prior.gpu_name, prior.compile_time_s, prior.duration_s = DEV, 90.0, 2.5
+    prior.cell_hash = "f" * 16
+    store.append(prior)
+    fast = ok_record(eager[0])  # and an eager one: 4 x 1.25 s
+    fast.gpu_name, fast.duration_s, fast.cell_hash = DEV, 1.25, "e" * 16
+    store.append(fast)
+    cost = {"hf-eager": 5.0, "hf-compiled": 100.0}
+    runner = FakeRunner(FakeClock(), cost=lambda c, new: cost[c.engine])
+    s = go(make_spec(), runner, store, eager + compiled, time_budget_s=60)
+    # both eager cells run (5 s each); the compiled one is judged by compiled history (100 s), not by 5 s
+    assert [c.engine for c in runner.calls] == ["hf-eager", "hf-eager"] and s.stopped == "time_budget"
+
+
 # ---------------------------------------------------------------------------------------------- ordering
 def test_random_order_keeps_groups_together(tmp_path):
     cells = make_cells(models=("a", "b", "c"), quants=("fp32", "bf16"), batches=(1, 2, 4))
