@@ -185,10 +185,23 @@ class Engine:
     measurable: bool = _f(_bool, default=False)
     supported_quants: tuple[str, ...] | str = _f(lambda v: "all" if v in (None, "all") else _list(v), default="all")
     analytic: dict = _f(lambda v: dict(v or {}), default={})
+    hardware: dict = _f(lambda v: dict(v or {}), default={})  # vendors, min_compute_capability, source
     description: str | None = _f()
 
     def supports(self, quant_id: str) -> bool:
         return self.supported_quants == "all" or quant_id in self.supported_quants
+
+    def hardware_reason(self, gpu: Gpu) -> str | None:
+        """Why the engine does not run on `gpu` (engines.yaml `hardware`), or None if it does / is unknown."""
+        vendors = self.hardware.get("vendors", "all")
+        vendor = (gpu.vendor or "").lower()
+        if vendors not in (None, "all") and vendor and vendor not in [str(v).lower() for v in vendors]:
+            return f"engine {self.id} runs on {', '.join(vendors)} GPUs only; {gpu.id} is {vendor}"
+        min_cc = _num(self.hardware.get("min_compute_capability"))
+        if min_cc and vendor == "nvidia" and gpu.compute_capability is not None and gpu.compute_capability < min_cc:
+            return (f"engine {self.id} needs compute capability >= {min_cc:g}; {gpu.id} has "
+                    f"{gpu.compute_capability:g}")
+        return None
 
 
 @dataclass(frozen=True)

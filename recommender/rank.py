@@ -48,10 +48,15 @@ UNQUANTIZED = ("fp32", "fp16", "bf16")
 # exclusion codes, in the order they are checked (the first that applies is reported)
 OK, NO_SPECS, COMPUTE_CAP, BF16, ENGINE, CONTEXT, MEMORY, NO_PREDICTION, ACCURACY, LATENCY, ENERGY = range(11)
 MEASURED_FAILURE = 11  # checked after MEMORY: the exact cell failed every time we measured it
+ENGINE_HARDWARE = 12  # the engine does not run on this GPU (engines.yaml `hardware`)
+#: exclusions that no constraint caused (the candidate cannot run or has no prediction)
+HARDWARE_CODES = (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, ENGINE_HARDWARE, CONTEXT, MEMORY, MEASURED_FAILURE,
+                  NO_PREDICTION)
 EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capability too low",
             BF16: "no bf16 on this GPU", ENGINE: "engine does not support the quantization",
             CONTEXT: "context longer than the model's max positions", MEMORY: "does not fit in memory",
             MEASURED_FAILURE: "failed when measured", NO_PREDICTION: "no cost-model prediction",
+            ENGINE_HARDWARE: "engine does not run on this GPU",
             ACCURACY: "below the accuracy floor",
             LATENCY: "above the latency ceiling", ENERGY: "above the energy ceiling"}
 
@@ -173,6 +178,8 @@ class Result:
                     f"{gpu.id} has {gpu.compute_capability}{bf16}")
         if code == ENGINE:
             return f"engine {engine.id} does not support quantization {quant.id}"
+        if code == ENGINE_HARDWARE:
+            return engine.hardware_reason(gpu) or EXCLUDED[code]
         if code == MEASURED_FAILURE:
             return _measured_failures(c).get(int(i), EXCLUDED[code])
         if code == CONTEXT:
@@ -256,6 +263,7 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
     q_bf16 = np.array([q.id == "bf16" or (q.compute_dtype or "").lower() in ("bf16", "bfloat16") for q in quants])
     q_mincc = np.array([q.min_compute_capability or 0.0 for q in quants], dtype=np.float64)
     support = np.array([[e.supports(q.id) for q in quants] for e in cat.engines], dtype=bool)
+    runs_on = np.array([[e.hardware_reason(g) is None for g in cat.gpus] for e in cat.engines], dtype=bool)
     ctx = cands.prompt_tokens + cands.output_tokens
     maxpos = cands.col("model_max_position_embeddings")
     with np.errstate(invalid="ignore"):
@@ -263,6 +271,7 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
             (NO_SPECS, ~np.isfinite(mem.total_gb) | ~np.isfinite(mem.usable_gb)),
             (COMPUTE_CAP, cc < q_mincc[cands.quant_idx]),
             (BF16, q_bf16[cands.quant_idx] & (cc < 8.0)),
+            (ENGINE_HARDWARE, ~runs_on[cands.engine_idx, cands.gpu_idx]),
             (ENGINE, ~support[cands.engine_idx, cands.quant_idx]),
             (CONTEXT, ctx > maxpos),
             (MEMORY, ~mem.fits),
@@ -584,7 +593,7 @@ def _query_dict(q: Query, res: Result, profile, gpus, models, quants, engines, b
 def why_empty(res: Result) -> str:
     """Which constraint removed everything, with the best value that the fitting candidates reach."""
     code = res.code
-    fitting = np.flatnonzero(~np.isin(code, (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, CONTEXT, MEMORY, NO_PREDICTION)))
+    fitting = np.flatnonzero(~np.isin(code, HARDWARE_CODES))
     if len(fitting) == 0:
         counts = "; ".join(f"{k}: {v}" for k, v in res.excluded_counts().items())
         mem_rows = np.flatnonzero(code == MEMORY)

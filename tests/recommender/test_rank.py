@@ -373,3 +373,33 @@ def test_contradictory_pair_message(cat):
     msg = str(ei.value)
     assert msg.startswith(f"no candidate meets --min-accuracy 70.7 and --max-latency-ms {bound} together: among "
                           "those meeting ")
+
+
+def test_engine_hardware_requirements_exclude_with_the_documented_reason():
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+    from recommender.rank import ENGINE_HARDWARE, why_empty
+
+    cat = load_catalog()
+    e = {x.id: x for x in cat.engines}
+    pascal, amd, turing = cat.gpu("gtx1080ti"), cat.gpu("mi300x"), cat.gpu("t4")
+    assert e["hf-compiled"].hardware_reason(pascal) == (
+        f"engine hf-compiled needs compute capability >= 7; {pascal.id} has 6.1")
+    assert e["tensorrt-llm"].hardware_reason(amd) == "engine tensorrt-llm runs on nvidia GPUs only; mi300x is amd"
+    assert e["tensorrt-llm"].hardware_reason(turing).startswith("engine tensorrt-llm needs compute capability >= 8")
+    assert e["vllm"].hardware_reason(amd) is None and e["vllm"].hardware_reason(turing) is None
+    assert e["hf-eager"].hardware_reason(pascal) is None and e["llama.cpp"].hardware_reason(amd) is None
+
+    res = recommend(Query(gpus=("gtx1080ti",), models=("qwen2.5-7b-instruct",)), cat, AnalyticCostModel())
+    engines = res.cands.ids("engine")
+    blocked = np.isin(engines, ["hf-compiled", "vllm", "tensorrt-llm"])
+    assert np.all(res.code[blocked] != 0)  # earlier checks (the quant's own minimum) may win; never runnable
+    assert np.all(res.code[blocked & (res.cands.ids("quant") == "fp16")] == ENGINE_HARDWARE)
+    assert not np.isin(res.cands.ids("engine")[res.order], ["hf-compiled", "vllm", "tensorrt-llm"]).any()
+    # LLM.int8() needs Turing (7.5): excluded on Pascal by the quant's own minimum, not by the engine
+    i = int(np.flatnonzero((res.cands.ids("quant") == "bnb-int8") & (engines == "hf-eager"))[0])
+    assert res.code[i] == COMPUTE_CAP and "bnb-int8 needs compute capability >= 7.5" in res.reason(i)
+    q = Query(gpus=("mi300x",), models=("qwen2.5-7b-instruct",), engines=("tensorrt-llm",))
+    with pytest.raises(NoCandidateError, match="runs on nvidia GPUs only"):
+        recommend(q, cat, AnalyticCostModel())
+    assert "runs on nvidia GPUs only" in why_empty(recommend(q, cat, AnalyticCostModel(), predict_excluded=True))

@@ -301,14 +301,16 @@ def update_yaml(text: str, fits: list[Fit]) -> str:
     lines = text.split("\n")
     by = {f.engine: f for f in fits}
     out: list[str] = []
-    engine = None
+    engine = section = None
     i = 0
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
         if line.startswith("- id:"):
-            engine = stripped.split(":", 1)[1].strip()
-        f = by.get(engine)
+            engine, section = stripped.split(":", 1)[1].strip(), None
+        elif line.startswith("  ") and not line.startswith("   ") and ":" in stripped:
+            section = stripped.split(":", 1)[0]  # the engine's key this line opens (analytic, hardware ...)
+        f = by.get(engine) if section == "analytic" else None
         if f is not None and stripped.startswith("roofline_efficiency:"):
             line = line[: line.index("roofline_efficiency:")] + f"roofline_efficiency: {f.efficiency:.3f}"
         elif f is not None and stripped.startswith("per_token_overhead_ms:"):
