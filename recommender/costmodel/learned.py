@@ -528,22 +528,40 @@ def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.nda
         gpos = {g: i for i, g in enumerate(gpu_ids)}
         qpos = {q: i for i, q in enumerate(quant_ids)}
         epos = {e: i for i, e in enumerate(eng_ids)}
-        combos = {}
-        for key in index:
+        stats = _index_stats(index)
+        cells: dict[tuple, dict[str, tuple[float, float, float]]] = {}
+        for key, st in stats.items():
             g, a, q, e = key[:4]
             if a in arch_code:
-                combos.setdefault(((gpos[g] * na + arch_code[a]) * nq + qpos[q]) * ne + epos[e], []).append(key)
+                cells[(((gpos[g] * na + arch_code[a]) * nq + qpos[q]) * ne + epos[e], *key[4:])] = st
+        combos = np.fromiter({k[0] for k in cells}, dtype=np.int64)
         code = ((cands.gpu_idx.astype(np.int64) * na + arch_idx[cands.model_idx]) * nq + cands.quant_idx) * ne \
             + cands.engine_idx
-        hit = np.flatnonzero(np.isin(code, np.fromiter(combos, dtype=np.int64, count=len(combos))))
-        for i in hit:
-            for key in combos[int(code[i])]:
-                if key[4:] == (cands.batch_size[i], cands.prompt_tokens[i], cands.output_tokens[i]):
-                    mask[i] = True
-                    for t, vs in index[key].items():
-                        if vs:
-                            vals[t][:, i] = (min(vs), float(np.median(vs)), max(vs))
+        hit = np.flatnonzero(np.isin(code, combos))
+        b, p, o = cands.batch_size, cands.prompt_tokens, cands.output_tokens
+        for i in hit.tolist():
+            st = cells.get((int(code[i]), b[i], p[i], o[i]))
+            if st is not None:
+                mask[i] = True
+                for t, v in st.items():
+                    vals[t][:, i] = v
     return mask, {t: Quantiles(v[0], v[1], v[2]) for t, v in vals.items()}
+
+
+_STATS_CACHE: dict[int, tuple[dict, dict]] = {}
+
+
+def _index_stats(index: dict) -> dict[tuple, dict[str, tuple[float, float, float]]]:
+    """(min, median, max) of every measured target of every cell of `index`, computed once per index."""
+    hit = _STATS_CACHE.get(id(index))
+    if hit is not None and hit[0] is index:
+        return hit[1]
+    stats = {key: {t: (min(vs), float(np.median(vs)), max(vs)) for t, vs in cell.items() if vs}
+             for key, cell in index.items()}
+    if len(_STATS_CACHE) > 8:
+        _STATS_CACHE.clear()
+    _STATS_CACHE[id(index)] = (index, stats)
+    return stats
 
 
 # ---- measured failures ----------------------------------------------------------------------------------
