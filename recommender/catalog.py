@@ -166,6 +166,8 @@ class Quant:
     weight_bits: float | None = _f(_num)
     activation_bits: float | None = _f(_num)
     compute_dtype: str | None = _f()
+    # other compute dtypes the method supports (e.g. float16 for bnb 4-bit on cards without bf16)
+    alt_compute_dtypes: tuple[str, ...] = _f(_list, default=())
     symmetric: bool | None = _f(lambda v: None if v is None else _bool(v))
     granularity: str | None = _f()
     scheme: str | None = _f()

@@ -260,7 +260,9 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
     cat = cands.catalog
     cc = cands.col("gpu_compute_capability")
     quants = cat.quants.rows
-    q_bf16 = np.array([q.id == "bf16" or (q.compute_dtype or "").lower() in ("bf16", "bfloat16") for q in quants])
+    q_bf16 = np.array([q.id == "bf16" or ((q.compute_dtype or "").lower() in ("bf16", "bfloat16")
+                                          and not {"float16", "fp16"} & {d.lower() for d in q.alt_compute_dtypes})
+                       for q in quants])
     q_mincc = np.array([q.min_compute_capability or 0.0 for q in quants], dtype=np.float64)
     support = np.array([[e.supports(q.id) for q in quants] for e in cat.engines], dtype=bool)
     runs_on = np.array([[e.hardware_reason(g) is None for g in cat.gpus] for e in cat.engines], dtype=bool)

@@ -57,6 +57,7 @@ QA_COLS = [
     "notes",
 ]
 REGION_COLS = ["id", "name", "grid_gco2_per_kwh", "year", "source", "source_url", "licence"]
+OPTIONAL_QUANT_KEYS = {"alt_compute_dtypes"}
 QUANT_KEYS = {
     "id",
     "name",
@@ -304,7 +305,7 @@ def test_quants_yaml(quants):
     assert {q["id"] for q in quants} == QUANT_IDS
     assert len(quants) == len(QUANT_IDS)
     for q in quants:
-        assert set(q) == QUANT_KEYS, q["id"]
+        assert QUANT_KEYS <= set(q) <= QUANT_KEYS | OPTIONAL_QUANT_KEYS, q["id"]
         assert q["scheme"] in {"weight-only", "dynamic", "static", "none"}, q["id"]
         assert q["paper_strategy"] in {"INT8", "FP16", "Dynamic", None}, q["id"]
         assert str(q["source"]).strip(), q["id"]
@@ -314,6 +315,8 @@ def test_quants_yaml(quants):
     assert by["torchao-int8-dyn"]["paper_strategy"] == "Dynamic"
     assert by["bnb-int8"]["paper_strategy"] == "INT8"
     assert "64" in by["bnb-nf4"]["granularity"] and "128" in by["torchao-int4-wo"]["granularity"]
+    assert by["bnb-int8"]["min_compute_capability"] == 7.5  # LLM.int8(): Turing or newer (bitsandbytes docs)
+    assert all(set(q.get("alt_compute_dtypes", [])) <= {"float16", "bfloat16", "float32"} for q in quants)
 
 
 def test_quant_accuracy(models, quants):
@@ -346,7 +349,13 @@ def test_engines_yaml(quants):
         assert str(a["source"]).strip(), e["id"]
         if a["roofline_efficiency"] is not None:
             assert 0 < a["roofline_efficiency"] <= 1, e["id"]
+        hw = e["hardware"]  # where the engine runs, with the documentation it comes from
+        assert hw["vendors"] == "all" or set(hw["vendors"]) <= {"nvidia", "amd", "intel", "apple"}, e["id"]
+        assert hw["min_compute_capability"] is None or 3.0 <= hw["min_compute_capability"] <= 12.0, e["id"]
+        assert str(hw["source"]).strip(), e["id"]
     by = {e["id"]: e for e in engines}
+    assert by["tensorrt-llm"]["hardware"]["vendors"] == ["nvidia"]
+    assert by["hf-compiled"]["hardware"]["min_compute_capability"] == 7.0  # Triton via inductor
     assert by["hf-eager"]["measurable"] and by["hf-compiled"]["measurable"]
     assert by["vllm"]["measurable"]  # measure/engines/vllm.py drives vllm.LLM (when installed, on CUDA)
     # Compiling removes per-step launch/dispatch cost. Since the efficiencies are fitted together with a

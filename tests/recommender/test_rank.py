@@ -403,3 +403,18 @@ def test_engine_hardware_requirements_exclude_with_the_documented_reason():
     with pytest.raises(NoCandidateError, match="runs on nvidia GPUs only"):
         recommend(q, cat, AnalyticCostModel())
     assert "runs on nvidia GPUs only" in why_empty(recommend(q, cat, AnalyticCostModel(), predict_excluded=True))
+
+
+def test_a_bf16_method_with_an_fp16_alternative_is_not_excluded_before_ampere():
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+
+    cat = load_catalog()
+    assert "float16" in cat.quants.get("bnb-nf4").alt_compute_dtypes
+    res = recommend(Query(gpus=("t4",), models=("qwen2.5-1.5b-instruct",), engines=("hf-eager",),
+                          quants=("bnb-nf4", "bnb-fp4", "torchao-int4-wo", "bf16")), cat, AnalyticCostModel(),
+                    predict_excluded=True)
+    q = res.cands.ids("quant")
+    assert np.all(res.code[np.isin(q, ["bnb-nf4", "bnb-fp4"])] != BF16)
+    assert np.all(res.code[np.isin(q, ["torchao-int4-wo"])] == BF16)  # tinygemm: bf16 only
+    assert np.all(res.code[q == "bf16"] == COMPUTE_CAP)
