@@ -143,6 +143,7 @@ class CellRunner:
             reason = engine.skip_reason(dev.type) or engine.cell_skip_reason(cell, dev)
         else:
             reason = backend.skip_reason(dev) or engine.skip_reason(dev.type)
+        reason = reason or catalogue_hardware_reason(cell.quant, cell.engine, dev)
         if reason:
             rec.status, rec.error = "skipped", reason
             return rec
@@ -474,3 +475,21 @@ def _host_cpu() -> tuple[str | None, int | None]:
     except (AttributeError, OSError):
         count = os.cpu_count()
     return model, count
+
+
+def catalogue_hardware_reason(quant_id: str, engine_id: str, dev: DeviceInfo) -> str | None:
+    """Why the catalogue says this NVIDIA GPU cannot run the method or the engine (quants.yaml
+    `min_compute_capability`, engines.yaml `hardware`): the same rules `recommend` excludes by, so a cell is
+    recorded as a skip with the documented reason instead of failing inside a library."""
+    if dev.type != "cuda" or dev.compute_capability is None:
+        return None
+    from recommender.catalog import Gpu, load_catalog
+
+    cat = load_catalog()
+    q, e = cat.quants.find(quant_id), cat.engines.find(engine_id)
+    cc = dev.compute_capability
+    if q is not None and q.min_compute_capability and cc < q.min_compute_capability:
+        return f"{q.id} needs compute capability >= {q.min_compute_capability:g} (quants.yaml); this card has {cc:g}"
+    if e is not None:
+        return e.hardware_reason(Gpu(id=dev.name or "this card", vendor="nvidia", compute_capability=cc))
+    return None

@@ -122,3 +122,17 @@ def test_grid_store_and_resume(tmp_path):
     assert s2.already_done == 2 and s2.ran == 2
     assert len(recs) == 4 and len({r.cell_hash for r in recs}) == 4
     assert all(r.status == "ok" for r in recs), [(r.status, r.error) for r in recs]
+
+
+def test_catalogue_hardware_rules_become_skips_before_any_work():
+    from measure.backends import DeviceInfo
+    from measure.runner import catalogue_hardware_reason
+
+    pascal = DeviceInfo("cuda", 6.1, "NVIDIA GeForce GTX 1080 Ti")
+    assert "bnb-int8 needs compute capability >= 7.5" in catalogue_hardware_reason("bnb-int8", "hf-eager", pascal)
+    assert "engine hf-compiled needs compute capability >= 7" in catalogue_hardware_reason("fp16", "hf-compiled",
+                                                                                           pascal)
+    assert catalogue_hardware_reason("fp16", "hf-eager", pascal) is None
+    h100 = DeviceInfo("cuda", 9.0, "NVIDIA H100 80GB HBM3")
+    assert catalogue_hardware_reason("bnb-int8", "hf-compiled", h100) is None
+    assert catalogue_hardware_reason("bnb-int8", "hf-compiled", DeviceInfo("cpu")) is None
