@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import importlib.util
 import json
 import os
+import statistics
 import sys
 from functools import cache
 from pathlib import Path
@@ -411,16 +413,30 @@ def _arch_id(catalog, model_id: str) -> str:
 
 def _json_records(files: list[Path]):
     """(file, record dict) for every parseable line of the JSONL files; a torn last line (measure/store.py) or
-    a bad line is skipped here (train-cost-model reports those)."""
+    a bad line is skipped here (train-cost-model reports those). Each file is parsed once per process (and
+    again only when it changes): the measured-values and the measured-failures indexes share the parse."""
     for path in files:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(r, dict):
-                    yield path, r
+        for r in _parsed(str(path), *_stamp(path)):
+            yield path, r
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path: str, mtime_ns: int, size: int) -> tuple[dict, ...]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(r, dict):
+                out.append(r)
+    return tuple(out)
 
 
 def _cell_key(catalog, r: dict) -> tuple | None:
@@ -556,7 +572,7 @@ def _index_stats(index: dict) -> dict[tuple, dict[str, tuple[float, float, float
     hit = _STATS_CACHE.get(id(index))
     if hit is not None and hit[0] is index:
         return hit[1]
-    stats = {key: {t: (min(vs), float(np.median(vs)), max(vs)) for t, vs in cell.items() if vs}
+    stats = {key: {t: (min(vs), float(statistics.median(vs)), max(vs)) for t, vs in cell.items() if vs}
              for key, cell in index.items()}
     if len(_STATS_CACHE) > 8:
         _STATS_CACHE.clear()
