@@ -8,8 +8,11 @@ real weights load from the path / hub id. No tokenizer is initialised: prompts a
 (the same prompts are repeated for every timed call: a cache hit would skip the prefill being measured).
 
 Quantization is vLLM's own, not our backends: fp32/fp16/bf16 -> `dtype`; torchao-fp8 -> `quantization="fp8"`
-(vLLM's online dynamic FP8, W8A8 on compute capability >= 8.9); bnb-nf4 -> `quantization="bitsandbytes"`
-(in-flight 4-bit, real checkpoints only). Other quant ids are recorded skips.
+(vLLM's online dynamic FP8, W8A8 on compute capability >= 8.9); torchao-int8-wo ->
+`quantization="int8_per_channel_weight_only"` (online W8A16); bnb-nf4 -> `quantization="bitsandbytes"`
+(in-flight 4-bit, real checkpoints only; gone from vLLM 0.33.0). A name the installed vLLM does not list in
+QUANTIZATION_METHODS, and any other quant id, is a recorded skip. The arguments used here were checked
+against vLLM 0.33.0's sources by `scripts/check_vllm_api.py` (no GPU run yet).
 
 The engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0 unless set) so the GPU shows no
 extra process for the isolation check.
@@ -34,6 +37,10 @@ QUANTS: dict[str, tuple[str, str | None, bool]] = {
     "fp16": ("float16", None, False),
     "bf16": ("bfloat16", None, False),
     "torchao-fp8": ("bfloat16", "fp8", False),
+    # vLLM's online per-channel int8 weight-only (W8A16), the scheme of torchao's int8 weight-only
+    # (vllm/config/quantization.py `_ONLINE_SHORTHANDS`, vLLM 0.33.0)
+    "torchao-int8-wo": ("bfloat16", "int8_per_channel_weight_only", False),
+    # vLLM up to 0.1x had in-flight bitsandbytes; 0.33.0 no longer lists it (see `available_quantizations`)
     "bnb-nf4": ("bfloat16", "bitsandbytes", True),
 }
 #: engine_params passed through to `vllm.LLM` (anything else is rejected)
@@ -49,6 +56,16 @@ def vllm_version() -> str | None:
     from measure.backends import package_version
 
     return package_version("vllm")
+
+
+def available_quantizations() -> frozenset[str] | None:
+    """The `quantization=` names the installed vLLM accepts, or None where it does not say (a stand-in module,
+    an older layout): then the engine tries and a failure is recorded."""
+    try:
+        from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+    except Exception:  # noqa: BLE001 - any import problem means "unknown", not "unsupported"
+        return None
+    return frozenset(QUANTIZATION_METHODS)
 
 
 class Vllm(Engine):
@@ -76,6 +93,10 @@ class Vllm(Engine):
             return (f"quant {cell.quant!r} is not mapped to a vLLM quantization by measure/engines/vllm.py "
                     f"(mapped: {', '.join(QUANTS)})")
         _, quantization, needs_real = QUANTS[cell.quant]
+        known = available_quantizations()
+        if quantization and known is not None and quantization not in known:
+            return (f"vLLM {vllm_version()} has no {quantization!r} quantization "
+                    "(vllm.model_executor.layers.quantization.QUANTIZATION_METHODS)")
         if needs_real and cell.weights != "real":
             return (f"vLLM's {quantization} quantization needs a real checkpoint; random-weight "
                     "(load_format=dummy) cells are not supported")

@@ -411,7 +411,7 @@ def test_catalog_loads_through_recommender():
         assert cat.model(hf).id == mid
     assert cat.model("Qwen2.5-7B-Instruct").id == "qwen2.5-7b-instruct"
     assert cat.quant("torchao-int8-dyn").scheme == "dynamic"
-    assert cat.engine("vllm").supports("bnb-nf4")
+    assert cat.engine("vllm").supports("torchao-fp8") and not cat.engine("vllm").supports("bnb-nf4")  # 0.33.0
     assert cat.profile("edge").accuracy_floor_rel == 0.95
     assert cat.region("world").grid_gco2_per_kwh > 0
     assert cat.baseline_scores("qwen2.5-7b-instruct")

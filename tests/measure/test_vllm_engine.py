@@ -94,7 +94,8 @@ def test_load_writes_the_catalogue_architecture(fake_vllm):
 
 
 @pytest.mark.parametrize(("quant", "dtype", "quantization"),
-                         [("fp32", "float32", None), ("fp16", "float16", None), ("torchao-fp8", "bfloat16", "fp8")])
+                         [("fp32", "float32", None), ("fp16", "float16", None), ("torchao-fp8", "bfloat16", "fp8"),
+                          ("torchao-int8-wo", "bfloat16", "int8_per_channel_weight_only")])
 def test_quant_mapping(fake_vllm, quant, dtype, quantization):
     eng = Vllm()
     cell = Cell("tiny-test", quant, "vllm", 1, 8, 8)
@@ -103,9 +104,28 @@ def test_quant_mapping(fake_vllm, quant, dtype, quantization):
     assert kw["dtype"] == dtype and kw.get("quantization") == quantization
 
 
+def _quantization_module(monkeypatch, names):
+    """vllm.model_executor.layers.quantization with a QUANTIZATION_METHODS list, as vLLM ships it."""
+    parts = ["vllm.model_executor", "vllm.model_executor.layers", "vllm.model_executor.layers.quantization"]
+    for name in parts:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules[parts[-1]].QUANTIZATION_METHODS = list(names)
+
+
+def test_quantizations_the_installed_vllm_lacks_are_skips(fake_vllm, monkeypatch):
+    # vLLM 0.33.0's list (vllm/model_executor/layers/quantization/__init__.py, abridged): no bitsandbytes
+    _quantization_module(monkeypatch, ["awq", "fp8", "gptq", "torchao", "int8_per_channel_weight_only"])
+    eng, dev = Vllm(), DeviceInfo("cuda", 9.0)
+    real = Cell("some/model", "bnb-nf4", "vllm", 1, 8, 8, weights="real")
+    assert eng.cell_skip_reason(real, dev) == (
+        "vLLM 0.0-fake has no 'bitsandbytes' quantization (vllm.model_executor.layers.quantization.QUANTIZATION_METHODS)")
+    assert eng.cell_skip_reason(Cell("tiny-test", "torchao-fp8", "vllm", 1, 8, 8), dev) is None
+    assert eng.cell_skip_reason(Cell("tiny-test", "torchao-int8-wo", "vllm", 1, 8, 8), dev) is None
+
+
 def test_unmapped_and_random_bnb_are_skips(fake_vllm):
     eng, dev = Vllm(), DeviceInfo("cuda", 9.0)
-    assert "not mapped" in eng.cell_skip_reason(Cell("tiny-test", "torchao-int8-wo", "vllm", 1, 8, 8), dev)
+    assert "not mapped" in eng.cell_skip_reason(Cell("tiny-test", "torchao-int4-wo", "vllm", 1, 8, 8), dev)
     assert "real checkpoint" in eng.cell_skip_reason(Cell("tiny-test", "bnb-nf4", "vllm", 1, 8, 8), dev)
     real = Cell("some/model", "bnb-nf4", "vllm", 1, 8, 8, weights="real")
     assert eng.cell_skip_reason(real, dev) is None
