@@ -647,6 +647,8 @@ def explain(res: Result) -> list[str]:
         label = _label(res, top)
         val = res.metrics[name].p50[top]
         lines.append(f"Top choice: {label} ranked by {name} ({res.priority} priority) = {_num(val)}.")
+        lines += [f"Setup: {n}." for n in setup_notes(res.catalog.gpus.rows[c.gpu_idx[top]],
+                                                        res.catalog.quants.rows[c.quant_idx[top]])]
         if not np.isfinite(val):
             lines.append(f"Its {name} is unknown (no cited accuracy), so it was ranked by the tie-breakers: "
                          "EOR, then lowest energy (Wh).")
@@ -783,8 +785,21 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "source": "measured" if measured[j] else "predicted",
             "excluded_reason": None if codes[j] == OK else res.reason(i),
             "gpu_specs_derived": gpu.derived,
+            "notes": setup_notes(gpu, cat.quants.rows[qi[j]]),
         })
     return out
+
+
+def setup_notes(gpu, quant) -> list[str]:
+    """What the user must set for this (card, method) beyond the defaults, e.g. the compute dtype of a bf16
+    method on a card without bf16."""
+    notes = []
+    bf16 = (quant.compute_dtype or "").lower() in ("bf16", "bfloat16")
+    fp16_alt = {"float16", "fp16"} & {d.lower() for d in quant.alt_compute_dtypes}
+    if bf16 and fp16_alt and gpu.compute_capability is not None and gpu.compute_capability < 8.0:
+        notes.append(f"{quant.id} must compute in float16 on {gpu.id} (no bf16 before compute capability 8.0), "
+                     "e.g. bnb_4bit_compute_dtype=torch.float16; predictions assume its bf16 kernels")
+    return notes
 
 
 def candidate_dict(res: Result, i: int, rank: int | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from recommender.rank import (
     NoCandidateError,
     Query,
     candidate_dict,
+    candidate_dicts,
     explain,
     pareto_front,
     recommend,
@@ -418,3 +419,18 @@ def test_a_bf16_method_with_an_fp16_alternative_is_not_excluded_before_ampere():
     assert np.all(res.code[np.isin(q, ["bnb-nf4", "bnb-fp4"])] != BF16)
     assert np.all(res.code[np.isin(q, ["torchao-int4-wo"])] == BF16)  # tinygemm: bf16 only
     assert np.all(res.code[q == "bf16"] == COMPUTE_CAP)
+
+
+def test_setup_notes_tell_a_pre_ampere_user_to_compute_nf4_in_fp16():
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+
+    cat = load_catalog()
+    res = recommend(Query(gpus=("t4",), models=("qwen2.5-1.5b-instruct",), engines=("hf-eager",),
+                          quants=("bnb-nf4", "fp16")), cat, AnalyticCostModel())
+    dicts = {d["quant"]: d for d in candidate_dicts(res, res.order, list(range(1, len(res.order) + 1)))}
+    assert "bnb_4bit_compute_dtype=torch.float16" in dicts["bnb-nf4"]["notes"][0]
+    assert dicts["fp16"]["notes"] == []
+    on_ampere = recommend(Query(gpus=("a100",), models=("qwen2.5-1.5b-instruct",), engines=("hf-eager",),
+                                quants=("bnb-nf4",)), cat, AnalyticCostModel())
+    assert candidate_dicts(on_ampere, on_ampere.order[:1], [1])[0]["notes"] == []
