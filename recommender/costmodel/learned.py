@@ -454,7 +454,8 @@ def _cell_key(catalog, r: dict) -> tuple | None:
 
 
 def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
-    """(gpu id, architecture id, quant id, engine id, batch, prompt, output) -> {target: [values]}.
+    """(gpu id, architecture id, quant id, engine id, batch, prompt, output) -> {target: (min, median, max)}
+    over the cell's records (targets no record measured are left out).
 
     Simulated records (fake meter) count only from the files in `simulated_ok` (named explicitly). A cell's
     values come from its stable records (`is_stable`) where it has any, else from its other ok records
@@ -476,10 +477,10 @@ def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
                 v = None
             if isinstance(v, int | float) and np.isfinite(v) and v > 0:
                 cell[t].append(float(v) * (1e9 / gib if t == "memory_gb" else 1.0))
-    index: dict[tuple, dict[str, list[float]]] = {}
+    index: dict[tuple, dict[str, tuple[float, float, float]]] = {}
     for key, (stable, other) in both.items():
         use = stable if any(stable.values()) else other
-        index[key] = use
+        index[key] = {t: (min(vs), float(statistics.median(vs)), max(vs)) for t, vs in use.items() if vs}
     return index
 
 
@@ -544,9 +545,8 @@ def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.nda
         gpos = {g: i for i, g in enumerate(gpu_ids)}
         qpos = {q: i for i, q in enumerate(quant_ids)}
         epos = {e: i for i, e in enumerate(eng_ids)}
-        stats = _index_stats(index)
         cells: dict[tuple, dict[str, tuple[float, float, float]]] = {}
-        for key, st in stats.items():
+        for key, st in index.items():
             g, a, q, e = key[:4]
             if a in arch_code:
                 cells[(((gpos[g] * na + arch_code[a]) * nq + qpos[q]) * ne + epos[e], *key[4:])] = st
@@ -562,22 +562,6 @@ def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.nda
                 for t, v in st.items():
                     vals[t][:, i] = v
     return mask, {t: Quantiles(v[0], v[1], v[2]) for t, v in vals.items()}
-
-
-_STATS_CACHE: dict[int, tuple[dict, dict]] = {}
-
-
-def _index_stats(index: dict) -> dict[tuple, dict[str, tuple[float, float, float]]]:
-    """(min, median, max) of every measured target of every cell of `index`, computed once per index."""
-    hit = _STATS_CACHE.get(id(index))
-    if hit is not None and hit[0] is index:
-        return hit[1]
-    stats = {key: {t: (min(vs), float(statistics.median(vs)), max(vs)) for t, vs in cell.items() if vs}
-             for key, cell in index.items()}
-    if len(_STATS_CACHE) > 8:
-        _STATS_CACHE.clear()
-    _STATS_CACHE[id(index)] = (index, stats)
-    return stats
 
 
 # ---- measured failures ----------------------------------------------------------------------------------
