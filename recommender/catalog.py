@@ -177,6 +177,20 @@ class Quant:
     description: str | None = _f()
     source: str | None = _f()
 
+    @property
+    def computes_in_bf16(self) -> bool:
+        return self.id == "bf16" or (self.compute_dtype or "").lower() in ("bf16", "bfloat16")
+
+    @property
+    def can_compute_in_fp16(self) -> bool:
+        """An fp16 alternative compute dtype (`alt_compute_dtypes`) for cards without bf16."""
+        return bool({"float16", "fp16"} & {d.lower() for d in self.alt_compute_dtypes})
+
+    @property
+    def needs_bf16(self) -> bool:
+        """Runs only where the card has bf16 (compute capability >= 8.0)."""
+        return self.computes_in_bf16 and not self.can_compute_in_fp16
+
 
 @dataclass(frozen=True)
 class Engine:

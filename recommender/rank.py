@@ -260,9 +260,7 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
     cat = cands.catalog
     cc = cands.col("gpu_compute_capability")
     quants = cat.quants.rows
-    q_bf16 = np.array([q.id == "bf16" or ((q.compute_dtype or "").lower() in ("bf16", "bfloat16")
-                                          and not {"float16", "fp16"} & {d.lower() for d in q.alt_compute_dtypes})
-                       for q in quants])
+    q_bf16 = np.array([q.needs_bf16 for q in quants])
     q_mincc = np.array([q.min_compute_capability or 0.0 for q in quants], dtype=np.float64)
     support = np.array([[e.supports(q.id) for q in quants] for e in cat.engines], dtype=bool)
     runs_on = np.array([[e.hardware_reason(g) is None for g in cat.gpus] for e in cat.engines], dtype=bool)
@@ -794,9 +792,8 @@ def setup_notes(gpu, quant) -> list[str]:
     """What the user must set for this (card, method) beyond the defaults, e.g. the compute dtype of a bf16
     method on a card without bf16."""
     notes = []
-    bf16 = (quant.compute_dtype or "").lower() in ("bf16", "bfloat16")
-    fp16_alt = {"float16", "fp16"} & {d.lower() for d in quant.alt_compute_dtypes}
-    if bf16 and fp16_alt and gpu.compute_capability is not None and gpu.compute_capability < 8.0:
+    if (quant.computes_in_bf16 and quant.can_compute_in_fp16 and gpu.compute_capability is not None
+            and gpu.compute_capability < 8.0):
         notes.append(f"{quant.id} must compute in float16 on {gpu.id} (no bf16 before compute capability 8.0), "
                      "e.g. bnb_4bit_compute_dtype=torch.float16; predictions assume its bf16 kernels")
     return notes
