@@ -486,10 +486,6 @@ def catalogue_hardware_reason(quant_id: str, engine_id: str, dev: DeviceInfo) ->
     from recommender.catalog import Gpu, load_catalog
 
     cat = load_catalog()
-    q, e = cat.quants.find(quant_id), cat.engines.find(engine_id)
-    cc = dev.compute_capability
-    if q is not None and q.min_compute_capability and cc < q.min_compute_capability:
-        return f"{q.id} needs compute capability >= {q.min_compute_capability:g} (quants.yaml); this card has {cc:g}"
-    if e is not None:
-        return e.hardware_reason(Gpu(id=dev.name or "this card", vendor="nvidia", compute_capability=cc))
-    return None
+    gpu = Gpu(id=dev.name or "this card", vendor="nvidia", compute_capability=dev.compute_capability)
+    rules = (cat.quants.find(quant_id), cat.engines.find(engine_id))
+    return next((r for x in rules if x is not None and (r := x.hardware_reason(gpu))), None)

@@ -191,6 +191,13 @@ class Quant:
         """Runs only where the card has bf16 (compute capability >= 8.0)."""
         return self.computes_in_bf16 and not self.can_compute_in_fp16
 
+    def hardware_reason(self, gpu: Gpu) -> str | None:
+        """Why the method cannot run on `gpu` by its `min_compute_capability`, or None."""
+        cc, need = gpu.compute_capability, self.min_compute_capability
+        if need and cc is not None and cc < need:
+            return f"{self.id} needs compute capability >= {need}; {gpu.id} has {cc}"
+        return None
+
 
 @dataclass(frozen=True)
 class Engine:

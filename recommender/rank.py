@@ -174,8 +174,7 @@ class Result:
             return f"{what} needs compute capability >= 8.0 (Ampere or newer); {gpu.id} has {gpu.compute_capability}"
         if code == COMPUTE_CAP:
             bf16 = " (no bf16 before Ampere)" if quant.id == "bf16" else ""
-            return (f"{quant.id} needs compute capability >= {quant.min_compute_capability}; "
-                    f"{gpu.id} has {gpu.compute_capability}{bf16}")
+            return f"{quant.hardware_reason(gpu)}{bf16}"
         if code == ENGINE:
             return f"engine {engine.id} does not support quantization {quant.id}"
         if code == ENGINE_HARDWARE:
