@@ -6,19 +6,7 @@
 # Extra arguments are passed to `measure grid` (e.g. --set 'engines=[hf-eager]').
 set -uo pipefail
 grid=$1; budget=$2; selfcheck=${3:-no}; resume=${4:-}; shift $(( $# < 4 ? $# : 4 ))
-: "${OUT:?OUT must be set}"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 3
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 CUDA_DEVICE_ORDER=PCI_BUS_ID TOKENIZERS_PARALLELISM=false
-nvidia-smi --query-gpu=name,uuid,driver_version,power.limit,temperature.gpu,power.draw --format=csv > "$OUT/nvidia-smi.csv" 2>&1
-{ lscpu 2>/dev/null | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA node\(s\))"; echo "nproc: $(nproc)"; \
-  echo "loadavg: $(cat /proc/loadavg)"; } > "$OUT/host.txt"
-python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|torchao|nvidia-ml-py|accelerate|triton) " > "$OUT/pip-versions.txt"
+. "$(dirname "$0")/device_setup.sh"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor rc=$?"
 if [ "$selfcheck" = "selfcheck" ]; then
   python3 -m measure.meter.selfcheck --out "$OUT" 2>&1 | tail -25

@@ -9,21 +9,8 @@
 # kind would otherwise fill a store meant for one card with another card's cells).
 set -uo pipefail
 grid=$1; budget=$2; resume=$3; shift 3
-: "${OUT:?OUT must be set}"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 3
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 CUDA_DEVICE_ORDER=PCI_BUS_ID TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
-nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gpu,power.draw --format=csv \
-  > "$OUT/nvidia-smi.csv" 2>&1
-{ lscpu 2>/dev/null | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA node\(s\))"; echo "nproc: $(nproc)"; \
-  echo "loadavg: $(cat /proc/loadavg)"; } > "$OUT/host.txt"
-python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|bitsandbytes|torchao|nvidia-ml-py|accelerate|triton) " \
-  > "$OUT/pip-versions.txt"
+. "$(dirname "$0")/device_setup.sh"
+export OMP_NUM_THREADS=8
 work=/tmp/multi.$$; mkdir -p "$work/claims"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$work/doctor.err"; echo "doctor rc=$?"
 if [ -n "${EXPECT_GPU:-}" ] && nvidia-smi -L | grep '^GPU' | grep -qv "$EXPECT_GPU"; then
