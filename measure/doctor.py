@@ -159,18 +159,14 @@ def render_doctor(r: DoctorReport) -> str:
 
 def doctor_main(json: bool = False, meter_kind: str = "auto", detect_s: float = 2.0) -> int:
     """CLI body of `measure doctor`: print the report (text or JSON); 0 if meters work, 2 if none."""
-    from measure.meter.factory import get_meters
+    from measure.meter.factory import opened_meters
 
     try:
-        meters = get_meters(meter_kind)
+        with opened_meters(meter_kind) as meters:
+            report = run_doctor(meters, detect_s=detect_s)
     except MeterUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        report = run_doctor(meters, detect_s=detect_s)
-    finally:
-        for m in meters:
-            m.close()
     print(_json.dumps(report.to_dict(), indent=2) if json else render_doctor(report))
     return 0
 

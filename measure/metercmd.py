@@ -148,21 +148,14 @@ def meter_main(cmd: list[str], meter_kind: str = "auto", json: bool = False, sam
 
     The table goes to stderr (stdout stays the command's); `json=True` prints the result to stdout.
     """
-    from measure.meter.factory import get_meters
+    from measure.meter.factory import opened_meters
 
     try:
-        meters = get_meters(meter_kind)
-    except MeterUnavailable as e:
+        with opened_meters(meter_kind) as meters:
+            result = run_metered(cmd, meters, sample_hz=sample_hz)
+    except (MeterUnavailable, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        result = run_metered(cmd, meters, sample_hz=sample_hz)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        for m in meters:
-            m.close()
     print(render_meter(result, [m.name for m in meters]), file=sys.stderr)
     if json:
         print(_json.dumps(result.to_dict(), indent=2))

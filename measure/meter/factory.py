@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from measure.meter.base import Clock, GpuMeter, MeterUnavailable
@@ -26,3 +28,14 @@ def get_meters(kind: str = "auto", indices: list[int] | None = None, clock: Cloc
 
         return nvidia_meters(indices)
     raise MeterUnavailable(f"unknown meter kind {kind!r}; choose one of {', '.join(METER_KINDS)}")
+
+
+@contextlib.contextmanager
+def opened_meters(kind: str = "auto", indices: list[int] | None = None) -> Iterator[list[GpuMeter]]:
+    """`get_meters(kind, indices)`, each meter closed on exit (MeterUnavailable raised before any opens)."""
+    meters = get_meters(kind, indices)
+    try:
+        yield meters
+    finally:
+        for m in meters:
+            m.close()
