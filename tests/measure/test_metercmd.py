@@ -10,14 +10,11 @@ import pytest
 from measure.meter import FakeGpuMeter, RealClock
 from measure.metercmd import meter_main, render_meter, run_metered
 from recommender.errors import UserError
+from tests.fixtures.rapl import rapl_zone
 
 
 def test_run_metered_measures_a_real_command(tmp_path):
-    rapl = tmp_path / "intel-rapl:0"
-    rapl.mkdir()
-    (rapl / "name").write_text("package-0")
-    (rapl / "energy_uj").write_text("1000000")
-    (rapl / "max_energy_range_uj").write_text("262143328850")
+    rapl = rapl_zone(tmp_path, energy_uj=1_000_000)
     clock = RealClock()
     meters = [FakeGpuMeter(clock, 200.0), FakeGpuMeter(clock, 100.0, index=1)]
     # the command sleeps 0.3 s and "uses" 2.5 J of CPU by bumping the fake RAPL counter

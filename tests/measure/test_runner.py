@@ -14,6 +14,7 @@ from measure.meter.fake import FakeGpuMeter  # noqa: E402
 from measure.record import Record  # noqa: E402
 from measure.runner import CellRunner, RunContext  # noqa: E402
 from measure.store import Store  # noqa: E402
+from tests.fixtures.rapl import rapl_zone  # noqa: E402
 
 
 def _runner(power_w: float = 250.0) -> CellRunner:
@@ -57,11 +58,7 @@ def test_cell_record_is_complete_and_consistent(runner):
 
 
 def test_cpu_package_energy_from_rapl(tmp_path):
-    zone = tmp_path / "intel-rapl:0"
-    zone.mkdir()
-    (zone / "name").write_text("package-0\n")
-    (zone / "max_energy_range_uj").write_text("262143328850\n")
-    (zone / "energy_uj").write_text("1000\n")
+    rapl_zone(tmp_path, energy_uj=1000)
     r = _runner()
     r.context.rapl_root = str(tmp_path)
     rec = r.run(Cell("tiny-test", "fp32", "hf-eager", 1, 8, 32))

@@ -24,6 +24,7 @@ from measure.meter import (
 )
 from measure.meter.base import encode_throttle_reasons
 from measure.meter.rapl import wrap_delta_uj
+from tests.fixtures.rapl import rapl_zone
 
 
 # -- throttle reasons ---------------------------------------------------------------------------
@@ -75,21 +76,12 @@ def test_stability_flags_spread_throttling_and_neighbours():
 
 
 # -- RAPL ---------------------------------------------------------------------------------------
-def _zone(root: Path, name: str, label: str, energy_uj: int, max_uj: int) -> Path:
-    d = root / name
-    d.mkdir(parents=True)
-    (d / "name").write_text(label + "\n")
-    (d / "energy_uj").write_text(f"{energy_uj}\n")
-    (d / "max_energy_range_uj").write_text(f"{max_uj}\n")
-    return d
-
-
 def test_rapl_sums_packages_and_handles_wraparound(tmp_path: Path):
     max_uj = 262_143_328_850
-    p0 = _zone(tmp_path, "intel-rapl:0", "package-0", max_uj - 3_000_000, max_uj)
-    p1 = _zone(tmp_path, "intel-rapl:1", "package-1", 10_000_000, max_uj)
-    _zone(tmp_path, "intel-rapl:0:0", "core", 5, max_uj)  # subzone: part of package-0, not added
-    _zone(tmp_path, "intel-rapl:2", "psys", 7, max_uj)  # platform zone includes the packages
+    p0 = rapl_zone(tmp_path, "intel-rapl:0", "package-0", max_uj - 3_000_000, max_uj)
+    p1 = rapl_zone(tmp_path, "intel-rapl:1", "package-1", 10_000_000, max_uj)
+    rapl_zone(tmp_path, "intel-rapl:0:0", "core", 5, max_uj)  # subzone: part of package-0, not added
+    rapl_zone(tmp_path, "intel-rapl:2", "psys", 7, max_uj)  # platform zone includes the packages
     rapl, note = open_rapl(tmp_path)
     assert note == "rapl: package-0+package-1"
     rapl.start()
@@ -104,7 +96,7 @@ def test_rapl_sums_packages_and_handles_wraparound(tmp_path: Path):
 def test_rapl_reasons_when_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert open_rapl(tmp_path / "missing") == (None, "no RAPL on this machine")
     assert open_rapl(tmp_path) == (None, "no RAPL on this machine")
-    _zone(tmp_path, "intel-rapl:0", "package-0", 1, 100)
+    rapl_zone(tmp_path, "intel-rapl:0", "package-0", 1, 100)
     real_read = Path.read_text
 
     def deny(self: Path, *a, **kw):
