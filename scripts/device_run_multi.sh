@@ -7,11 +7,15 @@
 # SELFCHECK=1: the last GPU first runs the meter self-check (about 80 s), then joins the grid.
 # EXPECT_GPU=H200: stop before measuring unless every GPU's name contains it (a lent machine of another
 # kind would otherwise fill a store meant for one card with another card's cells).
+# DEADLINE_S (default 560): seconds from this script's start by which every worker is stopped (a cell that
+# overruns its estimate is lost, the cells before it are kept), leaving time to merge before the device
+# call's limit. The per-GPU stores live under $OUT/parts, so even a killed call returns what it measured.
 set -uo pipefail
 grid=$1; budget=$2; resume=$3; shift 3
+t0=$(date +%s); deadline=${DEADLINE_S:-560}
 . "$(dirname "$0")/device_setup.sh"
 export OMP_NUM_THREADS=8
-work=/tmp/multi.$$; mkdir -p "$work/claims"
+work=$OUT/parts; mkdir -p "$work/claims"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$work/doctor.err"; echo "doctor rc=$?"
 if [ -n "${EXPECT_GPU:-}" ] && nvidia-smi -L | grep '^GPU' | grep -qv "$EXPECT_GPU"; then
   echo "expected only $EXPECT_GPU GPUs, found:"; nvidia-smi -L; exit 4
@@ -19,6 +23,10 @@ fi
 n=$(nvidia-smi -L | grep -c '^GPU')
 name=$(basename "$resume" .jsonl)
 start=$(date +%s)
+stop_at=$((t0 + deadline - 25))   # workers are stopped then; 25 s kept for the merge
+left=$((stop_at - start))
+[ "$budget" -gt $((left - 10)) ] && budget=$((left - 10))
+echo "setup took $((start - t0)) s; worker budget $budget s, hard stop after $left s"
 for i in $(seq 0 $((n - 1))); do
   cp "$resume" "$work/gpu$i.jsonl"
   pre=true; b=$budget
@@ -26,7 +34,7 @@ for i in $(seq 0 $((n - 1))); do
     pre="python3 -m measure.meter.selfcheck --out $OUT --index $i"; b=$((budget - 100))
   fi
   ( $pre > "$work/selfcheck$i.log" 2>&1
-    CUDA_VISIBLE_DEVICES=$i python3 -m measure.cli grid "$grid" --device cuda:0 --out "$work/gpu$i.jsonl" \
+    CUDA_VISIBLE_DEVICES=$i timeout -s INT -k 10 $((stop_at - $(date +%s))) python3 -m measure.cli grid "$grid" --device cuda:0 --out "$work/gpu$i.jsonl" \
       --claim-dir "$work/claims" --claim-owner "gpu$i" --time-budget-s "$b" "$@" > "$work/gpu$i.log" 2>&1 ) &
 done
 wait
