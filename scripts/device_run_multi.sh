@@ -9,13 +9,14 @@
 # kind would otherwise fill a store meant for one card with another card's cells).
 # DEADLINE_S (default 560): seconds from this script's start by which every worker is stopped (a cell that
 # overruns its estimate is lost, the cells before it are kept), leaving time to merge before the device
-# call's limit. The per-GPU stores live under $OUT/parts, so even a killed call returns what it measured.
+# call's limit. The per-GPU stores live under $OUT/parts until merged, so even a killed call returns what
+# it measured; logs and claims stay in /tmp (the device tool returns at most 8 files).
 set -uo pipefail
 grid=$1; budget=$2; resume=$3; shift 3
 t0=$(date +%s); deadline=${DEADLINE_S:-560}
 . "$(dirname "$0")/device_setup.sh"
 export OMP_NUM_THREADS=8
-work=$OUT/parts; mkdir -p "$work/claims"
+parts=$OUT/parts; work=/tmp/multi.$$; mkdir -p "$parts" "$work/claims"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$work/doctor.err"; echo "doctor rc=$?"
 if [ -n "${EXPECT_GPU:-}" ] && nvidia-smi -L | grep '^GPU' | grep -qv "$EXPECT_GPU"; then
   echo "expected only $EXPECT_GPU GPUs, found:"; nvidia-smi -L; exit 4
@@ -28,18 +29,18 @@ left=$((stop_at - start))
 [ "$budget" -gt $((left - 10)) ] && budget=$((left - 10))
 echo "setup took $((start - t0)) s; worker budget $budget s, hard stop after $left s"
 for i in $(seq 0 $((n - 1))); do
-  cp "$resume" "$work/gpu$i.jsonl"
+  cp "$resume" "$parts/gpu$i.jsonl"
   pre=true; b=$budget
   if [ "${SELFCHECK:-0}" = 1 ] && [ "$i" = $((n - 1)) ]; then
     pre="python3 -m measure.meter.selfcheck --out $OUT --index $i"; b=$((budget - 100))
   fi
   ( $pre > "$work/selfcheck$i.log" 2>&1
-    CUDA_VISIBLE_DEVICES=$i timeout -s INT -k 10 $((stop_at - $(date +%s))) python3 -m measure.cli grid "$grid" --device cuda:0 --out "$work/gpu$i.jsonl" \
+    CUDA_VISIBLE_DEVICES=$i timeout -s INT -k 10 $((stop_at - $(date +%s))) python3 -m measure.cli grid "$grid" --device cuda:0 --out "$parts/gpu$i.jsonl" \
       --claim-dir "$work/claims" --claim-owner "gpu$i" --time-budget-s "$b" "$@" > "$work/gpu$i.log" 2>&1 ) &
 done
 wait
 cp "$resume" "$OUT/$name.jsonl"
-python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
+python3 -m measure.cli merge "$OUT/$name.jsonl" "$parts"/gpu*.jsonl && rm -rf "$parts"
 for i in $(seq 0 $((n - 1))); do
   grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
 done > "$OUT/grid.log"
