@@ -35,13 +35,19 @@ import numpy as np
 from recommender.candidates import Candidates
 
 #: Bump when the meaning of any feature changes (a trained artifact records it).
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 
 ENGINE_IDS = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
 SCHEMES = ("none", "weight-only", "dynamic", "static")
 BACKENDS = ("bnb", "torchao")
 #: Compute paths: which throughput column of gpus.csv a method runs its matmuls on.
 COMPUTE_PATHS = ("fp32", "fp16", "bf16", "int8", "fp8")
+#: The compute-path one-hots the learned model sees. fp16 and bf16 share one: where a card runs both
+#: natively they move the same bytes at the same tensor-core rate, and where bf16 is emulated
+#: (`dtype_fallback`) that feature and the throughput ratio say so. Two one-hots let the model split
+#: them by where the rows came from (public vLLM rows are fp16, ours mostly bf16): before the merge it
+#: predicted fp16 2x faster than bf16 at batch 64 on an H100 (features v1).
+FEATURE_PATHS = {"fp32": "fp32", "fp16": "16bit", "bf16": "16bit", "int8": "int8", "fp8": "fp8"}
 
 #: How a row was measured. Ours: NVML energy counter over the decode phase only (design.md). Public rows
 #: (datasets/public/README.md) time and meter the whole generate call, prefill included.
@@ -242,7 +248,7 @@ _CARD = ("log_bandwidth_gbs", "log_memory_gb", "log_tdp_w", "log_fp16_tflops", "
          "compute_capability", "tdp_w_per_tb_s")
 _MODEL = ("log_params_b", "num_layers", "log_hidden_size", "gqa_ratio", "log_vocab_size", "mlp_gated")
 _QUANT = ("weight_bits", "activation_bits", "dtype_fallback",
-          *(f"path_{p}" for p in COMPUTE_PATHS), *(f"scheme_{s}" for s in SCHEMES),
+          *(f"path_{p}" for p in dict.fromkeys(FEATURE_PATHS.values())), *(f"scheme_{s}" for s in SCHEMES),
           *(f"backend_{b}" for b in BACKENDS))
 _ENGINE = ("engine_compiled", "engine_paged_kv", "engine_static_kv", "engine_efficiency",
            "engine_overhead_ms", *(f"engine_{e}" for e in ENGINE_IDS))
@@ -456,8 +462,9 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("weight_bits", ph.weight_bits)
         put("activation_bits", qt["abits"][qi])
         put("dtype_fallback", ph.dtype_fallback)
-        for i, p in enumerate(COMPUTE_PATHS):
-            put(f"path_{p}", (ph.compute_path == i).astype(np.float64))
+        for p in dict.fromkeys(FEATURE_PATHS.values()):
+            on = [i for i, cp in enumerate(COMPUTE_PATHS) if FEATURE_PATHS[cp] == p]
+            put(f"path_{p}", np.isin(ph.compute_path, on).astype(np.float64))
         for s in SCHEMES:
             put(f"scheme_{s}", qt[f"scheme_{s}"][qi])
         for b in BACKENDS:

@@ -37,6 +37,21 @@ def test_compute_path_follows_the_card(catalog):
     assert ph.peak_flops[4] == pytest.approx(h100.bf16_tensor_tflops * 1e12)  # weight-only computes in bf16
 
 
+def test_fp16_and_bf16_look_the_same_where_the_card_runs_both(catalog):
+    # The same bytes at the same tensor-core rate: the learned model must not be able to tell them apart
+    # (it used to, by where its rows came from). Where bf16 is emulated (V100) the features differ.
+    c = _cands(catalog, ["h100-sxm", "l4", "rtx4060ti-16gb", "v100-32gb"], ["fp16", "bf16"], (1, 64),
+               engine="vllm")
+    X = F.build(c)
+    for gpu in ("h100-sxm", "l4", "rtx4060ti-16gb", "v100-32gb"):
+        on = c.gpu_idx == catalog.gpus.index[gpu]
+        fp16 = X[on & (c.quant_idx == catalog.quants.index["fp16"])]
+        bf16 = X[on & (c.quant_idx == catalog.quants.index["bf16"])]
+        same = np.array_equal(fp16, bf16, equal_nan=True)
+        assert same == (gpu != "v100-32gb"), gpu
+    assert "path_16bit" in F.FEATURE_NAMES and "path_fp16" not in F.FEATURE_NAMES
+
+
 def test_bytes_and_flops_follow_the_shape(catalog):
     c = _cands(catalog, ["h100-sxm"], ["bf16", "torchao-int8-wo", "bnb-nf4"], (1, 8))
     ph = F.physics(c)

@@ -70,3 +70,19 @@ def test_a_target_is_served_learned_only_where_it_beats_the_analytic_model():
             assert "not better than the analytic model" in spec["reason"], t
             worse = [f for f in figs.values() if f["median_ape_pct"] > f["analytic_median_ape_pct"]]
             assert worse, t
+
+
+def test_shipped_model_predicts_fp16_and_bf16_alike_where_the_card_runs_both():
+    _metadata()
+    from recommender.candidates import Candidates
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.learned import load_default
+
+    cat = load_catalog()
+    model = load_default()
+    c = Candidates.grid(cat, ["h100-sxm", "rtx4090", "l4"], ["qwen2.5-7b-instruct"], ["fp16", "bf16"],
+                        ["vllm", "hf-eager"], [1, 64], 256, 128)
+    pred = model.predict(c)
+    fp16 = c.quant_idx == cat.quants.index["fp16"]
+    for t in ("energy_per_token_j", "tokens_per_s", "ttft_ms"):
+        np.testing.assert_allclose(pred[t].p50[fp16], pred[t].p50[~fp16], rtol=1e-12, err_msg=t)
