@@ -26,6 +26,7 @@ from recommender.candidates import Candidates
 from recommender.catalog import Catalog, load_catalog
 from recommender.costmodel.base import CostModel, Quantiles
 from recommender.errors import UserError
+from recommender.evidence import coverage_of, evidence
 from recommender.memory import MemoryEstimate, describe_misfit, estimate
 from recommender.workload import (
     DEFAULT_OUTPUT_TOKENS,
@@ -678,6 +679,10 @@ def explain(res: Result) -> list[str]:
         lines.append(f"Its numbers are {src}; {name} interval p10-p90 [{_num(lo)}, {_num(hi)}]"
                      + (" (intervals overlap the runner-up's)" if len(res.order) > 1 and _overlap(res, name) else "")
                      + ".")
+        if not res.measured[top]:
+            ev = evidence(coverage_of(res.cost_model), c.ids("gpu")[top], c.ids("quant")[top],
+                          c.ids("engine")[top], int(c.batch_size[top]), False)
+            lines.append(f"Evidence: {ev['text']}.")
     ranked = res.order
     no_acc = ranked[~np.isfinite(res.metrics["accuracy"].p50[ranked])]
     if len(no_acc) and res.priority != "latency":
@@ -755,17 +760,19 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     fits, measured = mem.fits[rows].tolist(), res.measured[rows].tolist()
     base = _pylist(res.baseline[rows])
     codes = res.code[rows].tolist()
+    coverage = coverage_of(res.cost_model)
     out = []
     for j, i in enumerate(rows.tolist()):
         gpu = cat.gpus.rows[gi[j]]
+        quant, engine = cat.quants.rows[qi[j]].id, cat.engines.rows[ei[j]].id
         q = {k: {"p10": v[0][j], "p50": v[1][j], "p90": v[2][j]} for k, v in qcols.items()}
         out.append({
             "rank": ranks[j],
             "gpu": gpu.id,
             "gpu_name": gpu.name,
             "model": cat.models.rows[mi[j]].id,
-            "quant": cat.quants.rows[qi[j]].id,
-            "engine": cat.engines.rows[ei[j]].id,
+            "quant": quant,
+            "engine": engine,
             "batch_size": batch[j],
             "prompt_tokens": prompt[j],
             "output_tokens": output[j],
@@ -780,6 +787,7 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "eor": q["eor"],
             "tweor": q["tweor"],
             "source": "measured" if measured[j] else "predicted",
+            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j]),
             "excluded_reason": None if codes[j] == OK else res.reason(i),
             "gpu_specs_derived": gpu.derived,
             "notes": setup_notes(gpu, cat.quants.rows[qi[j]]),

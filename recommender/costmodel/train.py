@@ -765,6 +765,7 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         "data": {"files": data.files, "rows": int(len(frame)), "skipped": data.skipped,
                  "simulated_rows": sum(f.get("simulated_rows", 0) for f in data.files),
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
+        "coverage": training_coverage(frame),
         "validation": validation,
         # accuracy_delta is scored in absolute percentage points, not APE: its own block and CV file
         "accuracy_validation": acc_validation,
@@ -775,6 +776,22 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     return Result(boosters, meta, cv_rows, model_card(meta), acc_cv)
+
+
+def training_coverage(frame) -> dict[str, dict[str, dict]]:
+    """What the training rows cover, per method and engine: {quant: {engine: {gpus, rows, batch_max,
+    origins}}}. The recommender reads it to say how far a prediction is from any measurement."""
+    import pandas as pd
+
+    out: dict[str, dict[str, dict]] = {}
+    for (quant, engine), g in frame.groupby(["quant", "engine"], sort=True):
+        batch = pd.to_numeric(g["batch_size"], errors="coerce")
+        out.setdefault(str(quant), {})[str(engine)] = {
+            "gpus": sorted(set(map(str, g["gpu_id"]))), "rows": int(len(g)),
+            "batch_max": int(batch.max()) if batch.notna().any() else None,
+            "origins": sorted(set(map(str, g["origin"]))),
+        }
+    return out
 
 
 def _created_at() -> str:

@@ -118,3 +118,18 @@ def test_validation_groups(catalog):
     for k, (_, test, _) in enumerate(folds):
         for c in set(d.cell_group[test]):
             assert seen.setdefault(c, k) == k  # a measured cell never straddles two folds
+
+
+def test_training_coverage_lists_cards_per_method_and_engine():
+    import pandas as pd
+
+    from recommender.costmodel.train import training_coverage
+
+    frame = pd.DataFrame({
+        "quant": ["bf16", "bf16", "bf16", "bnb-nf4"], "engine": ["hf-eager", "hf-eager", "vllm", "hf-eager"],
+        "gpu_id": ["h100-sxm", "a40", "a40", "h100-sxm"], "batch_size": [1, 32, 8, 8],
+        "origin": ["ours", "public:x", "public:x", "ours"]})
+    cov = training_coverage(frame)
+    assert cov["bf16"]["hf-eager"] == {"gpus": ["a40", "h100-sxm"], "rows": 2, "batch_max": 32,
+                                        "origins": ["ours", "public:x"]}
+    assert set(cov["bf16"]) == {"hf-eager", "vllm"} and cov["bnb-nf4"]["hf-eager"]["batch_max"] == 8

@@ -1,0 +1,79 @@
+"""The evidence level behind each candidate's numbers (recommender/evidence.py) and its JSON field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recommender.evidence import LEVELS, coverage_of, evidence
+
+COVERAGE = {
+    "bnb-nf4": {"hf-eager": {"gpus": ["h100-sxm"], "rows": 36, "batch_max": 32, "origins": ["ours"]}},
+    "fp16": {"vllm": {"gpus": ["a100-sxm-40gb", "h100-sxm"], "rows": 80, "batch_max": 64, "origins": ["public"]}},
+}
+
+
+@pytest.mark.parametrize(("gpu", "quant", "engine", "batch", "measured", "level"), [
+    ("h100-sxm", "bnb-nf4", "hf-eager", 8, True, "measured"),
+    ("h100-sxm", "bnb-nf4", "hf-eager", 8, False, "same_card"),
+    ("rtx4090", "bnb-nf4", "hf-eager", 8, False, "other_cards"),
+    ("rtx4090", "bnb-nf4", "hf-compiled", 8, False, "other_engines"),
+    ("rtx4090", "torchao-fp8", "hf-eager", 8, False, "none"),
+])
+def test_levels(gpu, quant, engine, batch, measured, level):
+    ev = evidence(COVERAGE, gpu, quant, engine, batch, measured)
+    assert ev["level"] == level and level in LEVELS
+    assert ev["text"].startswith("measured" if measured else "predicted")
+
+
+def test_texts_name_what_was_measured():
+    other = evidence(COVERAGE, "l4", "fp16", "vllm", 8, False)
+    assert other["measured_on"] == ["a100-sxm-40gb", "h100-sxm"] and "a100-sxm-40gb, h100-sxm only" in other["text"]
+    assert "hf-eager" in evidence(COVERAGE, "l4", "bnb-nf4", "vllm", 8, False)["text"]
+    beyond = evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 64, False)
+    assert "batch 64 is above the largest measured (32)" in beyond["text"]
+    assert "above" not in evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 32, False)["text"]
+
+
+def test_without_coverage_the_level_is_unknown():
+    assert evidence(None, "h100-sxm", "fp16", "vllm", 1, False)["level"] == "unknown"
+    assert evidence(None, "h100-sxm", "fp16", "vllm", 1, True)["level"] == "measured"
+
+    class Analytic:  # no artifact metadata
+        pass
+
+    assert coverage_of(Analytic()) is None
+
+
+def test_shipped_recommendation_carries_evidence(capsys):
+    from recommender.cli import main
+    from recommender.costmodel.learned import load_default
+
+    if coverage_of(load_default()) is None:
+        pytest.skip("the shipped cost model records no coverage")
+    with pytest.raises(SystemExit) as done:
+        main(["--gpu", "h100-sxm", "--gpu", "rtx4090", "--model", "qwen2.5-7b-instruct", "--quant", "bnb-nf4",
+              "--quant", "bf16", "--engine", "hf-eager", "--batch-size", "1", "--batch-size", "64", "--all",
+              "--format", "json"])
+    assert done.value.code in (0, None)
+    cands = json.loads(capsys.readouterr().out)["candidates"]
+    by = {(c["gpu"], c["quant"], c["batch_size"]): c for c in cands}
+    assert by[("h100-sxm", "bnb-nf4", 1)]["evidence"]["level"] == "measured"
+    assert by[("h100-sxm", "bnb-nf4", 1)]["source"] == "measured"
+    h64 = by[("h100-sxm", "bnb-nf4", 64)]["evidence"]
+    assert h64["level"] == "same_card" and "above the largest measured" in h64["text"]
+    r1 = by[("rtx4090", "bnb-nf4", 1)]["evidence"]
+    assert r1["level"] == "other_cards" and "h100-sxm" in r1["measured_on"]
+
+
+def test_explain_names_the_evidence_of_a_predicted_top_choice(capsys):
+    from recommender.cli import main
+    from recommender.costmodel.learned import load_default
+
+    if coverage_of(load_default()) is None:
+        pytest.skip("the shipped cost model records no coverage")
+    with pytest.raises(SystemExit):
+        main(["--gpu", "rtx4060ti", "--priority", "energy", "--explain", "--top", "1"])
+    out = capsys.readouterr().out
+    assert "predicted by" in out and "Evidence: predicted; " in out
