@@ -126,6 +126,23 @@ def test_cited_accuracy_reads_the_catalogue(cat):
     assert ca.cited_accuracy_change(cat["quant_accuracy"], "no-such-quant", MODEL) is None
 
 
+def test_cited_accuracy_pools_every_model_for_the_strategy_claim():
+    qa = pd.DataFrame([
+        {"quant_id": "bnb-int8", "model_id": None, "task": "hellaswag", "delta_abs": -0.004, "source": "a"},
+        {"quant_id": "torchao-int8-wo", "model_id": "yi-6b", "task": "lambada", "delta_abs": -0.02, "source": "b"},
+        {"quant_id": "torchao-int8-dyn", "model_id": None, "task": "mmlu", "delta_abs": 0.001, "source": "a"},
+    ])
+    a = ca.cited_accuracy_any_model(qa, ca.STRATEGY_METHODS["INT8"])
+    assert a["n_rows"] == 2 and a["n_sources"] == 2 and a["n_loss_above_1pp"] == 1
+    assert math.isclose(a["loss_pp_min"], 0.4) and math.isclose(a["loss_pp_max"], 2.0)
+    assert ca.cited_accuracy_any_model(qa, ca.STRATEGY_METHODS["FP16"]) is None
+    ours, evidence, verdict, _ = ca._accuracy_finding(qa, MODEL)
+    assert "INT8 (bnb-int8, torchao-int8-wo)" in ours and "FP16: no cited row" in ours
+    assert "INT8: 1 of 2 cited losses within the paper's 1 %" in verdict
+    assert "Dynamic: 1 of 1" in verdict and evidence.startswith("cited")
+    assert ca._accuracy_finding(None, MODEL)[2] == "not checked"
+
+
 def test_paper_consistency_flags_the_dynamic_row():
     t = ca.paper_consistency()
     assert abs(t.loc["INT8", "difference_pp"]) < 0.5 and abs(t.loc["FP16", "difference_pp"]) < 0.5
@@ -226,8 +243,10 @@ def test_distillation_shapes_identical(cat):
 
 def test_key_findings_are_computed(records, cat):
     pub = ca.public_figure4_matrix(ca.load_public())
-    kf = ca.key_findings(records, cat["models"], pub, MODEL, ca.load_selfcheck())
+    kf = ca.key_findings(records, cat["models"], pub, MODEL, ca.load_selfcheck(), cat["quant_accuracy"])
     assert {"claim", "paper", "ours", "evidence", "verdict", "why"} <= set(kf.columns)
+    acc = kf.set_index("claim").loc["Accuracy loss per strategy (Table 2)"]
+    assert acc["evidence"].startswith("cited") and "cited rows" in acc["ours"]
     assert kf["ours"].str.len().gt(0).all()
     json.dumps(kf.to_dict(orient="records"))  # plain strings only
 
@@ -303,3 +322,12 @@ def test_reproducibility_compares_a_repeat_with_the_mean_of_earlier_records(fold
     assert bool(r["beyond_noise"])  # 10 % against two records of 1 % CV
     s = ca.reproducibility_summary(t)
     assert s.loc["all", "cells"] == 1 and s.loc["all", "energy_abs_diff_max_pct"] == pytest.approx(10.0)
+
+
+def test_reproducibility_leaves_out_records_made_after_the_repeat(folder):
+    later = json.loads((folder / "campaign.jsonl").read_text().splitlines()[0])
+    later.update(created_at="2026-11-26T21:00:00+00:00", decode_energy_per_token_j=9.0, record_id="later")
+    with (folder / "campaign.jsonl").open("a") as f:
+        f.write(json.dumps(later) + "\n")
+    r = ca.reproducibility(ca.load_records(folder)).iloc[0]
+    assert r["energy_diff_pct"] == pytest.approx(10.0) and r["minutes_later"] == pytest.approx(110.0)
