@@ -196,37 +196,47 @@ class Cooldown:
 
 
 class _Estimator:
-    """Wall time of the next cell, per engine: the mean of this run's cells of that engine that started a
-    new model group (load + quantize) or continued one; else of any engine; before any, a prior from the
-    store's records on this device (that engine's where it has some). Compiled cells cost a compilation per
-    new shape (tens of seconds on an H100) where eager ones cost seconds, so one mean over both would let a
-    time budget start a compiled cell it cannot finish."""
+    """Wall time of the next cell, most specific evidence first: this run's cells of the same engine and
+    method (those that started a new model group, load + quantize, or continued one); the store's records
+    of that engine and method on this device; this run's cells of the engine; the store's of the engine;
+    any. Compiled cells cost a compilation per new shape (tens of seconds on an H100) where eager ones cost
+    seconds, and eager LLM.int8 or fp8 cells run 3-7x longer than 16-bit ones (session s3 lost a GPU's last
+    400 s to a slow cell started on the strength of fast ones), so one mean over all would let a time
+    budget start a cell it cannot finish."""
 
     def __init__(self, prior_records: Sequence[Record] = ()):
-        self.seen: dict[tuple[str | None, bool], list[float]] = {}
-        self.prior: dict[str | None, list[float]] = {}
+        self.seen: dict[tuple[str | None, str | None, bool], list[float]] = {}
+        self.prior: dict[tuple[str | None, str | None], list[float]] = {}
         for r in prior_records:
             if v := record_cost_s(r):
-                self.prior.setdefault(r.engine, []).append(v)
-                self.prior.setdefault(None, []).append(v)
+                for key in ((r.engine, r.quant), (r.engine, None), (None, None)):
+                    self.prior.setdefault(key, []).append(v)
 
-    def add(self, wall_s: float, new_group: bool, engine: str | None = None) -> None:
-        self.seen.setdefault((engine, new_group), []).append(wall_s)
+    def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None) -> None:
+        self.seen.setdefault((engine, quant, new_group), []).append(wall_s)
 
-    def estimate(self, new_group: bool, engine: str | None = None) -> float | None:
+    def estimate(self, new_group: bool, engine: str | None = None, quant: str | None = None) -> float | None:
         def mean(xs):
             return sum(xs) / len(xs) if xs else None
 
-        for keys in ([(engine, new_group)], [(engine, not new_group)]):
-            if (m := mean([v for k in keys for v in self.seen.get(k, [])])) is not None:
+        def seen(match):
+            return mean([v for k, xs in self.seen.items() if match(*k) for v in xs])
+
+        steps = (
+            lambda: seen(lambda e, q, ng: (e, q, ng) == (engine, quant, new_group)),
+            lambda: seen(lambda e, q, ng: (e, q) == (engine, quant)),
+            lambda: mean(self.prior.get((engine, quant), [])),
+            lambda: seen(lambda e, q, ng: (e, ng) == (engine, new_group)),
+            lambda: seen(lambda e, q, ng: e == engine),
+            lambda: mean(self.prior.get((engine, None), [])),
+            lambda: seen(lambda e, q, ng: ng == new_group),
+            lambda: seen(lambda e, q, ng: True),
+            lambda: mean(self.prior.get((None, None), [])),
+        )
+        for step in steps:
+            if (m := step()) is not None:
                 return m
-        if engine in self.prior:
-            return mean(self.prior[engine])
-        if (m := mean([v for (_, ng), xs in self.seen.items() if ng == new_group for v in xs])) is not None:
-            return m
-        if (m := mean([v for xs in self.seen.values() for v in xs])) is not None:
-            return m
-        return mean(self.prior.get(None, []))
+        return None
 
 
 def record_cost_s(rec: Record) -> float | None:
@@ -395,13 +405,13 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 new_group = (cell.gpu, cell.group_key) != last_group
                 wait_est = cooldown.estimate() if summary.ran else 0.0
                 if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est,
-                                                           estimator.estimate(new_group, cell.engine), time_budget_s):
+                                                           estimator.estimate(new_group, cell.engine, cell.quant), time_budget_s):
                     summary.stopped = "time_budget"
                     break
                 waited = cooldown.wait() if summary.ran else 0.0
                 summary.cooldown_s += waited
                 if time_budget_s is not None and waited and not _fits(clock.now() - t_start, 0.0,
-                                                                      estimator.estimate(new_group, cell.engine),
+                                                                      estimator.estimate(new_group, cell.engine, cell.quant),
                                                                       time_budget_s):
                     summary.stopped = "time_budget"
                     break
@@ -414,7 +424,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 wall = clock.now() - t0
                 finish_record(rec, device_name=device_name, cooldown_s=waited, grid_file=spec.source_path)
                 store.append(rec)
-                estimator.add(wall, new_group, cell.engine)
+                estimator.add(wall, new_group, cell.engine, cell.quant)
                 last_group = (cell.gpu, cell.group_key)
                 summary.ran += 1
                 _count(summary, cell, rec)

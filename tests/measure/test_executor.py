@@ -273,6 +273,29 @@ def test_time_budget_estimates_each_engine_on_its_own(tmp_path):
     assert [c.engine for c in runner.calls] == ["hf-eager", "hf-eager"] and s.stopped == "time_budget"
 
 
+def test_time_budget_estimates_each_method_on_its_own(tmp_path):
+    fast = [Cell(model="m", quant="bf16", engine="hf-eager", batch_size=b, prompt_tokens=16, output_tokens=8)
+            for b in (1, 2, 4)]
+    slow = [Cell(model="m", quant="bnb-int8", engine="hf-eager", batch_size=b, prompt_tokens=16, output_tokens=8)
+            for b in (1, 2)]
+    store = Store(tmp_path / "m.jsonl")
+    prior = ok_record(Cell(model="other", quant="bnb-int8", engine="hf-eager", batch_size=1, prompt_tokens=16,
+                           output_tokens=8))  # LLM.int8 on another model, this device: 4 x 20 s
+    prior.gpu_name, prior.duration_s, prior.cell_hash = DEV, 20.0, "d" * 16
+    store.append(prior)
+    quick = ok_record(Cell(model="other", quant="bf16", engine="hf-eager", batch_size=1, prompt_tokens=16,
+                           output_tokens=8))  # and bf16 there: 4 x 1.25 s
+    quick.gpu_name, quick.duration_s, quick.cell_hash = DEV, 1.25, "c" * 16
+    store.append(quick)
+    cost = {"bf16": 5.0, "bnb-int8": 80.0}
+    runner = FakeRunner(FakeClock(), cost=lambda c, new: cost[c.quant])
+    s = go(make_spec(), runner, store, fast + slow, time_budget_s=60)
+    # the three bf16 cells (15 s) run; the int8 one is judged by int8 history (80 s), not by bf16's 5 s
+    assert [c.quant for c in runner.calls] == ["bf16"] * 3 and s.stopped == "time_budget"
+    runner2 = FakeRunner(FakeClock(), cost=lambda c, new: cost[c.quant])
+    assert go(make_spec(), runner2, Store(tmp_path / "m2.jsonl"), fast + slow[:1], time_budget_s=60).ran == 4
+
+
 # ---------------------------------------------------------------------------------------------- ordering
 def test_random_order_keeps_groups_together(tmp_path):
     cells = make_cells(models=("a", "b", "c"), quants=("fp32", "bf16"), batches=(1, 2, 4))
