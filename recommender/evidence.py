@@ -30,8 +30,8 @@ def coverage_of(cost_model) -> dict | None:
 
 def evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_size: int,
              measured: bool) -> dict[str, Any]:
-    """{level, measured_on, text} for one candidate; `measured_on` lists the cards with training rows of
-    this method and engine."""
+    """{level, measured_on, text} for one candidate. `measured_on`: this card for `measured`, the cards
+    with training rows of this method and engine for `same_card` / `other_cards`, else empty."""
     if measured:
         return {"level": "measured", "measured_on": [gpu], "text": "measured: this exact cell"}
     if coverage is None:
@@ -46,7 +46,8 @@ def evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_siz
                                        "batch sizes or workloads)"
         else:
             level, text = "other_cards", f"predicted; {quant} on {engine} was measured on {', '.join(gpus)} only"
-        top = cov.get("batch_max")
+        top = (cov.get("batch_max_by_gpu") or {}).get(gpu) if level == "same_card" else None
+        top = cov.get("batch_max") if top is None else top
         if top is not None and batch_size > top:
             text += f"; batch {batch_size} is above the largest measured ({top})"
         return {"level": level, "measured_on": gpus, "text": text}

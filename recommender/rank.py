@@ -787,10 +787,11 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "eor": q["eor"],
             "tweor": q["tweor"],
             "source": "measured" if measured[j] else "predicted",
-            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j]),
             "excluded_reason": None if codes[j] == OK else res.reason(i),
             "gpu_specs_derived": gpu.derived,
             "notes": setup_notes(gpu, cat.quants.rows[qi[j]]),
+            # added after the first release: last, so that CSV columns keep their positions
+            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j]),
         })
     return out
 

@@ -779,16 +779,18 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
 
 
 def training_coverage(frame) -> dict[str, dict[str, dict]]:
-    """What the training rows cover, per method and engine: {quant: {engine: {gpus, rows, batch_max,
-    origins}}}. The recommender reads it to say how far a prediction is from any measurement."""
+    """What the training rows cover, per method and engine: {quant: {engine: {gpus, rows, batch_max (any
+    card), batch_max_by_gpu, origins}}}. The recommender reads it to say how far a prediction is from any measurement."""
     import pandas as pd
 
     out: dict[str, dict[str, dict]] = {}
     for (quant, engine), g in frame.groupby(["quant", "engine"], sort=True):
         batch = pd.to_numeric(g["batch_size"], errors="coerce")
+        by_gpu = batch.groupby(g["gpu_id"].astype(str)).max()
         out.setdefault(str(quant), {})[str(engine)] = {
             "gpus": sorted(set(map(str, g["gpu_id"]))), "rows": int(len(g)),
             "batch_max": int(batch.max()) if batch.notna().any() else None,
+            "batch_max_by_gpu": {k: int(v) for k, v in sorted(by_gpu.items()) if v == v},
             "origins": sorted(set(map(str, g["origin"]))),
         }
     return out

@@ -9,8 +9,10 @@ import pytest
 from recommender.evidence import LEVELS, coverage_of, evidence
 
 COVERAGE = {
-    "bnb-nf4": {"hf-eager": {"gpus": ["h100-sxm"], "rows": 36, "batch_max": 32, "origins": ["ours"]}},
-    "fp16": {"vllm": {"gpus": ["a100-sxm-40gb", "h100-sxm"], "rows": 80, "batch_max": 64, "origins": ["public"]}},
+    "bnb-nf4": {"hf-eager": {"gpus": ["h100-sxm"], "rows": 36, "batch_max": 32, "batch_max_by_gpu": {"h100-sxm": 32},
+                             "origins": ["ours"]}},
+    "fp16": {"vllm": {"gpus": ["a100-sxm-40gb", "h100-sxm"], "rows": 80, "batch_max": 64,
+                      "batch_max_by_gpu": {"a100-sxm-40gb": 64, "h100-sxm": 8}, "origins": ["public"]}},
 }
 
 
@@ -34,6 +36,10 @@ def test_texts_name_what_was_measured():
     beyond = evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 64, False)
     assert "batch 64 is above the largest measured (32)" in beyond["text"]
     assert "above" not in evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 32, False)["text"]
+    # on the card itself its own largest batch counts; elsewhere the largest on any card
+    assert "batch 32 is above the largest measured (8)" in evidence(COVERAGE, "h100-sxm", "fp16", "vllm", 32,
+                                                                    False)["text"]
+    assert "above" not in evidence(COVERAGE, "l4", "fp16", "vllm", 32, False)["text"]
 
 
 def test_without_coverage_the_level_is_unknown():
@@ -50,8 +56,7 @@ def test_shipped_recommendation_carries_evidence(capsys):
     from recommender.cli import main
     from recommender.costmodel.learned import load_default
 
-    if coverage_of(load_default()) is None:
-        pytest.skip("the shipped cost model records no coverage")
+    assert coverage_of(load_default()) is not None, "the shipped artifact records no training coverage"
     with pytest.raises(SystemExit) as done:
         main(["--gpu", "h100-sxm", "--gpu", "rtx4090", "--model", "qwen2.5-7b-instruct", "--quant", "bnb-nf4",
               "--quant", "bf16", "--engine", "hf-eager", "--batch-size", "1", "--batch-size", "64", "--all",
@@ -71,9 +76,17 @@ def test_explain_names_the_evidence_of_a_predicted_top_choice(capsys):
     from recommender.cli import main
     from recommender.costmodel.learned import load_default
 
-    if coverage_of(load_default()) is None:
-        pytest.skip("the shipped cost model records no coverage")
+    assert coverage_of(load_default()) is not None, "the shipped artifact records no training coverage"
     with pytest.raises(SystemExit):
         main(["--gpu", "rtx4060ti", "--priority", "energy", "--explain", "--top", "1"])
     out = capsys.readouterr().out
     assert "predicted by" in out and "Evidence: predicted; " in out
+
+
+def test_csv_flattens_the_evidence_with_joined_card_lists():
+    from recommender.render import flatten
+
+    flat = flatten({"source": "predicted", "notes": [], "evidence": evidence(COVERAGE, "l4", "fp16", "vllm", 8, False)})
+    assert flat["evidence_level"] == "other_cards"
+    assert flat["evidence_measured_on"] == "a100-sxm-40gb;h100-sxm"
+    assert list(flat)[-3:] == ["evidence_level", "evidence_measured_on", "evidence_text"]

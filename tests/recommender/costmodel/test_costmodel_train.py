@@ -131,5 +131,6 @@ def test_training_coverage_lists_cards_per_method_and_engine():
         "origin": ["ours", "public:x", "public:x", "ours"]})
     cov = training_coverage(frame)
     assert cov["bf16"]["hf-eager"] == {"gpus": ["a40", "h100-sxm"], "rows": 2, "batch_max": 32,
+                                        "batch_max_by_gpu": {"a40": 32, "h100-sxm": 1},
                                         "origins": ["ours", "public:x"]}
     assert set(cov["bf16"]) == {"hf-eager", "vllm"} and cov["bnb-nf4"]["hf-eager"]["batch_max"] == 8
