@@ -222,10 +222,13 @@ class _Estimator:
         def seen(match):
             return mean([v for k, xs in self.seen.items() if match(*k) for v in xs])
 
+        same_method = lambda: seen(lambda e, q, ng: (e, q) == (engine, quant))  # noqa: E731
+        method_prior = lambda: mean(self.prior.get((engine, quant), []))  # noqa: E731
         steps = (
             lambda: seen(lambda e, q, ng: (e, q, ng) == (engine, quant, new_group)),
-            lambda: seen(lambda e, q, ng: (e, q) == (engine, quant)),
-            lambda: mean(self.prior.get((engine, quant), [])),
+            # a new model group pays load + quantize: the store's records (which include them) before this
+            # run's continuing cells (which do not)
+            *((method_prior, same_method) if new_group else (same_method, method_prior)),
             lambda: seen(lambda e, q, ng: (e, ng) == (engine, new_group)),
             lambda: seen(lambda e, q, ng: e == engine),
             lambda: mean(self.prior.get((engine, None), [])),
@@ -404,17 +407,19 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                     continue
                 new_group = (cell.gpu, cell.group_key) != last_group
                 wait_est = cooldown.estimate() if summary.ran else 0.0
+                # a cell that would overrun the budget is passed over, not the rest of the list: with per-method
+                # estimates a slow LLM.int8 block must not keep a worker from the 16-bit cells after it
                 if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est,
                                                            estimator.estimate(new_group, cell.engine, cell.quant), time_budget_s):
                     summary.stopped = "time_budget"
-                    break
+                    continue
                 waited = cooldown.wait() if summary.ran else 0.0
                 summary.cooldown_s += waited
                 if time_budget_s is not None and waited and not _fits(clock.now() - t_start, 0.0,
                                                                       estimator.estimate(new_group, cell.engine, cell.quant),
                                                                       time_budget_s):
                     summary.stopped = "time_budget"
-                    break
+                    continue
                 if claims is not None and not claims.take(cell):
                     summary.claimed_elsewhere += 1
                     continue

@@ -294,6 +294,14 @@ def test_time_budget_estimates_each_method_on_its_own(tmp_path):
     assert [c.quant for c in runner.calls] == ["bf16"] * 3 and s.stopped == "time_budget"
     runner2 = FakeRunner(FakeClock(), cost=lambda c, new: cost[c.quant])
     assert go(make_spec(), runner2, Store(tmp_path / "m2.jsonl"), fast + slow[:1], time_budget_s=60).ran == 4
+    # a slow block first is passed over, not the end of the worker: the bf16 cells after it still run
+    runner3 = FakeRunner(FakeClock(), cost=lambda c, new: cost[c.quant])
+    fresh = Store(tmp_path / "m3.jsonl")
+    fresh.append(prior)
+    fresh.append(quick)
+    s3 = go(make_spec(), runner3, fresh, slow + fast, time_budget_s=60)
+    assert [c.quant for c in runner3.calls] == ["bf16"] * 3
+    assert (s3.stopped, s3.remaining) == ("time_budget", 2)
 
 
 # ---------------------------------------------------------------------------------------------- ordering
