@@ -9,14 +9,17 @@
 # kind would otherwise fill a store meant for one card with another card's cells).
 # DEADLINE_S (default 560): seconds from this script's start by which every worker is stopped (a cell that
 # overruns its estimate is lost, the cells before it are kept), leaving time to merge before the device
-# call's limit. The per-GPU stores live under $OUT/parts until merged, so even a killed call returns what
-# it measured; logs and claims stay in /tmp (the device tool returns at most 8 files).
+# call's limit. The per-GPU stores live in /tmp and are merged into $OUT/<store name>.jsonl every
+# MERGE_EVERY_S (default 30) seconds while the workers run, so a killed call still returns what it had
+# measured by the last merge; logs and claims stay in /tmp. $OUT then holds at most 8 files (the device
+# tool returns no more): doctor.json, nvidia-smi.csv, host.txt, pip-versions.txt, the store, grid.log and,
+# with SELFCHECK=1, selfcheck.json and timeline_10s.csv.
 set -uo pipefail
 grid=$1; budget=$2; resume=$3; shift 3
 t0=$(date +%s); deadline=${DEADLINE_S:-560}
 . "$(dirname "$0")/device_setup.sh"
 export OMP_NUM_THREADS=8
-parts=$OUT/parts; work=/tmp/multi.$$; mkdir -p "$parts" "$work/claims"
+work=/tmp/multi.$$; mkdir -p "$work/claims"
 python3 -m measure.cli doctor --json > "$OUT/doctor.json" 2> "$work/doctor.err"; echo "doctor rc=$?"
 if [ -n "${EXPECT_GPU:-}" ] && nvidia-smi -L | grep '^GPU' | grep -qv "$EXPECT_GPU"; then
   echo "expected only $EXPECT_GPU GPUs, found:"; nvidia-smi -L; exit 4
@@ -26,21 +29,36 @@ name=$(basename "$resume" .jsonl)
 start=$(date +%s)
 stop_at=$((t0 + deadline - 25))   # workers are stopped then; 25 s kept for the merge
 left=$((stop_at - start))
-[ "$budget" -gt $((left - 10)) ] && budget=$((left - 10))
+# the grid's own clock starts after Python has imported torch and opened the meter: keep 30 s for that
+[ "$budget" -gt $((left - 30)) ] && budget=$((left - 30))
 echo "setup took $((start - t0)) s; worker budget $budget s, hard stop after $left s"
+cp "$resume" "$OUT/$name.jsonl"
 for i in $(seq 0 $((n - 1))); do
-  cp "$resume" "$parts/gpu$i.jsonl"
+  cp "$resume" "$work/gpu$i.jsonl"; : > "$work/gpu$i.log"
   pre=true; b=$budget
   if [ "${SELFCHECK:-0}" = 1 ] && [ "$i" = $((n - 1)) ]; then
     pre="python3 -m measure.meter.selfcheck --out $OUT --index $i"; b=$((budget - 100))
   fi
-  ( $pre > "$work/selfcheck$i.log" 2>&1
-    CUDA_VISIBLE_DEVICES=$i timeout -s INT -k 10 $((stop_at - $(date +%s))) python3 -m measure.cli grid "$grid" --device cuda:0 --out "$parts/gpu$i.jsonl" \
-      --claim-dir "$work/claims" --claim-owner "gpu$i" --time-budget-s "$b" "$@" > "$work/gpu$i.log" 2>&1 ) &
+  ( d=$((stop_at - $(date +%s)))
+    timeout -s INT -k 10 "$d" $pre > "$work/selfcheck$i.log" 2>&1
+    d=$((stop_at - $(date +%s)))   # `timeout 0` would mean no limit, a negative one is an error
+    if [ "$d" -lt 5 ] || [ "$b" -lt 1 ]; then echo "gpu$i: no time left for the grid (budget $b s)"; exit 0; fi
+    CUDA_VISIBLE_DEVICES=$i timeout -s INT -k 10 "$d" python3 -m measure.cli grid "$grid" --device cuda:0 \
+      --out "$work/gpu$i.jsonl" --claim-dir "$work/claims" --claim-owner "gpu$i" --time-budget-s "$b" "$@" \
+      > "$work/gpu$i.log" 2>&1 ) &
+  workers="${workers:-} $!"
 done
-wait
-cp "$resume" "$OUT/$name.jsonl"
-python3 -m measure.cli merge "$OUT/$name.jsonl" "$parts"/gpu*.jsonl && rm -rf "$parts"
+( k=0   # merge while the workers run; stops within a second of the stop file (never mid-merge)
+  while [ ! -e "$work/stop" ]; do
+    sleep 1; k=$((k + 1))
+    if [ $((k % ${MERGE_EVERY_S:-30})) = 0 ]; then
+      python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl > /dev/null 2>&1
+    fi
+  done ) &
+merger=$!
+wait $workers
+touch "$work/stop"; wait "$merger"
+python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
 for i in $(seq 0 $((n - 1))); do
   grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
 done > "$OUT/grid.log"
