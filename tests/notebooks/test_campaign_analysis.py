@@ -138,8 +138,12 @@ def test_cited_accuracy_pools_every_model_for_the_strategy_claim():
     assert ca.cited_accuracy_any_model(qa, ca.STRATEGY_METHODS["FP16"]) is None
     ours, evidence, verdict, _ = ca._accuracy_finding(qa, MODEL)
     assert "INT8 (bnb-int8, torchao-int8-wo)" in ours and "FP16: no cited row" in ours
-    assert "INT8: 1 of 2 cited losses within the paper's 1 %" in verdict
-    assert "Dynamic: 1 of 1" in verdict and evidence.startswith("cited")
+    assert "INT8: 1 of 2 cited losses within the paper's <1.0%" in verdict
+    assert "Dynamic: 1 of 1" in verdict and "FP16: not checked (no cited row)" in verdict
+    assert evidence.startswith("cited")
+    # the paper's "<1.0%" is strict: a loss of exactly 1 pp is not within it
+    edge = qa.assign(delta_abs=[-0.01, -0.02, 0.001])
+    assert "INT8: 0 of 2" in ca._accuracy_finding(edge, MODEL)[2]
     assert ca._accuracy_finding(None, MODEL)[2] == "not checked"
 
 
