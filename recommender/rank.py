@@ -686,8 +686,13 @@ def explain(res: Result) -> list[str]:
     ranked = res.order
     no_acc = ranked[~np.isfinite(res.metrics["accuracy"].p50[ranked])]
     if len(no_acc) and res.priority != "latency":
-        models = sorted(set(c.ids("model")[no_acc]))
-        lines.append(f"{len(no_acc)} ranked candidates have no cited accuracy ({', '.join(models)}): their "
+        no_score = ~np.isfinite(res.baseline[no_acc])
+        why = []
+        if no_score.any():
+            why.append("no cited score for " + ", ".join(sorted(set(c.ids("model")[no_acc[no_score]]))))
+        if (~no_score).any():
+            why.append("no cited accuracy change for " + ", ".join(sorted(set(c.ids("quant")[no_acc[~no_score]]))))
+        lines.append(f"{len(no_acc)} ranked candidates have no cited accuracy ({'; '.join(why)}): their "
                      f"{name} is unknown, so they rank last.")
     counts = res.excluded_counts()
     if counts:

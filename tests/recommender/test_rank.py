@@ -434,3 +434,26 @@ def test_setup_notes_tell_a_pre_ampere_user_to_compute_nf4_in_fp16():
     on_ampere = recommend(Query(gpus=("a100",), models=("qwen2.5-1.5b-instruct",), engines=("hf-eager",),
                                 quants=("bnb-nf4",)), cat, AnalyticCostModel())
     assert candidate_dicts(on_ampere, on_ampere.order[:1], [1])[0]["notes"] == []
+
+
+def test_explain_says_why_accuracy_is_missing():
+    """Candidates without accuracy are explained by cause: the model has no cited score, or the method no
+    cited change. Every name the line gives must be of that cause (shipped catalogue, fake cost model)."""
+    import re
+
+    from recommender.catalog import load_catalog
+
+    shipped = load_catalog()
+    res = recommend(Query(gpus=("rtx4060ti",)), catalog=shipped, cost_model=FakeCostModel())
+    line = next(x for x in explain(res) if "have no cited accuracy" in x)
+    ids = {k: res.cands.ids(k) for k in ("model", "quant")}
+    acc = res.metrics["accuracy"].p50
+    if m := re.search(r"no cited score for ([^;)]+)", line):
+        for model in m.group(1).split(", "):
+            rows = ids["model"] == model
+            assert rows.any() and not np.isfinite(res.baseline[rows]).any(), model
+    if m := re.search(r"no cited accuracy change for ([^;)]+)", line):
+        for quant in m.group(1).split(", "):
+            rows = (ids["quant"] == quant) & np.isfinite(res.baseline)
+            assert rows.any() and not np.isfinite(acc[rows]).any(), quant
+    assert "no cited score for" in line or "no cited accuracy change for" in line
