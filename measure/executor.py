@@ -207,10 +207,26 @@ class _Estimator:
     def __init__(self, prior_records: Sequence[Record] = ()):
         self.seen: dict[tuple[str | None, str | None, bool], list[float]] = {}
         self.prior: dict[tuple[str | None, str | None], list[float]] = {}
-        for r in prior_records:
-            if v := record_cost_s(r):
-                for key in ((r.engine, r.quant), (r.engine, None), (None, None)):
-                    self.prior.setdefault(key, []).append(v)
+        costs = [(r, v) for r in prior_records if (v := record_cost_s(r))]
+        for r, v in costs:
+            for key in ((r.engine, r.quant), (r.engine, None), (None, None)):
+                self.prior.setdefault(key, []).append(v)
+        # how much slower or faster a model's cells ran than its method's mean over all models
+        self.model_ratio: dict[tuple[str, str | None], list[float]] = {}
+        for r, v in costs:
+            method = self.prior[(r.engine, r.quant)]
+            self.model_ratio.setdefault((r.model, r.engine), []).append(v / (sum(method) / len(method)))
+
+    def prior_cost(self, cell: Cell) -> float | None:
+        """A pending cell's wall time from the store alone (s): the mean of its engine and method's records,
+        times how its model's records compared with their methods' means; None when the method has none."""
+        def mean(xs):
+            return sum(xs) / len(xs) if xs else None
+
+        base = mean(self.prior.get((cell.engine, cell.quant), []))
+        if base is None:
+            return None
+        return base * (mean(self.model_ratio.get((cell.model, cell.engine), [])) or 1.0)
 
     def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None) -> None:
         self.seen.setdefault((engine, quant, new_group), []).append(wall_s)
@@ -381,6 +397,9 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
     prior_records = [r for r in store.iter_records() if r.gpu_name == device_name]
     done = done_keys(prior_records, retry_failed)
     todo, already = pending_cells(ordered, done, device_name)
+    estimator = _Estimator(prior_records)
+    if spec.order == "cheapest":  # the blocks this store's records say are quickest first
+        todo = order_cells(todo, "cheapest", cost=estimator.prior_cost)
     summary = Summary(device_name=device_name, total=len(todo) + already, already_done=already,
                       other_device=len(all_cells) - len(mine))
 
@@ -388,7 +407,6 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
     if emit is None and progress and not prog_is_tty():
         emit = default_log
     cooldown = Cooldown(spec.cooldown, meter, clock, log=lambda m: emit(m) if emit else None)
-    estimator = _Estimator(prior_records)
     prog = _make_progress(progress)
     if emit is None and not prog.disable:
         def emit(msg: str) -> None:

@@ -24,7 +24,7 @@ import dataclasses
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - recommender is part of this repo
 
 
 COOLDOWN_MODES = ("fixed", "adaptive", "none")
-ORDERS = ("grouped", "random")
+ORDERS = ("grouped", "random", "cheapest")
 WEIGHTS = ("random", "real")
 TASKS_ON = ("first", "all")
 EXCLUDE_KEYS = ("model", "quant", "engine", "batch_size", "prompt_tokens", "output_tokens", "weights", "gpu")
@@ -769,9 +769,13 @@ def validate_cell_args(model: str, quant: str, engine: str, batch_size: int, pro
 
 
 def order_cells(cells: Sequence[Cell], order: str = "grouped", seed: int = 0,
-                shuffle_within_group: bool = False) -> list[Cell]:
+                shuffle_within_group: bool = False, cost: Callable[[Cell], float | None] | None = None
+                ) -> list[Cell]:
     """Keep cells sharing `group_key` together (first-appearance order of groups). `random` shuffles the
-    groups with `seed` and, when asked, the cells inside each group; the result is reproducible."""
+    groups with `seed` and, when asked, the cells inside each group; the result is reproducible.
+    `cheapest` puts the groups in order of their estimated wall time (the sum of `cost(cell)`, seconds),
+    groups with a cell of unknown cost last in grouped order; without `cost` it is `grouped` (the executor
+    supplies the estimate from the store's records, see `measure.executor.run_grid`)."""
     import random
 
     groups: dict[tuple, list[Cell]] = {}
@@ -784,6 +788,13 @@ def order_cells(cells: Sequence[Cell], order: str = "grouped", seed: int = 0,
         if shuffle_within_group:
             for b in blocks:
                 rng.shuffle(b)
+    elif order == "cheapest":
+        if cost is not None:
+            def block_cost(b: list[Cell]) -> tuple[bool, float]:
+                costs = [cost(c) for c in b]
+                return (any(v is None for v in costs), sum(v for v in costs if v is not None))
+
+            blocks.sort(key=block_cost)  # stable: ties keep grouped order
     elif order != "grouped":
         raise GridError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     return [c for b in blocks for c in b]

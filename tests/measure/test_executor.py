@@ -305,6 +305,29 @@ def test_time_budget_estimates_each_method_on_its_own(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- ordering
+def test_cheapest_order_runs_the_quickest_blocks_first(tmp_path):
+    def cells(model, quant):
+        return [Cell(model=model, quant=quant, engine="hf-eager", batch_size=b, prompt_tokens=16, output_tokens=8)
+                for b in (1, 2)]
+
+    slow, fast, big_fast, unknown = cells("m", "bnb-int8"), cells("m", "bf16"), cells("big", "bf16"), cells("m", "fp8")
+    store = Store(tmp_path / "m.jsonl")
+    for model, quant, dur, h in (("other", "bnb-int8", 20.0, "a"), ("other", "bf16", 1.0, "b"),
+                                 ("other", "fp16", 1.0, "d"), ("big", "fp16", 4.0, "c")):
+        r = ok_record(Cell(model=model, quant=quant, engine="hf-eager", batch_size=1, prompt_tokens=16,
+                           output_tokens=8))
+        r.gpu_name, r.duration_s, r.cell_hash = DEV, dur, h * 16
+        store.append(r)
+    runner = FakeRunner(FakeClock())
+    go(make_spec(order="cheapest"), runner, store, unknown + slow + big_fast + fast)
+    order = [(c.model, c.quant) for c in runner.calls[::2]]
+    # per cell: m bf16 4 s; big bf16 4 s x 1.6 (big's fp16 took 16 s against fp16's mean of 10 s); m int8
+    # 80 s; then fp8, which has no record
+    assert order == [("m", "bf16"), ("big", "bf16"), ("m", "bnb-int8"), ("m", "fp8")]
+    assert order_cells(unknown + slow, "cheapest") == unknown + slow  # no estimate: grouped order
+
+
+
 def test_random_order_keeps_groups_together(tmp_path):
     cells = make_cells(models=("a", "b", "c"), quants=("fp32", "bf16"), batches=(1, 2, 4))
     spec = make_spec(order="random", order_seed=5)
