@@ -310,7 +310,8 @@ class _Table:
 class Catalog:
     """All catalogues. Use `load_catalog()` for the shipped one."""
 
-    def __init__(self, gpus, models, quants, engines, profiles, regions=(), model_scores=(), quant_accuracy=()):
+    def __init__(self, gpus, models, quants, engines, profiles, regions=(), model_scores=(), quant_accuracy=(),
+                 method_overhead=()):
         self.gpus = _Table("GPU", gpus)
         self.models = _Table("model", models)
         self.quants = _Table("quantization", quants)
@@ -319,6 +320,8 @@ class Catalog:
         self.regions = _Table("region", regions)
         self.model_scores: list[dict[str, Any]] = list(model_scores)
         self.quant_accuracy: list[dict[str, Any]] = list(quant_accuracy)
+        #: fitted per-layer decode overhead of a method on an engine (method_overhead.csv; rows as dicts)
+        self.method_overhead: list[dict[str, Any]] = list(method_overhead)
 
     # ---- lookups ------------------------------------------------------------------------------
     def gpu(self, name: str, *, allow_external: bool = True) -> Gpu:
@@ -414,6 +417,7 @@ def load_catalog_from(folder: Path) -> Catalog:
         regions=[_from_row(Region, r) for r in _read_csv(folder / "regions.csv")],
         model_scores=_read_csv(folder / "model_scores.csv"),
         quant_accuracy=_read_csv(folder / "quant_accuracy.csv"),
+        method_overhead=_read_csv(folder / "method_overhead.csv"),
     )
 
 

@@ -2,12 +2,16 @@
 
 Per decode step (one token for each of `batch` sequences):
 
-    t_step = max(t_mem, t_comp) / efficiency + overhead
+    t_step = max(t_mem, t_comp) / efficiency + overhead + num_layers x method overhead per layer
     t_mem  = (weight bytes + KV bytes read) / bandwidth        t_comp = FLOPs / peak FLOP/s at the dtype
 
 `efficiency` and `overhead` are the engine's `analytic` block in engines.yaml (roofline_efficiency,
 per_token_overhead_ms), fitted together per engine by datasets/catalog/tools/fit_engine_overhead.py on
-batch-1 rows (a null overhead counts as 0). tokens/s = batch / t_step. Prefill: the same with the prefill FLOPs and one
+batch-1 rows (a null overhead counts as 0). The method overhead is datasets/catalog/method_overhead.csv
+(fitted on our records by datasets/catalog/tools/fit_method_overhead.py; 0 for 16-bit and fp32 and where
+nothing was fitted); it is a decode-step overhead and is not added to the prefill, whose quantized kernels
+run on large activations (adding it there made the prefill targets worse in cross-validation).
+tokens/s = batch / t_step. Prefill: the same with the prefill FLOPs and one
 pass over the weights (+ the KV written), one launch overhead; TTFT = t_prefill.
 
 Power: P = P_idle + (TDP - P_idle) x min(1, POWER_SLOPE x u), u = max(t_mem, t_comp) / t (the fraction
@@ -98,7 +102,7 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
     p = PARAMS
     with np.errstate(divide="ignore", invalid="ignore"):
         roof = np.maximum(ph.t_mem_step, ph.t_comp_step)
-        t_step = roof / ph.efficiency + ph.overhead_s
+        t_step = roof / ph.efficiency + ph.overhead_s + ph.method_overhead_s
         roof_pre = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill)
         t_pre = roof_pre / ph.efficiency + ph.overhead_s
         tdp = cands.col("gpu_tdp_w")

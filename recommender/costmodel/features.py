@@ -14,7 +14,10 @@ common physical axes first:
   weight-only methods compute in 16 bit; fp32 in fp32 (no TF32: PyTorch's default for matmul); bf16 on
   cards without bf16 tensor cores (V100, T4) is emulated through fp32 (`dtype_fallback` = 1);
 - roofline times (memory- and compute-bound), arithmetic intensity vs. the card's ridge point, the
-  engine's per-token launch overhead and roofline efficiency (engines.yaml `analytic` block);
+  engine's per-token launch overhead and roofline efficiency (engines.yaml `analytic` block), and the
+  method's per-layer decode overhead on that engine (method_overhead.csv: the kernels a quantization
+  method adds to every layer, launch-bound at decode, fitted on our records by
+  datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted);
 - memory fit margin (`recommender.memory`), card specs, model shape, quant/engine/scope one-hots.
 
 The roofline axes are computed at the reference 16-bit method (`ref16_*`) and the quantization method
@@ -35,7 +38,7 @@ import numpy as np
 from recommender.candidates import Candidates
 
 #: Bump when the meaning of any feature changes (a trained artifact records it).
-FEATURES_VERSION = "2"
+FEATURES_VERSION = "3"
 
 ENGINE_IDS = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
 SCHEMES = ("none", "weight-only", "dynamic", "static")
@@ -86,7 +89,8 @@ class Physics:
     t_mem_prefill: np.ndarray
     t_comp_prefill: np.ndarray
     efficiency: np.ndarray  # engine roofline efficiency (0..1)
-    overhead_s: np.ndarray  # engine launch overhead per decode step (s); null in engines.yaml = 0
+    overhead_s: np.ndarray  # the engine's launch overhead per decode step and per prefill (s); null = 0
+    method_overhead_s: np.ndarray  # the method's per decode step: num_layers x method_overhead.csv (s); 0 = none
     memory_gb: np.ndarray  # estimated peak need (recommender.memory)
     card_memory_gb: np.ndarray
 
@@ -145,6 +149,19 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
     return out
 
 
+def _method_overhead_table(cands: Candidates) -> np.ndarray:
+    """Per-layer decode overhead (ms) of each (quant row, engine row), 0 where none was fitted
+    (datasets/catalog/method_overhead.csv, datasets/catalog/tools/fit_method_overhead.py)."""
+    cat = cands.catalog
+    out = np.zeros((len(cat.quants), len(cat.engines)))
+    for row in cat.method_overhead:
+        qj, ej = cat.quants.index.get(row.get("quant_id")), cat.engines.index.get(row.get("engine_id"))
+        v = _f(row.get("per_layer_overhead_ms"))
+        if qj is not None and ej is not None and np.isfinite(v):
+            out[qj, ej] = v
+    return out
+
+
 def _model_table(cands: Candidates) -> dict[str, np.ndarray]:
     """Per-model-row shape quantities (indexed by cands.model_idx)."""
     t = cands.catalog.models
@@ -155,6 +172,7 @@ def _model_table(cands: Candidates) -> dict[str, np.ndarray]:
     params = t.array("params_b") * 1e9
     tied = np.nan_to_num(t.array("tie_word_embeddings"))
     return {
+        "layers": layers,
         "params": params,
         "head_params": head_params,
         "matmul_params": params - head_params * (1.0 - tied),  # every weight but the input embedding lookup
@@ -220,6 +238,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     path, fb, peak = used[gi, wanted], fallback[gi, wanted], peak_tab[gi, wanted]
     bw = cands.catalog.gpus.array("bandwidth_gbs")[gi] * 1e9
     params = mt["params"][mi]
+    method_ms = np.nan_to_num(mt["layers"][mi]) * _method_overhead_table(cands)[qi, ei]
     with np.errstate(divide="ignore", invalid="ignore"):
         return Physics(
             params=params, weight_bits=weight_bytes * 8.0 / params, kv_bits=kv_bits, weight_bytes=weight_bytes,
@@ -228,6 +247,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             t_mem_step=(weight_bytes + kv_bytes) / bw, t_comp_step=flops_step / peak,
             t_mem_prefill=(weight_bytes + batch * prompt * kv_per_token) / bw, t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
+            method_overhead_s=method_ms / 1e3,
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
         )
 
@@ -247,7 +267,7 @@ _RATIO = ("q_log_weight_bytes_ratio", "q_log_peak_flops_ratio", "q_log_analytic_
 _CARD = ("log_bandwidth_gbs", "log_memory_gb", "log_tdp_w", "log_fp16_tflops", "log_int8_tops", "has_fp8",
          "compute_capability", "tdp_w_per_tb_s")
 _MODEL = ("log_params_b", "num_layers", "log_hidden_size", "gqa_ratio", "log_vocab_size", "mlp_gated")
-_QUANT = ("weight_bits", "activation_bits", "dtype_fallback",
+_QUANT = ("weight_bits", "activation_bits", "dtype_fallback", "method_overhead_ms",
           *(f"path_{p}" for p in dict.fromkeys(FEATURE_PATHS.values())), *(f"scheme_{s}" for s in SCHEMES),
           *(f"backend_{b}" for b in BACKENDS))
 _ENGINE = ("engine_compiled", "engine_paged_kv", "engine_static_kv", "engine_efficiency",
@@ -475,6 +495,7 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("engine_static_kv", et["static_kv"][ei])
         put("engine_efficiency", ph.efficiency)
         put("engine_overhead_ms", ph.overhead_s * 1e3)
+        put("method_overhead_ms", ph.method_overhead_s * 1e3)
         for e in ENGINE_IDS:
             put(f"engine_{e}", et[f"engine_{e}"][ei])
 

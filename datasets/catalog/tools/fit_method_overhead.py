@@ -1,0 +1,122 @@
+"""Fit each quantization method's decode overhead per layer and engine (datasets/catalog/method_overhead.csv).
+
+    python datasets/catalog/tools/fit_method_overhead.py            # print the fit and write the CSV
+    python datasets/catalog/tools/fit_method_overhead.py --dry-run  # print only
+
+The roofline says a method that reads fewer weight bytes decodes faster. Our H100 records say the
+opposite for HF transformers without vLLM-class kernels: LLM.int8 decodes 3.5-5.6x slower than bf16,
+torchao's fp8 7x, and their time per step grows with the number of layers, not with the bytes. The extra
+time is kernels the method adds to every layer (quantize the activations, dequantize or split the
+outliers, rescale), small tensors at decode, so it is bound by kernel launches and about the same per
+layer at any model size (measured spread below). The analytic model adds it to the step time:
+
+    t_step = max(t_mem, t_comp) / efficiency + engine overhead + num_layers x per_layer_overhead_ms
+
+Fit (recommender/costmodel/method_overhead.py), per (method, engine) with at least MIN_PAIRS pairs: every cell of the method is paired with the
+bf16 cell of the same model, engine, batch size and workload on the same card (fp16 where bf16 was not
+measured: the same bytes); a cell with several records counts with its median step time. The overhead is
+the median over the pairs of (t_step(method) - t_step(16-bit)) / num_layers, in ms; p10/p90 give the
+spread. A negative median is not physical and is written as 0. The 16-bit and fp32 methods have none by
+definition (fp32's extra time at large batch is compute, which the roofline models).
+
+Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw/), any batch size,
+`measurement_scope: simulated` never. Public rows have no quantized HF cells and are not used.
+
+The CSV serves predictions. The trainer's cross-validation refits the overheads inside every fold from
+the fold's training rows (`train-cost-model`), so a held-out card or architecture never informs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:  # run as a script from anywhere in the repo
+    sys.path.insert(0, str(REPO))
+
+from recommender.costmodel import method_overhead as MO  # noqa: E402
+
+CATALOG = REPO / "datasets" / "catalog"
+MEASUREMENTS = REPO / "datasets" / "measurements"
+OUT = CATALOG / "method_overhead.csv"
+SCRIPT = "datasets/catalog/tools/fit_method_overhead.py"
+SIMULATED_SCOPE = "simulated"
+COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms", "n_pairs", "n_models",
+           "gpus", "source")
+
+
+def measurement_files() -> list[Path]:
+    """Our record files: datasets/measurements/<card>/*.jsonl (rejected/ and raw/ lie deeper: not used)."""
+    return sorted(MEASUREMENTS.glob("*/*.jsonl"))
+
+
+def read_cells(files: list[Path], catalog) -> dict[tuple, float]:
+    """Median decode step time (ms) per cell (card id, model, quant, engine, batch, prompt, output)."""
+    keys, tps, batch = [], [], []
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if not isinstance(r, dict) or r.get("status") != "ok":
+                continue
+            if r.get("measurement_scope") == SIMULATED_SCOPE or str(r.get("source", "")).startswith("simulated"):
+                continue
+            gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+            v = r.get("tokens_per_s")
+            if gpu is None or not isinstance(v, (int, float)):
+                continue
+            keys.append((gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"),
+                         r.get("prompt_tokens"), r.get("output_tokens")))
+            tps.append(float(v))
+            batch.append(r.get("batch_size"))
+    return MO.step_times(keys, tps, batch)
+
+
+def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
+    """One row per (method, engine) with at least MIN_PAIRS pairs (COLUMNS)."""
+    from recommender.catalog import load_catalog
+
+    catalog = catalog or load_catalog()
+    files = measurement_files() if files is None else files
+
+    def layers(model: str):
+        m = catalog.models.find(model)
+        return m.num_layers if m is not None else None
+
+    names = ", ".join(f"{p.parent.name}/{p.name}" for p in files)
+    return [{**row, "source": f"{SCRIPT} on {names}: median over same-cell pairs with the 16-bit cell of "
+                              "(t_step(method) - t_step(16-bit)) / num_layers"}
+            for row in MO.fit(read_cells(files, catalog), layers)]
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
+    args = ap.parse_args(argv)
+    rows = fit()
+    for r in rows:
+        print(f"{r['quant_id']:17s} {r['engine_id']:12s} {r['per_layer_overhead_ms']:7.3f} ms/layer "
+              f"[p10 {r['p10_ms']:.3f}, p90 {r['p90_ms']:.3f}] over {r['n_pairs']} pairs, {r['n_models']} models")
+    if not args.dry_run:
+        OUT.write_text(to_csv(rows), encoding="utf-8")
+        print(f"wrote {OUT.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

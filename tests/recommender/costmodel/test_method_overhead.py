@@ -1,0 +1,131 @@
+"""The per-layer decode overhead of quantization methods: the fit, its catalogue file, its use in the
+analytic model (decode only), and its refit inside every cross-validation fold."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.candidates import Candidates
+from recommender.costmodel import analytic
+from recommender.costmodel import features as F
+from recommender.costmodel import method_overhead as MO
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cell(model, quant, batch, engine="hf-eager", gpu="h100-sxm"):
+    return (gpu, model, quant, engine, batch, 256, 128)
+
+
+LAYERS = {"a": 10, "b": 20, "c": 40}.get
+
+
+def test_fit_takes_the_median_per_layer_against_the_16_bit_cell():
+    step = {}
+    for model, n in (("a", 10), ("b", 20), ("c", 40)):
+        step[_cell(model, "bf16", 1)] = 10.0
+        step[_cell(model, "bnb-int8", 1)] = 10.0 + 2.0 * n  # 2 ms per layer at any size
+        step[_cell(model, "torchao-int8-wo", 1)] = 10.0 + 0.5 * n
+        step[_cell(model, "bnb-nf4", 1)] = 9.0  # faster than bf16: a negative overhead is written as 0
+    step[_cell("a", "fp16", 8)] = 5.0  # fp16 stands in where bf16 is missing
+    step[_cell("a", "bnb-int8", 8)] = 25.0
+    rows = {(r["quant_id"], r["engine_id"]): r for r in MO.fit(step, LAYERS)}
+    assert rows[("bnb-int8", "hf-eager")]["per_layer_overhead_ms"] == pytest.approx(2.0)
+    assert rows[("bnb-int8", "hf-eager")]["n_pairs"] == 4 and rows[("bnb-int8", "hf-eager")]["n_models"] == 3
+    assert rows[("torchao-int8-wo", "hf-eager")]["per_layer_overhead_ms"] == pytest.approx(0.5)
+    assert rows[("bnb-nf4", "hf-eager")]["per_layer_overhead_ms"] == 0.0
+    assert rows[("bnb-nf4", "hf-eager")]["p10_ms"] < 0  # the spread keeps the sign
+    assert not any(q in ("bf16", "fp16", "fp32") for q, _ in rows)
+
+
+def test_fit_needs_min_pairs_and_the_16_bit_cell():
+    step = {_cell("a", "bf16", 1): 10.0, _cell("a", "bnb-int8", 1): 30.0, _cell("b", "bnb-int8", 1): 50.0,
+            _cell("b", "bf16", 1): 10.0}
+    assert MO.fit(step, LAYERS) == []  # 2 pairs < MIN_PAIRS
+    step[_cell("c", "bnb-int8", 1)] = 90.0  # no bf16/fp16 cell for c: not a pair
+    assert MO.fit(step, LAYERS) == []
+
+
+def test_step_times_take_the_median_of_a_cells_rows():
+    k = _cell("a", "bf16", 8)
+    got = MO.step_times([k, k, k, _cell("b", "bf16", 1)], [800.0, 400.0, 1000.0, 0.0], [8, 8, 8, 1])
+    assert got == {k: pytest.approx(10.0)}  # 10, 20, 8 ms -> 10; a zero throughput is left out
+
+
+def test_the_catalogue_file_holds_what_the_tool_fits():
+    spec = importlib.util.spec_from_file_location(
+        "fit_method_overhead", ROOT / "datasets" / "catalog" / "tools" / "fit_method_overhead.py")
+    tool = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tool
+    spec.loader.exec_module(tool)
+    committed = pd.read_csv(ROOT / "datasets" / "catalog" / "method_overhead.csv")
+    fitted = pd.DataFrame(tool.fit())
+    assert not fitted.empty
+    cols = ["quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs"]
+    pd.testing.assert_frame_equal(committed[cols].reset_index(drop=True), fitted[cols].reset_index(drop=True),
+                                  check_dtype=False, obj="method_overhead.csv is stale; run "
+                                                        "python datasets/catalog/tools/fit_method_overhead.py")
+
+
+def test_the_overhead_slows_decode_only(catalog):
+    cat = copy.copy(catalog)
+    cat.method_overhead = [{"quant_id": "bnb-int8", "engine_id": "hf-eager", "per_layer_overhead_ms": "2.0"}]
+    plain = copy.copy(catalog)
+    plain.method_overhead = []
+    c_with = Candidates.grid(cat, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bnb-int8", "bf16"], ["hf-eager", "vllm"],
+                             [1, 8], 256, 128)
+    c_without = Candidates.grid(plain, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bnb-int8", "bf16"],
+                                ["hf-eager", "vllm"], [1, 8], 256, 128)
+    e1, e0 = analytic.estimate(F.physics(c_with), c_with), analytic.estimate(F.physics(c_without), c_without)
+    layers = catalog.model("qwen2.5-7b-instruct").num_layers
+    hit = (c_with.quant_idx == cat.quants.index["bnb-int8"]) & (c_with.engine_idx == cat.engines.index["hf-eager"])
+    np.testing.assert_allclose(e1.t_step[hit] - e0.t_step[hit], layers * 2.0e-3)
+    np.testing.assert_allclose(e1.t_step[~hit], e0.t_step[~hit])
+    np.testing.assert_allclose(e1.t_prefill, e0.t_prefill)  # the prefill is not charged
+    X = F.build(c_with)
+    col = F.FEATURE_NAMES.index("method_overhead_ms")
+    np.testing.assert_allclose(X[hit, col], layers * 2.0)
+    assert (X[~hit, col] == 0).all()
+
+
+def test_cross_validation_refits_the_overhead_without_the_held_out_rows(catalog):
+    from recommender.costmodel import train as T
+
+    models = ["qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct", "qwen2.5-3b-instruct", "qwen2.5-7b-instruct"]
+    rows = []
+    for m in models:
+        n = catalog.model(m).num_layers
+        # ms per layer: 1, 2, 3 for the others, 50 for the held-out model
+        extra = {"qwen2.5-0.5b-instruct": 1.0, "qwen2.5-1.5b-instruct": 2.0, "qwen2.5-3b-instruct": 3.0}.get(m, 50.0)
+        for quant, t_ms in (("bf16", 20.0), ("bnb-int8", 20.0 + extra * n)):
+            rows.append({"gpu_id": "h100-sxm", "model": m, "quant": quant, "engine": "hf-eager", "batch_size": 1.0,
+                         "prompt_tokens": 256.0, "output_tokens": 128.0, "kv_cache_bits": np.nan,
+                         "scope_id": "gpu-counter", "origin": "ours", "tokens_per_s": 1000.0 / t_ms})
+    frame = pd.DataFrame(rows)
+    cat = copy.copy(catalog)
+    cat.method_overhead = MO.fit(MO.step_times(
+        [(r["gpu_id"], r["model"], r["quant"], r["engine"], r["batch_size"], r["prompt_tokens"],
+          r["output_tokens"]) for r in rows], [r["tokens_per_s"] for r in rows], [1.0] * len(rows)),
+        lambda m: catalog.model(m).num_layers)
+    refit = T._method_overhead_refit(frame, cat, frame["tokens_per_s"].to_numpy(float))
+    held_out = np.flatnonzero(frame["model"] == "qwen2.5-7b-instruct")
+    train = np.flatnonzero(frame["model"] != "qwen2.5-7b-instruct")
+    _, base_fold = refit(train)
+    _, base_all = refit(np.arange(len(frame)))
+    int8 = held_out[frame["quant"].to_numpy()[held_out] == "bnb-int8"]
+    n7 = catalog.model("qwen2.5-7b-instruct").num_layers
+    # the fold's fit saw 1, 2, 3 ms/layer (median 2); with every row the median moves towards the outlier
+    t_fold = 1.0 / base_fold["tokens_per_s"][int8]
+    t_all = 1.0 / base_all["tokens_per_s"][int8]
+    assert np.all(t_all > t_fold)
+    no_overhead = copy.copy(cat)
+    no_overhead.method_overhead = []
+    _, base_none = T._features_and_base(frame, no_overhead)
+    np.testing.assert_allclose(t_fold - 1.0 / base_none["tokens_per_s"][int8], n7 * 2.0e-3, rtol=1e-6)
