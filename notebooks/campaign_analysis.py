@@ -200,7 +200,8 @@ def cell_means(df: pd.DataFrame) -> pd.DataFrame:
 def load_catalog_tables(folder: Path = CATALOG) -> dict[str, pd.DataFrame]:
     """gpus, models, quant_accuracy, model_scores as DataFrames (ids as the first column)."""
     return {name: pd.read_csv(folder / f"{name}.csv")
-            for name in ("gpus", "models", "quant_accuracy", "model_scores")}
+            for name in ("gpus", "models", "quant_accuracy", "model_scores", "method_overhead")
+            if (folder / f"{name}.csv").exists()}
 
 
 def load_public(folder: Path = PUBLIC) -> pd.DataFrame:
@@ -903,6 +904,92 @@ def plot_energy_vs_params(t: pd.DataFrame, path: Path, repeats: pd.DataFrame | N
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     ax.set_title("Decode energy per output token vs model size, HF eager, 256 in / 128 out, H100 80GB HBM3",
                  fontsize=9)
+    return _save(fig, path)
+
+
+# --- why quantized eager decode is slower: a per-layer overhead --------------------------------------------
+def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eager",
+                   workload: tuple[int, int] = (256, 128)) -> pd.DataFrame:
+    """Each quantized cell against the 16-bit cell of the same model, engine, batch and workload (bf16, else
+    fp16; over every method file, a cell's records averaged): decode step times (ms, batch / tokens_per_s),
+    their difference per layer (`overhead_per_layer_ms`) and the energy and power ratios, with the model's
+    `num_layers` and `params_b`. The catalogue's fit (method_overhead.csv) is the median of this per method.
+    """
+    d = method_records(df)
+    d = d[(d["status"] == "ok") & (d["engine"] == engine) & (d["prompt_tokens"] == workload[0])
+          & (d["output_tokens"] == workload[1])]
+    keys = ["model", "engine", "batch_size", "prompt_tokens", "output_tokens"]
+    g = d.groupby([*keys, "quant"])[["tokens_per_s", "decode_energy_per_token_j", "decode_avg_power_w"]].mean()
+    g = g.reset_index()
+    g["t_step_ms"] = 1000.0 * g["batch_size"] / g["tokens_per_s"]
+    ref = None
+    for q in ("fp16", "bf16"):  # bf16 last: it wins where both exist
+        r = g[g["quant"] == q].set_index(keys)
+        ref = r if ref is None else pd.concat([ref[~ref.index.isin(r.index)], r])
+    q = g[~g["quant"].isin(["fp32", "fp16", "bf16"])].set_index(keys)
+    q = q[q.index.isin(ref.index)]
+    out = q.join(ref.add_suffix("_ref")).reset_index()
+    m = models.set_index("id")
+    out["num_layers"] = out["model"].map(m["num_layers"])
+    out["params_b"] = out["model"].map(m["params_b"])
+    out["t_ref_ms"] = out["t_step_ms_ref"]
+    out["ref_quant"] = out["quant_ref"]
+    out["overhead_ms"] = out["t_step_ms"] - out["t_ref_ms"]
+    out["overhead_per_layer_ms"] = out["overhead_ms"] / out["num_layers"]
+    out["energy_ratio"] = out["decode_energy_per_token_j"] / out["decode_energy_per_token_j_ref"]
+    out["power_ratio"] = out["decode_avg_power_w"] / out["decode_avg_power_w_ref"]
+    cols = ["model", "quant", "batch_size", "params_b", "num_layers", "ref_quant", "t_ref_ms", "t_step_ms",
+            "overhead_ms", "overhead_per_layer_ms", "energy_ratio", "power_ratio"]
+    return out[cols].sort_values(["quant", "batch_size", "params_b"]).reset_index(drop=True)
+
+
+def layer_overhead_summary(t: pd.DataFrame, fitted: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per method: pairs, models, the median / p10 / p90 overhead per layer (ms), its coefficient of variation
+    across models (the medians per model), the median energy ratio to 16-bit, and the catalogue's fit."""
+    rows = []
+    for quant, g in t.groupby("quant"):
+        per_model = g.groupby("model")["overhead_per_layer_ms"].median()
+        rows.append({"quant": quant, "pairs": len(g), "models": g["model"].nunique(),
+                     "per_layer_ms_median": g["overhead_per_layer_ms"].median(),
+                     "per_layer_ms_p10": g["overhead_per_layer_ms"].quantile(0.1),
+                     "per_layer_ms_p90": g["overhead_per_layer_ms"].quantile(0.9),
+                     "cv_across_models": per_model.std() / per_model.mean() if len(per_model) > 1 else np.nan,
+                     "energy_ratio_median": g["energy_ratio"].median()})
+    s = pd.DataFrame(rows).set_index("quant")
+    if fitted is not None and len(fitted):
+        f = fitted[fitted["engine_id"] == "hf-eager"].set_index("quant_id")["per_layer_overhead_ms"]
+        s["catalogue_fit_ms"] = s.index.map(f)
+    return s
+
+
+def plot_layer_overhead(t: pd.DataFrame, path: Path, fitted: pd.DataFrame | None = None) -> Path:
+    """Left: extra decode step time against the number of layers per method (lines: the catalogue's per-layer
+    fit x layers). Right: the extra time per layer against the parameter count (flat = per-layer cost)."""
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2))
+    f = (fitted[fitted["engine_id"] == "hf-eager"].set_index("quant_id")["per_layer_overhead_ms"]
+         if fitted is not None and len(fitted) else pd.Series(dtype=float))
+    markers = {1: "o", 8: "s", 32: "^"}
+    for i, (quant, g) in enumerate(sorted(t.groupby("quant"), key=lambda kv: -kv[1]["overhead_per_layer_ms"].median())):
+        col = f"C{i}"
+        for b, h in g.groupby("batch_size"):
+            ax.scatter(h["num_layers"], h["overhead_ms"], color=col, marker=markers.get(int(b), "x"), s=22,
+                       label=quant if b == g["batch_size"].min() else None)
+            bx.scatter(h["params_b"], h["overhead_per_layer_ms"], color=col, marker=markers.get(int(b), "x"), s=22)
+        if quant in f.index:
+            xs = np.array([t["num_layers"].min(), t["num_layers"].max()])
+            ax.plot(xs, xs * f[quant], color=col, lw=1)
+            bx.axhline(f[quant], color=col, lw=0.8, ls="--")
+    ax.axhline(0, color="k", lw=0.5)
+    bx.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("decoder layers (models.csv num_layers)")
+    ax.set_ylabel("decode step time minus the 16-bit cell's (ms)")
+    ax.legend(fontsize=7, title="method (marker: batch 1 o, 8 s, 32 ^)", title_fontsize=7)
+    bx.set_xscale("log")
+    bx.set_xlabel("parameters (billions)")
+    bx.set_ylabel("extra ms per layer per decode step")
+    fig.suptitle("Quantized HF eager decode on an H100: a constant cost per layer, not fewer bytes "
+                 "(lines: datasets/catalog/method_overhead.csv)", fontsize=9)
     return _save(fig, path)
 
 

@@ -239,6 +239,24 @@ def test_co_optimisation_uses_the_eager_bf16_baseline(q7):
     assert co["energy_reduction_pct"].is_monotonic_decreasing
 
 
+def test_layer_overhead_pairs_each_quantized_cell_with_its_16_bit_cell(records, cat):
+    t = ca.layer_overhead(records, cat["models"])
+    assert len(t) and not t["quant"].isin(["fp32", "fp16", "bf16"]).any()
+    assert set(t["ref_quant"]) <= {"bf16", "fp16"}
+    np.testing.assert_allclose(t["overhead_ms"], t["t_step_ms"] - t["t_ref_ms"])
+    np.testing.assert_allclose(t["overhead_per_layer_ms"] * t["num_layers"], t["overhead_ms"])
+    # each row's step times are the cells' own: 1000 x batch / tokens_per_s of the method's records
+    row = t.iloc[0]
+    cell = ca.method_records(records)
+    cell = cell[(cell["model"] == row["model"]) & (cell["quant"] == row["quant"]) & (cell["engine"] == "hf-eager")
+                & (cell["batch_size"] == row["batch_size"]) & (cell["prompt_tokens"] == 256) & (cell["status"] == "ok")]
+    assert row["t_step_ms"] == pytest.approx(1000 * row["batch_size"] / cell["tokens_per_s"].mean())
+    s = ca.layer_overhead_summary(t, cat.get("method_overhead"))
+    assert (s["pairs"] >= 1).all() and "catalogue_fit_ms" in s
+    # LLM.int8 costs more per layer than the weight-only methods: the finding the section reports
+    assert s.loc["bnb-int8", "per_layer_ms_median"] > 3 * s.loc["torchao-int8-wo", "per_layer_ms_median"]
+
+
 def test_distillation_shapes_identical(cat):
     t = ca.distillation_check(cat["models"])
     assert t.attrs["architecture_of"] == MODEL
@@ -264,6 +282,8 @@ def test_plots_write_pngs(tmp_path, records, cat, q7):
         ca.plot_roofline(ca.roofline(records, cat["gpus"], cat["models"]), tmp_path / "roof.png"),
         ca.plot_noise(ca.noise_table(records), tmp_path / "noise.png"),
         ca.plot_onehz(ca.onehz_table(records, ca.load_selfcheck()), tmp_path / "onehz.png"),
+        ca.plot_layer_overhead(ca.layer_overhead(records, cat["models"]), tmp_path / "layer.png",
+                               cat.get("method_overhead")),
         ca.plot_figure4(ca.figure4_matrix(records, MODEL, (256, 128), ex),
                         ca.public_figure4_matrix(ca.load_public()), tmp_path / "fig4.png"),
     ]
