@@ -322,6 +322,8 @@ class Catalog:
         self.quant_accuracy: list[dict[str, Any]] = list(quant_accuracy)
         #: fitted per-layer decode overhead of a method on an engine (method_overhead.csv; rows as dicts)
         self.method_overhead: list[dict[str, Any]] = list(method_overhead)
+        #: the folder the catalogue was read from (`load_catalog_from`), None when built in code
+        self.source_dir: Path | None = None
 
     # ---- lookups ------------------------------------------------------------------------------
     def gpu(self, name: str, *, allow_external: bool = True) -> Gpu:
@@ -408,6 +410,12 @@ def _yaml_rows(data: Any) -> list[dict[str, Any]]:
 
 
 def load_catalog_from(folder: Path) -> Catalog:
+    cat = _catalog_from(folder)
+    cat.source_dir = Path(folder)  # where it was read from (the trainer records these files' hashes)
+    return cat
+
+
+def _catalog_from(folder: Path) -> Catalog:
     return Catalog(
         gpus=[_from_row(Gpu, r) for r in _read_csv(folder / "gpus.csv")],
         models=[_from_row(Model, r) for r in _read_csv(folder / "models.csv")],

@@ -814,6 +814,7 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         "data": {"files": data.files, "rows": int(len(frame)), "skipped": data.skipped,
                  "simulated_rows": sum(f.get("simulated_rows", 0) for f in data.files),
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
+        "catalog_files": catalog_file_hashes(catalog),
         "coverage": training_coverage(frame),
         "validation": validation,
         # accuracy_delta is scored in absolute percentage points, not APE: its own block and CV file
@@ -825,6 +826,20 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     return Result(boosters, meta, cv_rows, model_card(meta), acc_cv)
+
+
+#: catalogue files the features and the analytic baseline read: a model trained on other versions of them
+#: computes its features differently from the code that serves it (tests/recommender/costmodel/
+#: test_validation_gate.py checks the shipped artifact against the shipped files)
+FEATURE_CATALOG_FILES = ("gpus.csv", "models.csv", "quants.yaml", "engines.yaml", "method_overhead.csv")
+
+
+def catalog_file_hashes(catalog) -> dict[str, str]:
+    """{file name: sha256} of FEATURE_CATALOG_FILES in the folder `catalog` was read from ({} if unknown)."""
+    folder = getattr(catalog, "source_dir", None)
+    if folder is None:
+        return {}
+    return {name: sha256_file(Path(folder) / name) for name in FEATURE_CATALOG_FILES if (Path(folder) / name).exists()}
 
 
 def training_coverage(frame) -> dict[str, dict[str, dict]]:
@@ -976,6 +991,9 @@ def model_card(meta: dict) -> str:
     if meta["data"].get("simulated_rows"):
         lines += [f"**{meta['data']['simulated_rows']} rows are simulated (fake meter, named with --measurements): "
                   "a test artifact, not one to ship.**"]
+    if meta.get("catalog_files"):
+        lines += ["", "Catalogue files the features were computed from (retrain when one changes): "
+                  + ", ".join(f"{k} {v[:12]}" for k, v in meta["catalog_files"].items()) + "."]
     lines += ["", "Sources, licences and measurement scopes of the public rows: `datasets/public/README.md`.", "",
               "## Validation", "",
               "APE = absolute percentage error of p50 against the measurement. Coverage = share of measurements",

@@ -35,6 +35,18 @@ def test_artifact_was_trained_on_the_committed_data():
                                "run `train-cost-model` and commit models/")
 
 
+def test_artifact_was_trained_on_the_committed_catalogue():
+    """The features read gpus.csv, models.csv, quants.yaml, engines.yaml and method_overhead.csv: a refit of
+    engines.yaml or method_overhead.csv (or any spec change) without retraining would shift every feature."""
+    from recommender.paths import catalog_dir
+
+    meta = _metadata()
+    current = {name: T.sha256_file(catalog_dir() / name) for name in T.FEATURE_CATALOG_FILES
+               if (catalog_dir() / name).exists()}
+    assert meta.get("catalog_files") == current, (
+        "datasets/catalog changed since models/ was trained: run `train-cost-model` and commit models/")
+
+
 def test_shipped_artifact_has_no_simulated_rows():
     meta = _metadata()
     assert not meta["data"].get("simulated_rows"), "models/ was trained on fake-meter records"
