@@ -143,7 +143,7 @@ class CellRunner:
             reason = engine.skip_reason(dev.type) or engine.cell_skip_reason(cell, dev)
         else:
             reason = backend.skip_reason(dev) or engine.skip_reason(dev.type)
-        reason = reason or catalogue_hardware_reason(cell.quant, cell.engine, dev)
+        reason = reason or catalogue_hardware_reason(cell.quant, cell.engine, dev) or catalogue_batch_reason(cell)
         if reason:
             rec.status, rec.error = "skipped", reason
             return rec
@@ -475,6 +475,15 @@ def _host_cpu() -> tuple[str | None, int | None]:
     except (AttributeError, OSError):
         count = os.cpu_count()
     return model, count
+
+
+def catalogue_batch_reason(cell: Cell) -> str | None:
+    """Why the catalogue says the method cannot decode this batch size on this engine (quants.yaml
+    `min_batch_size`, from measured failures): recorded as a skip instead of a compile that fails."""
+    from recommender.catalog import load_catalog
+
+    quant = load_catalog().quants.find(cell.quant)
+    return quant.batch_reason(cell.engine, cell.batch_size) if quant is not None else None
 
 
 def catalogue_hardware_reason(quant_id: str, engine_id: str, dev: DeviceInfo) -> str | None:

@@ -64,6 +64,15 @@ def _list(v: Any) -> tuple[str, ...]:
     return tuple(s.strip() for s in str(v).split(";") if s.strip())
 
 
+def _int_map(v: Any) -> tuple[tuple[str, int], ...]:
+    """A mapping {key: integer} (YAML) as sorted pairs (hashable, for frozen rows)."""
+    if not v:
+        return ()
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping, got {v!r}")
+    return tuple(sorted((str(k), int(x)) for k, x in v.items()))
+
+
 def _from_row(cls, row: dict[str, Any]):
     """Build a catalogue dataclass from a csv/yaml row using each field's declared converter."""
     kwargs = {}
@@ -173,6 +182,9 @@ class Quant:
     scheme: str | None = _f()
     needs_calibration: bool = _f(_bool, default=False)
     min_compute_capability: float | None = _f(_num)
+    # {engine id: smallest batch size the method runs at on that engine}, as pairs; with its source
+    min_batch_size: tuple[tuple[str, int], ...] = _f(_int_map, default=())
+    min_batch_size_source: str | None = _f()
     paper_strategy: str | None = _f()
     description: str | None = _f()
     source: str | None = _f()
@@ -190,6 +202,17 @@ class Quant:
     def needs_bf16(self) -> bool:
         """Runs only where the card has bf16 (compute capability >= 8.0)."""
         return self.computes_in_bf16 and not self.can_compute_in_fp16
+
+    def min_batch(self, engine_id: str) -> int | None:
+        """The smallest batch size the method runs at on `engine_id` (`min_batch_size`), or None."""
+        return dict(self.min_batch_size).get(engine_id)
+
+    def batch_reason(self, engine_id: str, batch_size: int) -> str | None:
+        """Why the method cannot decode `batch_size` sequences on `engine_id`, or None."""
+        need = self.min_batch(engine_id)
+        if need is not None and batch_size < need:
+            return f"{self.id} on {engine_id} needs batch size >= {need} (measured; quants.yaml min_batch_size)"
+        return None
 
     def hardware_reason(self, gpu: Gpu) -> str | None:
         """Why the method cannot run on `gpu` by its `min_compute_capability`, or None."""

@@ -50,14 +50,16 @@ UNQUANTIZED = ("fp32", "fp16", "bf16")
 OK, NO_SPECS, COMPUTE_CAP, BF16, ENGINE, CONTEXT, MEMORY, NO_PREDICTION, ACCURACY, LATENCY, ENERGY = range(11)
 MEASURED_FAILURE = 11  # checked after MEMORY: the exact cell failed every time we measured it
 ENGINE_HARDWARE = 12  # the engine does not run on this GPU (engines.yaml `hardware`)
+BATCH = 13  # the method does not run at this batch size on this engine (quants.yaml `min_batch_size`)
 #: exclusions that no constraint caused (the candidate cannot run or has no prediction)
-HARDWARE_CODES = (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, ENGINE_HARDWARE, CONTEXT, MEMORY, MEASURED_FAILURE,
+HARDWARE_CODES = (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, ENGINE_HARDWARE, BATCH, CONTEXT, MEMORY, MEASURED_FAILURE,
                   NO_PREDICTION)
 EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capability too low",
             BF16: "no bf16 on this GPU", ENGINE: "engine does not support the quantization",
             CONTEXT: "context longer than the model's max positions", MEMORY: "does not fit in memory",
             MEASURED_FAILURE: "failed when measured", NO_PREDICTION: "no cost-model prediction",
             ENGINE_HARDWARE: "engine does not run on this GPU",
+            BATCH: "method does not run at this batch size on this engine",
             ACCURACY: "below the accuracy floor",
             LATENCY: "above the latency ceiling", ENERGY: "above the energy ceiling"}
 
@@ -180,6 +182,8 @@ class Result:
             return f"engine {engine.id} does not support quantization {quant.id}"
         if code == ENGINE_HARDWARE:
             return engine.hardware_reason(gpu) or EXCLUDED[code]
+        if code == BATCH:
+            return quant.batch_reason(engine.id, int(c.batch_size[i])) or EXCLUDED[code]
         if code == MEASURED_FAILURE:
             return _measured_failures(c).get(int(i), EXCLUDED[code])
         if code == CONTEXT:
@@ -264,6 +268,7 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
     q_mincc = np.array([q.min_compute_capability or 0.0 for q in quants], dtype=np.float64)
     support = np.array([[e.supports(q.id) for q in quants] for e in cat.engines], dtype=bool)
     runs_on = np.array([[e.hardware_reason(g) is None for g in cat.gpus] for e in cat.engines], dtype=bool)
+    min_batch = np.array([[q.min_batch(e.id) or 0 for e in cat.engines] for q in quants], dtype=np.float64)
     ctx = cands.prompt_tokens + cands.output_tokens
     maxpos = cands.col("model_max_position_embeddings")
     with np.errstate(invalid="ignore"):
@@ -273,6 +278,7 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
             (BF16, q_bf16[cands.quant_idx] & (cc < 8.0)),
             (ENGINE_HARDWARE, ~runs_on[cands.engine_idx, cands.gpu_idx]),
             (ENGINE, ~support[cands.engine_idx, cands.quant_idx]),
+            (BATCH, cands.batch_size < min_batch[cands.quant_idx, cands.engine_idx]),
             (CONTEXT, ctx > maxpos),
             (MEMORY, ~mem.fits),
         ]

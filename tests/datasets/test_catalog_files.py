@@ -57,7 +57,7 @@ QA_COLS = [
     "notes",
 ]
 REGION_COLS = ["id", "name", "grid_gco2_per_kwh", "year", "source", "source_url", "licence"]
-OPTIONAL_QUANT_KEYS = {"alt_compute_dtypes"}
+OPTIONAL_QUANT_KEYS = {"alt_compute_dtypes", "min_batch_size", "min_batch_size_source"}
 QUANT_KEYS = {
     "id",
     "name",
@@ -310,6 +310,10 @@ def test_quants_yaml(quants):
         assert q["paper_strategy"] in {"INT8", "FP16", "Dynamic", None}, q["id"]
         assert str(q["source"]).strip(), q["id"]
         assert 1 <= q["weight_bits"] <= 32 and 1 <= q["activation_bits"] <= 32, q["id"]
+        if "min_batch_size" in q:  # {engine: int}, always with where it comes from
+            assert all(isinstance(v, int) and v >= 1 for v in q["min_batch_size"].values()), q["id"]
+            assert set(q["min_batch_size"]) <= {"hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp"}
+            assert str(q.get("min_batch_size_source") or "").strip(), q["id"]
     by = {q["id"]: q for q in quants}
     assert by["torchao-fp8"]["min_compute_capability"] == 8.9
     assert by["torchao-int8-dyn"]["paper_strategy"] == "Dynamic"

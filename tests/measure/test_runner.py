@@ -133,3 +133,15 @@ def test_catalogue_hardware_rules_become_skips_before_any_work():
     h100 = DeviceInfo("cuda", 9.0, "NVIDIA H100 80GB HBM3")
     assert catalogue_hardware_reason("bnb-int8", "hf-compiled", h100) is None
     assert catalogue_hardware_reason("bnb-int8", "hf-compiled", DeviceInfo("cpu")) is None
+
+
+def test_a_batch_the_catalogue_rules_out_is_a_recorded_skip():
+    from measure.cell import Cell
+    from measure.runner import catalogue_batch_reason
+
+    def cell(batch, engine="hf-compiled"):
+        return Cell(model="qwen2.5-7b-instruct", quant="torchao-int8-dyn", engine=engine, batch_size=batch,
+                    prompt_tokens=256, output_tokens=128)
+
+    assert catalogue_batch_reason(cell(8)).startswith("torchao-int8-dyn on hf-compiled needs batch size >= 17")
+    assert catalogue_batch_reason(cell(32)) is None and catalogue_batch_reason(cell(1, "hf-eager")) is None

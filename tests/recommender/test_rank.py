@@ -457,3 +457,25 @@ def test_explain_says_why_accuracy_is_missing():
             rows = (ids["quant"] == quant) & np.isfinite(res.baseline)
             assert rows.any() and not np.isfinite(acc[rows]).any(), quant
     assert "no cited score for" in line or "no cited accuracy change for" in line
+
+
+def test_a_method_too_small_a_batch_for_its_engine_is_excluded_with_the_measured_reason():
+    """quants.yaml `min_batch_size`: torchao int8 dynamic under torch.compile lowers to torch._int_mm, which
+    failed for every batch of at most 16 rows we measured; other engines and batch 32 stay."""
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+    from recommender.rank import BATCH
+
+    cat = load_catalog()
+    q = cat.quants.find("torchao-int8-dyn")
+    assert q.min_batch("hf-compiled") == 17 and q.min_batch("hf-eager") is None
+    assert q.batch_reason("hf-compiled", 16).startswith("torchao-int8-dyn on hf-compiled needs batch size >= 17")
+    assert q.batch_reason("hf-compiled", 17) is None and q.batch_reason("vllm", 1) is None
+    assert "needs to be greater than 16" in q.min_batch_size_source  # the recorded error, cited
+    res = recommend(Query(gpus=("a100",), models=("mistral-7b-instruct-v0.2",), quants=("torchao-int8-dyn", "bf16"),
+                          engines=("hf-compiled", "hf-eager"), batch_sizes=(1, 8, 32)), cat, AnalyticCostModel())
+    ids = {k: res.cands.ids(k) for k in ("quant", "engine")}
+    small = (ids["quant"] == "torchao-int8-dyn") & (ids["engine"] == "hf-compiled") & (res.cands.batch_size < 17)
+    assert small.sum() == 2 and np.all(res.code[small] == BATCH)
+    assert res.reason(int(np.flatnonzero(small)[0])).startswith("torchao-int8-dyn on hf-compiled needs batch size")
+    assert np.all(res.code[~small] != BATCH)
