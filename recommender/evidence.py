@@ -13,6 +13,11 @@ candidate, best first:
 - ``other_engines``: the method was measured, never with this engine;
 - ``none``: the method was never measured;
 - ``unknown``: the cost model records no coverage (the analytic fallback, or an older artifact).
+
+Independently of the level, `outside_training_range` lists the card's specs that lie outside the range of
+the cards the model was trained on (`metadata.json` "card_range"): trees cannot extrapolate, so there the
+learned correction is that of the nearest trained cards (on a held-out V100, below every trained card's
+compute capability, it was further off than the analytic model alone; models/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -28,10 +33,47 @@ def coverage_of(cost_model) -> dict | None:
     return meta.get("coverage") if isinstance(meta, dict) else None
 
 
+def card_range_of(cost_model) -> dict | None:
+    """{spec: [min, max]} of the cards the artifact was trained on (`train.training_card_range`), or None."""
+    meta = getattr(cost_model, "meta", None)
+    return meta.get("card_range") if isinstance(meta, dict) else None
+
+
+_SPEC_UNITS = {"bandwidth_gbs": "GB/s", "fp16_tensor_tflops": "TFLOPS", "tdp_w": "W", "memory_gb": "GB",
+               "compute_capability": ""}
+
+
+def outside_training_range(card_range: dict | None, gpu) -> list[str]:
+    """Where `gpu`'s specs lie outside the trained cards' range, e.g. "bandwidth_gbs 288 < 696"; empty when
+    inside, unknown, or no range is recorded."""
+    out = []
+    for spec, (lo, hi) in (card_range or {}).items():
+        v = getattr(gpu, spec, None)
+        if v is None:
+            continue
+        unit = _SPEC_UNITS.get(spec, "")
+        if v < lo:
+            out.append(f"{spec} {v:g}{' ' + unit if unit else ''} < {lo:g}")
+        elif v > hi:
+            out.append(f"{spec} {v:g}{' ' + unit if unit else ''} > {hi:g}")
+    return out
+
+
 def evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_size: int,
-             measured: bool) -> dict[str, Any]:
-    """{level, measured_on, text} for one candidate. `measured_on`: this card for `measured`, the cards
-    with training rows of this method and engine for `same_card` / `other_cards`, else empty."""
+             measured: bool, outside: list[str] | None = None) -> dict[str, Any]:
+    """{level, measured_on, text, outside_training_range} for one candidate. `measured_on`: this card for
+    `measured`, the cards with training rows of this method and engine for `same_card` / `other_cards`,
+    else empty. `outside`: the card's specs outside the trained range (`outside_training_range`)."""
+    ev = _evidence(coverage, gpu, quant, engine, batch_size, measured)
+    ev["outside_training_range"] = [] if measured else list(outside or [])
+    if ev["outside_training_range"]:
+        ev["text"] += ("; the card lies outside the trained cards' range (" + ", ".join(ev["outside_training_range"])
+                       + "), where the learned correction extrapolates")
+    return ev
+
+
+def _evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_size: int,
+              measured: bool) -> dict[str, Any]:
     if measured:
         return {"level": "measured", "measured_on": [gpu], "text": "measured: this exact cell"}
     if coverage is None:

@@ -26,7 +26,7 @@ from recommender.candidates import Candidates
 from recommender.catalog import Catalog, load_catalog
 from recommender.costmodel.base import CostModel, Quantiles
 from recommender.errors import UserError
-from recommender.evidence import coverage_of, evidence
+from recommender.evidence import card_range_of, coverage_of, evidence, outside_training_range
 from recommender.memory import MemoryEstimate, describe_misfit, estimate
 from recommender.workload import (
     DEFAULT_OUTPUT_TOKENS,
@@ -687,7 +687,8 @@ def explain(res: Result) -> list[str]:
                      + ".")
         if not res.measured[top]:
             ev = evidence(coverage_of(res.cost_model), c.ids("gpu")[top], c.ids("quant")[top],
-                          c.ids("engine")[top], int(c.batch_size[top]), False)
+                          c.ids("engine")[top], int(c.batch_size[top]), False,
+                          outside_training_range(card_range_of(res.cost_model), res.catalog.gpus.rows[c.gpu_idx[top]]))
             lines.append(f"Evidence: {ev['text']}.")
     ranked = res.order
     no_acc = ranked[~np.isfinite(res.metrics["accuracy"].p50[ranked])]
@@ -771,7 +772,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     fits, measured = mem.fits[rows].tolist(), res.measured[rows].tolist()
     base = _pylist(res.baseline[rows])
     codes = res.code[rows].tolist()
-    coverage = coverage_of(res.cost_model)
+    coverage, card_range = coverage_of(res.cost_model), card_range_of(res.cost_model)
+    outside: dict[str, list[str]] = {}
     out = []
     for j, i in enumerate(rows.tolist()):
         gpu = cat.gpus.rows[gi[j]]
@@ -802,7 +804,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "gpu_specs_derived": gpu.derived,
             "notes": setup_notes(gpu, cat.quants.rows[qi[j]]),
             # added after the first release: last, so that CSV columns keep their positions
-            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j]),
+            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j],
+                                 outside.setdefault(gpu.id, outside_training_range(card_range, gpu))),
         })
     return out
 

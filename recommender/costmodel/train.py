@@ -816,6 +816,7 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
         "catalog_files": catalog_file_hashes(catalog),
         "coverage": training_coverage(frame),
+        "card_range": training_card_range(frame, catalog),
         "validation": validation,
         # accuracy_delta is scored in absolute percentage points, not APE: its own block and CV file
         "accuracy_validation": acc_validation,
@@ -840,6 +841,22 @@ def catalog_file_hashes(catalog) -> dict[str, str]:
     if folder is None:
         return {}
     return {name: sha256_file(Path(folder) / name) for name in FEATURE_CATALOG_FILES if (Path(folder) / name).exists()}
+
+
+#: card specs whose trained range `recommend` checks (`recommender.evidence.outside_training_range`)
+CARD_RANGE_SPECS = ("bandwidth_gbs", "fp16_tensor_tflops", "tdp_w", "memory_gb", "compute_capability")
+
+
+def training_card_range(frame, catalog) -> dict[str, list[float]]:
+    """{spec: [min, max]} of CARD_RANGE_SPECS over the cards the training rows ran on. Trees cannot
+    extrapolate: a card outside these ranges is predicted from the nearest trained cards' corrections."""
+    out: dict[str, list[float]] = {}
+    gpus = [g for g in (catalog.gpus.find(x) for x in sorted(set(frame["gpu_id"]))) if g is not None]
+    for spec in CARD_RANGE_SPECS:
+        vals = [float(v) for g in gpus if (v := getattr(g, spec, None)) is not None]
+        if vals:
+            out[spec] = [min(vals), max(vals)]
+    return out
 
 
 def training_coverage(frame) -> dict[str, dict[str, dict]]:

@@ -89,4 +89,30 @@ def test_csv_flattens_the_evidence_with_joined_card_lists():
     flat = flatten({"source": "predicted", "notes": [], "evidence": evidence(COVERAGE, "l4", "fp16", "vllm", 8, False)})
     assert flat["evidence_level"] == "other_cards"
     assert flat["evidence_measured_on"] == "a100-sxm-40gb;h100-sxm"
-    assert list(flat)[-3:] == ["evidence_level", "evidence_measured_on", "evidence_text"]
+    assert list(flat)[-4:] == ["evidence_level", "evidence_measured_on", "evidence_text",
+                               "evidence_outside_training_range"]
+
+
+def test_a_card_outside_the_trained_range_is_flagged():
+    from recommender.catalog import load_catalog
+    from recommender.evidence import outside_training_range
+
+    cat = load_catalog()
+    rng = {"bandwidth_gbs": [695.8, 4000.0], "compute_capability": [7.0, 9.0], "tdp_w": [250.0, 700.0]}
+    small = outside_training_range(rng, cat.gpu("rtx4060ti-16gb"))
+    assert small == ["bandwidth_gbs 288 GB/s < 695.8", "tdp_w 165 W < 250"]
+    assert outside_training_range(rng, cat.gpu("a100-sxm-40gb")) == []
+    assert outside_training_range(rng, cat.gpu("b200"))[0].startswith("bandwidth_gbs 8000 GB/s > 4000")
+    assert outside_training_range(None, cat.gpu("b200")) == []
+    ev = evidence(COVERAGE, "rtx4060ti-16gb", "fp16", "vllm", 8, False, small)
+    assert ev["outside_training_range"] == small and "outside the trained cards' range" in ev["text"]
+    assert evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 8, True, small)["outside_training_range"] == []
+
+
+def test_shipped_artifact_records_the_trained_card_range():
+    from recommender.costmodel.learned import load_default
+    from recommender.evidence import card_range_of
+
+    rng = card_range_of(load_default())
+    assert rng is not None and rng["compute_capability"][0] <= 9.0 <= rng["compute_capability"][1]
+    assert all(lo <= hi for lo, hi in rng.values())
