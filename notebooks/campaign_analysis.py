@@ -913,12 +913,16 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
     """Each quantized cell against the 16-bit cell of the same model, engine, batch and workload (bf16, else
     fp16; over every method file, a cell's records averaged): decode step times (ms, batch / tokens_per_s),
     their difference per layer (`overhead_per_layer_ms`) and the energy and power ratios, with the model's
-    `num_layers` and `params_b`. The catalogue's fit (method_overhead.csv) is the median of this per method.
+    `num_layers` and `params_b`; pairs stay within one card model (`gpu_name`). The catalogue's fit
+    (method_overhead.csv) takes the median over the same pairs from every record file, the repeats included,
+    and a cell's median record, so its figures are close to, not equal to, this table's medians.
     """
     d = method_records(df)
     d = d[(d["status"] == "ok") & (d["engine"] == engine) & (d["prompt_tokens"] == workload[0])
           & (d["output_tokens"] == workload[1])]
-    keys = ["model", "engine", "batch_size", "prompt_tokens", "output_tokens"]
+    cols = ["model", "quant", "batch_size", "params_b", "num_layers", "ref_quant", "t_ref_ms", "t_step_ms",
+            "overhead_ms", "overhead_per_layer_ms", "energy_ratio", "power_ratio"]
+    keys = ["gpu_name", "model", "engine", "batch_size", "prompt_tokens", "output_tokens"]
     g = d.groupby([*keys, "quant"])[["tokens_per_s", "decode_energy_per_token_j", "decode_avg_power_w"]].mean()
     g = g.reset_index()
     g["t_step_ms"] = 1000.0 * g["batch_size"] / g["tokens_per_s"]
@@ -927,6 +931,8 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
         r = g[g["quant"] == q].set_index(keys)
         ref = r if ref is None else pd.concat([ref[~ref.index.isin(r.index)], r])
     q = g[~g["quant"].isin(["fp32", "fp16", "bf16"])].set_index(keys)
+    if ref is None or ref.empty or q.empty:
+        return pd.DataFrame(columns=cols)
     q = q[q.index.isin(ref.index)]
     out = q.join(ref.add_suffix("_ref")).reset_index()
     m = models.set_index("id")
@@ -938,8 +944,6 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
     out["overhead_per_layer_ms"] = out["overhead_ms"] / out["num_layers"]
     out["energy_ratio"] = out["decode_energy_per_token_j"] / out["decode_energy_per_token_j_ref"]
     out["power_ratio"] = out["decode_avg_power_w"] / out["decode_avg_power_w_ref"]
-    cols = ["model", "quant", "batch_size", "params_b", "num_layers", "ref_quant", "t_ref_ms", "t_step_ms",
-            "overhead_ms", "overhead_per_layer_ms", "energy_ratio", "power_ratio"]
     return out[cols].sort_values(["quant", "batch_size", "params_b"]).reset_index(drop=True)
 
 

@@ -778,6 +778,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     for j, i in enumerate(rows.tolist()):
         gpu = cat.gpus.rows[gi[j]]
         quant, engine = cat.quants.rows[qi[j]].id, cat.engines.rows[ei[j]].id
+        if gpu.id not in outside:
+            outside[gpu.id] = outside_training_range(card_range, gpu)
         q = {k: {"p10": v[0][j], "p50": v[1][j], "p90": v[2][j]} for k, v in qcols.items()}
         out.append({
             "rank": ranks[j],
@@ -804,8 +806,7 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "gpu_specs_derived": gpu.derived,
             "notes": setup_notes(gpu, cat.quants.rows[qi[j]]),
             # added after the first release: last, so that CSV columns keep their positions
-            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j],
-                                 outside.setdefault(gpu.id, outside_training_range(card_range, gpu))),
+            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j], outside[gpu.id]),
         })
     return out
 

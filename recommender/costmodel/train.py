@@ -815,6 +815,8 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
                  "simulated_rows": sum(f.get("simulated_rows", 0) for f in data.files),
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
         "catalog_files": catalog_file_hashes(catalog),
+        "method_overhead": [{k: r.get(k) for k in ("quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs",
+                                                   "n_models")} for r in catalog.method_overhead],
         "coverage": training_coverage(frame),
         "card_range": training_card_range(frame, catalog),
         "validation": validation,
@@ -982,8 +984,10 @@ def model_card(meta: dict) -> str:
         "p10/p90 are the quantile models widened by a split-conformal offset from out-of-fold residuals of the",
         "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups). The quantized",
         "methods' decode overheads of the analytic model (datasets/catalog/method_overhead.csv, fitted on our",
-        "records) are refitted inside every cross-validation fold from its training rows, so the analytic and",
-        "learned figures below never saw the held-out rows through them.",
+        "records) are refitted inside every cross-validation fold from its training rows, so the figures below",
+        "never saw the held-out rows through them; a fold left with fewer than 3 pairs of a method fits none for",
+        "it. The engines' roofline efficiency and per-token overhead (engines.yaml, fitted once on our and the",
+        "public batch-1 16-bit rows) are not refitted per fold.",
         "",
         "| target | kind | rows | GPU groups | architectures | conformal log offset (calibrated on) | note |",
         "|---|---|---|---|---|---|---|",
@@ -1008,6 +1012,11 @@ def model_card(meta: dict) -> str:
     if meta["data"].get("simulated_rows"):
         lines += [f"**{meta['data']['simulated_rows']} rows are simulated (fake meter, named with --measurements): "
                   "a test artifact, not one to ship.**"]
+    if meta.get("method_overhead"):
+        lines += ["", "Per-layer decode overheads served (method_overhead.csv; ms per layer per decode step): "
+                  + ", ".join(f"{r['quant_id']} on {r['engine_id']} {float(r['per_layer_overhead_ms']):g} "
+                              f"({r['n_pairs']} pairs, {r['n_models']} models)" for r in meta["method_overhead"])
+                  + ". One with 3 pairs is untested by the cross-validation (its folds keep 2)."]
     if meta.get("catalog_files"):
         lines += ["", "Catalogue files the features were computed from (retrain when one changes): "
                   + ", ".join(f"{k} {v[:12]}" for k, v in meta["catalog_files"].items()) + "."]

@@ -252,7 +252,10 @@ def test_layer_overhead_pairs_each_quantized_cell_with_its_16_bit_cell(records, 
                 & (cell["batch_size"] == row["batch_size"]) & (cell["prompt_tokens"] == 256) & (cell["status"] == "ok")]
     assert row["t_step_ms"] == pytest.approx(1000 * row["batch_size"] / cell["tokens_per_s"].mean())
     s = ca.layer_overhead_summary(t, cat.get("method_overhead"))
-    assert (s["pairs"] >= 1).all() and "catalogue_fit_ms" in s
+    # the catalogue's fit takes the same pairs from every record file (repeats too): close, not equal
+    for q in ("bnb-int8", "torchao-int8-wo"):
+        assert s.loc[q, "per_layer_ms_median"] == pytest.approx(s.loc[q, "catalogue_fit_ms"], rel=0.15), q
+    assert ca.layer_overhead(records.iloc[:0], cat["models"]).empty
     # LLM.int8 costs more per layer than the weight-only methods: the finding the section reports
     assert s.loc["bnb-int8", "per_layer_ms_median"] > 3 * s.loc["torchao-int8-wo", "per_layer_ms_median"]
 
