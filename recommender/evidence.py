@@ -99,3 +99,31 @@ def _evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_si
     return {"level": "none", "measured_on": [],
             "text": f"predicted; {quant} was never measured: a roofline estimate and the learned correction's "
                     "extrapolation only"}
+
+
+#: where a candidate's accuracy change comes from (`accuracy_basis`), for the cited-table accuracy model
+ACCURACY_BASES = ("unquantized", "cited for this model", "cited for other models", "none")
+
+
+def accuracy_basis(catalog, model: str, quant: str, learned: bool = False) -> str:
+    """Where the accuracy change of `quant` on `model` comes from: `unquantized` (no change by definition),
+    `cited for this model` (quant_accuracy.csv rows of this model), `cited for other models` (the method's
+    rows on other models or none named: their average stands in), or `none` (no cited row of the method);
+    with a learned accuracy model, "predicted by the learned accuracy model" instead of the cited ones."""
+    if quant in ("fp32", "fp16", "bf16"):
+        return "unquantized"
+    rows = [r for r in catalog.quant_accuracy if r.get("quant_id") == quant and _finite(r.get("delta_abs"))]
+    if not rows:
+        return "none"
+    if learned:
+        return "predicted by the learned accuracy model"
+    if any((r.get("model_id") or "").strip() == model for r in rows):
+        return "cited for this model"
+    return "cited for other models"
+
+
+def _finite(v) -> bool:
+    try:
+        return float(v) == float(v) and abs(float(v)) != float("inf")
+    except (TypeError, ValueError):
+        return False

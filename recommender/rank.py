@@ -26,7 +26,7 @@ from recommender.candidates import Candidates
 from recommender.catalog import Catalog, load_catalog
 from recommender.costmodel.base import CostModel, Quantiles
 from recommender.errors import UserError
-from recommender.evidence import card_range_of, coverage_of, evidence, outside_training_range
+from recommender.evidence import accuracy_basis, card_range_of, coverage_of, evidence, outside_training_range
 from recommender.memory import MemoryEstimate, describe_misfit, estimate
 from recommender.workload import (
     DEFAULT_OUTPUT_TOKENS,
@@ -690,6 +690,11 @@ def explain(res: Result) -> list[str]:
                           c.ids("engine")[top], int(c.batch_size[top]), False,
                           outside_training_range(card_range_of(res.cost_model), res.catalog.gpus.rows[c.gpu_idx[top]]))
             lines.append(f"Evidence: {ev['text']}.")
+        top_quant = c.ids("quant")[top]
+        basis = accuracy_basis(res.catalog, c.ids("model")[top], top_quant,
+                               getattr(res.cost_model, "labels", {}).get("accuracy_delta", "").startswith("lightgbm"))
+        if basis != "unquantized":
+            lines.append(f"Its accuracy change under {top_quant}: {basis}.")
     ranked = res.order
     no_acc = ranked[~np.isfinite(res.metrics["accuracy"].p50[ranked])]
     if len(no_acc) and res.priority != "latency":
@@ -774,6 +779,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     codes = res.code[rows].tolist()
     coverage, card_range = coverage_of(res.cost_model), card_range_of(res.cost_model)
     outside: dict[str, list[str]] = {}
+    basis: dict[tuple[int, int], str] = {}
+    acc_learned = getattr(res.cost_model, "labels", {}).get("accuracy_delta", "").startswith("lightgbm")
     out = []
     for j, i in enumerate(rows.tolist()):
         gpu = cat.gpus.rows[gi[j]]
@@ -807,6 +814,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "notes": setup_notes(gpu, cat.quants.rows[qi[j]]),
             # added after the first release: last, so that CSV columns keep their positions
             "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j], outside[gpu.id]),
+            "accuracy_basis": basis.setdefault((mi[j], qi[j]), accuracy_basis(
+                cat, cat.models.rows[mi[j]].id, quant, acc_learned)),
         })
     return out
 

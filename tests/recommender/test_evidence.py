@@ -116,3 +116,35 @@ def test_shipped_artifact_records_the_trained_card_range():
     rng = card_range_of(load_default())
     assert rng is not None and rng["compute_capability"][0] <= 9.0 <= rng["compute_capability"][1]
     assert all(lo <= hi for lo, hi in rng.values())
+
+
+def test_accuracy_basis_says_where_the_accuracy_change_comes_from():
+    from types import SimpleNamespace
+
+    from recommender.evidence import ACCURACY_BASES, accuracy_basis
+
+    cat = SimpleNamespace(quant_accuracy=[
+        {"quant_id": "torchao-int4-wo", "model_id": "m1", "delta_abs": "-0.01"},
+        {"quant_id": "bnb-int8", "model_id": "", "delta_abs": "0.0"},
+        {"quant_id": "bnb-fp4", "model_id": "m1", "delta_abs": ""},  # no value: not a citation of a change
+    ])
+    assert accuracy_basis(cat, "m1", "bf16") == "unquantized"
+    assert accuracy_basis(cat, "m1", "torchao-int4-wo") == "cited for this model"
+    assert accuracy_basis(cat, "m2", "torchao-int4-wo") == "cited for other models"
+    assert accuracy_basis(cat, "m1", "bnb-int8") == "cited for other models"
+    assert accuracy_basis(cat, "m1", "bnb-fp4") == "none"
+    assert accuracy_basis(cat, "m1", "bnb-int8", learned=True) == "predicted by the learned accuracy model"
+    assert {accuracy_basis(cat, "m1", q) for q in ("bf16", "torchao-int4-wo", "bnb-int8", "bnb-fp4")} <= set(
+        ACCURACY_BASES)
+
+
+def test_shipped_candidates_carry_their_accuracy_basis(capsys):
+    from recommender.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--gpu", "h100-sxm", "--model", "llama-3-8b-instruct", "--quant", "torchao-int4-wo", "--quant",
+              "bf16", "--quant", "bnb-fp4", "--engine", "hf-eager", "--batch-size", "8", "--all", "--format", "json"])
+    cands = {c["quant"]: c for c in json.loads(capsys.readouterr().out)["candidates"]}
+    assert cands["bf16"]["accuracy_basis"] == "unquantized"
+    assert cands["torchao-int4-wo"]["accuracy_basis"] == "cited for this model"  # auto-round's Llama-3-8B rows
+    assert cands["bnb-fp4"]["accuracy_basis"] == "none" and cands["bnb-fp4"]["accuracy"]["p50"] is None
