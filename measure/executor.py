@@ -213,20 +213,26 @@ class _Estimator:
                 self.prior.setdefault(key, []).append(v)
         # how much slower or faster a model's cells ran than its method's mean over all models
         self.model_ratio: dict[tuple[str, str | None], list[float]] = {}
+        self.method_models: dict[tuple[str | None, str | None], list[str]] = {}
         for r, v in costs:
             method = self.prior[(r.engine, r.quant)]
             self.model_ratio.setdefault((r.model, r.engine), []).append(v / (sum(method) / len(method)))
+            self.method_models.setdefault((r.engine, r.quant), []).append(r.model)
 
     def prior_cost(self, cell: Cell) -> float | None:
         """A pending cell's wall time from the store alone (s): the mean of its engine and method's records,
-        times how its model's records compared with their methods' means; None when the method has none."""
+        times how its model's records compared with their methods' means (a model without records: its
+        layers over the mean layers of the method's models); None when the method has none."""
         def mean(xs):
             return sum(xs) / len(xs) if xs else None
 
         base = mean(self.prior.get((cell.engine, cell.quant), []))
         if base is None:
             return None
-        return base * (mean(self.model_ratio.get((cell.model, cell.engine), [])) or 1.0)
+        ratio = mean(self.model_ratio.get((cell.model, cell.engine), []))
+        if ratio is None:  # a model with no record on this engine: scale by its layers (decode is per layer)
+            ratio = _layer_ratio(cell.model, self.method_models.get((cell.engine, cell.quant), []))
+        return base * ratio
 
     def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None) -> None:
         self.seen.setdefault((engine, quant, new_group), []).append(wall_s)
@@ -256,6 +262,23 @@ class _Estimator:
             if (m := step()) is not None:
                 return m
         return None
+
+
+def _layer_ratio(model: str, others: Sequence[str]) -> float:
+    """`model`'s number of layers over the mean of `others`' (catalogue models.csv); 1.0 when unknown."""
+    try:
+        from recommender.catalog import load_catalog
+
+        models = load_catalog().models
+    except Exception:  # a measure-only install without the catalogue: no scaling
+        return 1.0
+
+    def layers(name: str) -> float | None:
+        m = models.find(name)
+        return float(m.num_layers) if m is not None and m.num_layers else None
+
+    mine, theirs = layers(model), [x for x in map(layers, others) if x]
+    return mine / (sum(theirs) / len(theirs)) if mine and theirs else 1.0
 
 
 def record_cost_s(rec: Record) -> float | None:

@@ -537,3 +537,20 @@ def test_a_restarted_owner_takes_back_its_unfinished_block(tmp_path):
                claims=ClaimDir(tmp_path / "c", owner="host:cuda:1"))
     s2 = go(make_spec(), FakeRunner(FakeClock()), store, cells, claims=ClaimDir(tmp_path / "c", owner="host:cuda:0"))
     assert (s1.ran, other.ran, other.claimed_elsewhere, s2.ran, s2.already_done) == (1, 0, 3, 2, 1)
+
+
+def test_cheapest_order_scales_a_model_without_records_by_its_layers(tmp_path):
+    from measure.executor import _Estimator
+
+    def rec(model, quant, dur):
+        r = ok_record(Cell(model=model, quant=quant, engine="hf-eager", batch_size=1, prompt_tokens=16,
+                           output_tokens=8))
+        r.gpu_name, r.duration_s = DEV, dur
+        return r
+
+    est = _Estimator([rec("qwen2.5-0.5b-instruct", "bnb-int8", 10.0)])  # 24 layers: 4 x 10 s
+    cell = Cell(model="qwen2.5-14b-instruct", quant="bnb-int8", engine="hf-eager", batch_size=1, prompt_tokens=16,
+                output_tokens=8)  # 48 layers, never measured
+    assert est.prior_cost(cell) == pytest.approx(80.0)
+    assert est.prior_cost(Cell(model="not-in-catalogue", quant="bnb-int8", engine="hf-eager", batch_size=1,
+                               prompt_tokens=16, output_tokens=8)) == pytest.approx(40.0)
