@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,27 +163,34 @@ def measurement_files() -> list[Path]:
     return sorted(MEASUREMENTS.glob("*/*.jsonl")) + sorted(MEASUREMENTS.glob("*.jsonl"))
 
 
-def read_ours(catalog, files: list[Path]) -> tuple[dict[str, Rows], dict[str, bool]]:
-    """Our ok batch-1 float records per engine; stable ones only where an engine has MIN_STABLE of them."""
-    recs: dict[str, list[tuple[dict, str]]] = {}
+def ok_records(files: list[Path]) -> Iterator[tuple[dict, Path]]:
+    """(record, file) for every ok, really measured record of our JSONL files (`measurement_scope: simulated`,
+    the fake meter, never); a torn or unreadable line is skipped. Shared with fit_method_overhead.py."""
     for path in files:
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 r = json.loads(line)
             except ValueError:
                 continue  # a torn last line
-            if not isinstance(r, dict) or r.get("status") != "ok" or r.get("engine") not in OWN_ENGINES:
+            if not isinstance(r, dict) or r.get("status") != "ok":
                 continue
             if r.get("measurement_scope") == SIMULATED_SCOPE or str(r.get("source", "")).startswith("simulated"):
                 continue
-            if r.get("quant") not in FLOAT_QUANTS or r.get("batch_size") != 1:
-                continue
-            gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-            tps = _float(r.get("tokens_per_s"))
-            if gpu is None or catalog.models.find(str(r.get("model"))) is None or not tps > 0:
-                continue
-            r = dict(r, gpu_id=gpu.id)
-            recs.setdefault(r["engine"], []).append((r, f"{path.parent.name}/{path.name}"))
+            yield r, path
+
+
+def read_ours(catalog, files: list[Path]) -> tuple[dict[str, Rows], dict[str, bool]]:
+    """Our ok batch-1 float records per engine; stable ones only where an engine has MIN_STABLE of them."""
+    recs: dict[str, list[tuple[dict, str]]] = {}
+    for r, path in ok_records(files):
+        if r.get("engine") not in OWN_ENGINES or r.get("quant") not in FLOAT_QUANTS or r.get("batch_size") != 1:
+            continue
+        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+        tps = _float(r.get("tokens_per_s"))
+        if gpu is None or catalog.models.find(str(r.get("model"))) is None or not tps > 0:
+            continue
+        r = dict(r, gpu_id=gpu.id)
+        recs.setdefault(r["engine"], []).append((r, f"{path.parent.name}/{path.name}"))
     out: dict[str, Rows] = {}
     stable_only: dict[str, bool] = {}
     for eng, items in recs.items():

@@ -31,51 +31,38 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:  # run as a script from anywhere in the repo
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, Path(__file__).resolve().parent):  # the repo, and this folder for the sibling tool
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import fit_engine_overhead as FE  # noqa: E402  (reads our records the same way)
 
 from recommender.costmodel import method_overhead as MO  # noqa: E402
 
 CATALOG = REPO / "datasets" / "catalog"
-MEASUREMENTS = REPO / "datasets" / "measurements"
 OUT = CATALOG / "method_overhead.csv"
 SCRIPT = "datasets/catalog/tools/fit_method_overhead.py"
-SIMULATED_SCOPE = "simulated"
+measurement_files = FE.measurement_files
 COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms", "n_pairs", "n_models",
            "gpus", "source")
-
-
-def measurement_files() -> list[Path]:
-    """Our record files: datasets/measurements/<card>/*.jsonl (rejected/ and raw/ lie deeper: not used)."""
-    return sorted(MEASUREMENTS.glob("*/*.jsonl"))
 
 
 def read_cells(files: list[Path], catalog) -> dict[tuple, float]:
     """Median decode step time (ms) per cell (card id, model, quant, engine, batch, prompt, output)."""
     keys, tps, batch = [], [], []
-    for path in files:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue  # a torn last line
-            if not isinstance(r, dict) or r.get("status") != "ok":
-                continue
-            if r.get("measurement_scope") == SIMULATED_SCOPE or str(r.get("source", "")).startswith("simulated"):
-                continue
-            gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-            v = r.get("tokens_per_s")
-            if gpu is None or not isinstance(v, (int, float)):
-                continue
-            keys.append((gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"),
-                         r.get("prompt_tokens"), r.get("output_tokens")))
-            tps.append(float(v))
-            batch.append(r.get("batch_size"))
+    for r, _ in FE.ok_records(files):
+        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+        v = r.get("tokens_per_s")
+        if gpu is None or not isinstance(v, (int, float)):
+            continue
+        keys.append((gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"),
+                     r.get("prompt_tokens"), r.get("output_tokens")))
+        tps.append(float(v))
+        batch.append(r.get("batch_size"))
     return MO.step_times(keys, tps, batch)
 
 
