@@ -33,6 +33,11 @@ def coverage_of(cost_model) -> dict | None:
     return meta.get("coverage") if isinstance(meta, dict) else None
 
 
+def accuracy_is_learned(cost_model) -> bool:
+    """Whether the cost model serves `accuracy_delta` from a learned booster (else the cited table)."""
+    return "accuracy_delta" in (getattr(cost_model, "boosters", None) or {})
+
+
 def card_range_of(cost_model) -> dict | None:
     """{spec: [min, max]} of the cards the artifact was trained on (`train.training_card_range`), or None."""
     meta = getattr(cost_model, "meta", None)

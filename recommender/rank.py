@@ -26,7 +26,14 @@ from recommender.candidates import Candidates
 from recommender.catalog import Catalog, load_catalog
 from recommender.costmodel.base import CostModel, Quantiles
 from recommender.errors import UserError
-from recommender.evidence import accuracy_basis, card_range_of, coverage_of, evidence, outside_training_range
+from recommender.evidence import (
+    accuracy_basis,
+    accuracy_is_learned,
+    card_range_of,
+    coverage_of,
+    evidence,
+    outside_training_range,
+)
 from recommender.memory import MemoryEstimate, describe_misfit, estimate
 from recommender.workload import (
     DEFAULT_OUTPUT_TOKENS,
@@ -691,8 +698,7 @@ def explain(res: Result) -> list[str]:
                           outside_training_range(card_range_of(res.cost_model), res.catalog.gpus.rows[c.gpu_idx[top]]))
             lines.append(f"Evidence: {ev['text']}.")
         top_quant = c.ids("quant")[top]
-        basis = accuracy_basis(res.catalog, c.ids("model")[top], top_quant,
-                               getattr(res.cost_model, "labels", {}).get("accuracy_delta", "").startswith("lightgbm"))
+        basis = accuracy_basis(res.catalog, c.ids("model")[top], top_quant, accuracy_is_learned(res.cost_model))
         if basis != "unquantized":
             lines.append(f"Its accuracy change under {top_quant}: {basis}.")
     ranked = res.order
@@ -780,7 +786,7 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     coverage, card_range = coverage_of(res.cost_model), card_range_of(res.cost_model)
     outside: dict[str, list[str]] = {}
     basis: dict[tuple[int, int], str] = {}
-    acc_learned = getattr(res.cost_model, "labels", {}).get("accuracy_delta", "").startswith("lightgbm")
+    acc_learned = accuracy_is_learned(res.cost_model)
     out = []
     for j, i in enumerate(rows.tolist()):
         gpu = cat.gpus.rows[gi[j]]
