@@ -91,3 +91,26 @@ def test_analytic_model_uses_the_overhead():
     # the measured H100 cells (h100/campaign.jsonl: 22.7 ms eager, 8.2 ms compiled per step) within 25 %
     assert est.t_step[0] * 1e3 == pytest.approx(22.7, rel=0.25)
     assert est.t_step[1] * 1e3 == pytest.approx(8.2, rel=0.25)
+
+
+def test_efficiency_above_one_is_fixed_at_one(fitted):
+    """Rows at the roofline for a big model and roofline + 10 ms for small ones: a free line through them has a
+    slope under 1 (efficiency above 1, faster than the datasheet); the fit fixes it at 1 and fits the overhead."""
+    mod, _, _ = fitted
+    cat = mod._catalog()
+    rows = mod.Rows()
+    for model in ("qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct", "qwen2.5-7b-instruct", "qwen2.5-14b-instruct"):
+        rows.add(gpu="h100-sxm", model=model, quant="bf16", batch=1.0, prompt=256.0, output=128.0,
+                 kv_bits=float("nan"), seconds=1.0, e2e=False, origin="test")
+    X, _ = mod.design(cat, rows)
+    extra = np.array([0.010, 0.006, 0.002, 0.0])  # seconds above the roofline, shrinking with size
+    rows.seconds = list(X + extra)
+    f = mod.fit_engine(cat, "hf-eager", rows, None, None)
+    assert f.efficiency_capped and f.efficiency == 1.0
+    assert 0 < f.overhead_ms < 10
+    assert "efficiency above 1, fixed at 1" in mod.describe(f)
+    # a free fit with an efficiency below 1 is left alone
+    rows.seconds = list(X / 0.8 + 0.005)
+    f = mod.fit_engine(cat, "hf-eager", rows, None, None)
+    assert not f.efficiency_capped
+    assert f.efficiency == pytest.approx(0.8) and f.overhead_ms == pytest.approx(5.0)

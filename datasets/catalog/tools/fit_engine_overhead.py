@@ -20,7 +20,8 @@ residual divided by the measured time, so a 2 ms and a 40 ms step weigh alike):
     y = 1 / tokens_per_s = (R_prefill + n R_step) / (n eff) + (n + 1) / n x overhead, n = output tokens.
 
 A negative overhead is not physical: if the free fit gives one, the overhead is fixed at 0 and only the
-efficiency is fitted. Rows faster than the datasheet roofline itself (measured time < roofline time, an
+efficiency is fitted. Nor is an efficiency above 1 (faster than the datasheet roofline on average): if the
+free fit gives one, the efficiency is fixed at 1 and only the overhead is fitted. Rows faster than the datasheet roofline itself (measured time < roofline time, an
 efficiency above 1 even with no overhead) are impossible and dropped, and listed: Argonne's GH200 vLLM
 rows at input = output 2048 report ~45,000 tokens/s at batch 1, two orders of magnitude above the
 neighbouring lengths. Engine -> rows (batch 1, unquantized float weights only: the efficiency is a property
@@ -106,6 +107,7 @@ class Fit:
     efficiency: float
     overhead_ms: float
     overhead_fixed: bool  # the free fit gave a negative overhead
+    efficiency_capped: bool  # the free fit gave an efficiency above 1
     median_ape_pct: float
     p80_factor: float  # exp(80th percentile of |log(predicted / measured)|)
     max_ape_pct: float
@@ -242,6 +244,11 @@ def fit_engine(catalog, engine: str, rows: Rows, old_eff: float | None, stable_o
         fixed = True
         b = 0.0
         a = float(np.linalg.lstsq((X / y)[:, None], np.ones(len(y)), rcond=None)[0][0])
+    capped = False
+    if a < 1.0:  # efficiency 1 / a above 1: the roofline's own time at most, the rest is overhead
+        capped = True
+        a = 1.0
+        b = max(0.0, float(np.linalg.lstsq((Z / y)[:, None], 1.0 - X / y, rcond=None)[0][0]))
     pred = X * a + Z * b
     med, p80, mx = _errors(pred, y)
     old = (None, None)
@@ -254,8 +261,8 @@ def fit_engine(catalog, engine: str, rows: Rows, old_eff: float | None, stable_o
     detail = [{"origin": rows.origin[i], "gpu": rows.gpu[i], "model": rows.model[i], "quant": rows.quant[i],
                "prompt": rows.prompt[i], "output": rows.output[i], "measured_ms": y[i] * 1e3,
                "fit_ms": pred[i] * 1e3, "roofline_ms": X[i] * 1e3} for i in range(len(y))]
-    return Fit(engine, len(y), by_origin, sorted(set(rows.gpu)), 1.0 / a, b * 1e3, fixed, med, p80, mx, old_eff,
-               old[0], old[1], stable_only, detail, dropped)
+    return Fit(engine, len(y), by_origin, sorted(set(rows.gpu)), 1.0 / a, b * 1e3, fixed, capped, med, p80, mx,
+               old_eff, old[0], old[1], stable_only, detail, dropped)
 
 
 def fit_all(catalog=None) -> tuple[list[Fit], list[Path]]:
@@ -287,6 +294,8 @@ def describe(f: Fit) -> str:
         ours = (" (our records: stable ones only)" if f.stable_only else
                 f" (our records: every ok record, fewer than {MIN_STABLE} are stable)")
     fixed = "; the free fit gave a negative overhead, fixed at 0" if f.overhead_fixed else ""
+    if f.efficiency_capped:
+        fixed += "; the free fit gave an efficiency above 1, fixed at 1"
     if f.dropped:
         fixed += (f"; {len(f.dropped)} row{'s' if len(f.dropped) > 1 else ''} faster than the datasheet roofline "
                   "dropped")
@@ -358,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                 if f.old_median_ape_pct is not None else "-")
         print(f"{f.engine:13s} {f.n:4d} {f.efficiency:10.3f} {f.overhead_ms:11.2f} {f.median_ape_pct:12.1f} "
               f"{f.p80_factor:10.2f} {f.max_ape_pct:9.0f}   {prev}"
-              + ("   (overhead fixed at 0)" if f.overhead_fixed else ""))
+              + ("   (overhead fixed at 0)" if f.overhead_fixed else "")
+              + ("   (efficiency fixed at 1)" if f.efficiency_capped else ""))
         print(f"{'':13s} rows: " + ", ".join(f"{k} {v}" for k, v in sorted(f.by_origin.items()))
               + f"; GPUs: {', '.join(f.gpus)}"
               + ("" if f.stable_only is None else
