@@ -96,6 +96,8 @@ def cli(gpus, models, quants, engines, batch_sizes, prompt_tokens, output_tokens
         render.print_table(res, cands)
         for line in lines or ():
             click.echo(line)
+    for warning in res.query.get("warnings", ()):
+        click.echo(f"warning: {warning}", err=True)
     if len(res.order) == 0:
         click.echo(f"note: {rank.why_empty(res)}", err=True)
     if plot:

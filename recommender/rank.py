@@ -599,7 +599,19 @@ def _query_dict(q: Query, res: Result, profile, gpus, models, quants, engines, b
                  "gsm8k, hellaswag), percent 0-100, plus the predicted accuracy change",
         "candidates_total": int(len(res.cands)), "candidates_ranked": int(len(res.order)),
         "excluded": res.excluded_counts(),
+        "warnings": catalog_warnings(res.cost_model, res.catalog),
     }
+
+
+def catalog_warnings(cost_model, catalog) -> list[str]:
+    """One warning when catalogue files the features read changed since the cost model was trained: its
+    corrections were learned on features computed from other numbers (e.g. a refitted engines.yaml)."""
+    stale = getattr(cost_model, "stale_catalog_files", lambda _catalog: [])(catalog)
+    if not stale:
+        return []
+    return [f"{', '.join(stale)} changed since the cost model {cost_model.name} was trained; its predictions "
+            "combine corrections learned on the old files with features from the new ones: run "
+            "`train-cost-model` (and pass --model-dir to use the new model)"]
 
 
 # ---------------------------------------------------------------------------------------------

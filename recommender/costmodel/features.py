@@ -31,7 +31,9 @@ still described by where it sits on these axes. `FEATURE_NAMES` is the contract 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -530,3 +532,19 @@ def _f(v) -> float:
         return float(v)
     except (TypeError, ValueError):
         return np.nan
+
+
+#: catalogue files the features and the analytic baseline read: a model trained on other versions of them
+#: computes its features differently from the code that serves it (the trainer records their hashes in
+#: metadata.json; `LearnedCostModel.stale_catalog_files` and tests/recommender/costmodel/
+#: test_validation_gate.py compare them with the files in use)
+FEATURE_CATALOG_FILES = ("gpus.csv", "models.csv", "quants.yaml", "engines.yaml", "method_overhead.csv")
+
+
+def catalog_file_hashes(catalog) -> dict[str, str]:
+    """{file name: sha256} of FEATURE_CATALOG_FILES in the folder `catalog` was read from ({} if unknown)."""
+    folder = getattr(catalog, "source_dir", None)
+    if folder is None:
+        return {}
+    return {name: hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest()
+            for name in FEATURE_CATALOG_FILES if (Path(folder) / name).exists()}

@@ -40,7 +40,14 @@ from recommender.costmodel.analytic import (
     point_estimates,
 )
 from recommender.costmodel.base import TARGETS, Quantiles
-from recommender.costmodel.features import FEATURE_NAMES, FEATURES_VERSION, build, dedupe, physics
+from recommender.costmodel.features import (
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    build,
+    catalog_file_hashes,
+    dedupe,
+    physics,
+)
 from recommender.errors import UserError
 
 MANIFEST = "MANIFEST.sha256"
@@ -325,6 +332,16 @@ class LearnedCostModel:
         for arr in (lo, p50, hi):
             arr[unq] = 0.0
         return Quantiles(lo[inv], p50[inv], hi[inv])
+
+
+    def stale_catalog_files(self, catalog) -> list[str]:
+        """The catalogue files the features read (features.FEATURE_CATALOG_FILES) whose content differs from
+        the files this artifact was trained on; [] when the artifact or the catalogue does not record them."""
+        trained = self.meta.get("catalog_files") or {}
+        if not trained:
+            return []
+        now = catalog_file_hashes(catalog)
+        return sorted(name for name, digest in now.items() if trained.get(name) != digest)
 
 
 def _artifact_key(folder: Path) -> tuple:

@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recommender.costmodel.features import FEATURE_CATALOG_FILES, catalog_file_hashes  # noqa: F401 (re-exported)
 from recommender.errors import UserError
 
 ALPHA = 0.2  # p10-p90 = 80 % interval
@@ -829,20 +830,6 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     return Result(boosters, meta, cv_rows, model_card(meta), acc_cv)
-
-
-#: catalogue files the features and the analytic baseline read: a model trained on other versions of them
-#: computes its features differently from the code that serves it (tests/recommender/costmodel/
-#: test_validation_gate.py checks the shipped artifact against the shipped files)
-FEATURE_CATALOG_FILES = ("gpus.csv", "models.csv", "quants.yaml", "engines.yaml", "method_overhead.csv")
-
-
-def catalog_file_hashes(catalog) -> dict[str, str]:
-    """{file name: sha256} of FEATURE_CATALOG_FILES in the folder `catalog` was read from ({} if unknown)."""
-    folder = getattr(catalog, "source_dir", None)
-    if folder is None:
-        return {}
-    return {name: sha256_file(Path(folder) / name) for name in FEATURE_CATALOG_FILES if (Path(folder) / name).exists()}
 
 
 #: card specs whose trained range `recommend` checks (`recommender.evidence.outside_training_range`)

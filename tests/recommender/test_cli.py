@@ -286,3 +286,35 @@ def test_installed_console_script(tmp_path):
     out = subprocess.run([str(script), "--gpu", "rtx4060x"], capture_output=True, text=True, cwd=cwd, env=env,
                          timeout=300)
     assert out.returncode == 2 and out.stderr.startswith("error: unknown GPU 'rtx4060x'")
+
+
+@needs_shipped
+def test_catalogue_changed_since_training_warns(capsys, tmp_path, monkeypatch):
+    """A refitted engines.yaml without a retrain shifts every served feature: `recommend` says so (stderr and
+    the JSON query's `warnings`); the shipped, matching catalogue gives no warning."""
+    import shutil
+
+    from recommender import paths
+    from recommender.catalog import load_catalog
+
+    code, out, err = invoke(capsys, "--gpu", "h100", "--top", "1", "--format", "json")
+    assert code == 0 and "warning" not in err and json.loads(out)["query"]["warnings"] == []
+    data = tmp_path / "datasets"
+    shutil.copytree(paths.data_root(), data, ignore=shutil.ignore_patterns("measurements"))
+    (data / "measurements").mkdir()
+    eng = data / "catalog" / "engines.yaml"
+    eng.write_text(eng.read_text(encoding="utf-8").replace("roofline_efficiency: 0.690", "roofline_efficiency: 0.5"),
+                   encoding="utf-8")
+    monkeypatch.setenv("RECOMMENDER_DATA_DIR", str(data))
+    paths.data_root.cache_clear()
+    load_catalog.cache_clear()
+    try:
+        code, out, err = invoke(capsys, "--gpu", "h100", "--top", "1", "--format", "json")
+    finally:
+        monkeypatch.delenv("RECOMMENDER_DATA_DIR")
+        paths.data_root.cache_clear()
+        load_catalog.cache_clear()
+    assert code == 0, err
+    assert "warning: engines.yaml changed since the cost model" in err
+    warnings = json.loads(out)["query"]["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("engines.yaml changed")
