@@ -32,9 +32,10 @@ PUBLIC = ROOT / "datasets" / "public"
 GRIDS = ROOT / "measure" / "grids"
 
 
-def _save(fig, path):
-    """Lay out, write as PNG (110 dpi) and close a figure; return its path."""
-    fig.tight_layout()
+def _save(fig, path, top: float = 1.0):
+    """Lay out (below `top`, the figure fraction left free above for a suptitle or legend), write as PNG
+    (110 dpi) and close a figure; return its path."""
+    fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return path
@@ -74,6 +75,11 @@ METHOD_ORDER = ("fp32", "fp16", "bf16", "bnb-int8", "torchao-int8-wo", "torchao-
 PAPER_TASKS = ("mmlu", "arc_challenge", "truthfulqa_mc2", "gsm8k", "hellaswag")
 TASK_SUBSTITUTES = {"truthfulqa_mc2": "truthfulqa_mc1"}
 CELL_KEYS = ["model", "engine", "batch_size", "prompt_tokens", "output_tokens"]
+#: (prompt tokens, output tokens) of the workload every method and engine was measured at; the analyses that
+#: compare methods (Table 2, Figure 4, key findings, J/token vs model size, per-layer overhead) use it only.
+REFERENCE_WORKLOAD = (256, 128)
+#: The longer workload (eager only, a subset of architectures and methods), compared in `workload_effect`.
+LONG_WORKLOAD = (1024, 256)
 # KV cache bytes per value by method: the cache stays in the compute dtype (fp32 only for fp32 models;
 # bitsandbytes/torchao quantize linear weights, not the cache).
 KV_BYTES = {"fp32": 4.0}
@@ -92,7 +98,7 @@ def strategy_of(quant: str) -> str | None:
 #: with the earlier records of the same cells (`reproducibility`), never mixed into the method comparisons.
 REPEAT_SLICES = ("repeats",)
 #: Columns `load_records` adds to the records' own fields.
-ADDED_COLUMNS = ("slice", "rejected", "gpu_unit", "machine", "label")
+ADDED_COLUMNS = ("slice", "rejected", "gpu_unit", "machine", "workload", "label")
 #: Measured quantities averaged over a cell's records by `cell_means`.
 MEAN_COLS = ("decode_energy_per_token_j", "tokens_per_s", "decode_avg_power_w", "ttft_ms", "prefill_energy_j",
              "energy_total_j", "energy_per_token_j", "duration_s", "tpot_ms", "avg_power_w", "peak_mem_nvml_gb")
@@ -103,7 +109,8 @@ def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False)
 
     Adds `slice` (file stem: probe, campaign, repeats, or the rejected file's stem), `rejected` (bool),
     `gpu_unit` (first 12 characters of the UUID), `machine` (the machine that GPU unit sat in, from the
-    session folders' nvidia-smi.csv: see `gpu_machines`) and `label` (model/engine/batch/quant).
+    session folders' nvidia-smi.csv: see `gpu_machines`), `workload` ('<prompt>/<output>' tokens) and
+    `label` (model · engine · batch · quant · workload).
     """
     files = sorted(folder.glob("*.jsonl"))
     if include_rejected:
@@ -124,9 +131,27 @@ def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False)
     machines = gpu_machines(folder)
     by_uuid = dict(zip(machines["uuid"], machines["machine"], strict=True)) if len(machines) else {}
     df["machine"] = df["gpu_uuid"].map(by_uuid).fillna("?")
+    return add_labels(df)
+
+
+def add_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Set `workload` ('<prompt>/<output>') and `label` (model · engine · b<batch> · quant · workload)."""
+    df["workload"] = workload_of(df)
     df["label"] = (df["model"].str.replace("-instruct", "", regex=False) + " · " + df["engine"] + " · b"
-                   + df["batch_size"].astype(str) + " · " + df["quant"])
+                   + df["batch_size"].astype(str) + " · " + df["quant"] + " · " + df["workload"])
     return df
+
+
+def workload_of(df: pd.DataFrame) -> pd.Series:
+    """'<prompt_tokens>/<output_tokens>' of each row, e.g. '256/128'."""
+    return df["prompt_tokens"].astype(int).astype(str) + "/" + df["output_tokens"].astype(int).astype(str)
+
+
+def select_workload(df: pd.DataFrame, workload: tuple[int, int] | None = REFERENCE_WORKLOAD) -> pd.DataFrame:
+    """The rows of one workload (prompt tokens, output tokens); `workload` None keeps every row."""
+    if workload is None:
+        return df
+    return df[(df["prompt_tokens"] == workload[0]) & (df["output_tokens"] == workload[1])]
 
 
 def gpu_machines(folder: Path = MEASUREMENTS) -> pd.DataFrame:
@@ -290,43 +315,30 @@ def _excluded(row: dict[str, Any], excludes: Sequence[dict[str, Any]]) -> str | 
 
 
 # --- pairing: every method against a baseline on the same cell -----------------------------------------
-def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[str] | None = None,
-                  baseline_engine: str | None = None) -> pd.DataFrame:
-    """One row per (ok cell of a method, ok cell of `baseline` with the same model/engine/batch/workload).
+_PAIR_COLS = ["decode_energy_per_token_j", "tokens_per_s", "energy_cv", "repetitions", "n_records", "gpu_unit",
+              "machine", "slice"]
 
-    Both sides come from the same file (`slice`); a cell with several records in it counts once, with the
-    mean of its records (`cell_means`). `baseline_engine` pins the baseline to one engine (e.g. 'hf-eager' to
-    compare compiled cells with the eager baseline: engine x quantization co-optimisation); None = the same
-    engine as the method. Columns: energies (decode J per output token), `energy_reduction_pct` (positive =
-    saves energy), `energy_ratio`, the decomposition `speedup` (tokens/s ratio) and `power_ratio` (decode
-    power ratio, = energy_ratio x speedup; for single records that is the ratio of their decode_avg_power_w),
-    so energy_ratio = power_ratio / speedup, and `noise_pct`: two standard errors of the ratio of the two
-    means (from each cell's energy_cv and number of repetitions), the smallest difference the data can
-    resolve. `same_gpu_unit` / `same_machine` say whether the two cells ran on the same GPU / machine.
-    """
-    d = cell_means(df)
-    base = d[d["quant"] == baseline]
-    keys = [k for k in CELL_KEYS if not (baseline_engine and k == "engine")]
-    if baseline_engine:
-        base = base[base["engine"] == baseline_engine]
-    cols = [*keys, "decode_energy_per_token_j", "tokens_per_s", "energy_cv", "repetitions", "n_records",
-            "gpu_unit", "machine", "slice"]
-    base = base[cols].rename(columns={c: f"{c}_base" for c in cols if c not in keys})
-    meth = d[d["quant"] != baseline] if not baseline_engine else d[~((d["quant"] == baseline)
-                                                                     & (d["engine"] == baseline_engine))]
-    if quants is not None:
-        meth = meth[meth["quant"].isin(list(quants))]
-    m = meth.merge(base, on=keys, how="inner")
-    m = m[m["slice"] == m["slice_base"]]
-    out = pd.DataFrame({
-        "model": m["model"], "engine": m["engine"], "batch_size": m["batch_size"],
-        "prompt_tokens": m["prompt_tokens"], "output_tokens": m["output_tokens"], "quant": m["quant"],
-        "strategy": m["quant"].map(strategy_of), "baseline": baseline,
-        "baseline_engine": baseline_engine or m["engine"],
-        "e_base_j": m["decode_energy_per_token_j_base"], "e_method_j": m["decode_energy_per_token_j"],
-    })
+
+def _pair_cells(meth: pd.DataFrame, base: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """`cell_means` rows of `meth` joined with the `base` row of the same `keys` and the same file (`slice`),
+    and the comparison of each pair: e_base_j / e_method_j (decode J per output token), energy_ratio,
+    energy_reduction_pct (positive = the method saves energy), speedup (tokens/s ratio), power_ratio
+    (= energy_ratio x speedup), tokens_per_s_base / _method, noise_pct (two standard errors of the ratio of
+    the two means, from each cell's energy_cv over its repetitions), within_noise, same_gpu_unit, same_machine,
+    n_records ('method/base') and workload. Every key must match, so callers keep the workload
+    (prompt_tokens, output_tokens) in `keys` to pair only cells of one workload."""
+    keys = list(keys)
+    b = base[[*keys, *_PAIR_COLS]].rename(columns={c: f"{c}_base" for c in _PAIR_COLS})
+    m = meth.merge(b, on=keys, how="inner")
+    m = m[m["slice"] == m["slice_base"]].reset_index(drop=True)
+    out = m[[c for c in ("model", "engine", "batch_size", "prompt_tokens", "output_tokens", "quant")
+             if c in m.columns]].copy()
+    out["e_base_j"] = m["decode_energy_per_token_j_base"]
+    out["e_method_j"] = m["decode_energy_per_token_j"]
     out["energy_ratio"] = out["e_method_j"] / out["e_base_j"]
     out["energy_reduction_pct"] = (1.0 - out["energy_ratio"]) * 100.0
+    out["tokens_per_s_base"] = m["tokens_per_s_base"]
+    out["tokens_per_s_method"] = m["tokens_per_s"]
     out["speedup"] = m["tokens_per_s"] / m["tokens_per_s_base"]
     out["power_ratio"] = out["energy_ratio"] * out["speedup"]
     n_m = m["repetitions"].clip(lower=1)
@@ -334,13 +346,45 @@ def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[
     se = np.sqrt(m["energy_cv"] ** 2 / n_m + m["energy_cv_base"] ** 2 / n_b)
     out["noise_pct"] = 2.0 * se * 100.0
     out["within_noise"] = out["energy_reduction_pct"].abs() <= out["noise_pct"]
-    # the runner's slow-path rule (measure/runner.py SLOW_PATH_FRACTION = 0.5): under half the baseline's tokens/s
-    out["slow_path"] = out["speedup"] < 0.5
     out["same_gpu_unit"] = m["gpu_unit"] == m["gpu_unit_base"]
     out["same_machine"] = m["machine"] == m["machine_base"]
     out["n_records"] = m["n_records"].astype(int).astype(str) + "/" + m["n_records_base"].astype(int).astype(str)
     out["slice"] = m["slice"]
-    return out.sort_values(["model", "engine", "quant", "batch_size"]).reset_index(drop=True)
+    out["workload"] = workload_of(m) if len(m) else pd.Series(dtype=str)
+    return out
+
+
+def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[str] | None = None,
+                  baseline_engine: str | None = None) -> pd.DataFrame:
+    """One row per (ok cell of a method, ok cell of `baseline` with the same model/engine/batch/workload).
+
+    Both sides come from the same file (`slice`) and the same workload (prompt and output tokens): a cell of
+    one workload is never paired with a baseline of the other. A cell with several records in it counts once,
+    with the mean of its records (`cell_means`). `baseline_engine` pins the baseline to one engine (e.g.
+    'hf-eager' to compare compiled cells with the eager baseline: engine x quantization co-optimisation); None
+    = the same engine as the method. Columns: energies (decode J per output token), `energy_reduction_pct`
+    (positive = saves energy), `energy_ratio`, the decomposition `speedup` (tokens/s ratio) and `power_ratio`
+    (decode power ratio, = energy_ratio x speedup; for single records that is the ratio of their
+    decode_avg_power_w), so energy_ratio = power_ratio / speedup, and `noise_pct`: two standard errors of the
+    ratio of the two means (from each cell's energy_cv and number of repetitions), the smallest difference the
+    data can resolve. `same_gpu_unit` / `same_machine` say whether the two cells ran on the same GPU / machine.
+    """
+    d = cell_means(df)
+    base = d[d["quant"] == baseline]
+    keys = [k for k in CELL_KEYS if not (baseline_engine and k == "engine")]
+    if baseline_engine:
+        base = base[base["engine"] == baseline_engine]
+    meth = d[d["quant"] != baseline] if not baseline_engine else d[~((d["quant"] == baseline)
+                                                                     & (d["engine"] == baseline_engine))]
+    if quants is not None:
+        meth = meth[meth["quant"].isin(list(quants))]
+    out = _pair_cells(meth, base, keys)
+    out.insert(out.columns.get_loc("e_base_j"), "strategy", out["quant"].map(strategy_of))
+    out.insert(out.columns.get_loc("e_base_j"), "baseline", baseline)
+    out.insert(out.columns.get_loc("e_base_j"), "baseline_engine", baseline_engine or out["engine"])
+    # the runner's slow-path rule (measure/runner.py SLOW_PATH_FRACTION = 0.5): under half the baseline's tokens/s
+    out["slow_path"] = out["speedup"] < 0.5
+    return out.sort_values(["model", "engine", "quant", "batch_size", "prompt_tokens"]).reset_index(drop=True)
 
 
 # --- accuracy (cited only) -------------------------------------------------------------------------------
@@ -402,9 +446,12 @@ def _accuracy_for(quant_accuracy: pd.DataFrame | None, methods: Iterable[str], m
 
 # --- Table 2 ---------------------------------------------------------------------------------------------
 def table2(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
-           accuracy_model: str = "qwen2.5-7b-instruct") -> pd.DataFrame:
+           accuracy_model: str = "qwen2.5-7b-instruct",
+           workload: tuple[int, int] | None = REFERENCE_WORKLOAD) -> pd.DataFrame:
     """The paper's Table 2 rebuilt from `pairs` (paired_energy output, any number of architectures): one row
-    per strategy.
+    per strategy, over the pairs of one `workload` (default 256/128, the one every method was measured at;
+    the paper's table is one workload too, and a median over two workloads would weight each by how many
+    cells it happens to have). None pools every workload.
 
     Energy: median / best / worst energy_reduction_pct over the strategy's paired cells (positive = saves).
     Accuracy: the cited change of the strategy's methods on `accuracy_model` (quant_accuracy.csv); NaN with
@@ -415,6 +462,7 @@ def table2(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
     model and task (`cited_accuracy_any_model`), with its rows, sources and range in
     `accuracy_any_model_evidence`; context for the paper's claim, never used in the EOR columns.
     """
+    pairs = select_workload(pairs, workload)
     rows = []
     for s in STRATEGIES:
         methods = STRATEGY_METHODS[s]
@@ -517,9 +565,12 @@ def _best_within_noise(p: pd.DataFrame) -> bool:
 
 
 def method_table(pairs: pd.DataFrame, quant_accuracy: pd.DataFrame | None,
-                 accuracy_model: str = "qwen2.5-7b-instruct") -> pd.DataFrame:
-    """Like table2 but one row per measured method (including methods the paper has no strategy for).
-    Energy columns cover every architecture in `pairs`; the EOR improvement only `accuracy_model`'s pairs."""
+                 accuracy_model: str = "qwen2.5-7b-instruct",
+                 workload: tuple[int, int] | None = REFERENCE_WORKLOAD) -> pd.DataFrame:
+    """Like table2 but one row per measured method (including methods the paper has no strategy for), over
+    the pairs of one `workload` (default 256/128; None pools every workload). Energy columns cover every
+    architecture in `pairs`; the EOR improvement only `accuracy_model`'s pairs."""
+    pairs = select_workload(pairs, workload)
     rows = []
     for q, p in pairs.groupby("quant", sort=False):
         acc = cited_accuracy_change(quant_accuracy, q, accuracy_model) if quant_accuracy is not None else None
@@ -593,6 +644,150 @@ def distillation_check(models: pd.DataFrame, distilled: str = "deepseek-r1-disti
     return t
 
 
+# --- engine: compiled vs eager on the same cell -----------------------------------------------------------
+def engine_effect(df: pd.DataFrame, engine: str = "hf-compiled", baseline_engine: str = "hf-eager") -> pd.DataFrame:
+    """Each ok `engine` cell against the `baseline_engine` cell of the same model, method (quant), batch and
+    workload in the same file, with `paired_energy`'s pairing, means and noise (`_pair_cells`).
+
+    e_base_j / e_method_j: decode J per output token of the baseline engine (eager) / the engine (compiled);
+    energy_ratio = e_method_j / e_base_j; energy_reduction_pct positive = `engine` saves energy; speedup =
+    tokens/s ratio; power_ratio = decode power ratio (energy_ratio x speedup); noise_pct / within_noise as in
+    `paired_energy`; same_gpu_unit / same_machine: whether the two cells ran on one GPU / machine.
+    """
+    d = cell_means(df)
+    keys = ["model", "quant", "batch_size", "prompt_tokens", "output_tokens"]
+    out = _pair_cells(d[d["engine"] == engine], d[d["engine"] == baseline_engine], keys)
+    out.insert(out.columns.get_loc("e_base_j"), "baseline_engine", baseline_engine)
+    return out.sort_values(["quant", "model", "batch_size", "prompt_tokens", "slice"]).reset_index(drop=True)
+
+
+def engine_effect_per_architecture(t: pd.DataFrame, quant: str = "bf16") -> pd.DataFrame:
+    """`engine_effect` rows of one method reduced to one row per (workload, batch, model): the mean over the
+    model's pairs where a cell was paired in two files, so each architecture counts once. `pairs` says how
+    many were averaged; within_noise / same_gpu_unit / same_machine are true only if true for every pair."""
+    g = t[t["quant"] == quant].groupby(["workload", "batch_size", "model"])
+    return pd.DataFrame({
+        "pairs": g.size(), "e_base_j": g["e_base_j"].mean(), "e_method_j": g["e_method_j"].mean(),
+        "energy_reduction_pct": g["energy_reduction_pct"].mean(), "noise_pct": g["noise_pct"].mean(),
+        "speedup": g["speedup"].mean(), "power_ratio": g["power_ratio"].mean(),
+        "within_noise": g["within_noise"].all(), "same_gpu_unit": g["same_gpu_unit"].all(),
+        "same_machine": g["same_machine"].all()}).reset_index()
+
+
+def engine_effect_summary(t: pd.DataFrame, quant: str = "bf16") -> pd.DataFrame:
+    """Per (workload, batch): the spread across architectures of the engine effect on one method (each
+    architecture once, `engine_effect_per_architecture`): median / min / max energy reduction (%), the
+    architectures at the two ends, median speedup and power ratio, and how many architectures save energy
+    beyond noise, cost energy beyond noise, or differ within noise, and ran both cells on one GPU unit."""
+    a = engine_effect_per_architecture(t, quant)
+    rows = []
+    for (w, b), g in a.groupby(["workload", "batch_size"]):
+        beyond = ~g["within_noise"]
+        rows.append({"workload": w, "batch_size": b, "architectures": g["model"].nunique(),
+                     "energy_reduction_median_pct": g["energy_reduction_pct"].median(),
+                     "energy_reduction_min_pct": g["energy_reduction_pct"].min(),
+                     "energy_reduction_max_pct": g["energy_reduction_pct"].max(),
+                     "least_saving": g.loc[g["energy_reduction_pct"].idxmin(), "model"],
+                     "most_saving": g.loc[g["energy_reduction_pct"].idxmax(), "model"],
+                     "speedup_median": g["speedup"].median(), "power_ratio_median": g["power_ratio"].median(),
+                     "n_saves_beyond_noise": int((beyond & (g["energy_reduction_pct"] > 0)).sum()),
+                     "n_costs_beyond_noise": int((beyond & (g["energy_reduction_pct"] < 0)).sum()),
+                     "n_within_noise": int(g["within_noise"].sum()),
+                     "n_same_gpu_unit": int(g["same_gpu_unit"].sum()),
+                     "n_same_machine": int(g["same_machine"].sum())})
+    return pd.DataFrame(rows)
+
+
+def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str = "bf16") -> pd.DataFrame:
+    """Every compiled cell of a method against compiled `baseline` (same model, batch, workload and file), next
+    to the same method against eager `baseline`: does compiling remove the method's extra cost?
+
+    Per engine (suffix _eager / _compiled): energy_reduction_pct vs the baseline on that engine (positive =
+    the method saves energy), noise_pct / within_noise (`paired_energy`), speedup, and the extra decode step
+    time per layer, overhead_per_layer_ms = (1000 x batch / tokens_per_s of the method - the same of the
+    baseline) / num_layers (ms; the quantity `layer_overhead` reports for eager). NaN where the eager pair is
+    missing."""
+    p = paired_energy(df, baseline)
+    layers = models.set_index("id")["num_layers"]
+    p["num_layers"] = p["model"].map(layers)
+    p["overhead_per_layer_ms"] = (1000.0 * p["batch_size"] / p["tokens_per_s_method"]
+                                  - 1000.0 * p["batch_size"] / p["tokens_per_s_base"]) / p["num_layers"]
+    keys = ["model", "quant", "batch_size", "prompt_tokens", "output_tokens", "workload", "slice", "num_layers"]
+    cols = ["energy_reduction_pct", "noise_pct", "within_noise", "speedup", "overhead_per_layer_ms", "same_gpu_unit"]
+    comp = p[p["engine"] == "hf-compiled"][keys + cols]
+    eager = p[p["engine"] == "hf-eager"][keys + cols]
+    out = comp.merge(eager, on=keys, how="left", suffixes=("_compiled", "_eager"))
+    order = {q: i for i, q in enumerate(METHOD_ORDER)}
+    return out.sort_values(["quant", "model", "batch_size"], key=lambda c: c.map(order) if c.name == "quant" else c
+                           ).reset_index(drop=True)
+
+
+# --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------
+def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int] = LONG_WORKLOAD,
+                    short: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
+    """Each cell measured at both workloads (same model, method, engine, batch, file; `cell_means`): the ratio
+    long / short of decode J per output token (`energy_ratio`), tokens/s, decode power, TTFT (`ttft_ms`) and
+    prefill energy (`prefill_energy_j`, J for the whole batch's prompt).
+
+    With the model's attention shape (models.csv): `kv_heads_share` = num_kv_heads / num_attention_heads and
+    `attention` 'MHA' where it is 1 (every head keeps its own K/V) else 'GQA' (grouped-query attention), and the bandwidth model of `roofline`: KV-cache GB read per decode step
+    at the mean context (prompt + output / 2) of each workload for the whole batch, and `bytes_ratio` = (weights
+    + KV long) / (weights + KV short), the J/token ratio expected if decode time were set by the bytes read.
+    `noise_pct`: two standard errors of the energy ratio from both cells' energy_cv over their repetitions;
+    `within_noise`: |energy_ratio - 1| x 100 within it; same_gpu_unit / same_machine as in `paired_energy`.
+    """
+    d = cell_means(df)
+    keys = ["model", "engine", "quant", "batch_size", "slice"]
+    m = select_workload(d, long).merge(select_workload(d, short), on=keys, suffixes=("_long", "_short"))
+    out = m[keys].copy()
+    out["workloads"] = f"{long[0]}/{long[1]} vs {short[0]}/{short[1]}"
+    for col, name in (("decode_energy_per_token_j", "energy"), ("tokens_per_s", "tokens_per_s"),
+                      ("decode_avg_power_w", "power"), ("ttft_ms", "ttft"), ("prefill_energy_j", "prefill_energy")):
+        out[f"{col}_short"] = m[f"{col}_short"]
+        out[f"{col}_long"] = m[f"{col}_long"]
+        out[f"{name}_ratio"] = m[f"{col}_long"] / m[f"{col}_short"]
+    se = np.sqrt(m["energy_cv_long"] ** 2 / m["repetitions_long"].clip(lower=1)
+                 + m["energy_cv_short"] ** 2 / m["repetitions_short"].clip(lower=1))
+    out["noise_pct"] = 2.0 * se * 100.0
+    out["within_noise"] = (out["energy_ratio"] - 1.0).abs() * 100.0 <= out["noise_pct"]
+    out["same_gpu_unit"] = m["gpu_unit_long"] == m["gpu_unit_short"]
+    out["same_machine"] = m["machine_long"] == m["machine_short"]
+    mm = models.set_index("id")
+    for c in ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "params_b"):
+        out[c] = out["model"].map(mm[c])
+    out["kv_heads_share"] = out["num_kv_heads"] / out["num_attention_heads"]
+    out["attention"] = np.where(out["kv_heads_share"] >= 1.0, "MHA", "GQA")
+    kv_per_tok = 2.0 * out["num_layers"] * out["num_kv_heads"] * out["head_dim"] * out["quant"].map(
+        lambda q: KV_BYTES.get(q, 2.0))
+    weights = m["weights_gb_short"]
+    out["weights_gb"] = weights
+    out["kv_gb_per_step_short"] = kv_per_tok * (short[0] + short[1] / 2.0) * out["batch_size"] / 1e9
+    out["kv_gb_per_step_long"] = kv_per_tok * (long[0] + long[1] / 2.0) * out["batch_size"] / 1e9
+    out["bytes_ratio"] = (weights + out["kv_gb_per_step_long"]) / (weights + out["kv_gb_per_step_short"])
+    order = {q: i for i, q in enumerate(METHOD_ORDER)}
+    return out.sort_values(["quant", "model", "batch_size"], key=lambda c: c.map(order) if c.name == "quant" else c
+                           ).reset_index(drop=True)
+
+
+def workload_effect_summary(t: pd.DataFrame, quants: Sequence[str] = ("bf16",),
+                            by: Sequence[str] = ("batch_size",)) -> pd.DataFrame:
+    """Median, min and max across the cells of `quants` of each long / short ratio (energy, tokens/s, TTFT,
+    prefill energy) and of the expected `bytes_ratio`, per `by` (e.g. batch size, or attention and batch
+    size); `architectures` counts the models, `beyond_noise` the cells whose J/token changed by more than
+    their noise."""
+    t = t[t["quant"].isin(list(quants))]
+    rows = []
+    for k, g in t.groupby(list(by)):
+        row = dict(zip(by, k if isinstance(k, tuple) else (k,), strict=True))
+        row.update(cells=len(g), architectures=g["model"].nunique(), beyond_noise=int((~g["within_noise"]).sum()))
+        for c in ("energy_ratio", "tokens_per_s_ratio", "ttft_ratio", "prefill_energy_ratio", "bytes_ratio"):
+            row[f"{c}_median"] = g[c].median()
+            row[f"{c}_min"] = g[c].min()
+            row[f"{c}_max"] = g[c].max()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # --- roofline --------------------------------------------------------------------------------------------
 def roofline(df: pd.DataFrame, gpus: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
     """Decode throughput against the bandwidth roofline, per ok cell.
@@ -600,7 +795,8 @@ def roofline(df: pd.DataFrame, gpus: pd.DataFrame, models: pd.DataFrame) -> pd.D
     bytes per decode step = weights (the record's `weights_gb`: GPU memory allocated after load and
     quantization) + KV cache read at the mean context (prompt + output / 2) for the whole batch;
     roofline tokens/s = batch x bandwidth (gpus.csv `bandwidth_gbs`) / bytes per step. `recorded_utilization`
-    is the record's `bandwidth_utilization` (the runner assumes a 2-byte KV cache for every method).
+    is the record's `bandwidth_utilization` (the runner assumes a 2-byte KV cache for every method). Both
+    workloads are kept, each row with its own context length; `workload` tells them apart.
     """
     d = ok(df)
     g = gpus.set_index("id")
@@ -617,7 +813,10 @@ def roofline(df: pd.DataFrame, gpus: pd.DataFrame, models: pd.DataFrame) -> pd.D
         step_gb = r["weights_gb"] + kv_gb
         roof = r["batch_size"] * bw / step_gb
         rows.append({"label": r["label"], "model": r["model"], "engine": r["engine"], "quant": r["quant"],
-                     "batch_size": r["batch_size"], "slice": r["slice"], "bandwidth_gbs": bw,
+                     "batch_size": r["batch_size"], "prompt_tokens": r["prompt_tokens"],
+                     "output_tokens": r["output_tokens"],
+                     "workload": f"{int(r['prompt_tokens'])}/{int(r['output_tokens'])}", "slice": r["slice"],
+                     "bandwidth_gbs": bw,
                      "weights_gb": r["weights_gb"], "kv_gb_per_step": kv_gb, "bytes_per_step_gb": step_gb,
                      "roofline_tokens_per_s": roof, "tokens_per_s": r["tokens_per_s"],
                      "utilization": r["tokens_per_s"] / roof,
@@ -627,9 +826,10 @@ def roofline(df: pd.DataFrame, gpus: pd.DataFrame, models: pd.DataFrame) -> pd.D
 
 # --- noise floor, 1 Hz method error, failures, coverage --------------------------------------------------
 def noise_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Run-to-run spread of every ok cell: CVs over the repetitions and the per-repetition values."""
-    d = ok(df)
-    cols = ["label", "slice", "gpu_unit", "engine", "quant", "batch_size", "repetitions", "energy_cv",
+    """Run-to-run spread of every ok cell: CVs over the repetitions and the per-repetition values (J per
+    repetition, tokens/s); `workload` keeps the two workloads apart (their timed windows differ)."""
+    d = ok(df).assign(workload=lambda x: workload_of(x))
+    cols = ["label", "slice", "gpu_unit", "engine", "workload", "quant", "batch_size", "repetitions", "energy_cv",
             "tokens_per_s_cv", "rep_energy_j", "rep_tokens_per_s", "is_stable", "unstable_reason",
             "throttle_reasons"]
     t = d[cols].copy()
@@ -639,8 +839,9 @@ def noise_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def noise_summary(noise: pd.DataFrame) -> pd.DataFrame:
-    """Median / 90th percentile CV per (slice, engine): the noise floor a predictor is judged against."""
-    g = noise.groupby(["slice", "engine"])
+    """Median / 90th percentile CV per (slice, engine, workload): the noise floor a predictor is judged
+    against (a longer output makes longer timed windows, so the workloads are summarised apart)."""
+    g = noise.groupby(["slice", "engine", "workload"])
     return pd.DataFrame({
         "cells": g.size(),
         "energy_cv_median": g["energy_cv"].median(), "energy_cv_p90": g["energy_cv"].quantile(0.9),
@@ -748,18 +949,21 @@ def remaining_cells(df: pd.DataFrame, grid_file: Path) -> pd.DataFrame:
 
 
 def first_rep_ratio(df: pd.DataFrame) -> pd.DataFrame:
-    """tokens/s of the first timed repetition / mean of the others (about 1 when the warm-up was enough)."""
+    """tokens/s of the first timed repetition / mean of the others (about 1 when the warm-up was enough),
+    per ok record, with its file and `workload` (summaries should group by both)."""
     d = df[df["status"] == "ok"]
     r = d["rep_tokens_per_s"].map(lambda xs: xs[0] / float(np.mean(xs[1:])) if len(xs) > 1 else np.nan)
-    return pd.DataFrame({"label": d["label"], "slice": d["slice"], "rejected": d["rejected"],
-                         "first_rep_ratio": r, "energy_cv": d["energy_cv"]}).reset_index(drop=True)
+    return pd.DataFrame({"label": d["label"], "slice": d["slice"], "workload": workload_of(d),
+                         "rejected": d["rejected"], "first_rep_ratio": r,
+                         "energy_cv": d["energy_cv"]}).reset_index(drop=True)
 
 
 # --- reproducibility: the same cell measured again on another machine ------------------------------------
 def reproducibility(df: pd.DataFrame, repeat_slices: Sequence[str] = REPEAT_SLICES) -> pd.DataFrame:
     """Each ok record of a repeat file against the earlier ok record(s) of the same cell (`cell_hash`) in
     the other files (their mean where there are several); records of the cell made after the repeat are
-    left out.
+    left out. The cell hash covers every field of the cell, the workload included, so a repeat is only ever
+    compared with records of its own workload.
 
     Differences are (repeat / earlier - 1) x 100 for decode J per output token (`energy_diff_pct`),
     tokens/s (`tokens_per_s_diff_pct`) and decode power (`power_diff_pct`). `comparison` says where the
@@ -784,7 +988,8 @@ def reproducibility(df: pd.DataFrame, repeat_slices: Sequence[str] = REPEAT_SLIC
         same = bool((e["machine"] == r["machine"]).all())
         rows.append({
             "label": r["label"], "model": r["model"], "quant": r["quant"], "engine": r["engine"],
-            "batch_size": r["batch_size"], "earlier_slice": ", ".join(sorted(e["slice"].unique())),
+            "batch_size": r["batch_size"], "workload": f"{int(r['prompt_tokens'])}/{int(r['output_tokens'])}",
+            "earlier_slice": ", ".join(sorted(e["slice"].unique())),
             "earlier_machine": machine_e, "repeat_machine": r["machine"],
             "comparison": "same machine" if same else f"other machine ({n_gpus} GPU{'s' if n_gpus != '1' else ''})",
             "same_gpu_unit": bool((e["gpu_unit"] == r["gpu_unit"]).all()),
@@ -859,7 +1064,8 @@ def plot_reproducibility(t: pd.DataFrame, path: Path) -> Path:
 def energy_vs_params(df: pd.DataFrame, models: pd.DataFrame, quants: Sequence[str] = ("bf16", "fp16"),
                      engine: str = "hf-eager", workload: tuple[int, int] = (256, 128)) -> pd.DataFrame:
     """Decode J per output token against the parameter count (models.csv `params_b`), one row per
-    (model, quant, batch, slice) with the mean of the cell's ok records (`cell_means`)."""
+    (model, quant, batch, slice) with the mean of the cell's ok records (`cell_means`), for one `engine` and
+    one `workload` only (default hf-eager, 256/128: the cells every architecture has)."""
     d = cell_means(df)
     d = d[d["quant"].isin(list(quants)) & (d["engine"] == engine) & (d["prompt_tokens"] == workload[0])
           & (d["output_tokens"] == workload[1])]
@@ -867,7 +1073,9 @@ def energy_vs_params(df: pd.DataFrame, models: pd.DataFrame, quants: Sequence[st
     t = d[["model", "quant", "batch_size", "slice", "n_records", "decode_energy_per_token_j", "tokens_per_s",
            "decode_avg_power_w"]].copy()
     t["params_b"] = t["model"].map(params)
-    return t.sort_values(["quant", "batch_size", "params_b"]).reset_index(drop=True)
+    t = t.sort_values(["quant", "batch_size", "params_b"]).reset_index(drop=True)
+    t.attrs.update(workload=tuple(workload), engine=engine)
+    return t
 
 
 def plot_energy_vs_params(t: pd.DataFrame, path: Path, repeats: pd.DataFrame | None = None) -> Path:
@@ -902,8 +1110,9 @@ def plot_energy_vs_params(t: pd.DataFrame, path: Path, repeats: pd.DataFrame | N
     ax.set_xlabel("parameters (billions, models.csv params_b)")
     ax.set_ylabel("decode J per output token")
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
-    ax.set_title("Decode energy per output token vs model size, HF eager, 256 in / 128 out, H100 80GB HBM3",
-                 fontsize=9)
+    wl = t.attrs.get("workload", REFERENCE_WORKLOAD)
+    ax.set_title(f"Decode energy per output token vs model size, {t.attrs.get('engine', 'hf-eager')}, "
+                 f"{wl[0]} in / {wl[1]} out, H100 80GB HBM3", fontsize=9)
     return _save(fig, path)
 
 
@@ -1032,6 +1241,8 @@ def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-in
             elif _excluded({"model": m, "quant": q, "engine": e, "batch_size": b}, grid_excludes):
                 status.loc[name, q] = "excluded"
     ratio = energy.div(energy["bf16"], axis=0)
+    for t in (energy, ratio, status):
+        t.attrs["workload"] = tuple(workload)
     return {"energy": energy, "ratio": ratio, "status": status}
 
 
@@ -1062,8 +1273,10 @@ def public_card_spread(matrix: pd.DataFrame) -> pd.DataFrame:
 
 # --- key findings ----------------------------------------------------------------------------------------
 def _cells_txt(p: pd.DataFrame) -> str:
-    return ", ".join(f"{r.model.replace('-instruct', '')} {r.quant} b{r.batch_size} ({r.energy_reduction_pct:+.1f} %"
-                     f"{'' if r.same_machine else ', cells on different machines'})" for r in p.itertuples())
+    return ", ".join(f"{r.model.replace('-instruct', '')} {r.quant}"
+                     f"{'' if getattr(r, 'engine', 'hf-eager') == 'hf-eager' else ' ' + r.engine} b{r.batch_size} "
+                     f"({r.energy_reduction_pct:+.1f} %{'' if r.same_machine else ', cells on different machines'})"
+                     for r in p.itertuples())
 
 
 def _fmt_range(p: pd.DataFrame) -> str:
@@ -1075,15 +1288,20 @@ def _fmt_range(p: pd.DataFrame) -> str:
 
 def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataFrame | None = None,
                  model: str = "qwen2.5-7b-instruct", selfcheck: Any = None,
-                 quant_accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
+                 quant_accuracy: pd.DataFrame | None = None,
+                 workload: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
     """The paper's claims next to what our data says, with evidence class and reason; all numbers computed.
 
-    `df`: the method records (`method_records`: repeats are left out) of every architecture. The Table 2
-    rows give `model` (the paper's Qwen2.5-7B shape, the one with compiled cells) and then every
-    architecture with paired cells; their verdict uses every architecture. `selfcheck`: one or several
-    self-checks (see onehz_table). `quant_accuracy`: the catalogue's cited accuracy rows (the accuracy claim
-    is "not checked" without them)."""
-    df = method_records(df)
+    `df`: the method records (`method_records`: repeats are left out) of every architecture. The energy rows
+    use the cells of one `workload` only (default 256/128, the one every method and engine was measured at;
+    the longer workload is compared in `workload_effect`); the 1 Hz row uses the timed windows of every
+    workload. The Table 2 rows give `model` (the paper's Qwen2.5-7B shape, the one architecture with compiled
+    cells of several methods) and then every architecture with paired cells; their verdict uses every
+    architecture. The co-optimisation row adds compiled vs eager bf16 over every architecture
+    (`engine_effect_summary`). `selfcheck`: one or several self-checks (see onehz_table). `quant_accuracy`:
+    the catalogue's cited accuracy rows (the accuracy claim is "not checked" without them)."""
+    df_all_workloads = method_records(df)
+    df = select_workload(df_all_workloads, workload)
     d = df[df["model"] == model]
     vs_bf16 = paired_energy(d, "bf16")
     vs_fp32 = paired_energy(d, "fp32")
@@ -1156,19 +1374,45 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
     quant_best = all_bf16[all_bf16["quant"] != "fp32"]
     qb = quant_best.sort_values("energy_reduction_pct").iloc[-1] if len(quant_best) else None
     beats = quant_best[(quant_best["energy_reduction_pct"] > 0) & ~quant_best["within_noise"]]
+    ee = engine_effect(df)
+    ee_arch = engine_effect_per_architecture(ee, "bf16")
+    es = engine_effect_summary(ee, "bf16")
+    wl = f"{workload[0]}/{workload[1]}"
+    if len(es):
+        costs = ee_arch[(ee_arch["energy_reduction_pct"] < 0) & ~ee_arch["within_noise"]]
+        eng_txt = (f"; compiled vs eager bf16 on the same cell, {ee_arch['model'].nunique()} architectures ({wl}): "
+                   + "; ".join(f"b{r.batch_size} median {r.energy_reduction_median_pct:+.1f} % (range "
+                               f"{r.energy_reduction_min_pct:+.1f} to {r.energy_reduction_max_pct:+.1f} %, "
+                               f"{r.architectures} architectures, {r.n_saves_beyond_noise} save beyond noise)"
+                               for r in es.itertuples())
+                   + ("; compiled uses more energy beyond noise in "
+                      + ", ".join(f"{r.model.replace('-instruct', '')} b{r.batch_size} ({r.energy_reduction_pct:+.1f} %)"
+                                  for r in costs.itertuples()) if len(costs) else "")
+                   + f"; {int(ee_arch['same_gpu_unit'].sum())} of {len(ee_arch)} compiled/eager pairs ran on the "
+                   "same GPU unit")
+        top = ee_arch.loc[ee_arch["energy_reduction_pct"].idxmax()]
+        engine_vs_method = (
+            f"compiling bf16 (static KV cache) saves up to {top['energy_reduction_pct']:.0f} % "
+            f"({top['model'].replace('-instruct', '')} b{top['batch_size']}), "
+            + ("more than any method saves against bf16 on the same engine"
+               if qb is None or top["energy_reduction_pct"] > qb["energy_reduction_pct"]
+               else "less than the best method against bf16 on the same engine")
+            + ", but its saving shrinks with batch size (table above); ")
+    else:
+        eng_txt, engine_vs_method = "", ""
     add("Hardware x quantization co-optimisation (s4.3)", "up to 40 % efficiency gain (A100 PCIe + INT8)",
-        (f"engine x method on one card type: best {best['energy_reduction_pct']:+.1f} % "
+        (f"engine x method on one card type ({short}): best {best['energy_reduction_pct']:+.1f} % "
          f"({best['engine']} {best['quant']} b{best['batch_size']} vs hf-eager bf16"
          + ("" if best["same_gpu_unit"] else "; the two cells ran on different H100 units") + ")"
          if best is not None else "-")
         + (f"; best method vs bf16 on the same engine, any architecture: {qb['model'].replace('-instruct', '')} "
            f"{qb['quant']} {qb['engine']} b{qb['batch_size']} "
            f"{qb['energy_reduction_pct']:+.1f} %" + (" (within noise)" if qb["within_noise"] else "")
-           if qb is not None else ""),
+           if qb is not None else "")
+        + eng_txt,
         "measured (engine x method); hardware part: one card type only",
         "not testable for hardware; here the engine matters more than the quantization",
-        "we measured one card type, so hardware selection is not in our data; compiling (static KV cache) "
-        "gives the largest saving we measured; "
+        "we measured one card type, so hardware selection is not in our data; " + engine_vs_method
         + ("no quantized method beats bf16 on the same engine beyond noise in any architecture"
            if beats[beats["quant"] != "fp16"].empty else "quantized cells that beat bf16 on the same engine beyond "
            "noise: " + _cells_txt(beats[beats["quant"] != "fp16"]))
@@ -1194,7 +1438,7 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
         "tokens generated, which our fixed-length runs do not measure.")
     add("Accuracy loss per strategy (Table 2)", "INT8 <1.0 %, FP16 0.2 %, Dynamic 1.5 %",
         *_accuracy_finding(quant_accuracy, model))
-    e1 = onehz_table(df, selfcheck)
+    e1 = onehz_table(df_all_workloads, selfcheck)
     rec = e1[e1["origin"] != "meter self-check"]
     sc = e1[e1["origin"] == "meter self-check"]
     r = np.corrcoef(rec["stale_reading_error_pct"], rec["error_pct"])[0, 1] if len(rec) > 2 else float("nan")
@@ -1226,9 +1470,12 @@ def _plt():
     return plt
 
 
-def plot_table2(pairs_bf16: pd.DataFrame, pairs_fp32: pd.DataFrame, path: Path) -> Path:
-    """Energy of each strategy relative to its baseline (log scale): paper's claim vs our paired cells."""
+def plot_table2(pairs_bf16: pd.DataFrame, pairs_fp32: pd.DataFrame, path: Path,
+                workload: tuple[int, int] = REFERENCE_WORKLOAD) -> Path:
+    """Energy of each strategy relative to its baseline (log scale): paper's claim vs our paired cells of one
+    `workload` (as `table2`)."""
     plt = _plt()
+    pairs_bf16, pairs_fp32 = select_workload(pairs_bf16, workload), select_workload(pairs_fp32, workload)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, pairs, base in ((axes[0], pairs_bf16, "bf16"), (axes[1], pairs_fp32, "fp32")):
         for i, s in enumerate(STRATEGIES):
@@ -1247,83 +1494,148 @@ def plot_table2(pairs_bf16: pd.DataFrame, pairs_fp32: pd.DataFrame, path: Path) 
         ax.set_title(f"energy per output token / {base} (same cell)", fontsize=10)
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_ylabel("energy ratio (log; < 1 saves energy)")
-    fig.suptitle("Table 2, energy column: paper vs our H100 cells (marker size ~ batch; square = compiled)",
-                 fontsize=10)
+    fig.suptitle(f"Table 2, energy column: paper vs our H100 cells, {workload[0]} in / {workload[1]} out "
+                 "(marker size ~ batch; square = compiled)", fontsize=10)
     return _save(fig, path)
+
+
+def _workload_style(workload: str) -> dict[str, Any]:
+    """Line style, marker and marker fill of a workload ('256/128') in the plots that show both workloads:
+    the reference workload solid with filled circles, any other dashed with open triangles."""
+    ref = f"{REFERENCE_WORKLOAD[0]}/{REFERENCE_WORKLOAD[1]}"
+    return ({"ls": "-", "marker": "o", "fill": True} if workload == ref
+            else {"ls": "--", "marker": "^", "fill": False})
 
 
 def plot_energy_vs_batch(df: pd.DataFrame, path: Path) -> Path:
-    """J per output token (decode) against batch size, one panel per (model, engine), one line per method
-    (the mean of a cell's records: `cell_means`)."""
+    """Decode J per output token against batch size: one panel per (model, engine), eager and compiled of a
+    model side by side on one y scale; one line per (method, workload), the workload as the line style
+    (`_workload_style`: 256/128 solid, 1024/256 dashed), so a line never joins cells of two workloads.
+    Each point is the mean of the cell's ok records over every file passed (a cell in two files counts once)."""
     plt = _plt()
-    d = cell_means(df)
-    panels = list(d.groupby(["model", "engine"]).groups)
-    ncol = 3
-    nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(15, 3.9 * nrow), squeeze=False)
-    for ax, (m, e) in zip(axes.flat, panels, strict=False):
-        g = d[(d["model"] == m) & (d["engine"] == e)]
-        for q in METHOD_ORDER:
-            h = g[g["quant"] == q].sort_values("batch_size")
-            if h.empty:
+    from matplotlib.lines import Line2D
+
+    okd = df[df["status"] == "ok"]
+    d = okd.groupby([*CELL_KEYS, "quant"], as_index=False)["decode_energy_per_token_j"].mean()
+    d["workload"] = workload_of(d)
+    models = list(dict.fromkeys(d.sort_values(["model"])["model"]))
+    engines = [e for e in ("hf-eager", "hf-compiled") if e in set(d["engine"])]
+    engines += sorted(set(d["engine"]) - set(engines))
+    per_row = max(1, 4 // len(engines))
+    ncol = per_row * len(engines)
+    nrow = math.ceil(len(models) / per_row)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.1 * ncol, 3.5 * nrow), squeeze=False)
+    used = set()
+    for i, m in enumerate(models):
+        first_ax = None
+        for j, e in enumerate(engines):
+            ax = axes[i // per_row, (i % per_row) * len(engines) + j]
+            g = d[(d["model"] == m) & (d["engine"] == e)]
+            if g.empty:
                 continue
-            ax.plot(h["batch_size"], h["decode_energy_per_token_j"], marker="o", color=_COLORS.get(q), label=q,
-                    ls="-" if strategy_of(q) or q == "fp32" else ":")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{m} · {e} ({', '.join(sorted(g['slice'].unique()))})", fontsize=9)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("decode J per output token")
-        ax.legend(fontsize=7, ncol=2)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.suptitle("Decode energy per output token vs batch (H100 80GB HBM3, random-weight architectures)",
-                 fontsize=10)
-    return _save(fig, path)
+            used.add(ax)
+            if first_ax is None:
+                first_ax = ax
+            else:
+                ax.sharey(first_ax)
+            for q in METHOD_ORDER:
+                for w, h in g[g["quant"] == q].groupby("workload"):
+                    st = _workload_style(w)
+                    h = h.sort_values("batch_size")
+                    ax.plot(h["batch_size"], h["decode_energy_per_token_j"], ls=st["ls"], marker=st["marker"],
+                            color=_COLORS.get(q), mfc=_COLORS.get(q) if st["fill"] else "none", ms=5, lw=1.2,
+                            label=f"{q} · {w}")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks([1, 8, 32], ["1", "8", "32"])
+            files = sorted(set(okd.loc[(okd["model"] == m) & (okd["engine"] == e), "slice"]))
+            ax.set_title(f"{m.replace('-instruct', '')} · {e} ({', '.join(files)})", fontsize=8)
+            ax.set_xlabel("batch size", fontsize=8)
+            ax.set_ylabel("decode J / output token", fontsize=8)
+            ax.tick_params(labelsize=7)
+    for ax in axes.flat:
+        if ax not in used:
+            ax.axis("off")
+    quants = [q for q in METHOD_ORDER if q in set(d["quant"])]
+    handles = [Line2D([], [], color=_COLORS.get(q), lw=2, label=q) for q in quants]
+    for w in sorted(d["workload"].unique(), key=lambda x: tuple(int(v) for v in x.split("/"))):
+        st = _workload_style(w)
+        handles.append(Line2D([], [], color="k", ls=st["ls"], marker=st["marker"], mfc="k" if st["fill"] else "none",
+                              label=f"{w.split('/')[0]} in / {w.split('/')[1]} out"))
+    top = 1 - 1.0 / (3.5 * nrow)
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), fontsize=8,
+               bbox_to_anchor=(0.5, top + 0.55 / (3.5 * nrow)), frameon=False)
+    fig.suptitle("Decode energy per output token vs batch (H100 80GB HBM3, random-weight architectures); colour = "
+                 "method, line style = workload (prompt / output tokens)", fontsize=10, y=0.998)
+    return _save(fig, path, top=top)
 
 
 def plot_roofline(roof: pd.DataFrame, path: Path) -> Path:
-    """Measured decode tokens/s vs the bandwidth roofline, and the achieved fraction per cell."""
+    """Measured decode tokens/s vs the bandwidth roofline (left), and the achieved fraction per method and
+    batch (right); marker = engine (circle eager, square compiled), filled = 256/128, open = 1024/256."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    from matplotlib.lines import Line2D
+
+    roof = roof.copy()
+    if "workload" not in roof:
+        roof["workload"] = workload_of(roof)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [1, 1.3]})
     ax = axes[0]
-    for q, g in roof.groupby("quant"):
-        for eng, h in g.groupby("engine"):
-            ax.scatter(h["roofline_tokens_per_s"], h["tokens_per_s"], color=_COLORS.get(q),
-                       marker="o" if eng == "hf-eager" else "s", s=30,
-                       label=q if q not in ax.get_legend_handles_labels()[1] else None)
+    for (q, eng, w), h in roof.groupby(["quant", "engine", "workload"]):
+        filled = _workload_style(w)["fill"]
+        ax.scatter(h["roofline_tokens_per_s"], h["tokens_per_s"], marker="o" if eng == "hf-eager" else "s", s=28,
+                   facecolors=_COLORS.get(q) if filled else "none", edgecolors=_COLORS.get(q))
     lo = min(roof["tokens_per_s"].min(), roof["roofline_tokens_per_s"].min()) * 0.7
     hi = max(roof["tokens_per_s"].max(), roof["roofline_tokens_per_s"].max()) * 1.4
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="roofline (100 %)")
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("roofline tokens/s = batch x bandwidth / (weights + KV bytes per step)")
     ax.set_ylabel("measured decode tokens/s")
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("circle = hf-eager, square = hf-compiled", fontsize=9)
+    quants = [q for q in METHOD_ORDER if q in set(roof["quant"])]
+    handles = [Line2D([], [], ls="", marker="o", color=_COLORS.get(q), label=q) for q in quants]
+    handles += [Line2D([], [], ls="--", color="k", label="roofline (100 %)"),
+                Line2D([], [], ls="", marker="o", mfc="grey", mec="grey", label="hf-eager"),
+                Line2D([], [], ls="", marker="s", mfc="grey", mec="grey", label="hf-compiled")]
+    handles += [Line2D([], [], ls="", marker="o", mfc="grey" if _workload_style(w)["fill"] else "none", mec="grey",
+                       label=f"{w} (prompt/output)") for w in sorted(roof["workload"].unique())]
+    ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper left")
+    ax.set_title("every ok cell (one record per cell and file)", fontsize=9)
     ax = axes[1]
-    t = roof.sort_values(["model", "engine", "quant", "batch_size"])
-    labels = t["label"].str.replace("qwen2.5-", "", regex=False)
-    ax.barh(range(len(t)), t["utilization"] * 100, color=[_COLORS.get(q) for q in t["quant"]])
-    ax.set_yticks(range(len(t)), labels, fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlabel("achieved fraction of the bandwidth roofline (%)")
+    batches = sorted(roof["batch_size"].unique())
+    offs = dict(zip(batches, np.linspace(-0.3, 0.3, len(batches)), strict=True))
+    bcol = {b: f"C{i}" for i, b in enumerate(batches)}
+    xq = {q: i for i, q in enumerate(quants)}
+    rng = np.random.default_rng(0)
+    for (q, b, eng, w), h in roof.groupby(["quant", "batch_size", "engine", "workload"]):
+        filled = _workload_style(w)["fill"]
+        x = xq[q] + offs[b] + rng.uniform(-0.05, 0.05, len(h))
+        ax.scatter(x, h["utilization"] * 100, marker="o" if eng == "hf-eager" else "s", s=22,
+                   facecolors=bcol[b] if filled else "none", edgecolors=bcol[b], alpha=0.85)
+    ax.set_xticks(range(len(quants)), quants, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("achieved fraction of the bandwidth roofline (%)")
+    ax.legend(handles=[Line2D([], [], ls="", marker="o", color=bcol[b], label=f"batch {b}") for b in batches],
+              fontsize=7, loc="lower left")
+    ax.set_title("per method: colour = batch; marker = engine; open = 1024/256", fontsize=9)
+    ax.grid(axis="y", which="both", alpha=0.3)
     fig.suptitle("Decode throughput vs the bandwidth roofline (gpus.csv bandwidth_gbs)", fontsize=10)
     return _save(fig, path)
 
 
 def plot_noise(noise: pd.DataFrame, path: Path) -> Path:
-    """Run-to-run CV of energy and tokens/s per ok cell (the noise floor), by slice and engine."""
+    """Run-to-run CV of energy and tokens/s per ok cell (the noise floor), by slice, engine and workload."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    groups = list(noise.groupby(["slice", "engine"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    groups = sorted(noise.groupby(["slice", "engine", "workload"]),
+                    key=lambda kv: (kv[0][0], kv[0][1], int(kv[0][2].split("/")[0])))
     for ax, col in zip(axes, ("energy_cv", "tokens_per_s_cv"), strict=True):
         for i, (_, g) in enumerate(groups):
             x = np.full(len(g), i) + np.linspace(-0.15, 0.15, len(g))
             ax.scatter(x, g[col] * 100, c=[_COLORS.get(q) for q in g["quant"]], s=25)
             ax.hlines(g[col].median() * 100, i - 0.3, i + 0.3, color="k")
         ax.axhline(5, color="grey", ls="--", lw=0.8)
-        ax.set_xticks(range(len(groups)), [f"{s}\n{e}" for (s, e), _ in groups], fontsize=8)
+        ax.set_xticks(range(len(groups)), [f"{s}\n{e}\n{w}" for (s, e, w), _ in groups], fontsize=8)
         ax.set_ylabel(f"{col} over 3 repetitions (%)")
         ax.set_title(f"{col} (bar = median; dashed = 5 % stability threshold)", fontsize=9)
     return _save(fig, path)
@@ -1383,7 +1695,8 @@ def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path
     ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=30, ha="right")
     ax.set_yticks(range(len(ratio.index)), ratio.index, fontsize=7)
     fig.colorbar(im, ax=ax, label="log2(J/token / bf16 same row)")
-    ax.set_title("MEASURED (ours): H100 SXM 80GB, random-weight architectures, 256 in / 128 out, decode J per "
+    wl = ratio.attrs.get("workload", REFERENCE_WORKLOAD)
+    ax.set_title(f"MEASURED (ours): H100 SXM 80GB, random-weight architectures, {wl[0]} in / {wl[1]} out, decode J per "
                  "output token\n(text: J/token and % vs bf16 of the row; no colour = the row has no bf16 cell; "
                  "– = not yet run)", fontsize=8)
     ax = axes[1]
@@ -1400,4 +1713,119 @@ def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path
         fig.colorbar(im2, ax=ax, label="J per output token (whole response)")
     ax.set_title("CITED (public, other scope): 16-bit only, batch 1, prefill + decode,\nML.ENERGY v1 "
                  "(Zeus counter) / Argonne (sampled power); no public energy for quantized rows", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_engine_effect(t: pd.DataFrame, models: pd.DataFrame, path: Path, quant: str = "bf16") -> Path:
+    """Compiled vs eager on the same cell, one method (`engine_effect` rows, each architecture once per batch:
+    `engine_effect_per_architecture`). Top: energy reduction (%) per architecture (by parameter count), one
+    bar per batch size, whiskers = the pair's noise, pale bar = within noise. Bottom: speedup against power
+    ratio; on the dashed line J/token is unchanged, below it compiling saves energy."""
+    plt = _plt()
+    from matplotlib.patches import Patch
+
+    a = engine_effect_per_architecture(t, quant)
+    params = models.set_index("id")["params_b"]
+    archs = sorted(a["model"].unique(), key=lambda m: params.get(m, np.nan))
+    batches = sorted(a["batch_size"].unique())
+    workloads = sorted(a["workload"].unique(), key=lambda w: int(w.split("/")[0]))
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(12, 9), gridspec_kw={"height_ratios": [1.25, 1]})
+    width = 0.8 / max(1, len(batches) * len(workloads))
+    handles = []
+    k = 0
+    for w in workloads:
+        for i, b in enumerate(batches):
+            g = a[(a["batch_size"] == b) & (a["workload"] == w)].set_index("model").reindex(archs)
+            x = np.arange(len(archs)) - 0.4 + width * (k + 0.5)
+            col = f"C{i}"
+            alpha = np.where(g["within_noise"].fillna(False).astype(bool), 0.35, 0.9)
+            for xi, v, e, al in zip(x, g["energy_reduction_pct"], g["noise_pct"], alpha, strict=True):
+                if np.isnan(v):
+                    ax.text(xi, 1, "n/a", ha="center", va="bottom", fontsize=7, color=col, rotation=90)
+                    continue
+                ax.bar(xi, v, width, color=col, alpha=al)
+                ax.errorbar(xi, v, yerr=e, color="k", lw=0.8, capsize=2)
+            handles.append(Patch(color=col, label=f"batch {b}" + (f", {w}" if len(workloads) > 1 else "")))
+            k += 1
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(archs)), [f"{m.replace('-instruct', '')}\n{params.get(m, np.nan):.1f} B" for m in archs],
+                  fontsize=8)
+    ax.set_ylabel("energy reduction, compiled vs eager (%)\n(positive = compiled uses less J/token)")
+    ax.legend(handles=handles, fontsize=8, title="pale = within noise; n/a = no compiled cell", title_fontsize=7)
+    ax.set_title(f"{quant}: hf-compiled (static KV cache + torch.compile) vs hf-eager, same model, batch and workload "
+                 f"({', '.join(workloads)})", fontsize=9)
+    for i, b in enumerate(batches):
+        g = a[a["batch_size"] == b]
+        bx.scatter(g["speedup"], g["power_ratio"], color=f"C{i}", s=30, label=f"batch {b}")
+        for r in g.itertuples():
+            bx.annotate(r.model.replace("-instruct", "").replace("qwen2.5-", "q"), (r.speedup, r.power_ratio),
+                        fontsize=6, xytext=(3, 2), textcoords="offset points")
+    lo = min(a["speedup"].min(), a["power_ratio"].min()) * 0.9
+    hi = max(a["speedup"].max(), a["power_ratio"].max()) * 1.1
+    bx.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="same J/token (power ratio = speedup)")
+    bx.set_xlim(lo, a["speedup"].max() * 1.05)
+    bx.set_ylim(a["power_ratio"].min() * 0.9, max(a["power_ratio"].max(), a["speedup"].min()) * 1.1)
+    bx.grid(alpha=0.3)
+    bx.set_xlabel("speedup (tokens/s compiled / eager)")
+    bx.set_ylabel("decode power ratio (compiled / eager)")
+    bx.legend(fontsize=8)
+    bx.set_title("why: compiling runs faster at higher power; below the dashed line the speed wins", fontsize=9)
+    fig.suptitle("Engine effect on decode energy per output token, every architecture (H100 80GB HBM3)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_workload_effect(t: pd.DataFrame, path: Path, quants: Sequence[str] = ("bf16", "fp16")) -> Path:
+    """Long / short workload on the same cell (`workload_effect` rows of `quants`). Left: J/token ratio against
+    batch, one line per (architecture, method), MHA dashed. Middle: measured J/token ratio against the ratio of
+    bytes read per decode step (weights + KV cache) expected from the context lengths; dashed y = x. Right: TTFT
+    and prefill-energy ratios against batch, with the ratio of prompt lengths dotted."""
+    plt = _plt()
+    t = t[t["quant"].isin(list(quants))]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
+    ax = axes[0]
+    archs = list(dict.fromkeys(t.sort_values("params_b")["model"]))
+    colors = {m: f"C{i}" for i, m in enumerate(archs)}
+    for (m, q), g in t.groupby(["model", "quant"]):
+        g = g.sort_values("batch_size")
+        mha = (g["attention"] == "MHA").all()
+        ax.plot(g["batch_size"], g["energy_ratio"], ls="--" if mha else "-", marker="s" if q == "fp16" else "o",
+                mfc="none" if q == "fp16" else colors[m], color=colors[m],
+                label=f"{m.replace('-instruct', '')} {q}" + (" (MHA)" if mha else ""))
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 8, 32], ["1", "8", "32"])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("decode J/token, long / short workload")
+    ax.legend(fontsize=6.5, ncol=2)
+    ax.set_title("decode J per output token (dashed: MHA, num_kv_heads = heads)", fontsize=9)
+    ax = axes[1]
+    batches = sorted(t["batch_size"].unique())
+    for i, b in enumerate(batches):
+        for att, g in t[t["batch_size"] == b].groupby("attention"):
+            ax.scatter(g["bytes_ratio"], g["energy_ratio"], color=f"C{i}", marker="s" if att == "MHA" else "o", s=34,
+                       label=f"batch {b}, {att}")
+    hi = max(t["bytes_ratio"].max(), t["energy_ratio"].max()) * 1.05
+    lo = min(t["bytes_ratio"].min(), t["energy_ratio"].min()) * 0.95
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="J/token follows the bytes read")
+    ax.set_xlabel("expected: (weights + KV long) / (weights + KV short) bytes per decode step")
+    ax.set_ylabel("measured decode J/token ratio")
+    ax.legend(fontsize=7)
+    ax.set_title("does the extra KV cache explain it?", fontsize=9)
+    ax = axes[2]
+    jit = {b: i for i, b in enumerate(batches)}
+    for col, name, mk, c in (("ttft_ratio", "TTFT", "o", "C3"), ("prefill_energy_ratio", "prefill energy", "^", "C4")):
+        x = t["batch_size"].map(jit) + (-0.1 if name == "TTFT" else 0.1)
+        ax.scatter(x, t[col], marker=mk, color=c, s=26, alpha=0.8, label=name)
+    wl = t["workloads"].iloc[0] if len(t) else ""
+    if wl:
+        (pl, _), (ps, _) = (tuple(int(v) for v in w.split("/")) for w in wl.split(" vs "))
+        ax.axhline(pl / ps, color="grey", ls=":", lw=1, label=f"prompt length ratio ({pl}/{ps})")
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.set_xticks(range(len(batches)), [str(b) for b in batches])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("long / short workload")
+    ax.legend(fontsize=7)
+    ax.set_title("prefill: time to first token and energy", fontsize=9)
+    fig.suptitle(f"Workload {wl} (prompt/output tokens) on the same cell: HF eager, {', '.join(quants)}, "
+                 "H100 80GB HBM3 (the two workloads ran on different machines)", fontsize=10)
     return _save(fig, path)

@@ -289,6 +289,8 @@ def test_plots_write_pngs(tmp_path, records, cat, q7):
                                cat.get("method_overhead")),
         ca.plot_figure4(ca.figure4_matrix(records, MODEL, (256, 128), ex),
                         ca.public_figure4_matrix(ca.load_public()), tmp_path / "fig4.png"),
+        ca.plot_engine_effect(ca.engine_effect(records), cat["models"], tmp_path / "engine.png"),
+        ca.plot_workload_effect(ca.workload_effect(records, cat["models"]), tmp_path / "workload.png"),
     ]
     for p in paths:
         assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -345,10 +347,30 @@ def test_reproducibility_compares_a_repeat_with_the_mean_of_earlier_records(fold
     r = t.iloc[0]
     assert r["energy_diff_pct"] == pytest.approx(10.0) and r["tokens_per_s_diff_pct"] == pytest.approx(80 / 75 * 100 - 100)
     assert r["comparison"] == "other machine (1 GPU)" and not r["same_gpu_unit"]
+    assert r["workload"] == f"{r_prompt(folder)}/{r_output(folder)}"
     assert r["minutes_later"] == pytest.approx(110.0)
     assert bool(r["beyond_noise"])  # 10 % against two records of 1 % CV
     s = ca.reproducibility_summary(t)
     assert s.loc["all", "cells"] == 1 and s.loc["all", "energy_abs_diff_max_pct"] == pytest.approx(10.0)
+
+
+def r_prompt(folder):
+    return json.loads((folder / "repeats.jsonl").read_text())["prompt_tokens"]
+
+
+def r_output(folder):
+    return json.loads((folder / "repeats.jsonl").read_text())["output_tokens"]
+
+
+def test_reproducibility_never_compares_two_workloads(folder):
+    """A record of the same model/method/engine/batch at another workload is another cell (another hash)."""
+    other = json.loads((folder / "campaign.jsonl").read_text().splitlines()[0])
+    other.update(prompt_tokens=other["prompt_tokens"] * 4, output_tokens=other["output_tokens"] * 2,
+                 cell_hash="another-workload", record_id="other", decode_energy_per_token_j=50.0)
+    with (folder / "campaign.jsonl").open("a") as f:
+        f.write(json.dumps(other) + "\n")
+    r = ca.reproducibility(ca.load_records(folder)).iloc[0]
+    assert r["energy_diff_pct"] == pytest.approx(10.0)
 
 
 def test_reproducibility_leaves_out_records_made_after_the_repeat(folder):
@@ -358,3 +380,210 @@ def test_reproducibility_leaves_out_records_made_after_the_repeat(folder):
         f.write(json.dumps(later) + "\n")
     r = ca.reproducibility(ca.load_records(folder)).iloc[0]
     assert r["energy_diff_pct"] == pytest.approx(10.0) and r["minutes_later"] == pytest.approx(110.0)
+
+
+# --- two workloads: nothing may mix them (synthetic records) -----------------------------------------------
+LONG = ca.LONG_WORKLOAD
+SHORT = ca.REFERENCE_WORKLOAD
+
+
+def _cells(records: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """Synthetic ok records: every column of one real campaign record, each row overriding some fields.
+
+    Defaults: model MODEL, quant bf16, engine hf-eager, batch 1, the reference workload, slice campaign, one GPU
+    unit; decode power = J/token x tokens/s; each cell its own hash; no 1 Hz error (so no record enters the
+    1 Hz statistics)."""
+    base = records[(records["status"] == "ok") & (records["slice"] == "campaign")].iloc[0].to_dict()
+    out = []
+    for i, r in enumerate(rows):
+        d = dict(base)
+        d.update(model=MODEL, quant="bf16", engine="hf-eager", batch_size=1, prompt_tokens=SHORT[0],
+                 output_tokens=SHORT[1], slice="campaign", rejected=False, gpu_uuid="GPU-synthetic-0",
+                 gpu_unit="GPU-syntheti", machine="m", tokens_per_s=100.0, energy_cv=0.01, repetitions=3,
+                 energy_1hz_error_pct=np.nan, created_at=f"2030-01-01T00:{i:02d}:00+00:00", record_id=f"syn-{i}")
+        d.update(r)
+        d["decode_avg_power_w"] = d["decode_energy_per_token_j"] * d["tokens_per_s"]
+        d["cell_hash"] = "syn-" + "-".join(str(d[k]) for k in (*ca.CELL_KEYS, "quant"))
+        out.append(d)
+    return ca.add_labels(pd.DataFrame(out))
+
+
+def test_paired_energy_never_pairs_across_workloads(records):
+    df = _cells(records, [
+        {"quant": "bf16", "decode_energy_per_token_j": 1.0},
+        {"quant": "bf16", "decode_energy_per_token_j": 2.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+        {"quant": "bnb-int8", "decode_energy_per_token_j": 1.5},
+        {"quant": "bnb-int8", "decode_energy_per_token_j": 3.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+        # a long-workload cell whose only bf16 cell is at the short workload: no pair
+        {"quant": "bnb-nf4", "batch_size": 8, "decode_energy_per_token_j": 0.1, "prompt_tokens": LONG[0],
+         "output_tokens": LONG[1]},
+        {"quant": "bf16", "batch_size": 8, "decode_energy_per_token_j": 0.5},
+        # compiled bf16 at the short workload only, against the eager baseline
+        {"quant": "bf16", "engine": "hf-compiled", "decode_energy_per_token_j": 0.5},
+    ])
+    p = ca.paired_energy(df, "bf16")
+    assert set(p["quant"]) == {"bnb-int8"} and len(p) == 2
+    by_wl = p.set_index("workload")
+    assert by_wl.loc[f"{SHORT[0]}/{SHORT[1]}", "e_base_j"] == pytest.approx(1.0)
+    assert by_wl.loc[f"{LONG[0]}/{LONG[1]}", "e_base_j"] == pytest.approx(2.0)
+    assert np.allclose(p["energy_reduction_pct"], -50.0)
+    co = ca.paired_energy(df, "bf16", baseline_engine="hf-eager")
+    comp = co[co["engine"] == "hf-compiled"]
+    assert len(comp) == 1 and comp["e_base_j"].iloc[0] == pytest.approx(1.0)
+    assert (co["prompt_tokens"] == co["workload"].str.split("/").str[0].astype(int)).all()
+
+
+def test_table2_and_method_table_summarise_one_workload(q7, cat):
+    pairs = ca.paired_energy(q7, "bf16")
+    short = ca.select_workload(pairs, SHORT)
+    # the same pairs again at the long workload, all saving 90 %: must not move the 256/128 table
+    fake = short.assign(prompt_tokens=LONG[0], output_tokens=LONG[1], workload=f"{LONG[0]}/{LONG[1]}",
+                        energy_ratio=0.1, energy_reduction_pct=90.0, e_method_j=short["e_base_j"] * 0.1)
+    both = pd.concat([short, fake], ignore_index=True)
+    pd.testing.assert_frame_equal(ca.table2(both, cat["quant_accuracy"], MODEL),
+                                  ca.table2(short, cat["quant_accuracy"], MODEL))
+    pd.testing.assert_frame_equal(ca.method_table(both, cat["quant_accuracy"], MODEL),
+                                  ca.method_table(short, cat["quant_accuracy"], MODEL))
+    pooled = ca.table2(both, cat["quant_accuracy"], MODEL, workload=None)
+    assert pooled.loc["INT8", "n_pairs"] == 2 * ca.table2(short, cat["quant_accuracy"], MODEL).loc["INT8", "n_pairs"]
+
+
+@pytest.mark.slow
+def test_key_findings_ignore_cells_of_the_long_workload(records, cat):
+    """Long-workload cells where INT8 and fp16 save 90 % must not change any of the paper-claim rows."""
+    extra = _cells(records, [
+        {"quant": "bf16", "decode_energy_per_token_j": 10.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+        {"quant": "bnb-int8", "decode_energy_per_token_j": 1.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+        {"quant": "fp16", "decode_energy_per_token_j": 1.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+        {"quant": "bf16", "engine": "hf-compiled", "decode_energy_per_token_j": 0.1, "prompt_tokens": LONG[0],
+         "output_tokens": LONG[1]},
+    ])
+    args = (cat["models"], None, MODEL, ca.load_selfcheck(), cat["quant_accuracy"])
+    before = ca.key_findings(records, *args)
+    after = ca.key_findings(pd.concat([records, extra], ignore_index=True), *args)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_energy_vs_batch_draws_one_line_per_workload(records, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    rows = [{"batch_size": b, "prompt_tokens": w[0], "output_tokens": w[1], "decode_energy_per_token_j": e / b}
+            for w, e in ((SHORT, 1.0), (LONG, 2.0)) for b in (1, 8, 32)]
+    figs = []
+    monkeypatch.setattr(ca, "_save", lambda fig, path, top=1.0: figs.append(fig) or path)
+    ca.plot_energy_vs_batch(_cells(records, rows), tmp_path / "evb.png")
+    lines = [ln for ax in figs[0].axes for ln in ax.lines if len(ln.get_xdata()) > 1]
+    assert len(lines) == 2  # one per workload, not one zigzag through both
+    for ln in lines:
+        x, y = np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)
+        assert (np.diff(x) > 0).all()
+        assert np.allclose(y * x, y[0] * x[0])  # every point of a line from one workload
+    assert {ln.get_linestyle() for ln in lines} == {"-", "--"}
+
+
+def test_noise_roofline_and_first_repetition_keep_workloads_apart(records, cat):
+    df = _cells(records, [{"decode_energy_per_token_j": 1.0},
+                          {"decode_energy_per_token_j": 1.2, "prompt_tokens": LONG[0], "output_tokens": LONG[1]}])
+    assert df["label"].nunique() == 2
+    noise = ca.noise_table(df)
+    assert set(noise["workload"]) == {f"{SHORT[0]}/{SHORT[1]}", f"{LONG[0]}/{LONG[1]}"}
+    assert len(ca.noise_summary(noise)) == 2
+    roof = ca.roofline(df, cat["gpus"], cat["models"]).set_index("workload")
+    short, long_ = roof.loc[f"{SHORT[0]}/{SHORT[1]}"], roof.loc[f"{LONG[0]}/{LONG[1]}"]
+    ctx = (LONG[0] + LONG[1] / 2) / (SHORT[0] + SHORT[1] / 2)
+    assert long_["kv_gb_per_step"] == pytest.approx(short["kv_gb_per_step"] * ctx)
+    assert set(ca.first_rep_ratio(df)["workload"]) == set(noise["workload"])
+
+
+def test_layer_overhead_and_figure4_stay_on_one_workload(records, cat):
+    df = _cells(records, [{"quant": "bf16", "decode_energy_per_token_j": 1.0},
+                          {"quant": "bnb-nf4", "decode_energy_per_token_j": 2.0, "prompt_tokens": LONG[0],
+                           "output_tokens": LONG[1]}])
+    assert ca.layer_overhead(df, cat["models"]).empty
+    assert ca.layer_overhead(df, cat["models"], workload=LONG).empty
+    f4 = ca.figure4_matrix(df, MODEL, SHORT)
+    assert f4["status"].loc[:, "bnb-nf4"].eq("not yet run").all() and f4["energy"].attrs["workload"] == SHORT
+
+
+# --- engine effect and workload effect ---------------------------------------------------------------------
+def test_engine_effect_pairs_the_same_method_and_workload(records):
+    df = _cells(records, [
+        {"engine": "hf-eager", "quant": "bf16", "decode_energy_per_token_j": 2.0, "tokens_per_s": 50.0},
+        {"engine": "hf-compiled", "quant": "bf16", "decode_energy_per_token_j": 1.0, "tokens_per_s": 150.0,
+         "gpu_uuid": "GPU-other-unit"},
+        {"engine": "hf-eager", "quant": "bnb-nf4", "decode_energy_per_token_j": 4.0, "tokens_per_s": 25.0},
+        {"engine": "hf-compiled", "quant": "bnb-nf4", "decode_energy_per_token_j": 3.0, "tokens_per_s": 50.0},
+        # compiled at the long workload, eager only at the short one: no pair
+        {"engine": "hf-compiled", "quant": "bf16", "batch_size": 8, "decode_energy_per_token_j": 0.1,
+         "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+        {"engine": "hf-eager", "quant": "bf16", "batch_size": 8, "decode_energy_per_token_j": 0.3},
+    ]).assign(gpu_unit=lambda d: d["gpu_uuid"].str[:12])
+    t = ca.engine_effect(df).set_index("quant")
+    assert set(t.index) == {"bf16", "bnb-nf4"}  # nf4 compiled against nf4 eager, not against bf16
+    assert t.loc["bf16", "energy_reduction_pct"] == pytest.approx(50.0)
+    assert t.loc["bf16", "speedup"] == pytest.approx(3.0) and t.loc["bf16", "power_ratio"] == pytest.approx(1.5)
+    assert t.loc["bnb-nf4", "energy_reduction_pct"] == pytest.approx(25.0)
+    assert not t.loc["bf16", "same_gpu_unit"] and t.loc["bnb-nf4", "same_gpu_unit"]
+    # the noise of paired_energy: the bf16 pair is the same pair there
+    pe = ca.paired_energy(df, "bf16", baseline_engine="hf-eager")
+    pe = pe[(pe["engine"] == "hf-compiled") & (pe["quant"] == "bf16")]
+    assert t.loc["bf16", "noise_pct"] == pytest.approx(pe["noise_pct"].iloc[0])
+    assert t.loc["bf16", "within_noise"] == pe["within_noise"].iloc[0]
+
+
+def test_engine_effect_summary_counts_each_architecture_once():
+    t = pd.DataFrame({
+        "model": ["a", "a", "b", "c"], "quant": "bf16", "batch_size": 1, "workload": "256/128",
+        "slice": ["probe", "campaign", "campaign", "campaign"], "e_base_j": 1.0, "e_method_j": 1.0,
+        "energy_reduction_pct": [80.0, 60.0, 10.0, -20.0], "noise_pct": [5.0, 5.0, 5.0, 30.0],
+        "speedup": 2.0, "power_ratio": 1.5, "within_noise": [False, False, False, True],
+        "same_gpu_unit": [True, False, False, False], "same_machine": [True, False, True, False]})
+    s = ca.engine_effect_summary(t).iloc[0]
+    assert s["architectures"] == 3
+    assert s["energy_reduction_median_pct"] == pytest.approx(10.0)  # median of 70 (a: mean of two), 10, -20
+    assert s["energy_reduction_max_pct"] == pytest.approx(70.0) and s["most_saving"] == "a"
+    assert s["n_saves_beyond_noise"] == 2 and s["n_within_noise"] == 1 and s["n_costs_beyond_noise"] == 0
+    assert s["n_same_gpu_unit"] == 0 and s["n_same_machine"] == 1
+
+
+def test_method_cost_by_engine_reports_the_per_layer_overhead_of_each_engine(records, cat):
+    layers = int(cat["models"].set_index("id").loc[MODEL, "num_layers"])
+    df = _cells(records, [
+        {"engine": "hf-eager", "quant": "bf16", "decode_energy_per_token_j": 2.0, "tokens_per_s": 50.0},
+        {"engine": "hf-eager", "quant": "bnb-nf4", "decode_energy_per_token_j": 4.0, "tokens_per_s": 25.0},
+        {"engine": "hf-compiled", "quant": "bf16", "decode_energy_per_token_j": 1.0, "tokens_per_s": 100.0},
+        {"engine": "hf-compiled", "quant": "bnb-nf4", "decode_energy_per_token_j": 1.0, "tokens_per_s": 100.0},
+    ])
+    r = ca.method_cost_by_engine(df, cat["models"]).iloc[0]
+    assert r["quant"] == "bnb-nf4"
+    assert r["overhead_per_layer_ms_eager"] == pytest.approx((1000 / 25 - 1000 / 50) / layers)
+    assert r["overhead_per_layer_ms_compiled"] == pytest.approx(0.0)
+    assert r["energy_reduction_pct_eager"] == pytest.approx(-100.0) and r["energy_reduction_pct_compiled"] == 0
+
+
+def test_workload_effect_pairs_a_cell_with_itself_at_the_other_workload(records, cat):
+    mha = "phi-3-mini-4k-instruct"  # num_kv_heads == num_attention_heads in models.csv
+    m = cat["models"].set_index("id")
+    assert m.loc[mha, "num_kv_heads"] == m.loc[mha, "num_attention_heads"]
+    assert m.loc[MODEL, "num_kv_heads"] < m.loc[MODEL, "num_attention_heads"]
+    rows = []
+    for model in (MODEL, mha):
+        rows += [{"model": model, "batch_size": 32, "decode_energy_per_token_j": 1.0, "ttft_ms": 100.0,
+                  "prefill_energy_j": 10.0},
+                 {"model": model, "batch_size": 32, "decode_energy_per_token_j": 1.5, "ttft_ms": 400.0,
+                  "prefill_energy_j": 50.0, "tokens_per_s": 80.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]}]
+    rows += [{"engine": "hf-compiled", "batch_size": 32, "decode_energy_per_token_j": 0.5},  # short only
+             {"quant": "fp16", "batch_size": 8, "decode_energy_per_token_j": 9.0, "prompt_tokens": LONG[0],
+              "output_tokens": LONG[1]}]  # long only
+    t = ca.workload_effect(_cells(records, rows), cat["models"]).set_index("model")
+    assert list(t.index.sort_values()) == sorted([MODEL, mha])
+    for model in (MODEL, mha):
+        assert t.loc[model, "energy_ratio"] == pytest.approx(1.5)
+        assert t.loc[model, "tokens_per_s_ratio"] == pytest.approx(0.8)
+        assert t.loc[model, "ttft_ratio"] == pytest.approx(4.0)
+        assert t.loc[model, "prefill_energy_ratio"] == pytest.approx(5.0)
+        assert t.loc[model, "bytes_ratio"] > 1
+    assert t.loc[mha, "attention"] == "MHA" and t.loc[MODEL, "attention"] == "GQA"
+    # with every head keeping its own K/V the longer context adds more bytes per step
+    assert t.loc[mha, "kv_gb_per_step_long"] > t.loc[MODEL, "kv_gb_per_step_long"]
+    s = ca.workload_effect_summary(t.reset_index(), by=("attention", "batch_size"))
+    assert len(s) == 2 and np.allclose(s["energy_ratio_median"], 1.5)
