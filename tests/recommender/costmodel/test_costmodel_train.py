@@ -134,3 +134,22 @@ def test_training_coverage_lists_cards_per_method_and_engine():
                                         "batch_max_by_gpu": {"a40": 32, "h100-sxm": 1},
                                         "origins": ["ours", "public:x"]}
     assert set(cov["bf16"]) == {"hf-eager", "vllm"} and cov["bnb-nf4"]["hf-eager"]["batch_max"] == 8
+
+
+def test_rank_correlation_reports_groups_of_three_methods_apart():
+    """A two-method group ranked backwards (-1) and a three-method group ranked right (+1): the mean over all
+    groups is 0, over the groups of at least three methods 1; the analytic figure is computed alike."""
+    from types import SimpleNamespace
+
+    d = SimpleNamespace(rank_group=np.array(["a", "a", "b", "b", "b"], dtype=object),
+                        cell_group=np.array(["a|fp16", "a|bf16", "b|bf16", "b|nf4", "b|int8"], dtype=object))
+    rows = np.arange(5)
+    meas = np.array([1.0, 2.0, 1.0, 2.0, 3.0])
+    pred = np.array([2.0, 1.0, 1.0, 2.0, 3.0])
+    base = np.array([1.0, 2.0, 3.0, 2.0, 1.0])
+    f = T.rank_correlation(d, rows, pred, meas, base)
+    assert f["rank_groups"] == 2 and f["rank_groups_3plus"] == 1
+    assert f["spearman_quant_rank"] == pytest.approx(0.0)
+    assert f["spearman_quant_rank_3plus"] == pytest.approx(1.0)
+    assert f["analytic_spearman_quant_rank"] == pytest.approx(0.0)
+    assert f["analytic_spearman_quant_rank_3plus"] == pytest.approx(-1.0)
