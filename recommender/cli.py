@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="recommend", standalone_mode=True)
     except UserError as exc:
+        for warning in getattr(exc, "warnings", ()):
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except FileNotFoundError as exc:

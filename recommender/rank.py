@@ -72,7 +72,12 @@ EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capabi
 
 
 class NoCandidateError(UserError):
-    """Every candidate was excluded by the hardware or the constraints (message says which)."""
+    """Every candidate was excluded by the hardware or the constraints (message says which). `warnings`: the
+    query's warnings (e.g. a stale catalogue), which the CLI prints before the error."""
+
+    def __init__(self, message: str, warnings: list[str] | None = None):
+        super().__init__(message)
+        self.warnings = list(warnings or [])
 
 
 @dataclass
@@ -580,7 +585,7 @@ def recommend(q: Query, catalog: Catalog | None = None, cost_model: CostModel | 
     res.order = _order(res, np.flatnonzero(code == OK))
     res.query = _query_dict(q, res, profile, gpus, models, quants, engines, batch, grid_source)
     if len(res.order) == 0 and not predict_excluded:
-        raise NoCandidateError(why_empty(res))
+        raise NoCandidateError(why_empty(res), res.query["warnings"])
     return res
 
 

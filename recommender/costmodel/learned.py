@@ -41,6 +41,7 @@ from recommender.costmodel.analytic import (
 )
 from recommender.costmodel.base import TARGETS, Quantiles
 from recommender.costmodel.features import (
+    FEATURE_CATALOG_FILES,
     FEATURE_NAMES,
     FEATURES_VERSION,
     build,
@@ -333,15 +334,16 @@ class LearnedCostModel:
             arr[unq] = 0.0
         return Quantiles(lo[inv], p50[inv], hi[inv])
 
-
     def stale_catalog_files(self, catalog) -> list[str]:
         """The catalogue files the features read (features.FEATURE_CATALOG_FILES) whose content differs from
-        the files this artifact was trained on; [] when the artifact or the catalogue does not record them."""
+        the files this artifact was trained on, a deleted one included; [] when the artifact or the catalogue
+        does not record them."""
         trained = self.meta.get("catalog_files") or {}
-        if not trained:
+        if not trained or getattr(catalog, "source_dir", None) is None:
             return []
         now = catalog_file_hashes(catalog)
-        return sorted(name for name, digest in now.items() if trained.get(name) != digest)
+        names = set(trained) | set(FEATURE_CATALOG_FILES)
+        return sorted(name for name in names if trained.get(name) != now.get(name))
 
 
 def _artifact_key(folder: Path) -> tuple:

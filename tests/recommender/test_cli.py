@@ -306,15 +306,31 @@ def test_catalogue_changed_since_training_warns(capsys, tmp_path, monkeypatch):
     eng.write_text(eng.read_text(encoding="utf-8").replace("roofline_efficiency: 0.690", "roofline_efficiency: 0.5"),
                    encoding="utf-8")
     monkeypatch.setenv("RECOMMENDER_DATA_DIR", str(data))
-    paths.data_root.cache_clear()
-    load_catalog.cache_clear()
+
+    def run(*args):
+        paths.data_root.cache_clear()
+        load_catalog.cache_clear()
+        try:
+            return invoke(capsys, *args)
+        finally:
+            paths.data_root.cache_clear()
+            load_catalog.cache_clear()
+
     try:
-        code, out, err = invoke(capsys, "--gpu", "h100", "--top", "1", "--format", "json")
+        code, out, err = run("--gpu", "h100", "--top", "1", "--format", "json")
+        assert code == 0, err
+        assert "warning: engines.yaml changed since the cost model" in err
+        warnings = json.loads(out)["query"]["warnings"]
+        assert len(warnings) == 1 and warnings[0].startswith("engines.yaml changed")
+        # when nothing meets the constraints, the warning still comes before the error
+        code, out, err = run("--gpu", "h100", "--max-latency-ms", "0.001")
+        assert code == 2 and err.index("warning: engines.yaml changed") < err.index("error: no candidate")
+        # a deleted catalogue file counts as changed
+        (data / "catalog" / "method_overhead.csv").unlink()
+        code, out, err = run("--gpu", "h100", "--top", "1", "--format", "json")
+        assert code == 0, err
+        assert json.loads(out)["query"]["warnings"][0].startswith("engines.yaml, method_overhead.csv changed")
     finally:
         monkeypatch.delenv("RECOMMENDER_DATA_DIR")
         paths.data_root.cache_clear()
         load_catalog.cache_clear()
-    assert code == 0, err
-    assert "warning: engines.yaml changed since the cost model" in err
-    warnings = json.loads(out)["query"]["warnings"]
-    assert len(warnings) == 1 and warnings[0].startswith("engines.yaml changed")
