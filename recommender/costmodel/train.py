@@ -317,8 +317,9 @@ class Design:
     cell_group: np.ndarray
     rank_group: np.ndarray
     #: (X, base) of every row with the catalogue constants fitted on measurements (method_overhead.csv)
-    #: refitted on the given training rows only; None when the catalogue has none. Cross-validation
-    #: calls it per fold, so held-out rows never inform the analytic baseline they are judged against.
+    #: refitted on the given rows only (our rows among them are used); None when the catalogue has none.
+    #: Cross-validation calls it per fold with every row outside the held-out group, so held-out rows
+    #: never inform the analytic baseline they are judged against.
     refit: Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
 
 
@@ -348,7 +349,8 @@ def _features_and_base(frame, catalog) -> tuple[np.ndarray, dict[str, np.ndarray
 
 def _method_overhead_refit(frame, catalog, measured_tps: np.ndarray):
     """`Design.refit` for the method overheads: refit them (recommender/costmodel/method_overhead.py) on
-    our training rows of a fold and rebuild X and the baseline; folds with the same fit share one build."""
+    our rows among the given ones (a fold's rows outside its held-out group) and rebuild X and the
+    baseline; folds with the same fit share one build."""
     import copy
 
     from recommender.costmodel import method_overhead as MO
@@ -452,7 +454,7 @@ def cross_validate(d: Design, target: str, rows: np.ndarray, scheme: str, seed: 
                    quantiles=QUANTILES) -> dict[str, np.ndarray]:
     """Out-of-fold log-ratio predictions for `rows` against `d.base` (NaN where a row's group could not be
     held out), and `base`: each row's analytic baseline as its fold saw it (`d.refit`: the catalogue
-    constants fitted on the fold's training rows; else `d.base`)."""
+    constants fitted on the rows outside the fold's held-out group; else `d.base`)."""
     n = len(d.measured[target])
     out = {name: np.full(n, np.nan) for name in quantiles}
     out["base"] = d.base[target].copy()

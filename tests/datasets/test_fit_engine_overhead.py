@@ -107,6 +107,14 @@ def test_efficiency_above_one_is_fixed_at_one(fitted):
     rows.seconds = list(X + extra)
     f = mod.fit_engine(cat, "hf-eager", rows, None, None)
     assert f.efficiency_capped and f.efficiency == 1.0
+    # the same as the bounded relative least squares (1 / efficiency >= 1, overhead >= 0)
+    from scipy.optimize import lsq_linear
+
+    X, Z = mod.design(cat, rows)
+    y = np.asarray(rows.seconds)
+    sol = lsq_linear(np.stack([X / y, Z / y], axis=1), np.ones(len(y)), bounds=([1.0, 0.0], [np.inf, np.inf]))
+    assert 1.0 / sol.x[0] == pytest.approx(f.efficiency)
+    assert sol.x[1] * 1e3 == pytest.approx(f.overhead_ms, rel=1e-6)
     assert 0 < f.overhead_ms < 10
     assert "efficiency above 1, fixed at 1" in mod.describe(f)
     # a free fit with an efficiency below 1 is left alone
