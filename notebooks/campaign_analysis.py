@@ -1286,6 +1286,18 @@ def _fmt_range(p: pd.DataFrame) -> str:
             f"{p['energy_reduction_pct'].min():+.1f} to {p['energy_reduction_pct'].max():+.1f} %, {len(p)} cells)")
 
 
+def _batch_trend(summary: pd.DataFrame) -> str:
+    """', and its median saving shrinks/grows with batch size' when the per-batch medians of an
+    `engine_effect_summary` fall/rise monotonically; otherwise that it does not move one way."""
+    med = summary.sort_values("batch_size")["energy_reduction_median_pct"].to_numpy(float)
+    if len(med) < 2:
+        return ""
+    steps = np.diff(med)
+    trend = "shrinks" if (steps < 0).all() else "grows" if (steps > 0).all() else "does not move one way"
+    return (f", and its median saving {trend} with batch size ("
+            + " -> ".join(f"{m:+.1f} %" for m in med) + ")")
+
+
 def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataFrame | None = None,
                  model: str = "qwen2.5-7b-instruct", selfcheck: Any = None,
                  quant_accuracy: pd.DataFrame | None = None,
@@ -1389,7 +1401,7 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
                       + ", ".join(f"{r.model.replace('-instruct', '')} b{r.batch_size} ({r.energy_reduction_pct:+.1f} %)"
                                   for r in costs.itertuples()) if len(costs) else "")
                    + f"; {int(ee_arch['same_gpu_unit'].sum())} of {len(ee_arch)} compiled/eager pairs ran on the "
-                   "same GPU unit")
+                   f"same GPU unit, {int(ee_arch['same_machine'].sum())} on the same machine")
         top = ee_arch.loc[ee_arch["energy_reduction_pct"].idxmax()]
         engine_vs_method = (
             f"compiling bf16 (static KV cache) saves up to {top['energy_reduction_pct']:.0f} % "
@@ -1397,7 +1409,7 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
             + ("more than any method saves against bf16 on the same engine"
                if qb is None or top["energy_reduction_pct"] > qb["energy_reduction_pct"]
                else "less than the best method against bf16 on the same engine")
-            + ", but its saving shrinks with batch size (table above); ")
+            + _batch_trend(es) + "; ")
     else:
         eng_txt, engine_vs_method = "", ""
     add("Hardware x quantization co-optimisation (s4.3)", "up to 40 % efficiency gain (A100 PCIe + INT8)",

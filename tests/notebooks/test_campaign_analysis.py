@@ -450,14 +450,22 @@ def test_table2_and_method_table_summarise_one_workload(q7, cat):
 
 @pytest.mark.slow
 def test_key_findings_ignore_cells_of_the_long_workload(records, cat):
-    """Long-workload cells where INT8 and fp16 save 90 % must not change any of the paper-claim rows."""
+    """Long-workload cells where INT8 and fp16 save 90 % must not change any of the paper-claim rows. (Batch 3:
+    no real cell has it, so no synthetic record stands in for a real one.)"""
+    long_ = {"prompt_tokens": LONG[0], "output_tokens": LONG[1], "batch_size": 3}
     extra = _cells(records, [
-        {"quant": "bf16", "decode_energy_per_token_j": 10.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
-        {"quant": "bnb-int8", "decode_energy_per_token_j": 1.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
-        {"quant": "fp16", "decode_energy_per_token_j": 1.0, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
-        {"quant": "bf16", "engine": "hf-compiled", "decode_energy_per_token_j": 0.1, "prompt_tokens": LONG[0],
-         "output_tokens": LONG[1]},
+        {"quant": "bf16", "decode_energy_per_token_j": 10.0, **long_},
+        {"quant": "bnb-int8", "decode_energy_per_token_j": 1.0, **long_},
+        {"quant": "fp16", "decode_energy_per_token_j": 1.0, **long_},
+        {"quant": "bf16", "engine": "hf-compiled", "decode_energy_per_token_j": 0.1, **long_},
     ])
+    assert not records["batch_size"].eq(3).any()
+    # the same cells at the reference workload do change the rows: the check below can fail
+    short = extra.assign(prompt_tokens=SHORT[0], output_tokens=SHORT[1],
+                         cell_hash=extra["cell_hash"] + "-short", record_id=extra["record_id"] + "-short")
+    args0 = (cat["models"], None, MODEL, ca.load_selfcheck(), cat["quant_accuracy"])
+    changed = ca.key_findings(pd.concat([records, ca.add_labels(short)], ignore_index=True), *args0)
+    assert not changed.equals(ca.key_findings(records, *args0))
     args = (cat["models"], None, MODEL, ca.load_selfcheck(), cat["quant_accuracy"])
     before = ca.key_findings(records, *args)
     after = ca.key_findings(pd.concat([records, extra], ignore_index=True), *args)
@@ -587,3 +595,10 @@ def test_workload_effect_pairs_a_cell_with_itself_at_the_other_workload(records,
     assert t.loc[mha, "kv_gb_per_step_long"] > t.loc[MODEL, "kv_gb_per_step_long"]
     s = ca.workload_effect_summary(t.reset_index(), by=("attention", "batch_size"))
     assert len(s) == 2 and np.allclose(s["energy_ratio_median"], 1.5)
+
+
+def test_batch_trend_is_computed_not_assumed():
+    t = pd.DataFrame({"batch_size": [8, 1, 32], "energy_reduction_median_pct": [30.0, 40.0, 20.0]})
+    assert "shrinks" in ca._batch_trend(t) and "+40.0 % -> +30.0 % -> +20.0 %" in ca._batch_trend(t)
+    assert "grows" in ca._batch_trend(t.assign(energy_reduction_median_pct=[30.0, 20.0, 40.0]))
+    assert "does not move one way" in ca._batch_trend(t.assign(energy_reduction_median_pct=[50.0, 40.0, 45.0]))
