@@ -66,12 +66,18 @@ static batches of the candidate's batch size. Bad names exit 2 with one line on 
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
               help="Save an accuracy-vs-energy scatter with the Pareto front (needs matplotlib).")
 @click.option("--all", "show_all", is_flag=True, help="Show every ranked candidate and the excluded ones with reasons.")
+@click.option("--min-evidence", type=click.Choice(["measured", "same_card", "other_cards", "other_engines", "none"]),
+              default="none", show_default=True,
+              help="Keep only candidates whose numbers rest on at least this evidence: measured (this exact cell), "
+                   "same_card (method and engine measured on this card, at a batch no larger than measured there), "
+                   "other_cards (measured on some card, batch no larger than measured), other_engines (the method "
+                   "measured with some engine), none (every candidate).")
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False), metavar="DIR",
               help="Cost-model artifact folder (default: the shipped one).")
 @click.version_option(__version__, prog_name="recommend")
 def cli(gpus, models, quants, engines, batch_sizes, prompt_tokens, output_tokens, requests, profile, priority,
         min_accuracy, max_latency_ms, max_energy_wh, price_kwh, grid_gco2_kwh, region, pue, top, fmt, explain,
-        plot, show_all, model_dir):
+        plot, show_all, min_evidence, model_dir):
     """Recommend energy-efficient LLM deployments (GPU x model x quantization x engine x batch size)."""
     from recommender import rank, render
 
@@ -80,7 +86,8 @@ def cli(gpus, models, quants, engines, batch_sizes, prompt_tokens, output_tokens
         batch_sizes=tuple(batch_sizes), prompt_tokens=prompt_tokens, output_tokens=output_tokens,
         requests=requests, profile=profile, priority=priority.lower() if priority else None,
         min_accuracy=min_accuracy, max_latency_ms=max_latency_ms, max_energy_wh=max_energy_wh,
-        price_kwh=price_kwh, grid_gco2_kwh=grid_gco2_kwh, region=region, pue=pue, model_dir=model_dir)
+        price_kwh=price_kwh, grid_gco2_kwh=grid_gco2_kwh, region=region, pue=pue, model_dir=model_dir,
+        min_evidence=min_evidence)
     res = rank.recommend(query, predict_excluded=show_all)
     shown = None if show_all and top is None else (top or 10)
     cands = render.rows(res, shown, show_all)

@@ -106,6 +106,32 @@ def _evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_si
                     "extrapolation only"}
 
 
+#: levels a user can ask for with `recommend --min-evidence` (best first; "none" keeps every candidate)
+MIN_EVIDENCE_LEVELS = LEVELS[:-1]
+
+
+def meets_min_evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_size: int,
+                       measured: bool, minimum: str) -> bool:
+    """Whether a candidate's numbers rest on at least `minimum` (a MIN_EVIDENCE_LEVELS entry). A measured
+    cell meets every level. `same_card` and `other_cards` also need the batch size to be no larger than the
+    largest measured for the method and engine (on this card, or on any card): a larger batch is an
+    extrapolation even where the method was measured. Without recorded coverage only measured cells meet a
+    level above "none"."""
+    if minimum == "none" or measured:
+        return True
+    if minimum == "measured" or coverage is None:
+        return False
+    level = _evidence(coverage, gpu, quant, engine, batch_size, False)["level"]
+    if LEVELS.index(level) > LEVELS.index(minimum):
+        return False
+    if minimum in ("same_card", "other_cards"):
+        cov = coverage[quant][engine]  # the level is same_card or other_cards, so this entry exists
+        top = (cov.get("batch_max_by_gpu") or {}).get(gpu) if minimum == "same_card" else None
+        top = cov.get("batch_max") if top is None else top
+        return top is not None and batch_size <= top
+    return True
+
+
 #: where a candidate's accuracy change comes from (`accuracy_basis`), for the cited-table accuracy model
 ACCURACY_BASES = ("unquantized", "cited for this model", "cited for other models", "none")
 

@@ -27,11 +27,14 @@ from recommender.catalog import Catalog, load_catalog
 from recommender.costmodel.base import CostModel, Quantiles
 from recommender.errors import UserError
 from recommender.evidence import (
+    LEVELS,
+    MIN_EVIDENCE_LEVELS,
     accuracy_basis,
     accuracy_is_learned,
     card_range_of,
     coverage_of,
     evidence,
+    meets_min_evidence,
     outside_training_range,
 )
 from recommender.memory import MemoryEstimate, describe_misfit, estimate
@@ -58,6 +61,7 @@ OK, NO_SPECS, COMPUTE_CAP, BF16, ENGINE, CONTEXT, MEMORY, NO_PREDICTION, ACCURAC
 MEASURED_FAILURE = 11  # checked after MEMORY: the exact cell failed every time we measured it
 ENGINE_HARDWARE = 12  # the engine does not run on this GPU (engines.yaml `hardware`)
 BATCH = 13  # the method does not run at this batch size on this engine (quants.yaml `min_batch_size`)
+EVIDENCE = 14  # its numbers rest on less evidence than --min-evidence asks (recommender/evidence.py)
 #: exclusions that no constraint caused (the candidate cannot run or has no prediction)
 HARDWARE_CODES = (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, ENGINE_HARDWARE, BATCH, CONTEXT, MEMORY, MEASURED_FAILURE,
                   NO_PREDICTION)
@@ -68,7 +72,8 @@ EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capabi
             ENGINE_HARDWARE: "engine does not run on this GPU",
             BATCH: "method does not run at this batch size on this engine",
             ACCURACY: "below the accuracy floor",
-            LATENCY: "above the latency ceiling", ENERGY: "above the energy ceiling"}
+            LATENCY: "above the latency ceiling", ENERGY: "above the energy ceiling",
+            EVIDENCE: "less evidence than --min-evidence"}
 
 
 class NoCandidateError(UserError):
@@ -102,6 +107,8 @@ class Query:
     region: str | None = None
     pue: float | None = None
     model_dir: str | None = None
+    #: keep only candidates whose numbers rest on at least this evidence (evidence.MIN_EVIDENCE_LEVELS)
+    min_evidence: str | None = None
 
 
 @dataclass
@@ -145,6 +152,8 @@ class Result:
     #: measured values found for the predicted rows ({target: Quantiles}, NaN where not measured), looked up
     #: once by the ranking pass and reused by `complete` (what ranked is what is shown)
     measured_values: dict | None = None
+    #: the --min-evidence level asked for (None: no evidence filter)
+    min_evidence: str | None = None
 
     def complete(self, rows) -> None:
         """Compute p10/p50/p90 of every target and metric for `rows` (those of them predicted in the
@@ -196,6 +205,10 @@ class Result:
             return engine.hardware_reason(gpu) or EXCLUDED[code]
         if code == BATCH:
             return quant.batch_reason(engine.id, int(c.batch_size[i])) or EXCLUDED[code]
+        if code == EVIDENCE:
+            ev = evidence(coverage_of(self.cost_model), gpu.id, quant.id, engine.id, int(c.batch_size[i]),
+                          bool(self.measured[i]))
+            return f"--min-evidence {self.min_evidence} not met: {ev['text']}"
         if code == MEASURED_FAILURE:
             return _measured_failures(c).get(int(i), EXCLUDED[code])
         if code == CONTEXT:
@@ -534,6 +547,8 @@ def recommend(q: Query, catalog: Catalog | None = None, cost_model: CostModel | 
     `predict_excluded`); otherwise the ranking pass computes the p50s it needs and `Result.complete`
     the rest for the rows that are output."""
     catalog = catalog or load_catalog()
+    if q.min_evidence is not None and q.min_evidence not in MIN_EVIDENCE_LEVELS:
+        raise UserError(f"unknown --min-evidence {q.min_evidence!r}; use one of {', '.join(MIN_EVIDENCE_LEVELS)}")
     profile, gpus, models, quants, engines, batch, w, priority, grid_source = _resolve(catalog, q)
     cands = Candidates.grid(catalog, gpus, models, quants, engines, batch, w.prompt_tokens, w.output_tokens)
     headroom = (profile.memory_headroom_frac or 0.0) if profile else 0.0
@@ -578,6 +593,10 @@ def recommend(q: Query, catalog: Catalog | None = None, cost_model: CostModel | 
         known = res.full | bool({"ttft_ms", "tokens_per_s"} <= res.p50_targets)
         nopred |= known & ~np.isfinite(lat)
     code[(code == OK) & nopred] = NO_PREDICTION
+    if q.min_evidence not in (None, "none"):
+        res.min_evidence = q.min_evidence
+        live = np.flatnonzero(code == OK)
+        code[live[~_meets_min_evidence(res, live, q.min_evidence)]] = EVIDENCE
     for con in constraints:
         live = np.flatnonzero(code == OK)
         bad = ~_passes(_constraint_value(res, con, live), con)
@@ -587,6 +606,19 @@ def recommend(q: Query, catalog: Catalog | None = None, cost_model: CostModel | 
     if len(res.order) == 0 and not predict_excluded:
         raise NoCandidateError(why_empty(res), res.query["warnings"])
     return res
+
+
+def _meets_min_evidence(res: Result, rows: np.ndarray, minimum: str) -> np.ndarray:
+    """`evidence.meets_min_evidence` for `rows`, computed once per (card, method, engine, batch, measured)."""
+    c = res.cands
+    coverage = coverage_of(res.cost_model)
+    keys = np.stack([c.gpu_idx[rows], c.quant_idx[rows], c.engine_idx[rows], c.batch_size[rows].astype(np.int64),
+                     res.measured[rows].astype(np.int64)], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    cat = res.catalog
+    ok = np.array([meets_min_evidence(coverage, cat.gpus.rows[g].id, cat.quants.rows[qi].id, cat.engines.rows[e].id,
+                                      int(b), bool(m), minimum) for g, qi, e, b, m in uniq], dtype=bool)
+    return ok[inv.ravel()] if len(uniq) else np.zeros(0, dtype=bool)
 
 
 def _query_dict(q: Query, res: Result, profile, gpus, models, quants, engines, batch, grid_source) -> dict:
@@ -605,6 +637,7 @@ def _query_dict(q: Query, res: Result, profile, gpus, models, quants, engines, b
         "candidates_total": int(len(res.cands)), "candidates_ranked": int(len(res.order)),
         "excluded": res.excluded_counts(),
         "warnings": catalog_warnings(res.cost_model, res.catalog),
+        "min_evidence": q.min_evidence or "none",
     }
 
 
@@ -623,7 +656,10 @@ def catalog_warnings(cost_model, catalog) -> list[str]:
 def why_empty(res: Result) -> str:
     """Which constraint removed everything, with the best value that the fitting candidates reach."""
     code = res.code
-    fitting = np.flatnonzero(~np.isin(code, HARDWARE_CODES))
+    runnable = np.flatnonzero(~np.isin(code, HARDWARE_CODES))
+    fitting = runnable[code[runnable] != EVIDENCE]
+    if len(runnable) and len(fitting) == 0:
+        return _why_no_evidence(res, runnable)
     if len(fitting) == 0:
         counts = "; ".join(f"{k}: {v}" for k, v in res.excluded_counts().items())
         mem_rows = np.flatnonzero(code == MEMORY)
@@ -662,6 +698,21 @@ def why_empty(res: Result) -> str:
             return (f"no candidate meets {labels} together: among those meeting "
                     f"{' and '.join(o.label for o in others)}, {text.replace(' fitting', '')} {shown}")
     return f"no candidate meets {labels} together (each alone leaves some); relax one of them"
+
+
+def _why_no_evidence(res: Result, rows: np.ndarray) -> str:
+    """--min-evidence removed every candidate that can run: the best evidence level among them."""
+    c, cat = res.cands, res.catalog
+    coverage = coverage_of(res.cost_model)
+    best, example = len(LEVELS), None
+    for g, qi, e, b, m in {(int(c.gpu_idx[i]), int(c.quant_idx[i]), int(c.engine_idx[i]), int(c.batch_size[i]),
+                             bool(res.measured[i])) for i in rows}:
+        ev = evidence(coverage, cat.gpus.rows[g].id, cat.quants.rows[qi].id, cat.engines.rows[e].id, b, m)
+        if LEVELS.index(ev["level"]) < best:
+            best = LEVELS.index(ev["level"])
+            example = f"{cat.quants.rows[qi].id} on {cat.engines.rows[e].id}, batch {b}: {ev['text']}"
+    return (f"no candidate meets --min-evidence {res.min_evidence}: the best of the {len(rows)} that can run is "
+            f"'{LEVELS[best]}' (e.g. {example}); lower --min-evidence or measure the configuration")
 
 
 def explain(res: Result) -> list[str]:

@@ -148,3 +148,63 @@ def test_shipped_candidates_carry_their_accuracy_basis(capsys):
     assert cands["bf16"]["accuracy_basis"] == "unquantized"
     assert cands["torchao-int4-wo"]["accuracy_basis"] == "cited for this model"  # auto-round's Llama-3-8B rows
     assert cands["bnb-fp4"]["accuracy_basis"] == "none" and cands["bnb-fp4"]["accuracy"]["p50"] is None
+
+
+@pytest.mark.parametrize(("gpu", "quant", "engine", "batch", "measured", "passes"), [
+    # measured cells meet every level
+    ("rtx4090", "torchao-fp8", "hf-eager", 64, True, {"measured", "same_card", "other_cards", "other_engines", "none"}),
+    # same card within its largest measured batch (32)
+    ("h100-sxm", "bnb-nf4", "hf-eager", 32, False, {"same_card", "other_cards", "other_engines", "none"}),
+    # same card above it: an extrapolation in batch, so neither same_card nor other_cards
+    ("h100-sxm", "bnb-nf4", "hf-eager", 64, False, {"other_engines", "none"}),
+    # on this card fp16/vllm reached batch 8 only; on another card 64: other_cards holds, same_card does not
+    ("h100-sxm", "fp16", "vllm", 32, False, {"other_cards", "other_engines", "none"}),
+    ("rtx4090", "bnb-nf4", "hf-eager", 8, False, {"other_cards", "other_engines", "none"}),
+    ("rtx4090", "bnb-nf4", "hf-compiled", 8, False, {"other_engines", "none"}),
+    ("rtx4090", "torchao-fp8", "hf-eager", 8, False, {"none"}),
+])
+def test_min_evidence(gpu, quant, engine, batch, measured, passes):
+    from recommender.evidence import MIN_EVIDENCE_LEVELS, meets_min_evidence
+
+    got = {lvl for lvl in MIN_EVIDENCE_LEVELS if meets_min_evidence(COVERAGE, gpu, quant, engine, batch, measured, lvl)}
+    assert got == passes
+    # without recorded coverage only measured cells pass a level above none
+    assert meets_min_evidence(None, gpu, quant, engine, batch, measured, "other_engines") is measured
+
+
+def test_shipped_min_evidence_filters_and_explains(capsys):
+    """--min-evidence same_card keeps only measured cells or predictions for a method and engine measured on
+    the card within their measured batch sizes; the others are excluded with the reason."""
+    from recommender.cli import main
+
+    def run(*args):
+        try:
+            main(["--gpu", "h100", "--model", "qwen2.5-7b-instruct", "--format", "json", *args])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+        return json.loads(capsys.readouterr().out)
+
+    every = run("--all")
+    kept = run("--all", "--min-evidence", "same_card")
+    assert kept["query"]["min_evidence"] == "same_card" and every["query"]["min_evidence"] == "none"
+    ranked = [c for c in kept["candidates"] if c["rank"] is not None]
+    assert ranked and all(c["evidence"]["level"] in ("measured", "same_card") and "above the largest measured"
+                          not in c["evidence"]["text"] for c in ranked)
+    dropped = [c for c in kept["candidates"] if (c["excluded_reason"] or "").startswith("--min-evidence same_card")]
+    assert dropped and all(c["evidence"]["level"] not in ("measured",) for c in dropped)
+    assert any("above the largest measured" in c["excluded_reason"] for c in dropped)  # batch extrapolation
+    n_ranked = sum(c["rank"] is not None for c in every["candidates"])
+    assert len(ranked) + len(dropped) == n_ranked  # nothing else changed
+    only = run("--min-evidence", "measured", "--top", "50")
+    assert only["candidates"] and all(c["source"] == "measured" for c in only["candidates"])
+
+
+def test_min_evidence_without_coverage_says_why_nothing_is_left():
+    from recommender.costmodel.analytic import AnalyticCostModel
+    from recommender.rank import NoCandidateError, Query, recommend
+
+    with pytest.raises(NoCandidateError, match="no candidate meets --min-evidence same_card: .* is 'unknown'"):
+        recommend(Query(gpus=("rtx4090",), models=("qwen2.5-7b-instruct",), min_evidence="same_card"),
+                  cost_model=AnalyticCostModel())
+    with pytest.raises(Exception, match="unknown --min-evidence 'best'"):
+        recommend(Query(gpus=("h100",), min_evidence="best"))
