@@ -1062,7 +1062,7 @@ def plot_reproducibility(t: pd.DataFrame, path: Path) -> Path:
 
 # --- energy against model size ---------------------------------------------------------------------------
 def energy_vs_params(df: pd.DataFrame, models: pd.DataFrame, quants: Sequence[str] = ("bf16", "fp16"),
-                     engine: str = "hf-eager", workload: tuple[int, int] = (256, 128)) -> pd.DataFrame:
+                     engine: str = "hf-eager", workload: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
     """Decode J per output token against the parameter count (models.csv `params_b`), one row per
     (model, quant, batch, slice) with the mean of the cell's ok records (`cell_means`), for one `engine` and
     one `workload` only (default hf-eager, 256/128: the cells every architecture has)."""
@@ -1118,7 +1118,7 @@ def plot_energy_vs_params(t: pd.DataFrame, path: Path, repeats: pd.DataFrame | N
 
 # --- why quantized eager decode is slower: a per-layer overhead --------------------------------------------
 def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eager",
-                   workload: tuple[int, int] = (256, 128)) -> pd.DataFrame:
+                   workload: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
     """Each quantized cell against the 16-bit cell of the same model, engine, batch and workload (bf16, else
     fp16; over every method file, a cell's records averaged): decode step times (ms, batch / tokens_per_s),
     their difference per layer (`overhead_per_layer_ms`) and the energy and power ratios, with the model's
@@ -1208,7 +1208,7 @@ def plot_layer_overhead(t: pd.DataFrame, path: Path, fitted: pd.DataFrame | None
 
 # --- Figure 4 --------------------------------------------------------------------------------------------
 def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-instruct",
-                   workload: tuple[int, int] = (256, 128),
+                   workload: tuple[int, int] = REFERENCE_WORKLOAD,
                    grid_excludes: Sequence[dict[str, Any]] = ()) -> dict[str, pd.DataFrame]:
     """Our cards x methods matrix: rows '<card> · <engine> · b<batch>' (one model) or
     '<card> · <model> · <engine> · b<batch>' (several), columns METHOD_ORDER.
