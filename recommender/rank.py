@@ -765,6 +765,7 @@ def explain(res: Result) -> list[str]:
                           c.ids("engine")[top], int(c.batch_size[top]), False,
                           outside_training_range(card_range_of(res.cost_model), res.catalog.gpus.rows[c.gpu_idx[top]]))
             lines.append(f"Evidence: {ev['text']}.")
+            lines += _best_on_this_card(res, top, name)
         top_quant = c.ids("quant")[top]
         basis = accuracy_basis(res.catalog, c.ids("model")[top], top_quant, accuracy_is_learned(res.cost_model))
         if basis != "unquantized":
@@ -785,6 +786,30 @@ def explain(res: Result) -> list[str]:
         lines.append(f"Excluded {sum(counts.values())} of {len(c)}: "
                      + "; ".join(f"{k}: {v}" for k, v in counts.items()) + " (use --all to list them).")
     return lines
+
+
+def _best_on_this_card(res: Result, top: int, name: str) -> list[str]:
+    """When the predicted top choice is not backed by measurements of its card within the measured batch
+    sizes (`--min-evidence same_card`), the best-ranked candidate that is, and how far behind it ranks."""
+    c, cat = res.cands, res.catalog
+    coverage = coverage_of(res.cost_model)
+
+    def backed(i: int) -> bool:
+        return meets_min_evidence(coverage, c.ids("gpu")[i], c.ids("quant")[i], c.ids("engine")[i],
+                                  int(c.batch_size[i]), bool(res.measured[i]), "same_card")
+
+    if coverage is None or backed(top):
+        return []
+    for pos, i in enumerate(res.order[1:], start=2):
+        if c.gpu_idx[i] == c.gpu_idx[top] and backed(int(i)):
+            res.complete([i])
+            v, v_top = res.metrics[name].p50[i], res.metrics[name].p50[top]
+            gap = (f", {abs(v - v_top) / abs(v_top) * 100:.1f}% behind" if np.isfinite(v) and np.isfinite(v_top)
+                   and v_top != 0 else "")
+            return [f"Best choice backed by measurements on {cat.gpus.rows[c.gpu_idx[top]].id} "
+                    f"(--min-evidence same_card): rank {pos}, {_label(res, i)} with {name} {_num(v)}{gap}."]
+    return [f"No ranked candidate on {cat.gpus.rows[c.gpu_idx[top]].id} is backed by its measurements "
+            "(--min-evidence same_card)."]
 
 
 def _overlap(res: Result, name: str) -> bool:

@@ -208,3 +208,31 @@ def test_min_evidence_without_coverage_says_why_nothing_is_left():
                   cost_model=AnalyticCostModel())
     with pytest.raises(Exception, match="unknown --min-evidence 'best'"):
         recommend(Query(gpus=("h100",), min_evidence="best"))
+
+
+def test_explain_names_the_best_choice_backed_by_measurements_of_the_card(capsys):
+    """A predicted top choice outside its card's measured batch sizes: --explain names the best-ranked
+    candidate that --min-evidence same_card would keep, and that one is what such a run ranks first."""
+    from recommender.cli import main
+
+    args = ["--gpu", "h100", "--model", "qwen2.5-7b-instruct"]
+
+    def run(*more):
+        try:
+            main([*args, "--format", "json", "--top", "1", *more])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+        return json.loads(capsys.readouterr().out)
+
+    out = run("--explain")
+    top = out["candidates"][0]
+    lines = out["explanation"]
+    backed = [ln for ln in lines if ln.startswith("Best choice backed by measurements on h100-sxm")]
+    if top["evidence"]["level"] == "measured" or (top["evidence"]["level"] == "same_card"
+                                                  and "above the largest measured" not in top["evidence"]["text"]):
+        assert not backed
+        return
+    assert len(backed) == 1
+    best = run("--min-evidence", "same_card")["candidates"][0]
+    label = f"{best['gpu']} / {best['model']} / {best['quant']} / {best['engine']} / batch {best['batch_size']}"
+    assert label in backed[0]
