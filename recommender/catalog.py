@@ -185,6 +185,13 @@ class Quant:
     # {engine id: smallest batch size the method runs at on that engine}, as pairs; with its source
     min_batch_size: tuple[tuple[str, int], ...] = _f(_int_map, default=())
     min_batch_size_source: str | None = _f()
+    # above this many tokens per matmul the backend may dequantize the whole weight to the compute dtype
+    # and run a plain matmul, moving `dequantize_extra_bytes_per_weight` more bytes per quantized weight
+    # (write the dequantized copy, read it back); with its source. None: the method reads its packed
+    # weights directly at every size
+    dequantize_above_tokens: float | None = _f(_num)
+    dequantize_extra_bytes_per_weight: float | None = _f(_num)
+    dequantize_source: str | None = _f()
     paper_strategy: str | None = _f()
     description: str | None = _f()
     source: str | None = _f()

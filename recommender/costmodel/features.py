@@ -40,7 +40,7 @@ import numpy as np
 from recommender.candidates import Candidates
 
 #: Bump when the meaning of any feature changes (a trained artifact records it).
-FEATURES_VERSION = "3"
+FEATURES_VERSION = "4"
 
 ENGINE_IDS = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
 SCHEMES = ("none", "weight-only", "dynamic", "static")
@@ -100,9 +100,13 @@ class Physics:
 def _quant_tables(cands: Candidates) -> dict[str, np.ndarray]:
     """Per-quant-row lookup arrays (indexed by cands.quant_idx)."""
     rows = cands.catalog.quants.rows
-    out = {k: np.zeros(len(rows)) for k in ("abits", "path", "fp32", *(f"scheme_{s}" for s in SCHEMES),
+    out = {k: np.zeros(len(rows)) for k in ("abits", "path", "fp32", "deq_bytes", *(f"scheme_{s}" for s in SCHEMES),
                                             *(f"backend_{b}" for b in BACKENDS))}
+    out["deq_above"] = np.full(len(rows), np.inf)
     for j, q in enumerate(rows):
+        if q.dequantize_above_tokens is not None and q.dequantize_extra_bytes_per_weight:
+            out["deq_above"][j] = q.dequantize_above_tokens
+            out["deq_bytes"][j] = q.dequantize_extra_bytes_per_weight
         path = compute_path(q)
         fp32 = path == "fp32"
         out["abits"][j] = q.activation_bits if q.activation_bits is not None else (32.0 if fp32 else 16.0)
@@ -230,6 +234,12 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     ctx = prompt + output / 2.0
     kv_per_token = mt["kv_values_per_token"][mi] * kv_bits / 8.0
     weight_bytes = mem.weights_gb * GIB
+    # methods that dequantize whole weights above a few tokens per matmul (quants.yaml `dequantize_*`) move
+    # that many more bytes per quantized weight (the linear layers, not the 16-bit lm_head)
+    deq_above, deq_bytes = qt["deq_above"][qi], qt["deq_bytes"][qi]
+    deq_weight_bytes = (mt["matmul_params"][mi] - mt["head_params"][mi]) * deq_bytes
+    deq_step = np.where(batch > deq_above, deq_weight_bytes, 0.0)
+    deq_prefill = np.where(batch * prompt > deq_above, deq_weight_bytes, 0.0)
     kv_bytes = batch * ctx * kv_per_token
     matmul, head, attn = mt["matmul_params"][mi], mt["head_params"][mi], mt["attn_per_ctx"][mi]
     flops_step = batch * (2.0 * matmul + attn * ctx)
@@ -246,8 +256,9 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             params=params, weight_bits=weight_bytes * 8.0 / params, kv_bits=kv_bits, weight_bytes=weight_bytes,
             kv_bytes=kv_bytes, flops_step=flops_step, flops_prefill=flops_prefill, compute_path=path,
             dtype_fallback=fb, peak_flops=peak, bandwidth=bw,
-            t_mem_step=(weight_bytes + kv_bytes) / bw, t_comp_step=flops_step / peak,
-            t_mem_prefill=(weight_bytes + batch * prompt * kv_per_token) / bw, t_comp_prefill=flops_prefill / peak,
+            t_mem_step=(weight_bytes + deq_step + kv_bytes) / bw, t_comp_step=flops_step / peak,
+            t_mem_prefill=(weight_bytes + deq_prefill + batch * prompt * kv_per_token) / bw,
+            t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
             method_overhead_s=method_ms / 1e3,
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,

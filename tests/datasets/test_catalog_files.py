@@ -57,7 +57,8 @@ QA_COLS = [
     "notes",
 ]
 REGION_COLS = ["id", "name", "grid_gco2_per_kwh", "year", "source", "source_url", "licence"]
-OPTIONAL_QUANT_KEYS = {"alt_compute_dtypes", "min_batch_size", "min_batch_size_source"}
+OPTIONAL_QUANT_KEYS = {"alt_compute_dtypes", "min_batch_size", "min_batch_size_source", "dequantize_above_tokens",
+                       "dequantize_extra_bytes_per_weight", "dequantize_source"}
 QUANT_KEYS = {
     "id",
     "name",
@@ -314,6 +315,9 @@ def test_quants_yaml(quants):
             assert all(isinstance(v, int) and v >= 1 for v in q["min_batch_size"].values()), q["id"]
             assert set(q["min_batch_size"]) <= {"hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp"}
             assert str(q.get("min_batch_size_source") or "").strip(), q["id"]
+        if "dequantize_above_tokens" in q:  # the dequantize rule comes whole and with its source
+            assert q["dequantize_above_tokens"] >= 1 and q["dequantize_extra_bytes_per_weight"] > 0, q["id"]
+            assert str(q.get("dequantize_source") or "").strip(), q["id"]
     by = {q["id"]: q for q in quants}
     assert by["torchao-fp8"]["min_compute_capability"] == 8.9
     assert by["torchao-int8-dyn"]["paper_strategy"] == "Dynamic"

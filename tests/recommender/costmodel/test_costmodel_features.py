@@ -116,3 +116,32 @@ def test_scopes(catalog):
     assert X[:, names.index("scope_includes_prefill")].tolist() == [0.0, 1.0]
     with pytest.raises(ValueError, match="unknown measurement scope"):
         F.build(c, scope="guess")
+
+
+def test_bnb_4bit_reads_packed_weights_up_to_4_tokens_and_dequantizes_above(catalog):
+    """quants.yaml: bitsandbytes 4-bit keeps its fused kernel (0.5 byte per weight) for at most 4 tokens per
+    matmul and dequantizes above: 4 more bytes per quantized (non-lm_head) weight per step; the prefill always
+    has more tokens. A method without the rule reads its weights the same way at every batch."""
+    q = catalog.quant("bnb-nf4")
+    assert q.dequantize_above_tokens == 4 and q.dequantize_extra_bytes_per_weight == 4 and q.dequantize_source
+    m = catalog.model("qwen2.5-7b-instruct")
+    c = Candidates.grid(catalog, ["h100-sxm"], [m.id], ["bnb-nf4", "torchao-int4-wo"], ["hf-eager"], [1, 4, 5, 8],
+                        256, 128)
+    ph = F.physics(c)
+    quant, batch = c.ids("quant"), c.batch_size
+    kv = ph.kv_bytes / ph.bandwidth
+    mem_weights = ph.t_mem_step - kv  # seconds of weight traffic per step
+    nf4 = quant == "bnb-nf4"
+    mt = F._model_table(c)
+    j = catalog.models.index[m.id]
+    assert mt["head_params"][j] > 0
+    extra = (mt["matmul_params"][j] - mt["head_params"][j]) * 4.0 / ph.bandwidth[0]
+    base = mem_weights[nf4 & (batch == 1)][0]
+    np.testing.assert_allclose(mem_weights[nf4 & (batch <= 4)], base)
+    np.testing.assert_allclose(mem_weights[nf4 & (batch > 4)], base + extra, rtol=1e-9)
+    int4 = ~nf4
+    np.testing.assert_allclose(mem_weights[int4], mem_weights[int4][0])  # no rule: flat in batch
+    # prefill: 256 tokens per matmul at any batch, so always the dequantize path
+    pre_kv = batch * 256 * (ph.kv_bytes / (batch * (256 + 64)))  # KV bytes of the prompt
+    pre_weights = ph.t_mem_prefill - pre_kv / ph.bandwidth
+    np.testing.assert_allclose(pre_weights[nf4], base + extra, rtol=1e-9)
