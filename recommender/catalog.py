@@ -191,6 +191,7 @@ class Quant:
     # weights directly at every size
     dequantize_above_tokens: float | None = _f(_num)
     dequantize_extra_bytes_per_weight: float | None = _f(_num)
+    dequantize_min_compute_capability: float | None = _f(_num)  # the rule holds on these cards only
     dequantize_source: str | None = _f()
     paper_strategy: str | None = _f()
     description: str | None = _f()

@@ -27,7 +27,6 @@ from recommender.catalog import Catalog, load_catalog
 from recommender.costmodel.base import CostModel, Quantiles
 from recommender.errors import UserError
 from recommender.evidence import (
-    LEVELS,
     MIN_EVIDENCE_LEVELS,
     accuracy_basis,
     accuracy_is_learned,
@@ -674,6 +673,7 @@ def why_empty(res: Result) -> str:
             i = int(np.flatnonzero(code == common)[0])
             hint = f"; e.g. {c.ids('model')[i]} {c.ids('quant')[i]} {c.ids('engine')[i]}: {res.reason(i)}"
         return f"no candidate can run: all {len(code)} excluded ({counts}){hint}"
+    among = f" (among candidates meeting --min-evidence {res.min_evidence})" if res.min_evidence else ""
     best = {"accuracy": ("the most accurate fitting candidate scores", np.nanmax),
             "accuracy_rel": ("the best fitting candidate keeps", np.nanmax),
             "latency_ms": ("the fastest fitting candidate needs", np.nanmin),
@@ -684,7 +684,7 @@ def why_empty(res: Result) -> str:
             text, f = best[con.metric]
             v = f(vals) if np.isfinite(vals).any() else np.nan
             shown = _fmt_metric(con.metric, v).split(" ", 1)[1]
-            return f"no candidate meets {con.label}: {text} {shown}"
+            return f"no candidate meets {con.label}: {text} {shown}{among}"
     labels = " and ".join(c.label for c in res.constraints)
     for con in res.constraints:  # best value on one constraint among rows meeting all the others
         others = [o for o in res.constraints if o is not con]
@@ -696,23 +696,25 @@ def why_empty(res: Result) -> str:
             text, f = best[con.metric]
             shown = _fmt_metric(con.metric, f(vals)).split(" ", 1)[1]
             return (f"no candidate meets {labels} together: among those meeting "
-                    f"{' and '.join(o.label for o in others)}, {text.replace(' fitting', '')} {shown}")
-    return f"no candidate meets {labels} together (each alone leaves some); relax one of them"
+                    f"{' and '.join(o.label for o in others)}, {text.replace(' fitting', '')} {shown}{among}")
+    return f"no candidate meets {labels} together (each alone leaves some){among}; relax one of them"
 
 
 def _why_no_evidence(res: Result, rows: np.ndarray) -> str:
-    """--min-evidence removed every candidate that can run: the best evidence level among them."""
+    """--min-evidence removed every candidate that can run: the best level that any of them meets."""
     c, cat = res.cands, res.catalog
     coverage = coverage_of(res.cost_model)
-    best, example = len(LEVELS), None
-    for g, qi, e, b, m in {(int(c.gpu_idx[i]), int(c.quant_idx[i]), int(c.engine_idx[i]), int(c.batch_size[i]),
-                             bool(res.measured[i])) for i in rows}:
-        ev = evidence(coverage, cat.gpus.rows[g].id, cat.quants.rows[qi].id, cat.engines.rows[e].id, b, m)
-        if LEVELS.index(ev["level"]) < best:
-            best = LEVELS.index(ev["level"])
-            example = f"{cat.quants.rows[qi].id} on {cat.engines.rows[e].id}, batch {b}: {ev['text']}"
-    return (f"no candidate meets --min-evidence {res.min_evidence}: the best of the {len(rows)} that can run is "
-            f"'{LEVELS[best]}' (e.g. {example}); lower --min-evidence or measure the configuration")
+    best, example = len(MIN_EVIDENCE_LEVELS) - 1, None
+    for g, qi, e, b, m in sorted({(int(c.gpu_idx[i]), int(c.quant_idx[i]), int(c.engine_idx[i]),
+                                   int(c.batch_size[i]), bool(res.measured[i])) for i in rows}):
+        gid, qid, eid = cat.gpus.rows[g].id, cat.quants.rows[qi].id, cat.engines.rows[e].id
+        level = next(k for k, lvl in enumerate(MIN_EVIDENCE_LEVELS)
+                     if meets_min_evidence(coverage, gid, qid, eid, b, m, lvl))
+        if example is None or level < best:
+            best = level
+            example = f"{qid} on {eid}, batch {b}: {evidence(coverage, gid, qid, eid, b, m)['text']}"
+    return (f"no candidate meets --min-evidence {res.min_evidence}: the best of the {len(rows)} that can run meets "
+            f"'{MIN_EVIDENCE_LEVELS[best]}' (e.g. {example}); lower --min-evidence or measure the configuration")
 
 
 def explain(res: Result) -> list[str]:

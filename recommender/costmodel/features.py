@@ -103,10 +103,12 @@ def _quant_tables(cands: Candidates) -> dict[str, np.ndarray]:
     out = {k: np.zeros(len(rows)) for k in ("abits", "path", "fp32", "deq_bytes", *(f"scheme_{s}" for s in SCHEMES),
                                             *(f"backend_{b}" for b in BACKENDS))}
     out["deq_above"] = np.full(len(rows), np.inf)
+    out["deq_min_cc"] = np.zeros(len(rows))
     for j, q in enumerate(rows):
         if q.dequantize_above_tokens is not None and q.dequantize_extra_bytes_per_weight:
             out["deq_above"][j] = q.dequantize_above_tokens
             out["deq_bytes"][j] = q.dequantize_extra_bytes_per_weight
+            out["deq_min_cc"][j] = q.dequantize_min_compute_capability or 0.0
         path = compute_path(q)
         fp32 = path == "fp32"
         out["abits"][j] = q.activation_bits if q.activation_bits is not None else (32.0 if fp32 else 16.0)
@@ -234,10 +236,12 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     ctx = prompt + output / 2.0
     kv_per_token = mt["kv_values_per_token"][mi] * kv_bits / 8.0
     weight_bytes = mem.weights_gb * GIB
-    # methods that dequantize whole weights above a few tokens per matmul (quants.yaml `dequantize_*`) move
-    # that many more bytes per quantized weight (the linear layers, not the 16-bit lm_head)
-    deq_above, deq_bytes = qt["deq_above"][qi], qt["deq_bytes"][qi]
-    deq_weight_bytes = (mt["matmul_params"][mi] - mt["head_params"][mi]) * deq_bytes
+    # methods that dequantize whole weights above a few tokens per matmul (quants.yaml `dequantize_*`, on
+    # cards of at least `dequantize_min_compute_capability`) move that many more bytes per quantized weight
+    # (the linear layers, not the 16-bit lm_head)
+    cc = np.nan_to_num(cands.catalog.gpus.array("compute_capability")[gi])
+    deq_above = np.where(cc >= qt["deq_min_cc"][qi], qt["deq_above"][qi], np.inf)
+    deq_weight_bytes = (mt["matmul_params"][mi] - mt["head_params"][mi]) * qt["deq_bytes"][qi]
     deq_step = np.where(batch > deq_above, deq_weight_bytes, 0.0)
     deq_prefill = np.where(batch * prompt > deq_above, deq_weight_bytes, 0.0)
     kv_bytes = batch * ctx * kv_per_token

@@ -58,7 +58,8 @@ QA_COLS = [
 ]
 REGION_COLS = ["id", "name", "grid_gco2_per_kwh", "year", "source", "source_url", "licence"]
 OPTIONAL_QUANT_KEYS = {"alt_compute_dtypes", "min_batch_size", "min_batch_size_source", "dequantize_above_tokens",
-                       "dequantize_extra_bytes_per_weight", "dequantize_source"}
+                       "dequantize_extra_bytes_per_weight", "dequantize_min_compute_capability",
+                       "dequantize_source"}
 QUANT_KEYS = {
     "id",
     "name",
@@ -315,7 +316,10 @@ def test_quants_yaml(quants):
             assert all(isinstance(v, int) and v >= 1 for v in q["min_batch_size"].values()), q["id"]
             assert set(q["min_batch_size"]) <= {"hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp"}
             assert str(q.get("min_batch_size_source") or "").strip(), q["id"]
-        if "dequantize_above_tokens" in q:  # the dequantize rule comes whole and with its source
+        rule = {k for k in q if k.startswith("dequantize_")}
+        assert not rule or rule == {"dequantize_above_tokens", "dequantize_extra_bytes_per_weight",
+                                    "dequantize_min_compute_capability", "dequantize_source"}, q["id"]  # whole or none
+        if rule:
             assert q["dequantize_above_tokens"] >= 1 and q["dequantize_extra_bytes_per_weight"] > 0, q["id"]
             assert str(q.get("dequantize_source") or "").strip(), q["id"]
     by = {q["id"]: q for q in quants}

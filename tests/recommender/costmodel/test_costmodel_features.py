@@ -145,3 +145,20 @@ def test_bnb_4bit_reads_packed_weights_up_to_4_tokens_and_dequantizes_above(cata
     pre_kv = batch * 256 * (ph.kv_bytes / (batch * (256 + 64)))  # KV bytes of the prompt
     pre_weights = ph.t_mem_prefill - pre_kv / ph.bandwidth
     np.testing.assert_allclose(pre_weights[nf4], base + extra, rtol=1e-9)
+
+
+def test_dequantize_rule_only_on_its_cards_and_methods(catalog):
+    """The rule holds from compute capability 9.0 (quants.yaml): an RTX 4090 (8.9) reads packed 4-bit weights at
+    every batch; bnb-fp4 carries the rule like nf4; no other method changes with batch."""
+    quants = ["bnb-nf4", "bnb-fp4", "bf16", "bnb-int8", "torchao-int8-wo", "torchao-int4-wo", "torchao-fp8"]
+    c = Candidates.grid(catalog, ["h100-sxm", "rtx4090"], ["qwen2.5-7b-instruct"], quants, ["hf-eager"], [1, 8], 256,
+                        128)
+    ph = F.physics(c)
+    weights = ph.t_mem_step - ph.kv_bytes / ph.bandwidth
+    gpu, quant, batch = c.ids("gpu"), c.ids("quant"), c.batch_size
+    assert catalog.gpu("rtx4090").compute_capability < 9.0 <= catalog.gpu("h100-sxm").compute_capability
+    for g in ("h100-sxm", "rtx4090"):
+        for q in quants:
+            w1, w8 = (weights[(gpu == g) & (quant == q) & (batch == b)][0] for b in (1, 8))
+            grows = g == "h100-sxm" and q in ("bnb-nf4", "bnb-fp4")
+            assert (w8 > w1 * 1.5) if grows else w8 == pytest.approx(w1), (g, q)
