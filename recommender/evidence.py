@@ -93,8 +93,7 @@ def _evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_si
                                        "batch sizes or workloads)"
         else:
             level, text = "other_cards", f"predicted; {quant} on {engine} was measured on {', '.join(gpus)} only"
-        top = (cov.get("batch_max_by_gpu") or {}).get(gpu) if level == "same_card" else None
-        top = cov.get("batch_max") if top is None else top
+        top = _batch_limit(cov, gpu, on_card=level == "same_card")
         if top is not None and batch_size > top:
             text += f"; batch {batch_size} is above the largest measured ({top})"
         return {"level": level, "measured_on": gpus, "text": text}
@@ -125,11 +124,17 @@ def meets_min_evidence(coverage: dict | None, gpu: str, quant: str, engine: str,
     if LEVELS.index(level) > LEVELS.index(minimum):
         return False
     if minimum in ("same_card", "other_cards"):
-        cov = coverage[quant][engine]  # the level is same_card or other_cards, so this entry exists
-        top = (cov.get("batch_max_by_gpu") or {}).get(gpu) if minimum == "same_card" else None
-        top = cov.get("batch_max") if top is None else top
+        # the level is same_card or other_cards, so this entry exists
+        top = _batch_limit(coverage[quant][engine], gpu, on_card=minimum == "same_card")
         return top is not None and batch_size <= top
     return True
+
+
+def _batch_limit(cov: dict, gpu: str, on_card: bool) -> int | None:
+    """The largest batch measured for a method and engine: on `gpu` when `on_card` (falling back to any
+    card's where the coverage has no per-card figure), else on any card; None when not recorded."""
+    top = (cov.get("batch_max_by_gpu") or {}).get(gpu) if on_card else None
+    return cov.get("batch_max") if top is None else top
 
 
 #: where a candidate's accuracy change comes from (`accuracy_basis`), for the cited-table accuracy model
