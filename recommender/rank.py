@@ -794,24 +794,23 @@ def _best_on_this_card(res: Result, top: int, name: str) -> list[str]:
     """When the predicted top choice is not backed by measurements of its card within the measured batch
     sizes (`--min-evidence same_card`), the best-ranked candidate that is, and how far behind it ranks."""
     c, cat = res.cands, res.catalog
-    coverage = coverage_of(res.cost_model)
-
-    def backed(i: int) -> bool:
-        return meets_min_evidence(coverage, c.ids("gpu")[i], c.ids("quant")[i], c.ids("engine")[i],
-                                  int(c.batch_size[i]), bool(res.measured[i]), "same_card")
-
-    if coverage is None or backed(top):
+    if coverage_of(res.cost_model) is None:
         return []
-    for pos, i in enumerate(res.order[1:], start=2):
-        if c.gpu_idx[i] == c.gpu_idx[top] and backed(int(i)):
-            res.complete([i])
-            v, v_top = res.metrics[name].p50[i], res.metrics[name].p50[top]
-            gap = (f", {abs(v - v_top) / abs(v_top) * 100:.1f}% behind" if np.isfinite(v) and np.isfinite(v_top)
-                   and v_top != 0 else "")
-            return [f"Best choice backed by measurements on {cat.gpus.rows[c.gpu_idx[top]].id} "
-                    f"(--min-evidence same_card): rank {pos}, {_label(res, i)} with {name} {_num(v)}{gap}."]
-    return [f"No ranked candidate on {cat.gpus.rows[c.gpu_idx[top]].id} is backed by its measurements "
-            "(--min-evidence same_card)."]
+    # res.order[0] is the top choice; the rest in rank order, this card only
+    backed = _meets_min_evidence(res, res.order, "same_card") & (c.gpu_idx[res.order] == c.gpu_idx[top])
+    if backed[0]:
+        return []
+    card = cat.gpus.rows[c.gpu_idx[top]].id
+    hits = np.flatnonzero(backed)
+    if not len(hits):
+        return [f"No ranked candidate on {card} is backed by its measurements (--min-evidence same_card)."]
+    i = int(res.order[hits[0]])
+    res.complete([i])
+    v, v_top = res.metrics[name].p50[i], res.metrics[name].p50[top]
+    gap = f", {abs(v - v_top) / abs(v_top) * 100:.1f}% behind" if np.isfinite(v) and np.isfinite(v_top) and v_top != 0 \
+        else ""
+    return [f"Best choice backed by measurements on {card} (--min-evidence same_card): rank {hits[0] + 1}, "
+            f"{_label(res, i)} with {name} {_num(v)}{gap}."]
 
 
 def _overlap(res: Result, name: str) -> bool:
