@@ -201,6 +201,19 @@ def method_records(df: pd.DataFrame) -> pd.DataFrame:
     return df[~df["slice"].isin(REPEAT_SLICES) & ~df["rejected"].astype(bool)]
 
 
+def noise_pct(cv_a, n_a, cv_b, n_b):
+    """The repetition noise of a ratio of two cells' means, in %: two standard errors, 2 x sqrt(cv_a^2 / n_a +
+    cv_b^2 / n_b) x 100, from each cell's energy CV and number of repetitions (at least 1)."""
+    return 2.0 * np.sqrt(cv_a ** 2 / np.maximum(n_a, 1) + cv_b ** 2 / np.maximum(n_b, 1)) * 100.0
+
+
+def _sorted_by_method(t: pd.DataFrame) -> pd.DataFrame:
+    """Rows by quant in METHOD_ORDER, then model and batch size."""
+    order = {q: i for i, q in enumerate(METHOD_ORDER)}
+    return t.sort_values(["quant", "model", "batch_size"], key=lambda c: c.map(order) if c.name == "quant" else c
+                         ).reset_index(drop=True)
+
+
 def cell_means(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell keys, quant, slice): the mean of MEAN_COLS over the cell's ok records.
 
@@ -341,10 +354,7 @@ def _pair_cells(meth: pd.DataFrame, base: pd.DataFrame, keys: Sequence[str]) -> 
     out["tokens_per_s_method"] = m["tokens_per_s"]
     out["speedup"] = m["tokens_per_s"] / m["tokens_per_s_base"]
     out["power_ratio"] = out["energy_ratio"] * out["speedup"]
-    n_m = m["repetitions"].clip(lower=1)
-    n_b = m["repetitions_base"].clip(lower=1)
-    se = np.sqrt(m["energy_cv"] ** 2 / n_m + m["energy_cv_base"] ** 2 / n_b)
-    out["noise_pct"] = 2.0 * se * 100.0
+    out["noise_pct"] = noise_pct(m["energy_cv"], m["repetitions"], m["energy_cv_base"], m["repetitions_base"])
     out["within_noise"] = out["energy_reduction_pct"].abs() <= out["noise_pct"]
     out["same_gpu_unit"] = m["gpu_unit"] == m["gpu_unit_base"]
     out["same_machine"] = m["machine"] == m["machine_base"]
@@ -717,9 +727,7 @@ def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str 
     comp = p[p["engine"] == "hf-compiled"][keys + cols]
     eager = p[p["engine"] == "hf-eager"][keys + cols]
     out = comp.merge(eager, on=keys, how="left", suffixes=("_compiled", "_eager"))
-    order = {q: i for i, q in enumerate(METHOD_ORDER)}
-    return out.sort_values(["quant", "model", "batch_size"], key=lambda c: c.map(order) if c.name == "quant" else c
-                           ).reset_index(drop=True)
+    return _sorted_by_method(out)
 
 
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------
@@ -746,9 +754,8 @@ def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int
         out[f"{col}_short"] = m[f"{col}_short"]
         out[f"{col}_long"] = m[f"{col}_long"]
         out[f"{name}_ratio"] = m[f"{col}_long"] / m[f"{col}_short"]
-    se = np.sqrt(m["energy_cv_long"] ** 2 / m["repetitions_long"].clip(lower=1)
-                 + m["energy_cv_short"] ** 2 / m["repetitions_short"].clip(lower=1))
-    out["noise_pct"] = 2.0 * se * 100.0
+    out["noise_pct"] = noise_pct(m["energy_cv_long"], m["repetitions_long"], m["energy_cv_short"],
+                                 m["repetitions_short"])
     out["within_noise"] = (out["energy_ratio"] - 1.0).abs() * 100.0 <= out["noise_pct"]
     out["same_gpu_unit"] = m["gpu_unit_long"] == m["gpu_unit_short"]
     out["same_machine"] = m["machine_long"] == m["machine_short"]
@@ -764,9 +771,7 @@ def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int
     out["kv_gb_per_step_short"] = kv_per_tok * (short[0] + short[1] / 2.0) * out["batch_size"] / 1e9
     out["kv_gb_per_step_long"] = kv_per_tok * (long[0] + long[1] / 2.0) * out["batch_size"] / 1e9
     out["bytes_ratio"] = (weights + out["kv_gb_per_step_long"]) / (weights + out["kv_gb_per_step_short"])
-    order = {q: i for i, q in enumerate(METHOD_ORDER)}
-    return out.sort_values(["quant", "model", "batch_size"], key=lambda c: c.map(order) if c.name == "quant" else c
-                           ).reset_index(drop=True)
+    return _sorted_by_method(out)
 
 
 def workload_effect_summary(t: pd.DataFrame, quants: Sequence[str] = ("bf16",),
@@ -998,7 +1003,7 @@ def reproducibility(df: pd.DataFrame, repeat_slices: Sequence[str] = REPEAT_SLIC
             "energy_diff_pct": (r["decode_energy_per_token_j"] / ev["decode_energy_per_token_j"] - 1) * 100,
             "tokens_per_s_diff_pct": (r["tokens_per_s"] / ev["tokens_per_s"] - 1) * 100,
             "power_diff_pct": (r["decode_avg_power_w"] / ev["decode_avg_power_w"] - 1) * 100,
-            "noise_pct": 2.0 * math.sqrt(r["energy_cv"] ** 2 / max(r["repetitions"], 1) + cv_e ** 2 / max(n_e, 1)) * 100,
+            "noise_pct": float(noise_pct(r["energy_cv"], r["repetitions"], cv_e, n_e)),
         })
     t = pd.DataFrame(rows)
     if t.empty:
