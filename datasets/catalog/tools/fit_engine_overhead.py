@@ -21,8 +21,9 @@ residual divided by the measured time, so a 2 ms and a 40 ms step weigh alike):
 
 A negative overhead is not physical: if the free fit gives one, the overhead is fixed at 0 and only the
 efficiency is fitted. Nor is an efficiency above 1 (faster than the datasheet roofline on average): if the
-free fit gives one, the efficiency is fixed at 1 and only the overhead is fitted. Rows faster than the datasheet roofline itself (measured time < roofline time, an
-efficiency above 1 even with no overhead) are impossible and dropped, and listed: Argonne's GH200 vLLM
+free fit gives one, the efficiency is fixed at 1 and only the overhead is fitted. Rows faster than the
+datasheet roofline itself (measured time < roofline time, an efficiency above 1 even with no overhead) are
+impossible and dropped, and listed: Argonne's GH200 vLLM
 rows at input = output 2048 report ~45,000 tokens/s at batch 1, two orders of magnitude above the
 neighbouring lengths. Engine -> rows (batch 1, unquantized float weights only: the efficiency is a property
 of the engine's 16-bit kernels, quantized kernels have their own and are left to the learned model):

@@ -12,8 +12,8 @@ layer at any model size (measured spread below). The analytic model adds it to t
 
     t_step = max(t_mem, t_comp) / efficiency + engine overhead + num_layers x per_layer_overhead_ms
 
-Fit (recommender/costmodel/method_overhead.py), per (method, engine) with at least MIN_PAIRS pairs: every cell of the method is paired with the
-bf16 cell of the same model, engine, batch size and workload on the same card (fp16 where bf16 was not
+Fit (recommender/costmodel/method_overhead.py), per (method, engine) with at least MIN_PAIRS pairs: every
+cell of the method is paired with the bf16 cell of the same model, engine, batch size and workload on the same card (fp16 where bf16 was not
 measured: the same bytes); a cell with several records counts with its median step time. The overhead is
 the median over the pairs of (t_step(method) - t_step(16-bit)) / num_layers, in ms; p10/p90 give the
 spread. A negative median is not physical and is written as 0. The 16-bit and fp32 methods have none by
@@ -23,7 +23,8 @@ Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw
 `measurement_scope: simulated` never. Public rows have no quantized HF cells and are not used.
 
 The CSV serves predictions. The trainer's cross-validation refits the overheads inside every fold from
-the fold's training rows (`train-cost-model`), so a held-out card or architecture never informs them.
+our rows outside the fold's held-out group (`train-cost-model`), so a held-out card or architecture never
+informs them.
 """
 
 from __future__ import annotations
