@@ -13,8 +13,8 @@ layer at any model size (measured spread below). The analytic model adds it to t
     t_step = max(t_mem, t_comp) / efficiency + engine overhead + num_layers x per_layer_overhead_ms
 
 Fit (recommender/costmodel/method_overhead.py), per (method, engine) with at least MIN_PAIRS pairs: every
-cell of the method is paired with the bf16 cell of the same model, engine, batch size and workload on the same card (fp16 where bf16 was not
-measured: the same bytes); a cell with several records counts with its median step time. The overhead is
+cell of the method is paired with the bf16 cell of the same model, engine, batch size and workload on the
+same card (fp16 where bf16 was not measured: the same bytes); a cell with several records counts with its median step time. The overhead is
 the median over the pairs of (t_step(method) - t_step(16-bit)) / num_layers, in ms; p10/p90 give the
 spread. A negative median is not physical and is written as 0. The 16-bit and fp32 methods have none by
 definition (fp32's extra time at large batch is compute, which the roofline models).
