@@ -490,8 +490,13 @@ def _ordered(lo, mid, hi):
     return np.minimum(lo, mid), mid, np.maximum(hi, mid)
 
 
-def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Validation figures of one scheme + the calibrated predictions (original units) for the CSV."""
+def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray],
+             per_group: bool = False) -> tuple[dict, dict]:
+    """Validation figures of one scheme + the calibrated predictions (original units) for the CSV.
+
+    per_group: also the figures of each held-out group (`by_held_out`; used for leave-one-GPU-out, where a
+    pooled median hides a card the model transfers badly to).
+    """
     meas, base = d.measured[target][rows], d.base[target][rows]
     y = np.log(meas / base)
     q10, q50, q90 = (oof[k][rows] for k in ("p10", "p50", "p90"))
@@ -520,6 +525,16 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
         "coverage_p10_p90_uncalibrated": _r(np.mean((y[ok] >= raw_lo[ok]) & (y[ok] <= raw_hi[ok]))) if ok.any() else None,
     }
     fig.update(rank_correlation(d, rows[ok], p50[ok], meas[ok], fold_base[ok]))
+    if per_group:
+        inside = (meas >= p10) & (meas <= p90)
+        fig["by_held_out"] = {}
+        for lab in sorted(set(folds[ok])):
+            g = ok & (folds == lab)
+            fig["by_held_out"][str(lab)] = {
+                "n": int(g.sum()), "median_ape_pct": _r(np.median(ape[g])),
+                "analytic_median_ape_pct": _r(np.median(ape_an[g])), "coverage_p10_p90": _r(np.mean(inside[g])),
+                **{k: v for k, v in rank_correlation(d, rows[g], p50[g], meas[g], fold_base[g]).items()
+                   if k in ("rank_groups_3plus", "spearman_quant_rank_3plus")}}
     preds = {"rows": rows[ok], "fold": folds[ok], "p10": p10[ok], "p50": p50[ok], "p90": p90[ok],
              "analytic": fold_base[ok]}
     return fig, preds
@@ -785,7 +800,7 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         figs, oofs = {}, {}
         for scheme in usable if cv else [calib]:
             oofs[scheme] = cross_validate(d, t, rows, scheme, seed)
-            fig, preds = evaluate(d, t, rows, oofs[scheme])
+            fig, preds = evaluate(d, t, rows, oofs[scheme], per_group=scheme == "logo")
             figs[scheme] = fig
             cv_rows += _cv_records(frame, d, t, scheme, preds)
         f_cal = figs[calib]
@@ -1049,6 +1064,20 @@ def model_card(meta: dict) -> str:
                 f"{f['coverage_p10_p90_uncalibrated']} | {_na(f['spearman_quant_rank'])} ({f['rank_groups']}) | "
                 f"{_na(f['analytic_spearman_quant_rank'])} | {_na(f.get('spearman_quant_rank_3plus'))} "
                 f"({f.get('rank_groups_3plus', 0)}) | {_na(f.get('analytic_spearman_quant_rank_3plus'))} |")
+    held = [(t, figs["logo"]["by_held_out"]) for t, figs in v.items()
+            if isinstance(figs, dict) and "by_held_out" in figs.get("logo", {})]
+    if held:
+        lines += ["", "### Leave-one-GPU-out, by held-out card", "",
+                  "The pooled leave-one-GPU-out figures above, split by the card held out: how well the model",
+                  "transfers to a card it never saw. A card where the learned median APE exceeds the analytic one, or",
+                  "whose coverage is far from 0.80, is one the learned correction does not transfer to.", "",
+                  "| target | held-out card | rows | median APE % | analytic median APE % | coverage | "
+                  "Spearman, >= 3 methods (groups) |", "|---|---|---|---|---|---|---|"]
+        for t, by in held:
+            for g, f in by.items():
+                lines.append(f"| {t} | {g} | {f['n']} | {f['median_ape_pct']} | {f['analytic_median_ape_pct']} | "
+                             f"{f['coverage_p10_p90']} | {_na(f.get('spearman_quant_rank_3plus'))} "
+                             f"({f.get('rank_groups_3plus', 0)}) |")
     acc = meta["targets"].get("accuracy_delta", {})
     if acc.get("row_reasons"):
         lines += ["", "## Accuracy change", "",

@@ -153,3 +153,30 @@ def test_rank_correlation_reports_groups_of_three_methods_apart():
     assert f["spearman_quant_rank_3plus"] == pytest.approx(1.0)
     assert f["analytic_spearman_quant_rank"] == pytest.approx(0.0)
     assert f["analytic_spearman_quant_rank_3plus"] == pytest.approx(-1.0)
+
+
+def test_leave_one_gpu_out_is_reported_per_held_out_card(trained_dir):
+    """The per-card split of the pooled LOGO figures agrees with the out-of-fold predictions written to
+    cv_predictions.csv, covers every pooled row once, and is rendered in the model card."""
+    import pandas as pd
+
+    meta = json.loads((trained_dir / "metadata.json").read_text())
+    logo = meta["validation"]["energy_per_token_j"]["logo"]
+    by = logo["by_held_out"]
+    assert len(by) == logo["groups"] >= 3
+    assert sum(f["n"] for f in by.values()) == logo["n"]
+    cv = pd.read_csv(trained_dir / "cv_predictions.csv")
+    cv = cv[(cv["scheme"] == "logo") & (cv["target"] == "energy_per_token_j")]
+    for g, f in by.items():
+        rows = cv[cv["held_out"] == g]
+        assert len(rows) == f["n"]
+        ape = ((rows["p50"] - rows["measured"]).abs() / rows["measured"] * 100).median()
+        ape_an = ((rows["analytic"] - rows["measured"]).abs() / rows["measured"] * 100).median()
+        inside = ((rows["measured"] >= rows["p10"]) & (rows["measured"] <= rows["p90"])).mean()
+        assert f["median_ape_pct"] == pytest.approx(ape, abs=1e-3)
+        assert f["analytic_median_ape_pct"] == pytest.approx(ape_an, abs=1e-3)
+        assert f["coverage_p10_p90"] == pytest.approx(inside, abs=1e-3)
+    card = (trained_dir / "MODEL_CARD.md").read_text()
+    section = card.split("### Leave-one-GPU-out, by held-out card", 1)[1].split("\n## ", 1)[0]
+    for g, f in by.items():
+        assert f"| energy_per_token_j | {g} | {f['n']} | {f['median_ape_pct']} |" in section
