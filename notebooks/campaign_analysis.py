@@ -27,6 +27,11 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ROOT / "datasets" / "measurements" / "h100"
+#: The second card type (H200, one 4-GPU machine, eager 256/128 cells of measure/grids/h200-campaign.yaml).
+H200_MEASUREMENTS = ROOT / "datasets" / "measurements" / "h200"
+#: Measurement folder of each card type measured, by the catalogue id the runner writes to `gpu_id`; the first
+#: is the baseline card of the hardware comparisons.
+CARD_FOLDERS = {"h100-sxm": MEASUREMENTS, "h200": H200_MEASUREMENTS}
 CATALOG = ROOT / "datasets" / "catalog"
 PUBLIC = ROOT / "datasets" / "public"
 GRIDS = ROOT / "measure" / "grids"
@@ -101,7 +106,8 @@ REPEAT_SLICES = ("repeats",)
 ADDED_COLUMNS = ("slice", "rejected", "gpu_unit", "machine", "workload", "label")
 #: Measured quantities averaged over a cell's records by `cell_means`.
 MEAN_COLS = ("decode_energy_per_token_j", "tokens_per_s", "decode_avg_power_w", "ttft_ms", "prefill_energy_j",
-             "energy_total_j", "energy_per_token_j", "duration_s", "tpot_ms", "avg_power_w", "peak_mem_nvml_gb")
+             "energy_total_j", "energy_per_token_j", "duration_s", "tpot_ms", "avg_power_w", "peak_mem_nvml_gb",
+             "bandwidth_utilization")
 
 
 def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False) -> pd.DataFrame:
@@ -215,7 +221,8 @@ def _sorted_by_method(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def cell_means(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (cell keys, quant, slice): the mean of MEAN_COLS over the cell's ok records.
+    """One row per (cell keys, quant, slice, card `gpu_id`): the mean of MEAN_COLS over the cell's ok records
+    (records of two card types are never averaged together).
 
     A cell measured in two sessions of the same slice counts once, with the mean of its records (as the
     recommender serves the median of a cell's records; for two records that is the mean). `n_records` says
@@ -224,9 +231,9 @@ def cell_means(df: pd.DataFrame) -> pd.DataFrame:
     added. Every other column is the latest record's.
     """
     d = df[df["status"] == "ok"].sort_values("created_at")
-    keys = [*CELL_KEYS, "quant", "slice"]
+    keys = [*CELL_KEYS, "quant", "slice", "gpu_id"]
     last = d.drop_duplicates(keys, keep="last").set_index(keys)
-    g = d.groupby(keys)
+    g = d.groupby(keys, dropna=False)
     cols = [c for c in MEAN_COLS if c in d.columns]
     last[cols] = g[cols].mean()
     last["n_records"] = g.size()
@@ -261,7 +268,8 @@ def load_selfchecks(folder: Path = MEASUREMENTS) -> dict[str, dict[str, Any]]:
 
 
 def selfcheck_table(selfchecks: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The self-checks side by side: GPU, meter vs plain counter, sampler overhead, eq. (1) from idle."""
+    """The self-checks side by side: GPU (name, UUID, index), meter vs plain counter (%), sampler overhead (%),
+    eq. (1) 1 Hz error from idle (%, with the window in s) and the 10 Hz sampled error (%)."""
     rows = []
     for session, sc in selfchecks.items():
         b = sc.get("b_overhead", {})
@@ -269,7 +277,8 @@ def selfcheck_table(selfchecks: dict[str, dict[str, Any]]) -> pd.DataFrame:
         lb = b.get("matmul_256_fp32_launch_bound", {})
         eq1 = sorted(sc.get("c_eq1", []), key=lambda w: w["window_s"])
         rows.append({
-            "session": session, "gpu_uuid": sc.get("gpu", {}).get("gpu_uuid"),
+            "session": session, "gpu_name": sc.get("gpu", {}).get("gpu_name"),
+            "gpu_uuid": sc.get("gpu", {}).get("gpu_uuid"),
             "gpu_index": sc.get("gpu", {}).get("gpu_index"),
             "meter_vs_counter_pct": ", ".join(f"{a['diff_pct']:.3f}" for a in sc.get("a_agreement", [])),
             "agreement_windows_s": ", ".join(f"{a['duration_s']:.2f}" for a in sc.get("a_agreement", [])),
@@ -344,7 +353,7 @@ def _pair_cells(meth: pd.DataFrame, base: pd.DataFrame, keys: Sequence[str]) -> 
     b = base[[*keys, *_PAIR_COLS]].rename(columns={c: f"{c}_base" for c in _PAIR_COLS})
     m = meth.merge(b, on=keys, how="inner")
     m = m[m["slice"] == m["slice_base"]].reset_index(drop=True)
-    out = m[[c for c in ("model", "engine", "batch_size", "prompt_tokens", "output_tokens", "quant")
+    out = m[[c for c in ("gpu_id", "model", "engine", "batch_size", "prompt_tokens", "output_tokens", "quant")
              if c in m.columns]].copy()
     out["e_base_j"] = m["decode_energy_per_token_j_base"]
     out["e_method_j"] = m["decode_energy_per_token_j"]
@@ -368,8 +377,8 @@ def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[
                   baseline_engine: str | None = None) -> pd.DataFrame:
     """One row per (ok cell of a method, ok cell of `baseline` with the same model/engine/batch/workload).
 
-    Both sides come from the same file (`slice`) and the same workload (prompt and output tokens): a cell of
-    one workload is never paired with a baseline of the other. A cell with several records in it counts once,
+    Both sides come from the same file (`slice`), the same card type (`gpu_id`) and the same workload (prompt
+    and output tokens): a cell of one workload is never paired with a baseline of the other. A cell with several records in it counts once,
     with the mean of its records (`cell_means`). `baseline_engine` pins the baseline to one engine (e.g.
     'hf-eager' to compare compiled cells with the eager baseline: engine x quantization co-optimisation); None
     = the same engine as the method. Columns: energies (decode J per output token), `energy_reduction_pct`
@@ -381,7 +390,7 @@ def paired_energy(df: pd.DataFrame, baseline: str = "bf16", *, quants: Iterable[
     """
     d = cell_means(df)
     base = d[d["quant"] == baseline]
-    keys = [k for k in CELL_KEYS if not (baseline_engine and k == "engine")]
+    keys = [k for k in CELL_KEYS if not (baseline_engine and k == "engine")] + ["gpu_id"]
     if baseline_engine:
         base = base[base["engine"] == baseline_engine]
     meth = d[d["quant"] != baseline] if not baseline_engine else d[~((d["quant"] == baseline)
@@ -665,7 +674,7 @@ def engine_effect(df: pd.DataFrame, engine: str = "hf-compiled", baseline_engine
     `paired_energy`; same_gpu_unit / same_machine: whether the two cells ran on one GPU / machine.
     """
     d = cell_means(df)
-    keys = ["model", "quant", "batch_size", "prompt_tokens", "output_tokens"]
+    keys = ["gpu_id", "model", "quant", "batch_size", "prompt_tokens", "output_tokens"]
     out = _pair_cells(d[d["engine"] == engine], d[d["engine"] == baseline_engine], keys)
     out.insert(out.columns.get_loc("e_base_j"), "baseline_engine", baseline_engine)
     return out.sort_values(["quant", "model", "batch_size", "prompt_tokens", "slice"]).reset_index(drop=True)
@@ -745,7 +754,7 @@ def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int
     `within_noise`: |energy_ratio - 1| x 100 within it; same_gpu_unit / same_machine as in `paired_energy`.
     """
     d = cell_means(df)
-    keys = ["model", "engine", "quant", "batch_size", "slice"]
+    keys = ["gpu_id", "model", "engine", "quant", "batch_size", "slice"]
     m = select_workload(d, long).merge(select_workload(d, short), on=keys, suffixes=("_long", "_short"))
     out = m[keys].copy()
     out["workloads"] = f"{long[0]}/{long[1]} vs {short[0]}/{short[1]}"
@@ -790,6 +799,245 @@ def workload_effect_summary(t: pd.DataFrame, quants: Sequence[str] = ("bf16",),
             row[f"{c}_min"] = g[c].min()
             row[f"{c}_max"] = g[c].max()
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- hardware: a second card type against the first on the same cells ------------------------------------
+#: `slice` of the per-card cell means: a card's records of every file passed are pooled (one mean per cell).
+POOLED_SLICE = "all files"
+
+
+def load_cards(folders: Iterable[Path] = tuple(CARD_FOLDERS.values())) -> pd.DataFrame:
+    """`load_records` of every card type's folder (default CARD_FOLDERS: H100, H200) in one frame; `gpu_id`
+    (the catalogue id the runner wrote, e.g. 'h100-sxm', 'h200') tells the cards apart, `machine` the machines
+    (`gpu_machines` of each folder). Rejected records are left out; pass the result through `method_records`
+    to leave out the reproducibility repeats as well."""
+    return pd.concat([load_records(f) for f in folders], ignore_index=True)
+
+
+def grid_scope_excludes(grid_file: Path, gpu_id: str) -> list[dict[str, Any]]:
+    """Exclude entries (as `load_grid_excludes` gives, usable by `figure4_matrix`) that mark the methods of
+    METHOD_ORDER a card's grid does not list as excluded on that card only (key `gpu_id`), with the grid's
+    description as the reason; plus the grid's own `exclude` entries, restricted to the card."""
+    import yaml
+
+    spec = yaml.safe_load(grid_file.read_text()) or {}
+    absent = [q for q in METHOD_ORDER if q not in set(spec.get("quants") or [])]
+    reason = f"not in {grid_file.name}: " + " ".join(str(spec.get("description", "")).split())
+    out = [{"gpu_id": gpu_id, "quant": absent, "reason": reason}] if absent else []
+    return out + [{**e, "gpu_id": gpu_id} for e in load_grid_excludes(grid_file)]
+
+
+def card_cells(df: pd.DataFrame, card: str) -> pd.DataFrame:
+    """`cell_means` of one card type's ok records (`gpu_id` == `card`), every file passed pooled: one row per
+    (cell keys, quant), `slice` set to POOLED_SLICE. Pass method records (`method_records`) to keep the
+    repeats out, or only the repeats to use those."""
+    return cell_means(df[df["gpu_id"] == card].assign(slice=POOLED_SLICE))
+
+
+def card_effect(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "h100-sxm",
+                gpus: pd.DataFrame | None = None,
+                workload: tuple[int, int] | None = REFERENCE_WORKLOAD) -> pd.DataFrame:
+    """Each cell measured on both cards (same model, method, engine, batch and workload; each card's records
+    averaged per cell, `card_cells`): the ratio `card` / `baseline_card` of
+
+    - decode J per output token (`energy_ratio`; `energy_change_pct` = (ratio - 1) x 100, negative = the card
+      uses less energy), from e_base_j (baseline card) and e_card_j (J/token);
+    - decode tokens/s (`speedup`), decode average power (`power_ratio`, W / W; energy_ratio ~ power_ratio /
+      speedup), time to first token (`ttft_ratio`, ms / ms) and prefill energy (`prefill_energy_ratio`, J / J).
+
+    `noise_pct`: two standard errors of the energy ratio (%) from both cells' energy_cv over their repetitions
+    (`noise_pct`; the cells' CVs in energy_cv_base / energy_cv_card, root mean square over a cell's records);
+    `beyond_noise`: |energy_change_pct| above it. `machine_base` / `machine_card`: where the two
+    cells ran (always two machines when the cards sit in different machines). With `gpus` (gpus.csv):
+    `bandwidth_ratio` (GB/s over GB/s) and `speedup_if_bandwidth`, the speedup expected if only the memory-bound
+    share of the baseline step (its roofline utilization u, the records' `bandwidth_utilization`) shrank with
+    the bandwidth: 1 / (1 - u + u / bandwidth_ratio). `workload` None keeps every workload (pairs stay within one).
+    """
+    keys = [*CELL_KEYS, "quant"]
+    a = select_workload(card_cells(df_all, card), workload)
+    b = select_workload(card_cells(df_all, baseline_card), workload)
+    p = _pair_cells(a, b, keys)
+    p = p.drop(columns=["gpu_id", "same_gpu_unit", "same_machine", "slice", "power_ratio"], errors="ignore")
+    p = p.rename(columns={"e_method_j": "e_card_j", "tokens_per_s_method": "tokens_per_s_card"})
+    p.insert(0, "card", card)
+    p.insert(1, "baseline_card", baseline_card)
+    p["energy_change_pct"] = (p["energy_ratio"] - 1.0) * 100.0
+    p["beyond_noise"] = ~p["within_noise"]
+    cols = ["decode_avg_power_w", "ttft_ms", "prefill_energy_j", "bandwidth_utilization", "machine", "energy_cv"]
+    m = p[keys].merge(a[keys + cols], on=keys, how="left").merge(b[keys + cols], on=keys, how="left",
+                                                                   suffixes=("", "_base"))
+    for col, name in (("decode_avg_power_w", "power"), ("ttft_ms", "ttft"), ("prefill_energy_j", "prefill_energy")):
+        p[f"{name}_ratio"] = (m[col] / m[f"{col}_base"]).to_numpy()
+    p["energy_cv_base"] = m["energy_cv_base"].to_numpy()
+    p["energy_cv_card"] = m["energy_cv"].to_numpy()
+    p["machine_base"] = m["machine_base"].to_numpy()
+    p["machine_card"] = m["machine"].to_numpy()
+    p["bandwidth_utilization_base"] = m["bandwidth_utilization_base"].to_numpy()
+    if gpus is not None:
+        bw = gpus.set_index("id")["bandwidth_gbs"].astype(float)
+        ratio = bw.get(card, np.nan) / bw.get(baseline_card, np.nan)
+        u = p["bandwidth_utilization_base"]
+        p["bandwidth_ratio"] = ratio
+        p["speedup_if_bandwidth"] = 1.0 / (1.0 - u + u / ratio)
+    return _sorted_by_method(p)
+
+
+def card_effect_summary(t: pd.DataFrame, by: str | Sequence[str] | None = ("quant", "batch_size"),
+                        machine_spread_pct: float | None = None) -> pd.DataFrame:
+    """`card_effect` rows per group (`by`; None = one row 'all'): cells, architectures, the median / min / max
+    energy ratio (card / baseline card, J/token over J/token) and its 25th / 75th percentiles, median speedup,
+    power, TTFT and prefill-energy ratios (and `speedup_if_bandwidth` where present), how many cells use less
+    (`n_lower_beyond_noise`) or more (`n_higher_beyond_noise`) energy beyond their repetition noise, and, given
+    `machine_spread_pct` (e.g. the largest |J/token difference| of one cell measured on two machines of one
+    card, %), how many change by more than that (`n_beyond_machine_spread`)."""
+    def summ(g: pd.DataFrame) -> pd.Series:
+        e = g["energy_ratio"]
+        row = {"cells": len(g), "architectures": g["model"].nunique(),
+               "energy_ratio_median": e.median(), "energy_ratio_p25": e.quantile(0.25),
+               "energy_ratio_p75": e.quantile(0.75), "energy_ratio_min": e.min(), "energy_ratio_max": e.max(),
+               "speedup_median": g["speedup"].median(), "power_ratio_median": g["power_ratio"].median(),
+               "ttft_ratio_median": g["ttft_ratio"].median(),
+               "prefill_energy_ratio_median": g["prefill_energy_ratio"].median()}
+        if "speedup_if_bandwidth" in g:
+            row["speedup_if_bandwidth_median"] = g["speedup_if_bandwidth"].median()
+        row["n_lower_beyond_noise"] = int((g["beyond_noise"] & (e < 1)).sum())
+        row["n_higher_beyond_noise"] = int((g["beyond_noise"] & (e > 1)).sum())
+        if machine_spread_pct is not None:
+            row["n_beyond_machine_spread"] = int((g["energy_change_pct"].abs() > machine_spread_pct).sum())
+        return pd.Series(row)
+    if t.empty:
+        return pd.DataFrame()
+    if by is None:
+        return summ(t).to_frame("all").T
+    s = t.groupby(list([by] if isinstance(by, str) else by)).apply(summ, include_groups=False)
+    if "quant" in s.index.names:
+        order = {q: i for i, q in enumerate(METHOD_ORDER)}
+        s = s.sort_index(level="quant", key=lambda c: c.map(order) if c.name == "quant" else c, sort_remaining=True)
+    return s
+
+
+def card_effect_vs_repeats(cards: pd.DataFrame, card: str = "h200", baseline_card: str = "h100-sxm",
+                           workload: tuple[int, int] | None = REFERENCE_WORKLOAD,
+                           repeat_slices: Sequence[str] = REPEAT_SLICES) -> pd.DataFrame:
+    """How much of the card effect is the baseline card's machine: for each cell whose `baseline_card` cell
+    was measured again on another machine (`repeat_slices`), `card_effect` against the method records (the
+    first measurement) and against the repeat, side by side: energy_ratio_first / _repeat (J/token over
+    J/token), speedup_first / _repeat (tokens/s over tokens/s), machine_first / _repeat (of the baseline cell)
+    and `shift_pct` = (energy_ratio_repeat / energy_ratio_first - 1) x 100, the change of the measured hardware
+    effect that comes from re-measuring the baseline cell alone. `cards`: every card's records, repeats
+    included (`load_cards`)."""
+    base = cards[(cards["gpu_id"] == baseline_card) & ~cards["rejected"].astype(bool)]
+    other = method_records(cards[cards["gpu_id"] != baseline_card])
+    first = card_effect(pd.concat([method_records(base), other]), card, baseline_card, workload=workload)
+    rep = card_effect(pd.concat([base[base["slice"].isin(list(repeat_slices))], other]), card, baseline_card,
+                      workload=workload)
+    keys = [*CELL_KEYS, "quant"]
+    cols = ["energy_ratio", "speedup", "machine_base", "noise_pct"]
+    m = first[keys + cols].merge(rep[keys + cols], on=keys, suffixes=("_first", "_repeat"))
+    m = m.rename(columns={"machine_base_first": "machine_first", "machine_base_repeat": "machine_repeat"})
+    m["shift_pct"] = (m["energy_ratio_repeat"] / m["energy_ratio_first"] - 1.0) * 100.0
+    return _sorted_by_method(m)
+
+
+def _card_method_cells(df_all: pd.DataFrame, cards: Sequence[str], engine: str,
+                       workload: tuple[int, int]) -> pd.DataFrame:
+    """`card_cells` of every card in `cards` for one engine and workload, with a `card` column."""
+    frames = [card_cells(df_all, c).assign(card=c) for c in cards]
+    d = pd.concat(frames, ignore_index=True)
+    return select_workload(d[d["engine"] == engine], workload)
+
+
+def hardware_method_cooptimisation(df_all: pd.DataFrame, baseline_card: str = "h100-sxm", baseline: str = "bf16",
+                                   engine: str = "hf-eager",
+                                   workload: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
+    """The paper's hardware x quantization co-optimisation on our cells: per (model, batch) of one engine and
+    workload, measured on every card type in `df_all`, the lowest decode J/token over (card, method) against
+    `baseline` on `baseline_card`, next to each choice alone. Only the methods measured on every card for that
+    (model, batch) compete, so no card wins by having more methods.
+
+    Savings are (1 - E / e_base_j) x 100 (positive = less J per output token than `baseline` on `baseline_card`):
+    `hardware_saving_pct` (best card, `baseline` method), `method_saving_pct` (best method on `baseline_card`),
+    `joint_saving_pct` (best card and method), `product_saving_pct` (what the two alone give together if they
+    multiplied: 1 - (1 - hw)(1 - method)); `joint_vs_hardware_pct` / `joint_vs_method_pct`: what the joint
+    choice saves over the hardware-only / method-only choice. `joint_noise_pct`: two standard errors of the
+    joint/baseline ratio from the cells' energy_cv and repetitions; `joint_vs_hardware_noise_pct` the same for
+    the joint cell against the hardware-only cell (is the method choice on top of the card resolved?).
+    """
+    cards = [baseline_card] + sorted(set(df_all["gpu_id"].dropna()) - {baseline_card})
+    d = _card_method_cells(df_all, cards, engine, workload)
+    rows = []
+    for (model, b), g in d.groupby(["model", "batch_size"]):
+        per_card = g.groupby("card")["quant"].apply(set)
+        if len(per_card) < len(cards) or any(baseline not in q for q in per_card):
+            continue
+        common = set.intersection(*per_card)
+        g = g[g["quant"].isin(common)].set_index(["card", "quant"])
+        e = g["decode_energy_per_token_j"]
+        base = g.loc[(baseline_card, baseline)]
+        hw = e.xs(baseline, level="quant").idxmin()
+        meth = e.xs(baseline_card, level="card").idxmin()
+        joint = e.idxmin()
+        e_hw, e_m, e_j = e[(hw, baseline)], e[(baseline_card, meth)], e[joint]
+        jr, hr = g.loc[joint], g.loc[(hw, baseline)]
+        rows.append({
+            "model": model, "batch_size": b, "methods": len(common), "e_base_j": base["decode_energy_per_token_j"],
+            "hardware_card": hw, "e_hardware_j": e_hw, "method": meth, "e_method_j": e_m,
+            "joint_card": joint[0], "joint_method": joint[1], "e_joint_j": e_j,
+            "hardware_saving_pct": (1 - e_hw / base["decode_energy_per_token_j"]) * 100,
+            "method_saving_pct": (1 - e_m / base["decode_energy_per_token_j"]) * 100,
+            "joint_saving_pct": (1 - e_j / base["decode_energy_per_token_j"]) * 100,
+            "joint_vs_hardware_pct": (1 - e_j / e_hw) * 100, "joint_vs_method_pct": (1 - e_j / e_m) * 100,
+            "joint_noise_pct": float(noise_pct(jr["energy_cv"], jr["repetitions"], base["energy_cv"],
+                                               base["repetitions"])),
+            "joint_vs_hardware_noise_pct": float(noise_pct(jr["energy_cv"], jr["repetitions"], hr["energy_cv"],
+                                                           hr["repetitions"])),
+        })
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    t["product_saving_pct"] = (1 - (1 - t["hardware_saving_pct"] / 100) * (1 - t["method_saving_pct"] / 100)) * 100
+    t["joint_beyond_noise"] = t["joint_saving_pct"].abs() > t["joint_noise_pct"]
+    t["method_on_card_beyond_noise"] = t["joint_vs_hardware_pct"].abs() > t["joint_vs_hardware_noise_pct"]
+    return t.sort_values(["model", "batch_size"]).reset_index(drop=True)
+
+
+def cooptimisation_summary(t: pd.DataFrame) -> pd.DataFrame:
+    """Per choice (hardware alone, method alone, joint, and the joint over each choice alone): the median,
+    min and max saving (%) over the (model, batch) rows of `hardware_method_cooptimisation`, where the maximum
+    is, and how many rows save anything (> 0 %)."""
+    rows = []
+    for name, col in (("hardware alone (best card, baseline method)", "hardware_saving_pct"),
+                      ("method alone (best method, baseline card)", "method_saving_pct"),
+                      ("joint (best card and method)", "joint_saving_pct"),
+                      ("joint over hardware alone", "joint_vs_hardware_pct"),
+                      ("joint over method alone", "joint_vs_method_pct")):
+        v = t[col]
+        top = t.loc[v.idxmax()]
+        rows.append({"choice": name, "rows": len(v), "saving_median_pct": v.median(), "saving_min_pct": v.min(),
+                     "saving_max_pct": v.max(), "max_at": f"{top['model'].replace('-instruct', '')} b{top['batch_size']}",
+                     "n_saving": int((v > 0).sum())})
+    return pd.DataFrame(rows).set_index("choice")
+
+
+def method_rank_transfer(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "h100-sxm",
+                         engine: str = "hf-eager", workload: tuple[int, int] = REFERENCE_WORKLOAD,
+                         min_methods: int = 3) -> pd.DataFrame:
+    """Does the method ranking by decode J/token carry over from one card to the other? Per (model, batch) of
+    one engine and workload with at least `min_methods` methods measured on both cards: the Spearman rank
+    correlation of the methods' J/token on the two cards (`spearman`, 1 = the same order), the cheapest
+    method on each card (`best_base`, `best_card`) and whether it is the same (`same_best`), and each card's
+    order ('a < b < ...', lowest J/token first)."""
+    d = _card_method_cells(df_all, [baseline_card, card], engine, workload)
+    rows = []
+    for (model, b), g in d.groupby(["model", "batch_size"]):
+        e = g.pivot_table(index="quant", columns="card", values="decode_energy_per_token_j").dropna()
+        if card not in e or baseline_card not in e or len(e) < min_methods:
+            continue
+        x, y = e[baseline_card], e[card]
+        rows.append({"model": model, "batch_size": b, "methods": len(e), "spearman": x.corr(y, method="spearman"),
+                     "best_base": x.idxmin(), "best_card": y.idxmin(), "same_best": x.idxmin() == y.idxmin(),
+                     "order_base": " < ".join(x.sort_values().index), "order_card": " < ".join(y.sort_values().index)})
     return pd.DataFrame(rows)
 
 
@@ -880,12 +1128,14 @@ def onehz_table(df: pd.DataFrame, selfcheck: Any = None) -> pd.DataFrame:
     # the stale first reading: repetition 0 starts right after the prefill-only window, so its first 1 Hz
     # rectangle (1 s) holds the prefill power instead of the generate power; averaged over the repetitions
     stale = (prefill_w - d["avg_power_w"]) * 1.0 / (d["avg_power_w"] * d["window_s"]) / d["repetitions"] * 100.0
-    t = pd.DataFrame({"label": d["label"], "window_s": d["window_s"], "error_pct": d["energy_1hz_error_pct"],
+    t = pd.DataFrame({"label": d["label"], "gpu_name": d["gpu_name"], "window_s": d["window_s"],
+                      "error_pct": d["energy_1hz_error_pct"],
                       "avg_power_w": d["avg_power_w"], "prefill_power_w": prefill_w,
                       "stale_reading_error_pct": stale, "origin": "record"})
     scs = _selfcheck_list(selfcheck)
     if scs:
         sc = pd.DataFrame([{"label": f"selfcheck {c.get('gpu', {}).get('gpu_uuid', '')[:12]}",
+                            "gpu_name": c.get("gpu", {}).get("gpu_name"),
                             "window_s": w["window_s"], "error_pct": w["eq1_error_pct"],
                             "avg_power_w": w["avg_power_w"], "origin": "meter self-check"}
                            for c in scs for w in c.get("c_eq1", [])])
@@ -1214,14 +1464,17 @@ def plot_layer_overhead(t: pd.DataFrame, path: Path, fitted: pd.DataFrame | None
 # --- Figure 4 --------------------------------------------------------------------------------------------
 def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-instruct",
                    workload: tuple[int, int] = REFERENCE_WORKLOAD,
-                   grid_excludes: Sequence[dict[str, Any]] = ()) -> dict[str, pd.DataFrame]:
+                   grid_excludes: Sequence[dict[str, Any]] = (),
+                   baseline_card: str | None = None) -> dict[str, pd.DataFrame]:
     """Our cards x methods matrix: rows '<card> · <engine> · b<batch>' (one model) or
-    '<card> · <model> · <engine> · b<batch>' (several), columns METHOD_ORDER.
+    '<card> · <model> · <engine> · b<batch>' (several), columns METHOD_ORDER; cards (`gpu_id`) in name order.
 
     Returns energy (J per output token, the mean of the cell's ok records; NaN where not measured), ratio
-    (energy / bf16 of the same row; NaN where the row has no bf16 cell) and status ('ok', 'failed',
-    'excluded' by the grid, 'not yet run'). Pass the method records (`method_records`): repeats would
-    otherwise be averaged in.
+    (energy / bf16 of the same row, or with `baseline_card` / bf16 of that card's row of the same model,
+    engine and batch, so that the cards share one reference; NaN where that bf16 cell is missing) and status
+    ('ok', 'failed', 'excluded' by the grid, 'not yet run'). An entry of `grid_excludes` with a `gpu_id` key
+    applies to that card only (`grid_scope_excludes`). Pass the method records (`method_records`): repeats
+    would otherwise be averaged in.
     """
     models = [model] if isinstance(model, str) else list(model)
     d = df[(df["model"].isin(models)) & (df["prompt_tokens"] == workload[0])
@@ -1243,11 +1496,18 @@ def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-in
                 status.loc[name, q] = "ok"
             elif len(sel):
                 status.loc[name, q] = sel.sort_values("created_at")["status"].iloc[-1]
-            elif _excluded({"model": m, "quant": q, "engine": e, "batch_size": b}, grid_excludes):
+            elif _excluded({"gpu_id": g, "model": m, "quant": q, "engine": e, "batch_size": b}, grid_excludes):
                 status.loc[name, q] = "excluded"
-    ratio = energy.div(energy["bf16"], axis=0)
+    ref = energy["bf16"]
+    if baseline_card is not None:
+        row_of = {(g, m, e, b): name for (g, m, e, b), name in zip(rows, index, strict=True)}
+        ref = pd.Series([energy.loc[row_of[(baseline_card, m, e, b)], "bf16"] if (baseline_card, m, e, b) in row_of
+                         else np.nan for (_, m, e, b) in rows], index=index)
+    ratio = energy.div(ref, axis=0)
     for t in (energy, ratio, status):
         t.attrs["workload"] = tuple(workload)
+        t.attrs["baseline_card"] = baseline_card
+        t.attrs["cards"] = list(dict.fromkeys(r[0] for r in rows))
     return {"energy": energy, "ratio": ratio, "status": status}
 
 
@@ -1303,10 +1563,111 @@ def _batch_trend(summary: pd.DataFrame) -> str:
             + " -> ".join(f"{m:+.1f} %" for m in med) + ")")
 
 
+def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
+                       gpus: pd.DataFrame | None = None) -> dict[str, tuple[str, ...]] | None:
+    """The key-findings rows of the hardware comparison ((ours, evidence, verdict, why) per claim), from the
+    records of every card type (`load_cards`, repeats included: the cross-machine spread of the baseline card
+    comes from its repeats) and, for the bandwidth prediction, gpus.csv (`gpus`); None with fewer than two
+    card types."""
+    recs = method_records(cards)
+    ids = [c for c in CARD_FOLDERS if c in set(recs["gpu_id"])]
+    ids += sorted(set(recs["gpu_id"].dropna()) - set(ids))
+    if len(ids) < 2:
+        return None
+    base, card = ids[0], ids[1]
+    co = hardware_method_cooptimisation(recs, base, workload=workload)
+    ce = card_effect(recs, card, base, gpus, workload=workload)
+    rt = method_rank_transfer(recs, card, base, workload=workload)
+    if co.empty or ce.empty:
+        return None
+    rep = reproducibility(cards[cards["gpu_id"] == base])
+    sens = card_effect_vs_repeats(cards, card, base, workload=workload)
+    spread = float(rep["energy_diff_pct"].abs().max()) if len(rep) else float("nan")
+    wl = f"{workload[0]}/{workload[1]}"
+    claim = PAPER_CLAIMS["co_optimisation_max_pct"]
+    sixteen = {"bf16", "fp16"}
+    top = co.loc[co["joint_saving_pct"].idxmax()]
+    n = len(co)
+    n_card = int((co["joint_card"] == card).sum())
+    n_quant = int((~co["joint_method"].isin(sixteen)).sum())
+    j, h, m = co["joint_saving_pct"], co["hardware_saving_pct"], co["method_saving_pct"]
+    ours = (f"hardware x method ({card} vs {base}, hf-eager, {wl}, {n} architecture x batch cells, the methods measured "
+            f"on both cards): the best (card, method) saves median {j.median():.1f} % (range {j.min():+.1f} to "
+            f"{j.max():+.1f} %; largest {top['model'].replace('-instruct', '')} b{top['batch_size']}, "
+            f"{top['joint_card']} {top['joint_method']}) against bf16 on the {base}; the card alone (bf16 on the best "
+            f"card) median {h.median():.1f} % (up to {h.max():.1f} %), the method alone (best method on the {base}) "
+            f"median {m.median():.1f} % (up to {m.max():.1f} %); the joint choice is the {card} in {n_card} of {n} "
+            f"cells and a quantized method in {n_quant} of {n}; it saves more than the repetition noise in "
+            f"{int(co['joint_beyond_noise'].sum())} of {n}")
+    size = ("as large as claimed" if j.max() >= claim - 5.0 else
+            "smaller than claimed" if j.max() >= claim / 2 else "far smaller than claimed")
+    source = ("mostly from the card, not the method" if h.median() > co["joint_vs_hardware_pct"].median()
+              else "mostly from the method")
+    verdict = f"{size}: up to {j.max():.0f} % (paper {claim:.0f} %), {source}"
+    u = ce["bandwidth_utilization_base"].median()
+    exp_txt = ""
+    if "speedup_if_bandwidth" in ce:
+        exp_txt = (f", so the extra bandwidth ({ce['bandwidth_ratio'].iloc[0]:.2f}x) alone predicts a median speedup of "
+                   f"{ce['speedup_if_bandwidth'].median():.3f}x")
+    why = (f"the {card} has the {base}'s compute and power limit; these eager cells use a median "
+           f"{u * 100:.1f} % of the {base}'s bandwidth roofline{exp_txt}, against a measured median "
+           f"{ce['speedup'].median():.2f}x at {ce['power_ratio'].median():.2f}x the power: most of the gain is not "
+           f"the memory; the two cards ran on different machines and one {base} cell differs by up to {spread:.0f} % "
+           f"in J/token between two {base} machines (section Reproducibility), so part of it may be the host; "
+           "quantized eager methods keep their per-layer cost on both cards, so the cheapest method on a card is "
+           + ("nearly always" if n_quant <= n / 4 else "often") + " 16-bit")
+    rows = {"co": (ours, f"measured ({card} and {base}, one {card} machine, eager, {wl}); engine x method on the "
+                   f"{base}", verdict, why)}
+    within = ce["energy_change_pct"].abs() <= spread
+    per_b = ce[ce["quant"] == "bf16"].groupby("batch_size")["energy_ratio"].median()
+    rows["hardware"] = (
+        f"{card} / {base} decode J/token on the same cell, {len(ce)} cells ({ce['model'].nunique()} architectures, "
+        f"{ce['quant'].nunique()} methods, batch {', '.join(str(b) for b in sorted(ce['batch_size'].unique()))}): "
+        f"median x{ce['energy_ratio'].median():.3f} (interquartile x{ce['energy_ratio'].quantile(0.25):.3f} to "
+        f"x{ce['energy_ratio'].quantile(0.75):.3f}, range x{ce['energy_ratio'].min():.2f} to "
+        f"x{ce['energy_ratio'].max():.2f}); bf16 per batch: "
+        + ", ".join(f"b{b} x{v:.3f}" for b, v in per_b.items())
+        + f"; tokens/s x{ce['speedup'].median():.2f}, decode power x{ce['power_ratio'].median():.2f}, TTFT "
+        f"x{ce['ttft_ratio'].median():.2f} (medians); {int((ce['beyond_noise'] & (ce['energy_ratio'] < 1)).sum())} "
+        f"cells lower and {int((ce['beyond_noise'] & (ce['energy_ratio'] > 1)).sum())} higher beyond the repetition "
+        f"noise, {int(within.sum())} within the largest cross-machine difference of one {base} cell ({spread:.0f} %)",
+        f"measured ({card}: one machine; {base}: {ce['machine_base'].nunique()} machines)",
+        f"the {card} uses less energy per token (median {(1 - ce['energy_ratio'].median()) * 100:.0f} %), by less "
+        f"than its bandwidth ({ce['bandwidth_ratio'].iloc[0]:.2f}x) suggests" if "bandwidth_ratio" in ce else
+        f"the {card} uses less energy per token (median {(1 - ce['energy_ratio'].median()) * 100:.0f} %)",
+        f"eager decode is launch-bound, so the bytes per step set little of the step time; the ratio depends on "
+        f"which {base} machine measured the cell (median x"
+        + ", x".join(f"{v:.2f} against {k}" for k, v in ce.groupby("machine_base")["energy_ratio"].median().items())
+        + "), so the host CPU, unknown for both cards, is part of it"
+        + (f"; the {len(sens)} cells whose {base} cell was measured on two {base} machines give median "
+           f"x{sens['energy_ratio_first'].median():.3f} against the first and x{sens['energy_ratio_repeat'].median():.3f} "
+           f"against the second (shift median {sens['shift_pct'].median():+.1f} %, range {sens['shift_pct'].min():+.1f} "
+           f"to {sens['shift_pct'].max():+.1f} %)" if len(sens) else "") + ".")
+    if len(rt):
+        diff = rt[~rt["same_best"]]
+        same_bytes = diff[diff["best_base"].isin(sixteen) & diff["best_card"].isin(sixteen)]
+        med = rt["spearman"].median()
+        rows["ranking"] = (
+            f"method order by decode J/token, {card} vs {base}, per architecture x batch ({len(rt)} with "
+            f"{rt['methods'].min()}-{rt['methods'].max()} methods on both): Spearman median {med:.2f} (range "
+            f"{rt['spearman'].min():.2f} to {rt['spearman'].max():.2f}); the same cheapest method in "
+            f"{int(rt['same_best'].sum())} of {len(rt)}, and where it differs it is bf16 vs fp16 (the same bytes) in "
+            f"{len(same_bytes)} of {len(diff)}",
+            f"measured ({card} vs {base}, hf-eager, {wl})",
+            ("not between these two cards: the method order carries over" if med >= 0.7 else
+             "partly: the method order carries over only roughly" if med >= 0.4 else
+             "agrees: the method order changes with the card"),
+            "both are Hopper cards with the same compute; the order is set mostly by each method's per-layer "
+            "launch cost, the same on both; the paper's examples span consumer and data-centre cards of other "
+            "generations, which our data do not cover.")
+    return rows
+
+
 def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataFrame | None = None,
                  model: str = "qwen2.5-7b-instruct", selfcheck: Any = None,
                  quant_accuracy: pd.DataFrame | None = None,
-                 workload: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
+                 workload: tuple[int, int] = REFERENCE_WORKLOAD, cards: pd.DataFrame | None = None,
+                 gpus: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's claims next to what our data says, with evidence class and reason; all numbers computed.
 
     `df`: the method records (`method_records`: repeats are left out) of every architecture. The energy rows
@@ -1316,7 +1677,12 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
     cells of several methods) and then every architecture with paired cells; their verdict uses every
     architecture. The co-optimisation row adds compiled vs eager bf16 over every architecture
     (`engine_effect_summary`). `selfcheck`: one or several self-checks (see onehz_table). `quant_accuracy`:
-    the catalogue's cited accuracy rows (the accuracy claim is "not checked" without them)."""
+    the catalogue's cited accuracy rows (the accuracy claim is "not checked" without them). `cards`: the records
+    of every card type (`load_cards`, repeats included); with two or more card types the co-optimisation row
+    tests the hardware half too (`hardware_method_cooptimisation`, `card_effect`), and two rows are added: the
+    measured hardware effect and whether the method ranking carries over between the cards
+    (`method_rank_transfer`); `gpus` (gpus.csv) adds the speedup the extra bandwidth alone predicts."""
+    hw = _hardware_findings(cards, workload, gpus) if cards is not None else None
     df_all_workloads = method_records(df)
     df = select_workload(df_all_workloads, workload)
     d = df[df["model"] == model]
@@ -1417,8 +1783,13 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
             + _batch_trend(es) + "; ")
     else:
         eng_txt, engine_vs_method = "", ""
-    add("Hardware x quantization co-optimisation (s4.3)", "up to 40 % efficiency gain (A100 PCIe + INT8)",
-        (f"engine x method on one card type ({short}): best {best['energy_reduction_pct']:+.1f} % "
+    claim = PAPER_CLAIMS["co_optimisation_max_pct"]
+    ex = PAPER_CLAIMS["co_optimisation_examples"]
+    top_ex = max(ex, key=ex.get)
+    hw_co = hw["co"] if hw else None
+    add("Hardware x quantization co-optimisation (s4.3)", f"up to {claim:.0f} % efficiency gain ({top_ex})",
+        (hw_co[0] + "; " if hw_co else "")
+        + (f"engine x method on one card type ({short}): best {best['energy_reduction_pct']:+.1f} % "
          f"({best['engine']} {best['quant']} b{best['batch_size']} vs hf-eager bf16"
          + ("" if best["same_gpu_unit"] else "; the two cells ran on different H100 units") + ")"
          if best is not None else "-")
@@ -1427,9 +1798,11 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
            f"{qb['energy_reduction_pct']:+.1f} %" + (" (within noise)" if qb["within_noise"] else "")
            if qb is not None else "")
         + eng_txt,
-        "measured (engine x method); hardware part: one card type only",
+        hw_co[1] if hw_co else "measured (engine x method); hardware part: one card type only",
+        hw_co[2] + "; on one card the engine matters more than the quantization" if hw_co else
         "not testable for hardware; here the engine matters more than the quantization",
-        "we measured one card type, so hardware selection is not in our data; " + engine_vs_method
+        (hw_co[3] + "; " if hw_co else "we measured one card type, so hardware selection is not in our data; ")
+        + engine_vs_method
         + ("no quantized method beats bf16 on the same engine beyond noise in any architecture"
            if beats[beats["quant"] != "fp16"].empty else "quantized cells that beat bf16 on the same engine beyond "
            "noise: " + _cells_txt(beats[beats["quant"] != "fp16"]))
@@ -1445,6 +1818,12 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
             f"{sp['saving_best_vs_worst_pct'].max():.0f} %; best card per row: "
             + ", ".join(sorted(sp["best_card"].unique())), "cited (ML.ENERGY v1, Argonne)", "partly comparable",
             "different scope (prefill + decode, other engines, other models); 16-bit only.")
+    if hw:
+        add("Hardware choice alone, measured (s4.2)", "the card changes energy per token (Fig. 4)", *hw["hardware"])
+        if "ranking" in hw:
+            add("The best strategy depends on the card (s4.3)",
+                "; ".join(f"{k}: {v:.1f} %" for k, v in ex.items()) + " (a different strategy per card)",
+                *hw["ranking"])
     dc = distillation_check(models)
     same = bool(dc["identical"].all())
     add("Distillation saves energy (s4.3)", "energy reduction 19.8 % (DeepSeek-R1-Distill-Qwen-7B)",
@@ -1459,8 +1838,9 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
     rec = e1[e1["origin"] != "meter self-check"]
     sc = e1[e1["origin"] == "meter self-check"]
     r = np.corrcoef(rec["stale_reading_error_pct"], rec["error_pct"])[0, 1] if len(rec) > 2 else float("nan")
-    sc_txt = "; self-check from idle: " + ", ".join(f"{w.error_pct:+.1f} % at {w.window_s:.0f} s"
-                                                     for w in sc.itertuples()) if len(sc) else ""
+    sc_txt = "; self-check from idle: " + ", ".join(
+        f"{w.error_pct:+.1f} % at {w.window_s:.0f} s ({str(w.gpu_name).removeprefix('NVIDIA ')})"
+        for w in sc.itertuples()) if len(sc) else ""
     add("Energy from 1 Hz nvidia-smi power (eq. 1)", "the paper's measurement method",
         f"records: |error| median {rec['abs_error_pct'].median():.1f} %, max {rec['abs_error_pct'].max():.1f} % "
         f"on {rec['window_s'].min():.1f}-{rec['window_s'].max():.1f} s windows{sc_txt}",
@@ -1687,8 +2067,9 @@ def plot_onehz(t: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path) -> Path:
-    """Figure-4-shaped heatmap. Left: our H100 cells x methods (colour = energy / bf16 of the row).
-    Right, separate scope: public 16-bit batch-1 J/token per card (colour = J/token)."""
+    """Figure-4-shaped heatmap. Left: our cells x methods, one block of rows per card type, separated by a line
+    (colour = energy / bf16 of the row, or of the baseline card's row: `figure4_matrix`). Right, separate
+    scope: public 16-bit batch-1 J/token per card (colour = J/token)."""
     plt = _plt()
     from matplotlib.colors import LogNorm, TwoSlopeNorm
 
@@ -1698,6 +2079,10 @@ def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path
     ax = axes[0]
     r = np.log2(ratio.to_numpy(dtype=float))
     im = ax.imshow(np.ma.masked_invalid(r), cmap="RdYlGn_r", norm=TwoSlopeNorm(0, -2.5, 2.5), aspect="auto")
+    card_of = [str(i).split(" · ")[0] for i in ratio.index]
+    for i in range(1, len(card_of)):
+        if card_of[i] != card_of[i - 1]:
+            ax.axhline(i - 0.5, color="k", lw=2)
     for i in range(r.shape[0]):
         for j in range(r.shape[1]):
             st = status.iat[i, j]
@@ -1711,10 +2096,14 @@ def plot_figure4(ours: dict[str, pd.DataFrame], public: pd.DataFrame, path: Path
     cols = [f"{q} ({strategy_of(q) or ('ref.' if q == 'fp32' else 'not in paper')})" for q in ratio.columns]
     ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=30, ha="right")
     ax.set_yticks(range(len(ratio.index)), ratio.index, fontsize=7)
-    fig.colorbar(im, ax=ax, label="log2(J/token / bf16 same row)")
+    fig.colorbar(im, ax=ax, label="log2(J/token / bf16 " + (f"on {ratio.attrs['baseline_card']})"
+                                                           if ratio.attrs.get("baseline_card") else "same row)"))
     wl = ratio.attrs.get("workload", REFERENCE_WORKLOAD)
-    ax.set_title(f"MEASURED (ours): H100 SXM 80GB, random-weight architectures, {wl[0]} in / {wl[1]} out, decode J per "
-                 "output token\n(text: J/token and % vs bf16 of the row; no colour = the row has no bf16 cell; "
+    cards = ", ".join(ratio.attrs.get("cards") or ["h100-sxm"])
+    bc = ratio.attrs.get("baseline_card")
+    ref = f"bf16 on {bc}, same architecture, engine and batch" if bc else "bf16 of the row"
+    ax.set_title(f"MEASURED (ours): {cards}, random-weight architectures, {wl[0]} in / {wl[1]} out, decode J per "
+                 f"output token\n(text: J/token and % vs {ref}; no colour = no such bf16 cell; "
                  "– = not yet run)", fontsize=8)
     ax = axes[1]
     if public is not None and len(public):
@@ -1845,4 +2234,70 @@ def plot_workload_effect(t: pd.DataFrame, path: Path, quants: Sequence[str] = ("
     ax.set_title("prefill: time to first token and energy", fontsize=9)
     fig.suptitle(f"Workload {wl} (prompt/output tokens) on the same cell: HF eager, {', '.join(quants)}, "
                  "H100 80GB HBM3 (the two workloads ran on different machines)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_card_effect(t: pd.DataFrame, path: Path, machine_spread_pct: float | None = None) -> Path:
+    """`card_effect` rows. Left: decode J/token ratio (card / baseline card) per method and batch, every cell as
+    a dot, the median as a bar with min-max whiskers; dashed: the ratio if the decode step shrank with the
+    bandwidth at equal power; grey band: +/- `machine_spread_pct` (%), e.g. the spread of one cell measured on
+    two machines of the baseline card. Right: measured speedup (tokens/s ratio) against the speedup the extra
+    bandwidth alone predicts from the baseline cell's roofline utilization (`speedup_if_bandwidth`), coloured
+    by the machine that measured the baseline cell."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    card, base = t["card"].iloc[0], t["baseline_card"].iloc[0]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(15, 5.4), gridspec_kw={"width_ratios": [1.5, 1]})
+    quants = [q for q in METHOD_ORDER if q in set(t["quant"])]
+    batches = sorted(t["batch_size"].unique())
+    offs = dict(zip(batches, np.linspace(-0.27, 0.27, len(batches)), strict=True))
+    rng = np.random.default_rng(0)
+    if machine_spread_pct is not None:
+        ax.axhspan(1 - machine_spread_pct / 100, 1 + machine_spread_pct / 100, color="grey", alpha=0.15, lw=0)
+    for i, q in enumerate(quants):
+        for k, b in enumerate(batches):
+            g = t[(t["quant"] == q) & (t["batch_size"] == b)]["energy_ratio"]
+            if g.empty:
+                continue
+            x = i + offs[b]
+            ax.scatter(x + rng.uniform(-0.04, 0.04, len(g)), g, s=12, color=f"C{k}", alpha=0.55)
+            ax.vlines(x, g.min(), g.max(), color=f"C{k}", lw=1)
+            ax.hlines(g.median(), x - 0.08, x + 0.08, color="k", lw=2)
+    ax.axhline(1, color="k", lw=0.8)
+    handles = [Line2D([], [], ls="", marker="o", color=f"C{k}", label=f"batch {b}") for k, b in enumerate(batches)]
+    handles.append(Line2D([], [], color="k", lw=2, label="median (whisker: min-max)"))
+    if "bandwidth_ratio" in t:
+        bw = 1 / t["bandwidth_ratio"].iloc[0]
+        ax.axhline(bw, color="C3", ls="--", lw=1)
+        handles.append(Line2D([], [], color="C3", ls="--", label=f"step time x{bw:.2f} (bandwidth), same power"))
+    if machine_spread_pct is not None:
+        handles.append(Line2D([], [], color="grey", alpha=0.4, lw=6,
+                              label=f"+/-{machine_spread_pct:.1f} %: one {base} cell on two {base} machines"))
+    ax.set_xticks(range(len(quants)), quants, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel(f"decode J/token, {card} / {base} (same cell)")
+    ax.legend(handles=handles, fontsize=7, loc="upper left")
+    ax.set_title(f"energy per output token: {len(t)} cells, {t['model'].nunique()} architectures (< 1: the {card} "
+                 "uses less)", fontsize=9)
+    if "speedup_if_bandwidth" in t:
+        machines = sorted(t["machine_base"].unique())
+        for k, mch in enumerate(machines):
+            g = t[t["machine_base"] == mch]
+            bx.scatter(g["speedup_if_bandwidth"], g["speedup"], s=18, color=plt.get_cmap("Dark2")(k),
+                       label=f"{base} cell from {mch} (median x{g['speedup'].median():.2f})")
+        lo = min(t["speedup"].min(), 1.0) * 0.95
+        hi = max(t["speedup"].max(), t["speedup_if_bandwidth"].max()) * 1.03
+        bx.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="measured = bandwidth prediction")
+        bx.axhline(1, color="grey", lw=0.8)
+        bx.set_xlim(0.99, t["speedup_if_bandwidth"].max() * 1.02)
+        bx.set_ylim(lo, hi)
+        bx.set_xlabel(f"speedup the bandwidth alone predicts: 1 / (1 - u + u x GB/s {base} / GB/s {card}),\n"
+                      f"u = the {base} cell's share of its bandwidth roofline", fontsize=8)
+        bx.set_ylabel(f"measured decode tokens/s, {card} / {base}")
+        bx.legend(fontsize=6.5, loc="lower right")
+        bx.set_title(f"decode speed: measured vs the bandwidth prediction,\nby the machine of the {base} cell",
+                     fontsize=9)
+    fig.suptitle(f"{card} against {base} on the same cells (HF eager, "
+                 + ", ".join(sorted(t["workload"].unique())) + " prompt/output tokens; the cards ran on different "
+                 "machines)", fontsize=10)
     return _save(fig, path)

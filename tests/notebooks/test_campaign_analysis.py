@@ -602,3 +602,190 @@ def test_batch_trend_is_computed_not_assumed():
     assert "shrinks" in ca._batch_trend(t) and "+40.0 % -> +30.0 % -> +20.0 %" in ca._batch_trend(t)
     assert "grows" in ca._batch_trend(t.assign(energy_reduction_median_pct=[30.0, 20.0, 40.0]))
     assert "does not move one way" in ca._batch_trend(t.assign(energy_reduction_median_pct=[50.0, 40.0, 45.0]))
+
+
+# --- a second card type: the H200 against the H100 (synthetic records and the committed H200 records) -------
+H100, H200 = "h100-sxm", "h200"
+
+
+def _card_rows(records, rows):
+    """`_cells` with a card per row (`gpu_id`, default H100; the H200 rows on their own GPU unit and machine)."""
+    out = []
+    for r in rows:
+        r = {"gpu_id": H100, **r}
+        if r["gpu_id"] == H200:
+            r = {"gpu_uuid": "GPU-h200-unit-0", "gpu_unit": "GPU-h200-uni", "machine": "h200 machine", **r}
+        out.append(r)
+    return _cells(records, out)
+
+
+def test_load_cards_holds_both_cards_and_their_machines():
+    cards = ca.load_cards()
+    assert {H100, H200} <= set(cards["gpu_id"])
+    h200 = cards[cards["gpu_id"] == H200]
+    lines = sum(1 for ln in (ca.H200_MEASUREMENTS / "campaign.jsonl").read_text().splitlines() if ln.strip())
+    assert len(h200) == lines
+    # gpu_machines reads the H200 sessions' nvidia-smi.csv (with an index column): one 4-GPU machine, no '?'
+    assert h200["machine"].nunique() == 1 and h200["machine"].iloc[0].startswith("4-GPU machine")
+    assert not set(h200["machine"]) & set(cards.loc[cards["gpu_id"] == H100, "machine"])
+
+
+def test_cell_means_and_paired_energy_never_mix_two_cards(records):
+    df = _card_rows(records, [{"quant": "bf16", "decode_energy_per_token_j": 1.0},
+                              {"quant": "bf16", "decode_energy_per_token_j": 3.0, "gpu_id": H200},
+                              {"quant": "bnb-nf4", "decode_energy_per_token_j": 2.0, "gpu_id": H200}])
+    means = ca.cell_means(df)
+    assert len(means) == 3 and sorted(means["decode_energy_per_token_j"]) == [1.0, 2.0, 3.0]
+    p = ca.paired_energy(df, "bf16")
+    assert len(p) == 1 and p["e_base_j"].iloc[0] == pytest.approx(3.0)  # the H200 bf16, not the H100 one
+    assert p["gpu_id"].iloc[0] == H200
+
+
+def test_card_effect_ratios_noise_and_bandwidth_prediction(records):
+    rows = [
+        # the H100 cell measured in two files: their mean (1.1 J/token, 100 tokens/s) is the baseline
+        {"decode_energy_per_token_j": 1.0, "tokens_per_s": 100.0, "ttft_ms": 10.0, "prefill_energy_j": 5.0,
+         "bandwidth_utilization": 0.5},
+        {"decode_energy_per_token_j": 1.2, "tokens_per_s": 100.0, "ttft_ms": 10.0, "prefill_energy_j": 5.0,
+         "bandwidth_utilization": 0.5, "slice": "probe"},
+        {"decode_energy_per_token_j": 0.88, "tokens_per_s": 125.0, "ttft_ms": 8.0, "prefill_energy_j": 4.5,
+         "gpu_id": H200},
+        # an H100 cell without an H200 partner, and an H200 cell of the other workload: no pair
+        {"quant": "bnb-nf4", "decode_energy_per_token_j": 2.0},
+        {"decode_energy_per_token_j": 0.5, "gpu_id": H200, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+    ]
+    gpus = pd.DataFrame({"id": [H100, H200], "bandwidth_gbs": [1000.0, 2000.0]})
+    t = ca.card_effect(_card_rows(records, rows), H200, H100, gpus)
+    assert len(t) == 1
+    r = t.iloc[0]
+    assert r["e_base_j"] == pytest.approx(1.1) and r["e_card_j"] == pytest.approx(0.88)
+    assert r["energy_ratio"] == pytest.approx(0.8) and r["energy_change_pct"] == pytest.approx(-20.0)
+    assert r["speedup"] == pytest.approx(1.25)
+    # decode power = J/token x tokens/s: 0.88 x 125 / mean(100, 120)
+    assert r["power_ratio"] == pytest.approx(110.0 / 110.0)
+    assert r["ttft_ratio"] == pytest.approx(0.8) and r["prefill_energy_ratio"] == pytest.approx(0.9)
+    # 2 x sqrt(0.01^2 / 3 + 0.01^2 / 6) x 100 = 1.41 %: a 20 % change is beyond it
+    assert r["noise_pct"] == pytest.approx(2 * math.sqrt(0.01 ** 2 / 3 + 0.01 ** 2 / 6) * 100)
+    assert r["beyond_noise"] and r["n_records"] == "1/2"
+    assert r["energy_cv_base"] == pytest.approx(0.01) and r["energy_cv_card"] == pytest.approx(0.01)
+    assert r["machine_card"] == "h200 machine" and r["machine_base"] == "m"
+    # half the step memory-bound, twice the bandwidth: 1 / (0.5 + 0.25)
+    assert r["bandwidth_ratio"] == pytest.approx(2.0) and r["speedup_if_bandwidth"] == pytest.approx(4 / 3)
+    # the same change with noisy repetitions (CV 30 %) is within the noise
+    noisy = _card_rows(records, [{**x, "energy_cv": 0.3} for x in rows])
+    assert not ca.card_effect(noisy, H200, H100).iloc[0]["beyond_noise"]
+
+
+def test_card_effect_summary_counts_beyond_noise_and_machine_spread():
+    t = pd.DataFrame({"model": ["a", "b", "c", "d"], "quant": ["bf16", "bf16", "bf16", "bnb-nf4"], "batch_size": 1,
+                      "energy_ratio": [0.7, 0.9, 1.2, 0.95], "speedup": 1.1, "power_ratio": 1.0, "ttft_ratio": 0.9,
+                      "prefill_energy_ratio": 0.9, "beyond_noise": [True, True, True, False]})
+    t["energy_change_pct"] = (t["energy_ratio"] - 1) * 100
+    s = ca.card_effect_summary(t, machine_spread_pct=15.0)
+    assert list(s.index.get_level_values("quant")) == ["bf16", "bnb-nf4"]  # METHOD_ORDER
+    bf = s.loc[("bf16", 1)]
+    assert bf["cells"] == 3 and bf["energy_ratio_median"] == pytest.approx(0.9)
+    assert bf["n_lower_beyond_noise"] == 2 and bf["n_higher_beyond_noise"] == 1
+    assert bf["n_beyond_machine_spread"] == 2  # -30 % and +20 %, not -10 %
+    a = ca.card_effect_summary(t, by=None).loc["all"]
+    assert a["cells"] == 4 and a["energy_ratio_min"] == pytest.approx(0.7) and "n_beyond_machine_spread" not in a
+
+
+def test_card_effect_vs_repeats_separates_the_baseline_machine(records):
+    df = _card_rows(records, [
+        {"decode_energy_per_token_j": 1.0},
+        {"decode_energy_per_token_j": 0.8, "slice": "repeats", "machine": "another H100 machine"},
+        {"decode_energy_per_token_j": 0.8, "gpu_id": H200},
+    ])
+    r = ca.card_effect_vs_repeats(df, H200, H100).iloc[0]
+    assert r["energy_ratio_first"] == pytest.approx(0.8) and r["energy_ratio_repeat"] == pytest.approx(1.0)
+    assert r["shift_pct"] == pytest.approx(25.0)
+    assert r["machine_first"] == "m" and r["machine_repeat"] == "another H100 machine"
+
+
+def test_hardware_method_cooptimisation_by_hand(records):
+    e = {(H100, "bf16"): 1.0, (H100, "fp16"): 0.9, (H100, "bnb-nf4"): 0.95,
+         (H200, "bf16"): 0.8, (H200, "fp16"): 0.85, (H200, "bnb-nf4"): 0.7}
+    rows = [{"gpu_id": c, "quant": q, "decode_energy_per_token_j": v} for (c, q), v in e.items()]
+    rows += [{"quant": "fp32", "decode_energy_per_token_j": 0.5},  # H100 only: must not compete
+             {"quant": "bf16", "batch_size": 8, "decode_energy_per_token_j": 0.2},  # no H200 bf16 at batch 8
+             {"quant": "fp16", "batch_size": 8, "decode_energy_per_token_j": 0.1, "gpu_id": H200}]
+    t = ca.hardware_method_cooptimisation(_card_rows(records, rows))
+    assert len(t) == 1
+    r = t.iloc[0]
+    assert r["methods"] == 3 and r["hardware_card"] == H200 and r["method"] == "fp16"
+    assert (r["joint_card"], r["joint_method"]) == (H200, "bnb-nf4")
+    assert r["hardware_saving_pct"] == pytest.approx(20.0) and r["method_saving_pct"] == pytest.approx(10.0)
+    assert r["joint_saving_pct"] == pytest.approx(30.0)
+    assert r["product_saving_pct"] == pytest.approx(28.0)  # 1 - 0.8 x 0.9
+    assert r["joint_vs_hardware_pct"] == pytest.approx(12.5) and r["joint_vs_method_pct"] == pytest.approx(100 / 9 * 2)
+    assert r["joint_beyond_noise"] and r["method_on_card_beyond_noise"]
+    s = ca.cooptimisation_summary(t)
+    assert s.loc["joint (best card and method)", "saving_max_pct"] == pytest.approx(30.0)
+    assert s.loc["method alone (best method, baseline card)", "n_saving"] == 1
+
+
+def test_method_rank_transfer_spearman_on_a_known_order(records):
+    quants = ["bf16", "fp16", "bnb-nf4", "torchao-int8-wo"]
+    rows = []
+    for i, q in enumerate(quants):
+        rows.append({"quant": q, "decode_energy_per_token_j": 1.0 + i})
+        rows.append({"quant": q, "decode_energy_per_token_j": 2.0 + i, "gpu_id": H200})  # same order
+        rows.append({"quant": q, "batch_size": 8, "decode_energy_per_token_j": 1.0 + i})
+        rows.append({"quant": q, "batch_size": 8, "decode_energy_per_token_j": 9.0 - i, "gpu_id": H200})  # reversed
+    rows += [{"quant": q, "batch_size": 32, "decode_energy_per_token_j": 1.0, "gpu_id": g}
+             for q in quants[:2] for g in (H100, H200)]  # two methods only: left out
+    t = ca.method_rank_transfer(_card_rows(records, rows)).set_index("batch_size")
+    assert list(t.index) == [1, 8]
+    assert t.loc[1, "spearman"] == pytest.approx(1.0) and t.loc[1, "same_best"]
+    assert t.loc[8, "spearman"] == pytest.approx(-1.0) and not t.loc[8, "same_best"]
+    assert t.loc[8, "best_card"] == "torchao-int8-wo" and t.loc[8, "order_card"].startswith("torchao-int8-wo < bnb-nf4")
+
+
+def test_figure4_matrix_rows_per_card_and_one_reference(records):
+    df = _card_rows(records, [{"quant": "bf16", "decode_energy_per_token_j": 1.0},
+                              {"quant": "bnb-nf4", "decode_energy_per_token_j": 2.0},
+                              {"quant": "bf16", "decode_energy_per_token_j": 0.8, "gpu_id": H200},
+                              {"quant": "bnb-nf4", "decode_energy_per_token_j": 1.5, "gpu_id": H200}])
+    ex = ca.grid_scope_excludes(ca.GRIDS / "h200-campaign.yaml", H200)
+    assert ex and set(ex[0]["quant"]) == {"fp32", "torchao-int8-dyn"}
+    own = ca.figure4_matrix(df, MODEL, SHORT, ex)
+    common = ca.figure4_matrix(df, MODEL, SHORT, ex, baseline_card=H100)
+    h1, h2 = f"{H100} · hf-eager · b1", f"{H200} · hf-eager · b1"
+    assert list(own["ratio"].index) == [h1, h2]
+    assert own["ratio"].loc[h2, "bnb-nf4"] == pytest.approx(1.5 / 0.8)  # against the H200's own bf16
+    assert common["ratio"].loc[h2, "bnb-nf4"] == pytest.approx(1.5)  # against the H100 bf16 of the cell
+    assert common["ratio"].loc[h2, "bf16"] == pytest.approx(0.8)
+    assert common["ratio"].loc[h1, "bnb-nf4"] == pytest.approx(2.0)
+    # the H200 grid has no fp32: excluded there only
+    assert own["status"].loc[h2, "fp32"] == "excluded" and own["status"].loc[h1, "fp32"] == "not yet run"
+
+
+def test_selfchecks_of_both_cards_side_by_side():
+    sc = {**ca.load_selfchecks(), **ca.load_selfchecks(ca.H200_MEASUREMENTS)}
+    t = ca.selfcheck_table(sc)
+    assert "NVIDIA H200" in set(t["gpu_name"]) and t["gpu_name"].str.startswith("NVIDIA H100").any()
+    onehz = ca.onehz_table(ca.load_records().iloc[:0], sc)
+    h200 = onehz[onehz["gpu_name"] == "NVIDIA H200"]
+    assert len(h200) == 2 and (h200["origin"] == "meter self-check").all()
+
+
+@pytest.mark.slow
+def test_card_effect_and_key_findings_on_the_committed_records(cat, tmp_path):
+    cards = ca.load_cards()
+    t = ca.card_effect(ca.method_records(cards), gpus=cat["gpus"])
+    assert len(t) > 0 and (t["card"] == H200).all() and (t["baseline_card"] == H100).all()
+    np.testing.assert_allclose(t["energy_ratio"], t["e_card_j"] / t["e_base_j"])
+    assert (t["workload"] == f"{SHORT[0]}/{SHORT[1]}").all() and (t["engine"] == "hf-eager").all()
+    # the cards sit in different machines; the bandwidth prediction is between 1 and the bandwidth ratio
+    assert not (t["machine_base"] == t["machine_card"]).any()
+    assert ((t["speedup_if_bandwidth"] >= 1) & (t["speedup_if_bandwidth"] <= t["bandwidth_ratio"])).all()
+    kf = ca.key_findings(ca.method_records(ca.load_records()), cat["models"], None, MODEL, ca.load_selfcheck(),
+                         cat["quant_accuracy"], cards=cards, gpus=cat["gpus"]).set_index("claim")
+    co = kf.loc["Hardware x quantization co-optimisation (s4.3)"]
+    assert "h200" in co["ours"] and "not testable" not in co["verdict"]
+    assert "bandwidth" in co["why"] and "predicts a median speedup" in co["why"]
+    assert {"Hardware choice alone, measured (s4.2)", "The best strategy depends on the card (s4.3)"} <= set(kf.index)
+    pytest.importorskip("matplotlib")
+    p = ca.plot_card_effect(t, tmp_path / "cards.png", machine_spread_pct=5.0)
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
