@@ -321,6 +321,10 @@ class Design:
     #: Cross-validation calls it per fold with every row outside the held-out group, so held-out rows
     #: never inform the analytic baseline they are judged against.
     refit: Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
+    #: each row's cell without its card (model, engine, batch, workload, scope, KV bits, quant): the same cell
+    #: measured on two cards are twins. Random folds keep twins together; leave-one-GPU-out figures are split
+    #: by whether the held-out row's twin was in training. None: twins unknown (the cell is the group).
+    twin_group: np.ndarray | None = None
 
 
 def _features_and_base(frame, catalog) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -404,7 +408,8 @@ def design(frame, catalog) -> Design:
     cell = _row_keys(frame, key_cols + ["quant"])
     rank = _row_keys(frame, key_cols)
     refit = _method_overhead_refit(frame, catalog, measured["tokens_per_s"]) if catalog.method_overhead else None
-    return Design(X, base, measured, gpu_group, arch_group, cell, rank, refit)
+    twin = _row_keys(frame, key_cols[1:] + ["quant"])
+    return Design(X, base, measured, gpu_group, arch_group, cell, rank, refit, twin)
 
 
 def _row_keys(frame, cols: list[str]) -> np.ndarray:
@@ -426,14 +431,17 @@ def fit_quantiles(X: np.ndarray, y: np.ndarray, seed: int, quantiles=QUANTILES, 
 
 
 def _group_of(scheme: str, d: Design) -> np.ndarray:
-    """Each row's group under a CV scheme: its GPU (logo), its architecture (lomo) or its cell (random)."""
-    return {"logo": d.gpu_group, "lomo": d.arch_group}.get(scheme, d.cell_group)
+    """Each row's group under a CV scheme: its GPU (logo), its architecture (lomo) or its cell whatever the
+    card (random: the same cell measured on two cards is one group, so no fold is judged on a twin it
+    trained on)."""
+    cells = d.cell_group if d.twin_group is None else d.twin_group
+    return {"logo": d.gpu_group, "lomo": d.arch_group}.get(scheme, cells)
 
 
 def _folds(scheme: str, d: Design, rows: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """(train rows, test rows, held-out label) for a CV scheme, over the given row indices."""
     if scheme == "random":
-        cells = d.cell_group[rows]
+        cells = _group_of(scheme, d)[rows]
         uniq = np.array(sorted(set(cells)), dtype=object)
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(uniq))
@@ -527,14 +535,21 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
     fig.update(rank_correlation(d, rows[ok], p50[ok], meas[ok], fold_base[ok]))
     if per_group:
         inside = (meas >= p10) & (meas <= p90)
+        twins = None if d.twin_group is None else d.twin_group[rows]
         fig["by_held_out"] = {}
         for lab in sorted(set(folds[ok])):
             g = ok & (folds == lab)
-            fig["by_held_out"][str(lab)] = {
+            f = fig["by_held_out"][str(lab)] = {
                 "n": int(g.sum()), "median_ape_pct": _r(np.median(ape[g])),
                 "analytic_median_ape_pct": _r(np.median(ape_an[g])), "coverage_p10_p90": _r(np.mean(inside[g])),
                 **{k: v for k, v in rank_correlation(d, rows[g], p50[g], meas[g], fold_base[g]).items()
                    if k in ("rank_groups_3plus", "spearman_quant_rank_3plus")}}
+            if twins is not None:  # rows whose cell was measured on a card the fold trained on, and the rest
+                seen = np.isin(twins, twins[ok & (folds != lab)])
+                for name, sel in (("with_twin", g & seen), ("without_twin", g & ~seen)):
+                    f[f"n_{name}"] = int(sel.sum())
+                    f[f"median_ape_pct_{name}"] = _r(np.median(ape[sel])) if sel.any() else None
+                    f[f"analytic_median_ape_pct_{name}"] = _r(np.median(ape_an[sel])) if sel.any() else None
     preds = {"rows": rows[ok], "fold": folds[ok], "p10": p10[ok], "p50": p50[ok], "p90": p90[ok],
              "analytic": fold_base[ok]}
     return fig, preds
@@ -1069,15 +1084,22 @@ def model_card(meta: dict) -> str:
     if held:
         lines += ["", "### Leave-one-GPU-out, by held-out card", "",
                   "The pooled leave-one-GPU-out figures above, split by the card held out: how well the model",
-                  "transfers to a card it never saw. A card where the learned median APE exceeds the analytic one, or",
-                  "whose coverage is far from 0.80, is one the learned correction does not transfer to.", "",
+                  "predicts a card it never saw. A card where the learned median APE exceeds the analytic one, or",
+                  "whose coverage is far from 0.80, is one the learned correction does not transfer to. 'With twin':",
+                  "the held-out rows whose cell (model, method, engine, batch, workload) was measured on a training",
+                  "card, as a user's new card would be for a cell we measured; 'without': the rest, which only the",
+                  "physics features carry over.", "",
                   "| target | held-out card | rows | median APE % | analytic median APE % | coverage | "
-                  "Spearman, >= 3 methods (groups) |", "|---|---|---|---|---|---|---|"]
+                  "Spearman, >= 3 methods (groups) | with twin: rows, median APE %, analytic | "
+                  "without twin: rows, median APE %, analytic |", "|---|---|---|---|---|---|---|---|---|"]
         for t, by in held:
             for g, f in by.items():
+                tw = [f"{f.get('n_' + k, '')}, {_na(f.get('median_ape_pct_' + k))}, "
+                      f"{_na(f.get('analytic_median_ape_pct_' + k))}" if "n_" + k in f else ""
+                      for k in ("with_twin", "without_twin")]
                 lines.append(f"| {t} | {g} | {f['n']} | {f['median_ape_pct']} | {f['analytic_median_ape_pct']} | "
                              f"{f['coverage_p10_p90']} | {_na(f.get('spearman_quant_rank_3plus'))} "
-                             f"({f.get('rank_groups_3plus', 0)}) |")
+                             f"({f.get('rank_groups_3plus', 0)}) | {tw[0]} | {tw[1]} |")
     acc = meta["targets"].get("accuracy_delta", {})
     if acc.get("row_reasons"):
         lines += ["", "## Accuracy change", "",
