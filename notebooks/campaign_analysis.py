@@ -193,13 +193,15 @@ def gpu_machines(folder: Path = MEASUREMENTS) -> pd.DataFrame:
 
 
 def ok(df: pd.DataFrame) -> pd.DataFrame:
-    """Records with status ok, latest per (cell keys, quant, slice) if a cell was measured twice.
+    """Records with status ok, latest per (cell keys, quant, slice, card `gpu_id`) if a cell was measured twice.
 
-    One whole record per cell: for the per-record analyses (noise, 1 Hz error, roofline). The method
+    One whole record per cell, file and card type: for the per-record analyses (noise, 1 Hz error, roofline).
+    The card is part of the key because both cards' files share their stems ('campaign') and the cell keys
+    name no card: the H200 record of a cell never replaces the H100 record of the same cell. The method
     comparisons use `cell_means` instead.
     """
     d = df[df["status"] == "ok"].sort_values("created_at")
-    return d.drop_duplicates([*CELL_KEYS, "quant", "slice"], keep="last").reset_index(drop=True)
+    return d.drop_duplicates([*CELL_KEYS, "quant", "slice", "gpu_id"], keep="last").reset_index(drop=True)
 
 
 def method_records(df: pd.DataFrame) -> pd.DataFrame:
@@ -213,11 +215,12 @@ def noise_pct(cv_a, n_a, cv_b, n_b):
     return 2.0 * np.sqrt(cv_a ** 2 / np.maximum(n_a, 1) + cv_b ** 2 / np.maximum(n_b, 1)) * 100.0
 
 
-def _sorted_by_method(t: pd.DataFrame) -> pd.DataFrame:
-    """Rows by quant in METHOD_ORDER, then model and batch size."""
+def _sorted_by_method(t: pd.DataFrame, then: Sequence[str] = ("model", "batch_size")) -> pd.DataFrame:
+    """Rows by quant in METHOD_ORDER, then by the columns of `then` the frame has (default model and batch
+    size)."""
     order = {q: i for i, q in enumerate(METHOD_ORDER)}
-    return t.sort_values(["quant", "model", "batch_size"], key=lambda c: c.map(order) if c.name == "quant" else c
-                         ).reset_index(drop=True)
+    cols = ["quant", *(c for c in then if c in t.columns)]
+    return t.sort_values(cols, key=lambda c: c.map(order) if c.name == "quant" else c).reset_index(drop=True)
 
 
 def cell_means(df: pd.DataFrame) -> pd.DataFrame:
@@ -341,16 +344,19 @@ _PAIR_COLS = ["decode_energy_per_token_j", "tokens_per_s", "energy_cv", "repetit
               "machine", "slice"]
 
 
-def _pair_cells(meth: pd.DataFrame, base: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+def _pair_cells(meth: pd.DataFrame, base: pd.DataFrame, keys: Sequence[str], extra: Sequence[str] = ()
+                ) -> pd.DataFrame:
     """`cell_means` rows of `meth` joined with the `base` row of the same `keys` and the same file (`slice`),
     and the comparison of each pair: e_base_j / e_method_j (decode J per output token), energy_ratio,
     energy_reduction_pct (positive = the method saves energy), speedup (tokens/s ratio), power_ratio
     (= energy_ratio x speedup), tokens_per_s_base / _method, noise_pct (two standard errors of the ratio of
     the two means, from each cell's energy_cv over its repetitions), within_noise, same_gpu_unit, same_machine,
-    n_records ('method/base') and workload. Every key must match, so callers keep the workload
-    (prompt_tokens, output_tokens) in `keys` to pair only cells of one workload."""
+    n_records ('method/base') and workload; each column of `extra` of both cells as <column>_method and
+    <column>_base. Every key must match, so callers keep the workload (prompt_tokens, output_tokens) in `keys`
+    to pair only cells of one workload."""
     keys = list(keys)
-    b = base[[*keys, *_PAIR_COLS]].rename(columns={c: f"{c}_base" for c in _PAIR_COLS})
+    carried = [*_PAIR_COLS, *(c for c in extra if c not in _PAIR_COLS)]
+    b = base[[*keys, *carried]].rename(columns={c: f"{c}_base" for c in carried})
     m = meth.merge(b, on=keys, how="inner")
     m = m[m["slice"] == m["slice_base"]].reset_index(drop=True)
     out = m[[c for c in ("gpu_id", "model", "engine", "batch_size", "prompt_tokens", "output_tokens", "quant")
@@ -370,6 +376,9 @@ def _pair_cells(meth: pd.DataFrame, base: pd.DataFrame, keys: Sequence[str]) -> 
     out["n_records"] = m["n_records"].astype(int).astype(str) + "/" + m["n_records_base"].astype(int).astype(str)
     out["slice"] = m["slice"]
     out["workload"] = workload_of(m) if len(m) else pd.Series(dtype=str)
+    for c in extra:
+        out[f"{c}_method"] = m[c]
+        out[f"{c}_base"] = m[f"{c}_base"]
     return out
 
 
@@ -680,11 +689,18 @@ def engine_effect(df: pd.DataFrame, engine: str = "hf-compiled", baseline_engine
     return out.sort_values(["quant", "model", "batch_size", "prompt_tokens", "slice"]).reset_index(drop=True)
 
 
+def _card_keys(t: pd.DataFrame) -> list[str]:
+    """['gpu_id'] where the frame has the card column, else []: group keys start with the card type, so two
+    cards' rows of one cell are never pooled."""
+    return ["gpu_id"] if "gpu_id" in t else []
+
+
 def engine_effect_per_architecture(t: pd.DataFrame, quant: str = "bf16") -> pd.DataFrame:
-    """`engine_effect` rows of one method reduced to one row per (workload, batch, model): the mean over the
-    model's pairs where a cell was paired in two files, so each architecture counts once. `pairs` says how
-    many were averaged; within_noise / same_gpu_unit / same_machine are true only if true for every pair."""
-    g = t[t["quant"] == quant].groupby(["workload", "batch_size", "model"])
+    """`engine_effect` rows of one method reduced to one row per (card `gpu_id`, workload, batch, model): the
+    mean over the model's pairs where a cell was paired in two files, so each architecture counts once per
+    card. `pairs` says how many were averaged; within_noise / same_gpu_unit / same_machine are true only if
+    true for every pair."""
+    g = t[t["quant"] == quant].groupby([*_card_keys(t), "workload", "batch_size", "model"])
     return pd.DataFrame({
         "pairs": g.size(), "e_base_j": g["e_base_j"].mean(), "e_method_j": g["e_method_j"].mean(),
         "energy_reduction_pct": g["energy_reduction_pct"].mean(), "noise_pct": g["noise_pct"].mean(),
@@ -694,15 +710,16 @@ def engine_effect_per_architecture(t: pd.DataFrame, quant: str = "bf16") -> pd.D
 
 
 def engine_effect_summary(t: pd.DataFrame, quant: str = "bf16") -> pd.DataFrame:
-    """Per (workload, batch): the spread across architectures of the engine effect on one method (each
-    architecture once, `engine_effect_per_architecture`): median / min / max energy reduction (%), the
+    """Per (card `gpu_id`, workload, batch): the spread across architectures of the engine effect on one method
+    (each architecture once, `engine_effect_per_architecture`): median / min / max energy reduction (%), the
     architectures at the two ends, median speedup and power ratio, and how many architectures save energy
     beyond noise, cost energy beyond noise, or differ within noise, and ran both cells on one GPU unit."""
     a = engine_effect_per_architecture(t, quant)
+    keys = [*_card_keys(a), "workload", "batch_size"]
     rows = []
-    for (w, b), g in a.groupby(["workload", "batch_size"]):
+    for k, g in a.groupby(keys):
         beyond = ~g["within_noise"]
-        rows.append({"workload": w, "batch_size": b, "architectures": g["model"].nunique(),
+        rows.append({**dict(zip(keys, k, strict=True)), "architectures": g["model"].nunique(),
                      "energy_reduction_median_pct": g["energy_reduction_pct"].median(),
                      "energy_reduction_min_pct": g["energy_reduction_pct"].min(),
                      "energy_reduction_max_pct": g["energy_reduction_pct"].max(),
@@ -718,8 +735,9 @@ def engine_effect_summary(t: pd.DataFrame, quant: str = "bf16") -> pd.DataFrame:
 
 
 def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str = "bf16") -> pd.DataFrame:
-    """Every compiled cell of a method against compiled `baseline` (same model, batch, workload and file), next
-    to the same method against eager `baseline`: does compiling remove the method's extra cost?
+    """Every compiled cell of a method against compiled `baseline` (same card type, model, batch, workload and
+    file), next to the same method against eager `baseline` on the same card: does compiling remove the
+    method's extra cost?
 
     Per engine (suffix _eager / _compiled): energy_reduction_pct vs the baseline on that engine (positive =
     the method saves energy), noise_pct / within_noise (`paired_energy`), speedup, and the extra decode step
@@ -731,7 +749,8 @@ def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str 
     p["num_layers"] = p["model"].map(layers)
     p["overhead_per_layer_ms"] = (1000.0 * p["batch_size"] / p["tokens_per_s_method"]
                                   - 1000.0 * p["batch_size"] / p["tokens_per_s_base"]) / p["num_layers"]
-    keys = ["model", "quant", "batch_size", "prompt_tokens", "output_tokens", "workload", "slice", "num_layers"]
+    keys = ["gpu_id", "model", "quant", "batch_size", "prompt_tokens", "output_tokens", "workload", "slice",
+            "num_layers"]
     cols = ["energy_reduction_pct", "noise_pct", "within_noise", "speedup", "overhead_per_layer_ms", "same_gpu_unit"]
     comp = p[p["engine"] == "hf-compiled"][keys + cols]
     eager = p[p["engine"] == "hf-eager"][keys + cols]
@@ -830,9 +849,31 @@ def grid_scope_excludes(grid_file: Path, gpu_id: str) -> list[dict[str, Any]]:
 
 def card_cells(df: pd.DataFrame, card: str) -> pd.DataFrame:
     """`cell_means` of one card type's ok records (`gpu_id` == `card`), every file passed pooled: one row per
-    (cell keys, quant), `slice` set to POOLED_SLICE. Pass method records (`method_records`) to keep the
-    repeats out, or only the repeats to use those."""
-    return cell_means(df[df["gpu_id"] == card].assign(slice=POOLED_SLICE))
+    (cell keys, quant), `slice` set to POOLED_SLICE, and `machines`: every machine the cell's records ran on
+    (sorted, joined with '; '; `machine` stays the latest record's). Pass method records (`method_records`)
+    to keep the repeats out, or only the repeats to use those."""
+    d = df[df["gpu_id"] == card].assign(slice=POOLED_SLICE)
+    c = cell_means(d)
+    keys = [*CELL_KEYS, "quant", "slice", "gpu_id"]
+    ok_d = d[d["status"] == "ok"]
+    machines = ok_d.groupby(keys, dropna=False)["machine"].agg(lambda s: "; ".join(sorted(set(s.astype(str)))))
+    return c.merge(machines.rename("machines").reset_index(), on=keys, how="left")
+
+
+#: The group of `machine_group` for a cell whose records ran on more than one machine.
+SEVERAL_MACHINES = "several machines"
+
+
+def machine_group(machines: pd.Series) -> pd.Series:
+    """Each cell's machine where all its records ran on one (`card_effect`'s machine_base / machine_card),
+    else SEVERAL_MACHINES: the per-machine summaries and plot colours give such cells a group of their own
+    instead of one group per combination of machines."""
+    return machines.where(~machines.astype(str).str.contains("; ", regex=False), SEVERAL_MACHINES)
+
+
+def _machines_of(machines: pd.Series) -> list[str]:
+    """The distinct machines named in a column of '; '-joined machine lists, sorted."""
+    return sorted({m for ms in machines.dropna().astype(str) for m in ms.split("; ")})
 
 
 def card_effect(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "h100-sxm",
@@ -849,7 +890,9 @@ def card_effect(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "
     `noise_pct`: two standard errors of the energy ratio (%) from both cells' energy_cv over their repetitions
     (`noise_pct`; the cells' CVs in energy_cv_base / energy_cv_card, root mean square over a cell's records);
     `beyond_noise`: |energy_change_pct| above it. `machine_base` / `machine_card`: where the two
-    cells ran (always two machines when the cards sit in different machines). With `gpus` (gpus.csv):
+    cells ran, every machine of the cell's records (sorted, joined with '; ', as `card_cells`' `machines`;
+    always two machines when the cards sit in different machines; `machine_group` maps a cell of several
+    machines to SEVERAL_MACHINES). With `gpus` (gpus.csv):
     `bandwidth_ratio` (GB/s over GB/s) and `speedup_if_bandwidth`, the speedup expected if only the memory-bound
     share of the baseline step (its roofline utilization u, the records' `bandwidth_utilization`) shrank with
     the bandwidth: 1 / (1 - u + u / bandwidth_ratio). `workload` None keeps every workload (pairs stay within one).
@@ -857,23 +900,23 @@ def card_effect(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "
     keys = [*CELL_KEYS, "quant"]
     a = select_workload(card_cells(df_all, card), workload)
     b = select_workload(card_cells(df_all, baseline_card), workload)
-    p = _pair_cells(a, b, keys)
+    extra = ["decode_avg_power_w", "ttft_ms", "prefill_energy_j", "energy_cv", "machines", "bandwidth_utilization"]
+    p = _pair_cells(a, b, keys, extra=extra)
     p = p.drop(columns=["gpu_id", "same_gpu_unit", "same_machine", "slice", "power_ratio"], errors="ignore")
     p = p.rename(columns={"e_method_j": "e_card_j", "tokens_per_s_method": "tokens_per_s_card"})
     p.insert(0, "card", card)
     p.insert(1, "baseline_card", baseline_card)
     p["energy_change_pct"] = (p["energy_ratio"] - 1.0) * 100.0
     p["beyond_noise"] = ~p["within_noise"]
-    cols = ["decode_avg_power_w", "ttft_ms", "prefill_energy_j", "bandwidth_utilization", "machine", "energy_cv"]
-    m = p[keys].merge(a[keys + cols], on=keys, how="left").merge(b[keys + cols], on=keys, how="left",
-                                                                   suffixes=("", "_base"))
     for col, name in (("decode_avg_power_w", "power"), ("ttft_ms", "ttft"), ("prefill_energy_j", "prefill_energy")):
-        p[f"{name}_ratio"] = (m[col] / m[f"{col}_base"]).to_numpy()
-    p["energy_cv_base"] = m["energy_cv_base"].to_numpy()
-    p["energy_cv_card"] = m["energy_cv"].to_numpy()
-    p["machine_base"] = m["machine_base"].to_numpy()
-    p["machine_card"] = m["machine"].to_numpy()
-    p["bandwidth_utilization_base"] = m["bandwidth_utilization_base"].to_numpy()
+        p[f"{name}_ratio"] = p[f"{col}_method"] / p[f"{col}_base"]
+    p["energy_cv_base"] = p.pop("energy_cv_base")
+    p["energy_cv_card"] = p.pop("energy_cv_method")
+    p["machine_base"] = p.pop("machines_base")
+    p["machine_card"] = p.pop("machines_method")
+    p["bandwidth_utilization_base"] = p.pop("bandwidth_utilization_base")
+    p = p.drop(columns=[f"{c}_{side}" for c in extra[:3] for side in ("method", "base")]
+               + ["bandwidth_utilization_method"])
     if gpus is not None:
         bw = gpus.set_index("id")["bandwidth_gbs"].astype(float)
         ratio = bw.get(card, np.nan) / bw.get(baseline_card, np.nan)
@@ -890,7 +933,9 @@ def card_effect_summary(t: pd.DataFrame, by: str | Sequence[str] | None = ("quan
     power, TTFT and prefill-energy ratios (and `speedup_if_bandwidth` where present), how many cells use less
     (`n_lower_beyond_noise`) or more (`n_higher_beyond_noise`) energy beyond their repetition noise, and, given
     `machine_spread_pct` (e.g. the largest |J/token difference| of one cell measured on two machines of one
-    card, %), how many change by more than that (`n_beyond_machine_spread`)."""
+    card, %), how many change by more than that (`n_beyond_machine_spread`). Grouped by `machine_base` or
+    `machine_card`, the cells whose records ran on several machines form one group, SEVERAL_MACHINES
+    (`machine_group`)."""
     def summ(g: pd.DataFrame) -> pd.Series:
         e = g["energy_ratio"]
         row = {"cells": len(g), "architectures": g["model"].nunique(),
@@ -910,10 +955,11 @@ def card_effect_summary(t: pd.DataFrame, by: str | Sequence[str] | None = ("quan
         return pd.DataFrame()
     if by is None:
         return summ(t).to_frame("all").T
-    s = t.groupby(list([by] if isinstance(by, str) else by)).apply(summ, include_groups=False)
-    if "quant" in s.index.names:
-        order = {q: i for i, q in enumerate(METHOD_ORDER)}
-        s = s.sort_index(level="quant", key=lambda c: c.map(order) if c.name == "quant" else c, sort_remaining=True)
+    by = [by] if isinstance(by, str) else list(by)
+    t = t.assign(**{k: machine_group(t[k]) for k in by if k in ("machine_base", "machine_card")})
+    s = t.groupby(by).apply(summ, include_groups=False)
+    if "quant" in by:
+        s = _sorted_by_method(s.reset_index(), then=[k for k in by if k != "quant"]).set_index(by)
     return s
 
 
@@ -1020,6 +1066,14 @@ def cooptimisation_summary(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("choice")
 
 
+def _gap_pct(cells: pd.DataFrame, card: str, cheap: str, other: str) -> tuple[float, float]:
+    """How much more decode J/token method `other` costs than `cheap` on `card`, (E_other / E_cheap - 1) x 100,
+    and the two standard errors of that ratio (`noise_pct`); `cells` indexed by (card, quant)."""
+    lo, hi = cells.loc[(card, cheap)], cells.loc[(card, other)]
+    return ((hi["decode_energy_per_token_j"] / lo["decode_energy_per_token_j"] - 1.0) * 100.0,
+            float(noise_pct(hi["energy_cv"], hi["repetitions"], lo["energy_cv"], lo["repetitions"])))
+
+
 def method_rank_transfer(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "h100-sxm",
                          engine: str = "hf-eager", workload: tuple[int, int] = REFERENCE_WORKLOAD,
                          min_methods: int = 3) -> pd.DataFrame:
@@ -1027,7 +1081,16 @@ def method_rank_transfer(df_all: pd.DataFrame, card: str = "h200", baseline_card
     one engine and workload with at least `min_methods` methods measured on both cards: the Spearman rank
     correlation of the methods' J/token on the two cards (`spearman`, 1 = the same order), the cheapest
     method on each card (`best_base`, `best_card`) and whether it is the same (`same_best`), and each card's
-    order ('a < b < ...', lowest J/token first)."""
+    order ('a < b < ...', lowest J/token first).
+
+    Where the cheapest method changes, how much it matters: `gap_base_pct` = how much more J/token the
+    card's cheapest method costs than the baseline card's cheapest on the baseline card, (E[best_card] /
+    E[best_base] - 1) x 100, and `gap_card_pct` the same on the card, (E[best_base] / E[best_card] - 1) x 100
+    (0 where the cheapest is the same); `noise_base_pct` / `noise_card_pct`: two standard errors of those
+    ratios from the two cells' energy_cv over their repetitions (`noise_pct`); `change_within_noise`: either gap
+    within its noise. A change of the cheapest method is resolved only where each card's cheapest beats the
+    other card's cheapest beyond the noise on that card; if either gap is within it, the data are consistent
+    with one cheapest method on both cards (true where the cheapest does not change)."""
     d = _card_method_cells(df_all, [baseline_card, card], engine, workload)
     rows = []
     for (model, b), g in d.groupby(["model", "batch_size"]):
@@ -1035,9 +1098,15 @@ def method_rank_transfer(df_all: pd.DataFrame, card: str = "h200", baseline_card
         if card not in e or baseline_card not in e or len(e) < min_methods:
             continue
         x, y = e[baseline_card], e[card]
+        bx, by = x.idxmin(), y.idxmin()
+        cells = g.set_index(["card", "quant"])
+        gb, nb = _gap_pct(cells, baseline_card, bx, by)
+        gc, nc = _gap_pct(cells, card, by, bx)
         rows.append({"model": model, "batch_size": b, "methods": len(e), "spearman": x.corr(y, method="spearman"),
-                     "best_base": x.idxmin(), "best_card": y.idxmin(), "same_best": x.idxmin() == y.idxmin(),
-                     "order_base": " < ".join(x.sort_values().index), "order_card": " < ".join(y.sort_values().index)})
+                     "best_base": bx, "best_card": by, "same_best": bx == by,
+                     "order_base": " < ".join(x.sort_values().index), "order_card": " < ".join(y.sort_values().index),
+                     "gap_base_pct": gb, "noise_base_pct": nb, "gap_card_pct": gc, "noise_card_pct": nc,
+                     "change_within_noise": bool(gb <= nb or gc <= nc)})
     return pd.DataFrame(rows)
 
 
@@ -1065,8 +1134,8 @@ def roofline(df: pd.DataFrame, gpus: pd.DataFrame, models: pd.DataFrame) -> pd.D
         kv_gb = kv_per_tok * ctx * r["batch_size"] / 1e9
         step_gb = r["weights_gb"] + kv_gb
         roof = r["batch_size"] * bw / step_gb
-        rows.append({"label": r["label"], "model": r["model"], "engine": r["engine"], "quant": r["quant"],
-                     "batch_size": r["batch_size"], "prompt_tokens": r["prompt_tokens"],
+        rows.append({"label": r["label"], "gpu_id": r["gpu_id"], "model": r["model"], "engine": r["engine"],
+                     "quant": r["quant"], "batch_size": r["batch_size"], "prompt_tokens": r["prompt_tokens"],
                      "output_tokens": r["output_tokens"],
                      "workload": f"{int(r['prompt_tokens'])}/{int(r['output_tokens'])}", "slice": r["slice"],
                      "bandwidth_gbs": bw,
@@ -1080,10 +1149,11 @@ def roofline(df: pd.DataFrame, gpus: pd.DataFrame, models: pd.DataFrame) -> pd.D
 # --- noise floor, 1 Hz method error, failures, coverage --------------------------------------------------
 def noise_table(df: pd.DataFrame) -> pd.DataFrame:
     """Run-to-run spread of every ok cell: CVs over the repetitions and the per-repetition values (J per
-    repetition, tokens/s); `workload` keeps the two workloads apart (their timed windows differ)."""
+    repetition, tokens/s); `workload` keeps the two workloads apart (their timed windows differ), `gpu_id`
+    the card types."""
     d = ok(df).assign(workload=lambda x: workload_of(x))
-    cols = ["label", "slice", "gpu_unit", "engine", "workload", "quant", "batch_size", "repetitions", "energy_cv",
-            "tokens_per_s_cv", "rep_energy_j", "rep_tokens_per_s", "is_stable", "unstable_reason",
+    cols = ["label", "gpu_id", "slice", "gpu_unit", "engine", "workload", "quant", "batch_size", "repetitions",
+            "energy_cv", "tokens_per_s_cv", "rep_energy_j", "rep_tokens_per_s", "is_stable", "unstable_reason",
             "throttle_reasons"]
     t = d[cols].copy()
     t["rep_energy_j"] = t["rep_energy_j"].map(lambda xs: [round(float(x), 1) for x in xs])
@@ -1092,9 +1162,13 @@ def noise_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def noise_summary(noise: pd.DataFrame) -> pd.DataFrame:
-    """Median / 90th percentile CV per (slice, engine, workload): the noise floor a predictor is judged
-    against (a longer output makes longer timed windows, so the workloads are summarised apart)."""
-    g = noise.groupby(["slice", "engine", "workload"])
+    """Median / 90th percentile CV per (slice, engine, workload), and per card type first (`gpu_id`) where the
+    table holds several (their files share names): the noise floor a predictor is judged against (a longer
+    output makes longer timed windows, so the workloads are summarised apart)."""
+    by = ["slice", "engine", "workload"]
+    if "gpu_id" in noise and noise["gpu_id"].nunique() > 1:
+        by.insert(0, "gpu_id")
+    g = noise.groupby(by)
     return pd.DataFrame({
         "cells": g.size(),
         "energy_cv_median": g["energy_cv"].median(), "energy_cv_p90": g["energy_cv"].quantile(0.9),
@@ -1215,10 +1289,10 @@ def first_rep_ratio(df: pd.DataFrame) -> pd.DataFrame:
 
 # --- reproducibility: the same cell measured again on another machine ------------------------------------
 def reproducibility(df: pd.DataFrame, repeat_slices: Sequence[str] = REPEAT_SLICES) -> pd.DataFrame:
-    """Each ok record of a repeat file against the earlier ok record(s) of the same cell (`cell_hash`) in
-    the other files (their mean where there are several); records of the cell made after the repeat are
-    left out. The cell hash covers every field of the cell, the workload included, so a repeat is only ever
-    compared with records of its own workload.
+    """Each ok record of a repeat file against the earlier ok record(s) of the same cell (`cell_hash`) on the
+    same card type (`gpu_id`: the cell hash names no card) in the other files (their mean where there are
+    several); records of the cell made after the repeat are left out. The cell hash covers every field of the
+    cell, the workload included, so a repeat is only ever compared with records of its own workload.
 
     Differences are (repeat / earlier - 1) x 100 for decode J per output token (`energy_diff_pct`),
     tokens/s (`tokens_per_s_diff_pct`) and decode power (`power_diff_pct`). `comparison` says where the
@@ -1232,7 +1306,8 @@ def reproducibility(df: pd.DataFrame, repeat_slices: Sequence[str] = REPEAT_SLIC
     earlier_at = pd.to_datetime(earlier["created_at"], utc=True)
     rows = []
     for _, r in rep.sort_values("created_at").iterrows():
-        e = earlier[(earlier["cell_hash"] == r["cell_hash"]) & (earlier_at < pd.to_datetime(r["created_at"], utc=True))]
+        e = earlier[(earlier["cell_hash"] == r["cell_hash"]) & (earlier["gpu_id"] == r["gpu_id"])
+                    & (earlier_at < pd.to_datetime(r["created_at"], utc=True))]
         if e.empty:
             continue
         ev = {c: e[c].mean() for c in ("decode_energy_per_token_j", "tokens_per_s", "decode_avg_power_w")}
@@ -1242,8 +1317,8 @@ def reproducibility(df: pd.DataFrame, repeat_slices: Sequence[str] = REPEAT_SLIC
         n_gpus = machine_e.split("-GPU")[0] if "-GPU" in machine_e else "?"
         same = bool((e["machine"] == r["machine"]).all())
         rows.append({
-            "label": r["label"], "model": r["model"], "quant": r["quant"], "engine": r["engine"],
-            "batch_size": r["batch_size"], "workload": f"{int(r['prompt_tokens'])}/{int(r['output_tokens'])}",
+            "label": r["label"], "gpu_id": r["gpu_id"], "model": r["model"], "quant": r["quant"],
+            "engine": r["engine"], "batch_size": r["batch_size"], "workload": f"{int(r['prompt_tokens'])}/{int(r['output_tokens'])}",
             "earlier_slice": ", ".join(sorted(e["slice"].unique())),
             "earlier_machine": machine_e, "repeat_machine": r["machine"],
             "comparison": "same machine" if same else f"other machine ({n_gpus} GPU{'s' if n_gpus != '1' else ''})",
@@ -1319,16 +1394,16 @@ def plot_reproducibility(t: pd.DataFrame, path: Path) -> Path:
 def energy_vs_params(df: pd.DataFrame, models: pd.DataFrame, quants: Sequence[str] = ("bf16", "fp16"),
                      engine: str = "hf-eager", workload: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
     """Decode J per output token against the parameter count (models.csv `params_b`), one row per
-    (model, quant, batch, slice) with the mean of the cell's ok records (`cell_means`), for one `engine` and
-    one `workload` only (default hf-eager, 256/128: the cells every architecture has)."""
+    (card `gpu_id`, model, quant, batch, slice) with the mean of the cell's ok records (`cell_means`), for one
+    `engine` and one `workload` only (default hf-eager, 256/128: the cells every architecture has)."""
     d = cell_means(df)
     d = d[d["quant"].isin(list(quants)) & (d["engine"] == engine) & (d["prompt_tokens"] == workload[0])
           & (d["output_tokens"] == workload[1])]
     params = models.set_index("id")["params_b"]
-    t = d[["model", "quant", "batch_size", "slice", "n_records", "decode_energy_per_token_j", "tokens_per_s",
-           "decode_avg_power_w"]].copy()
+    t = d[["gpu_id", "model", "quant", "batch_size", "slice", "n_records", "decode_energy_per_token_j",
+           "tokens_per_s", "decode_avg_power_w"]].copy()
     t["params_b"] = t["model"].map(params)
-    t = t.sort_values(["quant", "batch_size", "params_b"]).reset_index(drop=True)
+    t = t.sort_values(["gpu_id", "quant", "batch_size", "params_b"]).reset_index(drop=True)
     t.attrs.update(workload=tuple(workload), engine=engine)
     return t
 
@@ -1336,7 +1411,9 @@ def energy_vs_params(df: pd.DataFrame, models: pd.DataFrame, quants: Sequence[st
 def plot_energy_vs_params(t: pd.DataFrame, path: Path, repeats: pd.DataFrame | None = None) -> Path:
     """bf16 eager J per output token vs parameter count, one colour per batch size (filled circles); fp16
     cells (same bytes) as open squares where present; `repeats` (energy_vs_params of the repeat records) as
-    crosses."""
+    crosses. One card type per plot (`gpu_id`)."""
+    if "gpu_id" in t and t["gpu_id"].nunique() > 1:
+        raise ValueError("plot_energy_vs_params draws one card type: pass one card's rows")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10.5, 6))
     for i, b in enumerate(sorted(t["batch_size"].unique())):
@@ -1563,6 +1640,25 @@ def _batch_trend(summary: pd.DataFrame) -> str:
             + " -> ".join(f"{m:+.1f} %" for m in med) + ")")
 
 
+def _ranking_verdict(spearman_median: float, cells: int, changed: int, resolved: int) -> str:
+    """The verdict on 'the best strategy depends on the card' from `method_rank_transfer`: the median Spearman
+    correlation of the method order, and of `cells` cells, how many change their cheapest method (`changed`)
+    and how many of those changes the repetition noise resolves (`resolved`)."""
+    rho = f"Spearman median {spearman_median:.2f}"
+    if spearman_median >= 0.7:
+        if resolved == 0:
+            change = ("the cheapest method is the same in every cell" if changed == 0 else
+                      f"the cheapest method changes ({changed} of {cells} cells) only within noise")
+            return f"not between these two cards: the method order broadly carries over ({rho}); {change}"
+        return (f"partly: the method order broadly carries over ({rho}), but the cheapest method changes beyond "
+                f"noise in {resolved} of {cells} cells")
+    if spearman_median >= 0.4:
+        return (f"partly: the method order carries over only roughly ({rho}); the cheapest method changes in "
+                f"{changed} of {cells} cells, {resolved} beyond noise")
+    return (f"agrees: the method order changes with the card ({rho}); the cheapest method changes in {changed} of "
+            f"{cells} cells, {resolved} beyond noise")
+
+
 def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
                        gpus: pd.DataFrame | None = None) -> dict[str, tuple[str, ...]] | None:
     """The key-findings rows of the hardware comparison ((ours, evidence, verdict, why) per claim), from the
@@ -1601,8 +1697,12 @@ def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
             f"{int(co['joint_beyond_noise'].sum())} of {n}")
     size = ("as large as claimed" if j.max() >= claim - 5.0 else
             "smaller than claimed" if j.max() >= claim / 2 else "far smaller than claimed")
-    source = ("mostly from the card, not the method" if h.median() > co["joint_vs_hardware_pct"].median()
-              else "mostly from the method")
+    # the method on top of the best card: saves, and beyond the noise of the joint/card-alone ratio
+    n_adds = int((co["method_on_card_beyond_noise"] & (co["joint_vs_hardware_pct"] > 0)).sum())
+    adds = (f"the method adds beyond noise in none of the {n} cells" if n_adds == 0 else
+            f"the method adds beyond noise in {n_adds} of {n} cells")
+    source = (f"mostly from the card, not the method ({adds})" if h.median() > co["joint_vs_hardware_pct"].median()
+              else f"mostly from the method ({adds})")
     verdict = f"{size}: up to {j.max():.0f} % (paper {claim:.0f} %), {source}"
     u = ce["bandwidth_utilization_base"].median()
     exp_txt = ""
@@ -1620,6 +1720,27 @@ def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
                    f"{base}", verdict, why)}
     within = ce["energy_change_pct"].abs() <= spread
     per_b = ce[ce["quant"] == "bf16"].groupby("batch_size")["energy_ratio"].median()
+    e_med = ce["energy_ratio"].median()
+    hw_verdict = (f"the {card} uses {'less' if e_med < 1 else 'more'} energy per token (median "
+                  f"{abs(1 - e_med) * 100:.0f} %)")
+    if "speedup_if_bandwidth" in ce:
+        meas, pred = ce["speedup"].median(), ce["speedup_if_bandwidth"].median()
+        nums = (f"tokens/s x{meas:.2f} measured, x{pred:.3f} predicted from {ce['bandwidth_ratio'].iloc[0]:.2f}x "
+                "the bandwidth, medians")
+        gain, pred_gain = meas - 1.0, pred - 1.0
+        if gain <= 0:
+            hw_verdict += f", and decodes no faster although the bandwidth model predicts a gain ({nums})"
+        elif pred_gain <= 0 or gain > 2.0 * pred_gain:
+            hw_verdict += (f", and decodes faster by far more than the bandwidth model predicts ({nums}): mostly "
+                           "not the memory")
+        elif gain >= 0.5 * pred_gain:
+            hw_verdict += f", and decodes faster by about what the bandwidth model predicts ({nums})"
+        else:
+            hw_verdict += f", and decodes faster by less than the bandwidth model predicts ({nums})"
+    machines_base, machines_card = _machines_of(ce["machine_base"]), _machines_of(ce["machine_card"])
+
+    def n_machines(ms: list[str]) -> str:
+        return "one machine" if len(ms) == 1 else f"{len(ms)} machines"
     rows["hardware"] = (
         f"{card} / {base} decode J/token on the same cell, {len(ce)} cells ({ce['model'].nunique()} architectures, "
         f"{ce['quant'].nunique()} methods, batch {', '.join(str(b) for b in sorted(ce['batch_size'].unique()))}): "
@@ -1631,13 +1752,12 @@ def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
         f"x{ce['ttft_ratio'].median():.2f} (medians); {int((ce['beyond_noise'] & (ce['energy_ratio'] < 1)).sum())} "
         f"cells lower and {int((ce['beyond_noise'] & (ce['energy_ratio'] > 1)).sum())} higher beyond the repetition "
         f"noise, {int(within.sum())} within the largest cross-machine difference of one {base} cell ({spread:.0f} %)",
-        f"measured ({card}: one machine; {base}: {ce['machine_base'].nunique()} machines)",
-        f"the {card} uses less energy per token (median {(1 - ce['energy_ratio'].median()) * 100:.0f} %), by less "
-        f"than its bandwidth ({ce['bandwidth_ratio'].iloc[0]:.2f}x) suggests" if "bandwidth_ratio" in ce else
-        f"the {card} uses less energy per token (median {(1 - ce['energy_ratio'].median()) * 100:.0f} %)",
+        f"measured ({card}: {n_machines(machines_card)}; {base}: {n_machines(machines_base)})",
+        hw_verdict,
         f"eager decode is launch-bound, so the bytes per step set little of the step time; the ratio depends on "
         f"which {base} machine measured the cell (median x"
-        + ", x".join(f"{v:.2f} against {k}" for k, v in ce.groupby("machine_base")["energy_ratio"].median().items())
+        + ", x".join(f"{v:.2f} against {k}" for k, v in
+                     ce.groupby(machine_group(ce["machine_base"]))["energy_ratio"].median().items())
         + "), so the host CPU, unknown for both cards, is part of it"
         + (f"; the {len(sens)} cells whose {base} cell was measured on two {base} machines give median "
            f"x{sens['energy_ratio_first'].median():.3f} against the first and x{sens['energy_ratio_repeat'].median():.3f} "
@@ -1646,17 +1766,17 @@ def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
     if len(rt):
         diff = rt[~rt["same_best"]]
         same_bytes = diff[diff["best_base"].isin(sixteen) & diff["best_card"].isin(sixteen)]
+        resolved = diff[~diff["change_within_noise"]]
         med = rt["spearman"].median()
         rows["ranking"] = (
             f"method order by decode J/token, {card} vs {base}, per architecture x batch ({len(rt)} with "
             f"{rt['methods'].min()}-{rt['methods'].max()} methods on both): Spearman median {med:.2f} (range "
             f"{rt['spearman'].min():.2f} to {rt['spearman'].max():.2f}); the same cheapest method in "
             f"{int(rt['same_best'].sum())} of {len(rt)}, and where it differs it is bf16 vs fp16 (the same bytes) in "
-            f"{len(same_bytes)} of {len(diff)}",
+            f"{len(same_bytes)} of {len(diff)}; in {len(resolved)} of these {len(diff)} each card's cheapest beats the "
+            "other card's beyond the repetition noise on that card",
             f"measured ({card} vs {base}, hf-eager, {wl})",
-            ("not between these two cards: the method order carries over" if med >= 0.7 else
-             "partly: the method order carries over only roughly" if med >= 0.4 else
-             "agrees: the method order changes with the card"),
+            _ranking_verdict(med, len(rt), len(diff), len(resolved)),
             "both are Hopper cards with the same compute; the order is set mostly by each method's per-layer "
             "launch cost, the same on both; the paper's examples span consumer and data-centre cards of other "
             "generations, which our data do not cover.")
@@ -1673,15 +1793,17 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
     `df`: the method records (`method_records`: repeats are left out) of every architecture. The energy rows
     use the cells of one `workload` only (default 256/128, the one every method and engine was measured at;
     the longer workload is compared in `workload_effect`); the 1 Hz row uses the timed windows of every
-    workload. The Table 2 rows give `model` (the paper's Qwen2.5-7B shape, the one architecture with compiled
-    cells of several methods) and then every architecture with paired cells; their verdict uses every
-    architecture. The co-optimisation row adds compiled vs eager bf16 over every architecture
-    (`engine_effect_summary`). `selfcheck`: one or several self-checks (see onehz_table). `quant_accuracy`:
-    the catalogue's cited accuracy rows (the accuracy claim is "not checked" without them). `cards`: the records
-    of every card type (`load_cards`, repeats included); with two or more card types the co-optimisation row
-    tests the hardware half too (`hardware_method_cooptimisation`, `card_effect`), and two rows are added: the
-    measured hardware effect and whether the method ranking carries over between the cards
-    (`method_rank_transfer`); `gpus` (gpus.csv) adds the speedup the extra bandwidth alone predicts."""
+    workload, of `df` and, given `cards`, of the other card types' method records, each card type summarised
+    apart (by `gpu_name`). The Table 2 rows give `model` (the paper's Qwen2.5-7B shape, the one architecture
+    with compiled cells of several methods) and then every architecture with paired cells; their verdict uses
+    every architecture. The co-optimisation row adds compiled vs eager bf16 over every architecture
+    (`engine_effect_summary`). `selfcheck`: one or several self-checks (see onehz_table), each listed with its
+    GPU. `quant_accuracy`: the catalogue's cited accuracy rows (the accuracy claim is "not checked" without
+    them). `cards`: the records of every card type (`load_cards`, repeats included); with two or more card
+    types the co-optimisation row tests the hardware half too (`hardware_method_cooptimisation`,
+    `card_effect`), and two rows are added: the measured hardware effect and whether the method ranking
+    carries over between the cards (`method_rank_transfer`); `gpus` (gpus.csv) adds the speedup the extra
+    bandwidth alone predicts."""
     hw = _hardware_findings(cards, workload, gpus) if cards is not None else None
     df_all_workloads = method_records(df)
     df = select_workload(df_all_workloads, workload)
@@ -1834,20 +1956,36 @@ def key_findings(df: pd.DataFrame, models: pd.DataFrame, public_matrix: pd.DataF
         "tokens generated, which our fixed-length runs do not measure.")
     add("Accuracy loss per strategy (Table 2)", "INT8 <1.0 %, FP16 0.2 %, Dynamic 1.5 %",
         *_accuracy_finding(quant_accuracy, model))
-    e1 = onehz_table(df_all_workloads, selfcheck)
+    # the 1 Hz row: the records of every card type passed (df's, and with `cards` the other cards' method
+    # records), each card summarised apart, next to the self-checks (of whichever cards `selfcheck` holds)
+    onehz_recs = df_all_workloads
+    if cards is not None:
+        other = method_records(cards[~cards["gpu_id"].isin(set(df_all_workloads["gpu_id"]))])
+        onehz_recs = pd.concat([df_all_workloads, other], ignore_index=True)
+    e1 = onehz_table(onehz_recs, selfcheck)
     rec = e1[e1["origin"] != "meter self-check"]
     sc = e1[e1["origin"] == "meter self-check"]
-    r = np.corrcoef(rec["stale_reading_error_pct"], rec["error_pct"])[0, 1] if len(rec) > 2 else float("nan")
+    per_card = list(rec.groupby("gpu_name", sort=False))
+
+    def gpu(name: Any) -> str:
+        return str(name).removeprefix("NVIDIA ")
+
+    def pearson(g: pd.DataFrame) -> float:
+        return np.corrcoef(g["stale_reading_error_pct"], g["error_pct"])[0, 1] if len(g) > 2 else float("nan")
+    rec_txt = "; ".join(
+        f"{gpu(name)} records ({len(g)}): |error| median {g['abs_error_pct'].median():.1f} %, max "
+        f"{g['abs_error_pct'].max():.1f} % on {g['window_s'].min():.1f}-{g['window_s'].max():.1f} s windows"
+        for name, g in per_card)
+    r_txt = ", ".join(f"{pearson(g):.2f}" + (f" ({gpu(name)})" if len(per_card) > 1 else "") for name, g in per_card)
     sc_txt = "; self-check from idle: " + ", ".join(
-        f"{w.error_pct:+.1f} % at {w.window_s:.0f} s ({str(w.gpu_name).removeprefix('NVIDIA ')})"
+        f"{w.error_pct:+.1f} % at {w.window_s:.0f} s ({gpu(w.gpu_name)})"
         for w in sc.itertuples()) if len(sc) else ""
     add("Energy from 1 Hz nvidia-smi power (eq. 1)", "the paper's measurement method",
-        f"records: |error| median {rec['abs_error_pct'].median():.1f} %, max {rec['abs_error_pct'].max():.1f} % "
-        f"on {rec['window_s'].min():.1f}-{rec['window_s'].max():.1f} s windows{sc_txt}",
+        f"{rec_txt}{sc_txt}",
         "measured (NVML energy counter vs eq. 1 on the same windows)", "too coarse for runs of a few seconds",
         "one reading per second stands for the whole second: the first one still holds the power of what ran "
         f"before (the prefill window, up to {rec['prefill_power_w'].max():.0f} W here, or idle), which alone "
-        f"explains the record errors (Pearson r = {r:.2f}); "
+        f"explains the record errors (Pearson r = {r_txt}); "
         "the error shrinks as the window grows.")
     return pd.DataFrame(rows)
 
@@ -2237,13 +2375,16 @@ def plot_workload_effect(t: pd.DataFrame, path: Path, quants: Sequence[str] = ("
     return _save(fig, path)
 
 
-def plot_card_effect(t: pd.DataFrame, path: Path, machine_spread_pct: float | None = None) -> Path:
+def plot_card_effect(t: pd.DataFrame, path: Path, machine_spread_pct: float | None = None,
+                     machine_spread_max_pct: float | None = None) -> Path:
     """`card_effect` rows. Left: decode J/token ratio (card / baseline card) per method and batch, every cell as
     a dot, the median as a bar with min-max whiskers; dashed: the ratio if the decode step shrank with the
-    bandwidth at equal power; grey band: +/- `machine_spread_pct` (%), e.g. the spread of one cell measured on
-    two machines of the baseline card. Right: measured speedup (tokens/s ratio) against the speedup the extra
-    bandwidth alone predicts from the baseline cell's roofline utilization (`speedup_if_bandwidth`), coloured
-    by the machine that measured the baseline cell."""
+    bandwidth at equal power; grey band: +/- `machine_spread_pct` (%), the median |J/token difference| of one
+    cell measured on two machines of the baseline card, and a lighter band +/- `machine_spread_max_pct`, the
+    largest such difference (each drawn where given; the legend names which). Right: measured speedup
+    (tokens/s ratio) against the speedup the extra bandwidth alone predicts from the baseline cell's roofline
+    utilization (`speedup_if_bandwidth`), coloured by the machine that measured the baseline cell
+    (`machine_group`: cells whose baseline records ran on several machines share one colour)."""
     plt = _plt()
     from matplotlib.lines import Line2D
 
@@ -2253,6 +2394,9 @@ def plot_card_effect(t: pd.DataFrame, path: Path, machine_spread_pct: float | No
     batches = sorted(t["batch_size"].unique())
     offs = dict(zip(batches, np.linspace(-0.27, 0.27, len(batches)), strict=True))
     rng = np.random.default_rng(0)
+    if machine_spread_max_pct is not None:
+        ax.axhspan(1 - machine_spread_max_pct / 100, 1 + machine_spread_max_pct / 100, color="grey", alpha=0.07,
+                   lw=0)
     if machine_spread_pct is not None:
         ax.axhspan(1 - machine_spread_pct / 100, 1 + machine_spread_pct / 100, color="grey", alpha=0.15, lw=0)
     for i, q in enumerate(quants):
@@ -2273,16 +2417,23 @@ def plot_card_effect(t: pd.DataFrame, path: Path, machine_spread_pct: float | No
         handles.append(Line2D([], [], color="C3", ls="--", label=f"step time x{bw:.2f} (bandwidth), same power"))
     if machine_spread_pct is not None:
         handles.append(Line2D([], [], color="grey", alpha=0.4, lw=6,
-                              label=f"+/-{machine_spread_pct:.1f} %: one {base} cell on two {base} machines"))
+                              label=f"+/-{machine_spread_pct:.1f} %: median |difference| of one {base} cell on two "
+                                    f"{base} machines"))
+    if machine_spread_max_pct is not None:
+        handles.append(Line2D([], [], color="grey", alpha=0.15, lw=6,
+                              label=f"+/-{machine_spread_max_pct:.1f} %: largest |difference| of one {base} cell on "
+                                    f"two {base} machines"))
     ax.set_xticks(range(len(quants)), quants, rotation=25, ha="right", fontsize=8)
     ax.set_ylabel(f"decode J/token, {card} / {base} (same cell)")
     ax.legend(handles=handles, fontsize=7, loc="upper left")
     ax.set_title(f"energy per output token: {len(t)} cells, {t['model'].nunique()} architectures (< 1: the {card} "
                  "uses less)", fontsize=9)
     if "speedup_if_bandwidth" in t:
-        machines = sorted(t["machine_base"].unique())
+        group = machine_group(t["machine_base"])
+        machines = sorted(set(group) - {SEVERAL_MACHINES}) + ([SEVERAL_MACHINES] if (group == SEVERAL_MACHINES).any()
+                                                              else [])
         for k, mch in enumerate(machines):
-            g = t[t["machine_base"] == mch]
+            g = t[group == mch]
             bx.scatter(g["speedup_if_bandwidth"], g["speedup"], s=18, color=plt.get_cmap("Dark2")(k),
                        label=f"{base} cell from {mch} (median x{g['speedup'].median():.2f})")
         lo = min(t["speedup"].min(), 1.0) * 0.95

@@ -641,15 +641,18 @@ def test_cell_means_and_paired_energy_never_mix_two_cards(records):
     assert p["gpu_id"].iloc[0] == H200
 
 
-def test_card_effect_ratios_noise_and_bandwidth_prediction(records):
+def test_card_effect_ratios_noise_and_bandwidth_prediction(records, tmp_path, monkeypatch):
+    """Asymmetric values throughout, so a swapped numerator / denominator or a swapped column fails."""
     rows = [
-        # the H100 cell measured in two files: their mean (1.1 J/token, 100 tokens/s) is the baseline
+        # the H100 cell measured in two files on two machines: their mean (1.1 J/token, 110 tokens/s, 122 W)
+        # is the baseline; energy CV 2 % and 4 % (root mean square 3.16 %)
         {"decode_energy_per_token_j": 1.0, "tokens_per_s": 100.0, "ttft_ms": 10.0, "prefill_energy_j": 5.0,
-         "bandwidth_utilization": 0.5},
-        {"decode_energy_per_token_j": 1.2, "tokens_per_s": 100.0, "ttft_ms": 10.0, "prefill_energy_j": 5.0,
-         "bandwidth_utilization": 0.5, "slice": "probe"},
+         "bandwidth_utilization": 0.5, "energy_cv": 0.02},
+        {"decode_energy_per_token_j": 1.2, "tokens_per_s": 120.0, "ttft_ms": 10.0, "prefill_energy_j": 5.0,
+         "bandwidth_utilization": 0.5, "energy_cv": 0.04, "slice": "probe", "machine": "m-other"},
+        # the H200 cell: 0.88 J/token at 125 tokens/s = 110 W, energy CV 5 %; its own utilization must not be used
         {"decode_energy_per_token_j": 0.88, "tokens_per_s": 125.0, "ttft_ms": 8.0, "prefill_energy_j": 4.5,
-         "gpu_id": H200},
+         "bandwidth_utilization": 0.9, "energy_cv": 0.05, "gpu_id": H200},
         # an H100 cell without an H200 partner, and an H200 cell of the other workload: no pair
         {"quant": "bnb-nf4", "decode_energy_per_token_j": 2.0},
         {"decode_energy_per_token_j": 0.5, "gpu_id": H200, "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
@@ -660,20 +663,109 @@ def test_card_effect_ratios_noise_and_bandwidth_prediction(records):
     r = t.iloc[0]
     assert r["e_base_j"] == pytest.approx(1.1) and r["e_card_j"] == pytest.approx(0.88)
     assert r["energy_ratio"] == pytest.approx(0.8) and r["energy_change_pct"] == pytest.approx(-20.0)
-    assert r["speedup"] == pytest.approx(1.25)
-    # decode power = J/token x tokens/s: 0.88 x 125 / mean(100, 120)
-    assert r["power_ratio"] == pytest.approx(110.0 / 110.0)
+    assert r["speedup"] == pytest.approx(125.0 / 110.0)
+    # decode power = J/token x tokens/s: 0.88 x 125 = 110 W against mean(100, 144) = 122 W (the mean of the
+    # powers, not energy_ratio x speedup = 0.909)
+    assert r["power_ratio"] == pytest.approx(110.0 / 122.0)
     assert r["ttft_ratio"] == pytest.approx(0.8) and r["prefill_energy_ratio"] == pytest.approx(0.9)
-    # 2 x sqrt(0.01^2 / 3 + 0.01^2 / 6) x 100 = 1.41 %: a 20 % change is beyond it
-    assert r["noise_pct"] == pytest.approx(2 * math.sqrt(0.01 ** 2 / 3 + 0.01 ** 2 / 6) * 100)
+    cv_base = math.sqrt((0.02 ** 2 + 0.04 ** 2) / 2)
+    assert r["energy_cv_base"] == pytest.approx(cv_base) and r["energy_cv_card"] == pytest.approx(0.05)
+    # 2 x sqrt(0.05^2 / 3 + cv_base^2 / 6) x 100 = 6.3 % (with the CVs swapped it would be 5.5 %)
+    assert r["noise_pct"] == pytest.approx(2 * math.sqrt(0.05 ** 2 / 3 + cv_base ** 2 / 6) * 100)
     assert r["beyond_noise"] and r["n_records"] == "1/2"
-    assert r["energy_cv_base"] == pytest.approx(0.01) and r["energy_cv_card"] == pytest.approx(0.01)
-    assert r["machine_card"] == "h200 machine" and r["machine_base"] == "m"
-    # half the step memory-bound, twice the bandwidth: 1 / (0.5 + 0.25)
+    # every machine of the pooled H100 cell, not only the latest record's
+    assert r["machine_card"] == "h200 machine" and r["machine_base"] == "m; m-other"
+    # half the baseline step memory-bound, twice the bandwidth: 1 / (0.5 + 0.25)
     assert r["bandwidth_ratio"] == pytest.approx(2.0) and r["speedup_if_bandwidth"] == pytest.approx(4 / 3)
+    assert r["bandwidth_utilization_base"] == pytest.approx(0.5)
+    # a cell of several machines is its own group per machine, and in the plot's colours
+    s = ca.card_effect_summary(t, by="machine_base")
+    assert list(s.index) == [ca.SEVERAL_MACHINES] and s.loc[ca.SEVERAL_MACHINES, "cells"] == 1
+    pytest.importorskip("matplotlib")
+    figs = []
+    monkeypatch.setattr(ca, "_save", lambda fig, path, top=1.0: figs.append(fig) or path)
+    ca.plot_card_effect(t, tmp_path / "cards.png", machine_spread_pct=5.0, machine_spread_max_pct=20.0)
+    texts = [x.get_text() for ax in figs[0].axes if ax.get_legend() for x in ax.get_legend().get_texts()]
+    assert any(x.startswith(f"{H100} cell from {ca.SEVERAL_MACHINES}") for x in texts)
+    assert any(x.startswith("+/-5.0 %: median") for x in texts) and any(x.startswith("+/-20.0 %: largest")
+                                                                        for x in texts)
+    ca._plt().close(figs[0])
     # the same change with noisy repetitions (CV 30 %) is within the noise
     noisy = _card_rows(records, [{**x, "energy_cv": 0.3} for x in rows])
     assert not ca.card_effect(noisy, H200, H100).iloc[0]["beyond_noise"]
+
+
+def test_ok_keeps_the_record_of_each_card(records, cat):
+    """The cards' files share a stem ('campaign') and the cell keys name no card: one record per card."""
+    df = _card_rows(records, [{"decode_energy_per_token_j": 1.0, "energy_1hz_error_pct": 5.0},
+                              {"decode_energy_per_token_j": 0.8, "energy_1hz_error_pct": 7.0, "gpu_id": H200}])
+    assert sorted(ca.ok(df)["gpu_id"]) == [H100, H200]
+    noise = ca.noise_table(df)
+    assert sorted(noise["gpu_id"]) == [H100, H200]
+    assert list(ca.noise_summary(noise).index.get_level_values("gpu_id")) == [H100, H200]
+    assert ca.noise_summary(noise[noise["gpu_id"] == H100]).index.names == ["slice", "engine", "workload"]
+    roof = ca.roofline(df, cat["gpus"], cat["models"]).set_index("gpu_id")
+    bw = cat["gpus"].set_index("id")["bandwidth_gbs"]
+    assert roof.loc[H100, "bandwidth_gbs"] == bw[H100] and roof.loc[H200, "bandwidth_gbs"] == bw[H200]
+    assert sorted(ca.onehz_table(df)["error_pct"]) == [5.0, 7.0]
+
+
+def test_ok_on_the_committed_records_of_both_cards():
+    h100, h200 = ca.load_records(), ca.load_records(ca.H200_MEASUREMENTS)
+    assert len(ca.ok(ca.load_cards())) == len(ca.ok(h100)) + len(ca.ok(h200))
+
+
+def test_engine_effect_summaries_keep_two_cards_apart(records):
+    rows = []
+    for card, e_compiled in ((H100, 1.0), (H200, 1.8)):
+        rows += [{"gpu_id": card, "engine": "hf-eager", "decode_energy_per_token_j": 2.0},
+                 {"gpu_id": card, "engine": "hf-compiled", "decode_energy_per_token_j": e_compiled}]
+    ee = ca.engine_effect(_card_rows(records, rows))
+    assert sorted(ee["gpu_id"]) == [H100, H200]
+    a = ca.engine_effect_per_architecture(ee).set_index("gpu_id")
+    assert len(a) == 2 and (a["pairs"] == 1).all()
+    assert a.loc[H100, "energy_reduction_pct"] == pytest.approx(50.0)
+    assert a.loc[H200, "energy_reduction_pct"] == pytest.approx(10.0)
+    s = ca.engine_effect_summary(ee).set_index("gpu_id")
+    assert len(s) == 2 and (s["architectures"] == 1).all()
+    assert s.loc[H100, "energy_reduction_median_pct"] == pytest.approx(50.0)
+    assert s.loc[H200, "energy_reduction_median_pct"] == pytest.approx(10.0)
+
+
+def test_method_cost_by_engine_keeps_two_cards_apart(records, cat):
+    e = {H100: {("hf-eager", "bf16"): 2.0, ("hf-eager", "bnb-nf4"): 4.0, ("hf-compiled", "bf16"): 1.0,
+                ("hf-compiled", "bnb-nf4"): 1.5},
+         H200: {("hf-eager", "bf16"): 2.0, ("hf-eager", "bnb-nf4"): 3.0, ("hf-compiled", "bf16"): 1.0,
+                ("hf-compiled", "bnb-nf4"): 1.1}}
+    rows = [{"gpu_id": c, "engine": eng, "quant": q, "decode_energy_per_token_j": v}
+            for c, cells in e.items() for (eng, q), v in cells.items()]
+    t = ca.method_cost_by_engine(_card_rows(records, rows), cat["models"])
+    t = t[t["quant"] == "bnb-nf4"].set_index("gpu_id")
+    assert len(t) == 2  # not the four cross-card combinations
+    assert t.loc[H100, "energy_reduction_pct_eager"] == pytest.approx(-100.0)
+    assert t.loc[H100, "energy_reduction_pct_compiled"] == pytest.approx(-50.0)
+    assert t.loc[H200, "energy_reduction_pct_eager"] == pytest.approx(-50.0)
+    assert t.loc[H200, "energy_reduction_pct_compiled"] == pytest.approx(-10.0)
+
+
+def test_energy_vs_params_keeps_the_card(records, cat, tmp_path):
+    df = _card_rows(records, [{"decode_energy_per_token_j": 1.0}, {"decode_energy_per_token_j": 0.8, "gpu_id": H200}])
+    t = ca.energy_vs_params(df, cat["models"])
+    assert dict(zip(t["gpu_id"], t["decode_energy_per_token_j"], strict=True)) == {H100: 1.0, H200: 0.8}
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match="one card"):
+        ca.plot_energy_vs_params(t, tmp_path / "evp.png")
+
+
+def test_reproducibility_compares_a_repeat_with_its_own_card_only(records):
+    """The H200 record of a cell has the same cell hash as the H100 record: it must not enter the comparison."""
+    df = _card_rows(records, [{"decode_energy_per_token_j": 1.0},
+                              {"decode_energy_per_token_j": 2.0, "gpu_id": H200},
+                              {"decode_energy_per_token_j": 1.1, "slice": "repeats", "machine": "m2"}])
+    assert df["cell_hash"].nunique() == 1
+    t = ca.reproducibility(df)
+    assert len(t) == 1 and t.iloc[0]["gpu_id"] == H100
+    assert t.iloc[0]["e_earlier_j"] == pytest.approx(1.0) and t.iloc[0]["energy_diff_pct"] == pytest.approx(10.0)
 
 
 def test_card_effect_summary_counts_beyond_noise_and_machine_spread():
@@ -740,6 +832,97 @@ def test_method_rank_transfer_spearman_on_a_known_order(records):
     assert t.loc[1, "spearman"] == pytest.approx(1.0) and t.loc[1, "same_best"]
     assert t.loc[8, "spearman"] == pytest.approx(-1.0) and not t.loc[8, "same_best"]
     assert t.loc[8, "best_card"] == "torchao-int8-wo" and t.loc[8, "order_card"].startswith("torchao-int8-wo < bnb-nf4")
+    # where the cheapest changes: how much more the other card's cheapest costs on each card, against the noise
+    noise = 2 * math.sqrt(2 * 0.01 ** 2 / 3) * 100
+    assert t.loc[8, "gap_base_pct"] == pytest.approx(300.0)  # int8-wo 4.0 against bf16 1.0 on the H100
+    assert t.loc[8, "gap_card_pct"] == pytest.approx(50.0)  # bf16 9.0 against int8-wo 6.0 on the H200
+    assert t.loc[8, "noise_base_pct"] == pytest.approx(noise) and t.loc[8, "noise_card_pct"] == pytest.approx(noise)
+    assert not t.loc[8, "change_within_noise"]
+    assert t.loc[1, "gap_base_pct"] == 0 and t.loc[1, "gap_card_pct"] == 0 and t.loc[1, "change_within_noise"]
+    # a change that one card's repetitions cannot resolve: the H200 cells' CV 40 %, its 50 % gap within the noise
+    noisy = ca.method_rank_transfer(_card_rows(records, [{**r, "energy_cv": 0.4} if r.get("gpu_id") == H200 else r
+                                                         for r in rows])).set_index("batch_size")
+    assert noisy.loc[8, "gap_card_pct"] < noisy.loc[8, "noise_card_pct"] and noisy.loc[8, "change_within_noise"]
+
+
+def test_ranking_verdict_branches():
+    assert ca._ranking_verdict(0.943, 21, 11, 0) == (
+        "not between these two cards: the method order broadly carries over (Spearman median 0.94); the cheapest "
+        "method changes (11 of 21 cells) only within noise")
+    assert ca._ranking_verdict(1.0, 4, 0, 0).endswith("(Spearman median 1.00); the cheapest method is the same in "
+                                                      "every cell")
+    assert ca._ranking_verdict(0.8, 21, 11, 3) == (
+        "partly: the method order broadly carries over (Spearman median 0.80), but the cheapest method changes "
+        "beyond noise in 3 of 21 cells")
+    assert ca._ranking_verdict(0.5, 21, 11, 3).startswith("partly: the method order carries over only roughly "
+                                                          "(Spearman median 0.50)")
+    assert ca._ranking_verdict(-0.5, 2, 2, 2) == (
+        "agrees: the method order changes with the card (Spearman median -0.50); the cheapest method changes in 2 "
+        "of 2 cells, 2 beyond noise")
+
+
+def _hardware_cells(records, e200: dict[str, float], u: float = 0.05) -> pd.DataFrame:
+    """Two architectures x batch cells (batch 1 and 8) with bf16, fp16 and bnb-nf4 on both cards: the H100 at
+    1.0 / 1.01 / 1.5 J/token and 100 tokens/s, the H200 at `e200` and 125 tokens/s, the H100 cells at a share
+    `u` of the bandwidth roofline; plus one H100 bf16 repeat on another machine, 10 % off."""
+    e100 = {"bf16": 1.0, "fp16": 1.01, "bnb-nf4": 1.5}
+    rows = [{"gpu_id": c, "quant": q, "batch_size": b, "decode_energy_per_token_j": v, "bandwidth_utilization": u,
+             "tokens_per_s": 125.0 if c == H200 else 100.0}
+            for b in (1, 8) for c, e in ((H100, e100), (H200, e200)) for q, v in e.items()]
+    rows.append({"quant": "bf16", "decode_energy_per_token_j": 1.1, "bandwidth_utilization": u, "slice": "repeats",
+                 "machine": "m2"})
+    return _card_rows(records, rows)
+
+
+GPUS_1_2 = pd.DataFrame({"id": [H100, H200], "bandwidth_gbs": [1000.0, 2000.0]})
+
+
+@pytest.mark.parametrize(("nf4", "verdict", "ranking"), [
+    # the H200 nf4 costs more than its bf16: the method adds nothing to the card; the method order is the same
+    (1.2, "smaller than claimed: up to 25 % (paper 40 %), mostly from the card, not the method (the method adds "
+          "beyond noise in none of the 2 cells)",
+     "not between these two cards: the method order broadly carries over (Spearman median 1.00); the cheapest "
+     "method is the same in every cell"),
+    # nf4 on the H200 saves 6.7 % over its bf16 (noise 1.6 %): the method adds beyond noise, the card still more
+    (0.70, "smaller than claimed: up to 30 % (paper 40 %), mostly from the card, not the method (the method adds "
+           "beyond noise in 2 of 2 cells)",
+     "agrees: the method order changes with the card (Spearman median -0.50); the cheapest method changes in 2 of "
+     "2 cells, 2 beyond noise"),
+    # nf4 on the H200 saves a third over its bf16: more than the card alone (25 %)
+    (0.50, "as large as claimed: up to 50 % (paper 40 %), mostly from the method (the method adds beyond noise in 2 "
+           "of 2 cells)", None),
+])
+def test_hardware_findings_co_optimisation_and_ranking_verdicts(records, nf4, verdict, ranking):
+    hw = ca._hardware_findings(_hardware_cells(records, {"bf16": 0.75, "fp16": 0.76, "bnb-nf4": nf4}), SHORT,
+                               GPUS_1_2)
+    assert hw["co"][2] == verdict
+    # the card alone saves 25 % (bf16 0.75 against 1.0) in both cells
+    assert "the card alone (bf16 on the best card) median 25.0 % (up to 25.0 %)" in hw["co"][0]
+    if ranking:
+        assert hw["ranking"][2] == ranking
+
+
+@pytest.mark.parametrize(("u", "verdict"), [
+    # 5 % of the roofline: the bandwidth predicts 1 / (0.95 + 0.025) = x1.026, measured x1.25
+    (0.05, "the h200 uses less energy per token (median 25 %), and decodes faster by far more than the bandwidth "
+           "model predicts (tokens/s x1.25 measured, x1.026 predicted from 2.00x the bandwidth, medians): mostly not "
+           "the memory"),
+    # half the step memory-bound: predicted x1.333, measured x1.25
+    (0.5, "the h200 uses less energy per token (median 25 %), and decodes faster by about what the bandwidth model "
+          "predicts (tokens/s x1.25 measured, x1.333 predicted from 2.00x the bandwidth, medians)"),
+    # fully memory-bound: predicted x2
+    (1.0, "the h200 uses less energy per token (median 25 %), and decodes faster by less than the bandwidth model "
+          "predicts (tokens/s x1.25 measured, x2.000 predicted from 2.00x the bandwidth, medians)"),
+])
+def test_hardware_findings_hardware_verdict_against_the_bandwidth_model(records, u, verdict):
+    hw = ca._hardware_findings(_hardware_cells(records, {"bf16": 0.75, "fp16": 0.76, "bnb-nf4": 1.2}, u), SHORT,
+                               GPUS_1_2)
+    ours, evidence, got, why = hw["hardware"]
+    assert got == verdict
+    assert evidence == f"measured ({H200}: one machine; {H100}: one machine)"
+    # 6 cells; the repeat of the H100 bf16 b1 cell is 10 % off: the largest cross-machine difference
+    assert "6 cells" in ours and "within the largest cross-machine difference of one h100-sxm cell (10 %)" in ours
+    assert "median x0.75 against m)" in why
 
 
 def test_figure4_matrix_rows_per_card_and_one_reference(records):
@@ -786,6 +969,13 @@ def test_card_effect_and_key_findings_on_the_committed_records(cat, tmp_path):
     assert "h200" in co["ours"] and "not testable" not in co["verdict"]
     assert "bandwidth" in co["why"] and "predicts a median speedup" in co["why"]
     assert {"Hardware choice alone, measured (s4.2)", "The best strategy depends on the card (s4.3)"} <= set(kf.index)
+    # the measured speedup is several times the bandwidth prediction: the verdict must not say "less than"
+    hw = kf.loc["Hardware choice alone, measured (s4.2)", "verdict"]
+    assert "far more than the bandwidth model predicts" in hw and "mostly not the memory" in hw
+    assert "only within noise" in kf.loc["The best strategy depends on the card (s4.3)", "verdict"]
+    # the 1 Hz row: the records of both cards, each named, like the self-checks
+    onehz = kf.loc["Energy from 1 Hz nvidia-smi power (eq. 1)", "ours"]
+    assert "H100 80GB HBM3 records" in onehz and "H200 records" in onehz
     pytest.importorskip("matplotlib")
     p = ca.plot_card_effect(t, tmp_path / "cards.png", machine_spread_pct=5.0)
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
