@@ -236,6 +236,9 @@ class LearnedCostModel:
         self.analytic = AnalyticCostModel()
         self.boosters: dict[str, dict[str, object]] = {}
         self.offsets: dict[str, float] = {}
+        #: per learned target: the log offset for a card outside its training cards, and those cards' ids
+        self.unseen_offsets: dict[str, float] = {}
+        self.trained_gpus: dict[str, frozenset[str]] = {}
         for t, spec in self.meta["targets"].items():
             if spec.get("kind") != "learned":
                 continue
@@ -254,6 +257,9 @@ class LearnedCostModel:
                 self.boosters[t][q] = b
             self.offsets[t] = float(spec.get("conformal_abs_offset" if t == "accuracy_delta"
                                              else "conformal_log_offset", 0.0))
+            if "conformal_log_offset_unseen_card" in spec and spec.get("gpus"):
+                self.unseen_offsets[t] = float(spec["conformal_log_offset_unseen_card"])
+                self.trained_gpus[t] = frozenset(spec["gpus"])
         self.labels = {t: (self.name if t in self.boosters else self.analytic.name) for t in TARGETS}
 
     def predict(self, cands: Candidates) -> dict[str, Quantiles]:
@@ -271,7 +277,8 @@ class LearnedCostModel:
     def _predict(self, cands: Candidates, targets: tuple[str, ...], full: bool) -> dict[str, Quantiles]:
         """Rows whose physics are identical (fine-tunes of one architecture: `features.dedupe`) are predicted
         once. p50 = analytic x exp(q50); p10/p90 = analytic x exp(q10 - offset / q90 + offset), clamped so
-        that p10 <= p50 <= p90 (a crossing end is set to p50; p50 never depends on the p10/p90 models)."""
+        that p10 <= p50 <= p90 (a crossing end is set to p50; p50 never depends on the p10/p90 models). The
+        offset is wider on a card outside the training cards (`_offset`)."""
         out: dict[str, Quantiles] = {}
         multiplicative = [t for t in targets if t in _POINT_TARGETS]
         if multiplicative:
@@ -287,7 +294,7 @@ class LearnedCostModel:
             for t in multiplicative:
                 b = base[t]
                 if t in learned and X is not None:
-                    models, off = self.boosters[t], self.offsets[t]
+                    models, off = self.boosters[t], self._offset(t, u) if full else 0.0
                     q50 = models["p50"].predict(X)
                     with np.errstate(invalid="ignore", over="ignore"):
                         p50 = b * np.exp(q50)
@@ -308,6 +315,15 @@ class LearnedCostModel:
             else:
                 out["accuracy_delta"] = accuracy_delta(cands)
         return out
+
+    def _offset(self, t: str, cands: Candidates):
+        """The conformal log offset of each row: `conformal_log_offset`, or on a card outside the target's
+        training cards `conformal_log_offset_unseen_card` (every held-out card weighted equally)."""
+        if t not in self.unseen_offsets:
+            return self.offsets[t]
+        ids = cands.catalog.gpus.ids()
+        seen = np.array([g in self.trained_gpus[t] for g in ids], dtype=bool)
+        return np.where(seen[cands.gpu_idx], self.offsets[t], self.unseen_offsets[t])
 
     def _accuracy(self, cands: Candidates, full: bool) -> Quantiles:
         """Learned accuracy change: per (quant, model) pair the mean over the paper's tasks of the per-task

@@ -492,6 +492,21 @@ def conformal_offset(scores: np.ndarray, alpha: float = ALPHA) -> float:
     return float(s[k - 1])
 
 
+def conformal_offset_by_group(scores: np.ndarray, groups: np.ndarray, alpha: float = ALPHA) -> float:
+    """The conformity-score quantile with every group weighted equally (each row 1 / its group's rows): the
+    smallest offset that covers a (1 - alpha) share of the groups' mean coverage on these scores. Used for
+    cards outside the training set, where the pooled offset is ruled by the cards with the most rows."""
+    ok = np.isfinite(scores)
+    s, g = scores[ok], np.asarray(groups)[ok]
+    if not len(s):
+        return 0.0
+    _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inv]
+    order = np.argsort(s, kind="stable")
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(s[order][min(len(s) - 1, int(np.searchsorted(cum, 1 - alpha - 1e-12)))])
+
+
 def _ordered(lo, mid, hi):
     """Crossing quantile ends clamped to the median (as `learned.LearnedCostModel` predicts): p50 is always
     the median model's own output, p10 <= p50 <= p90."""
@@ -539,9 +554,13 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
         fig["by_held_out"] = {}
         for lab in sorted(set(folds[ok])):
             g = ok & (folds == lab)
+            # the card-weighted offset of the other groups (what `recommend` widens an unseen card's interval by)
+            off_w = max(conformal_offset(score[ok & ~g]), conformal_offset_by_group(score[ok & ~g], folds[ok & ~g]))
+            lo_w, _, hi_w = _ordered(q10[g] - off_w, q50[g], q90[g] + off_w)
             f = fig["by_held_out"][str(lab)] = {
                 "n": int(g.sum()), "median_ape_pct": _r(np.median(ape[g])),
                 "analytic_median_ape_pct": _r(np.median(ape_an[g])), "coverage_p10_p90": _r(np.mean(inside[g])),
+                "coverage_p10_p90_card_weighted": _r(np.mean((y[g] >= lo_w) & (y[g] <= hi_w))),
                 **{k: v for k, v in rank_correlation(d, rows[g], p50[g], meas[g], fold_base[g]).items()
                    if k in ("rank_groups_3plus", "spearman_quant_rank_3plus")}}
             if twins is not None:  # rows whose cell was measured on a card the fold trained on, and the rest
@@ -550,6 +569,10 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
                     f[f"n_{name}"] = int(sel.sum())
                     f[f"median_ape_pct_{name}"] = _r(np.median(ape[sel])) if sel.any() else None
                     f[f"analytic_median_ape_pct_{name}"] = _r(np.median(ape_an[sel])) if sel.any() else None
+        by = fig["by_held_out"].values()
+        fig["coverage_mean_over_held_out"] = _r(np.mean([f["coverage_p10_p90"] for f in by]))
+        fig["coverage_mean_over_held_out_card_weighted"] = _r(np.mean([f["coverage_p10_p90_card_weighted"]
+                                                                       for f in by]))
     preds = {"rows": rows[ok], "fold": folds[ok], "p10": p10[ok], "p50": p50[ok], "p90": p90[ok],
              "analytic": fold_base[ok]}
     return fig, preds
@@ -830,6 +853,10 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
             continue
         score = np.maximum(oofs[calib]["p10"][rows] - y, y - oofs[calib]["p90"][rows])
         offset = conformal_offset(score)
+        # a card outside training: every held-out card weighs the same (not its rows), so the offset is not
+        # set by the one card with most rows (our H100); only where the calibration split holds out cards
+        offset_unseen = (max(offset, conformal_offset_by_group(score, d.gpu_group[rows])) if calib == "logo"
+                         else offset)
         models = fit_quantiles(d.X[rows], y, seed)
         boosters[t] = {q: m.booster_.model_to_string() for q, m in models.items()}
         targets_meta[t] = {
@@ -839,9 +866,11 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
             "origins": {k: int(v) for k, v in frame.iloc[rows]["origin"].value_counts().sort_index().items()},
             "files": {q: f"{t}.{q}.txt" for q in QUANTILES},
             "conformal_log_offset": _r(offset),
+            "conformal_log_offset_unseen_card": _r(offset_unseen),
             "calibration_scheme": calib,
             "interval": f"quantile p10/p90 widened by the split-conformal offset ({SCHEME_NAMES[calib]} "
-                        "out-of-fold residuals)",
+                        "out-of-fold residuals); on a card outside `gpus`, by conformal_log_offset_unseen_card "
+                        "(the same residuals, every held-out card weighted equally; never below the pooled one)",
         }
         validation[t] = figs
         log(f"{t}: {len(rows)} rows, " + ", ".join(
@@ -1088,18 +1117,29 @@ def model_card(meta: dict) -> str:
                   "whose coverage is far from 0.80, is one the learned correction does not transfer to. 'With twin':",
                   "the held-out rows whose cell (model, method, engine, batch, workload) was measured on a training",
                   "card, as a user's new card would be for a cell we measured; 'without': the rest, which only the",
-                  "physics features carry over.", "",
+                  "physics features carry over. 'Coverage, card-weighted' widens each held-out card's interval by the",
+                  "offset `recommend` uses on a card outside training (`conformal_log_offset_unseen_card`: the other",
+                  "cards' residuals with every card weighted equally, never below the pooled offset).", "",
                   "| target | held-out card | rows | median APE % | analytic median APE % | coverage | "
-                  "Spearman, >= 3 methods (groups) | with twin: rows, median APE %, analytic | "
-                  "without twin: rows, median APE %, analytic |", "|---|---|---|---|---|---|---|---|---|"]
+                  "coverage, card-weighted | Spearman, >= 3 methods (groups) | with twin: rows, median APE %, "
+                  "analytic | without twin: rows, median APE %, analytic |", "|---|---|---|---|---|---|---|---|---|---|"]
         for t, by in held:
             for g, f in by.items():
                 tw = [f"{f.get('n_' + k, '')}, {_na(f.get('median_ape_pct_' + k))}, "
                       f"{_na(f.get('analytic_median_ape_pct_' + k))}" if "n_" + k in f else ""
                       for k in ("with_twin", "without_twin")]
                 lines.append(f"| {t} | {g} | {f['n']} | {f['median_ape_pct']} | {f['analytic_median_ape_pct']} | "
-                             f"{f['coverage_p10_p90']} | {_na(f.get('spearman_quant_rank_3plus'))} "
+                             f"{f['coverage_p10_p90']} | {_na(f.get('coverage_p10_p90_card_weighted'))} | "
+                             f"{_na(f.get('spearman_quant_rank_3plus'))} "
                              f"({f.get('rank_groups_3plus', 0)}) | {tw[0]} | {tw[1]} |")
+        lines += ["", "Mean coverage over the held-out cards (each card counts once), pooled offset against the",
+                  "card-weighted one, and the log offsets served (seen cards; a card outside training):", ""]
+        for t, _ in held:
+            f, m = v[t]["logo"], meta["targets"].get(t, {})
+            served = (f"; served {m['conformal_log_offset']} / {m['conformal_log_offset_unseen_card']}"
+                      if "conformal_log_offset_unseen_card" in m else "")
+            lines.append(f"- {t}: {_na(f.get('coverage_mean_over_held_out'))} pooled, "
+                         f"{_na(f.get('coverage_mean_over_held_out_card_weighted'))} card-weighted{served}")
     acc = meta["targets"].get("accuracy_delta", {})
     if acc.get("row_reasons"):
         lines += ["", "## Accuracy change", "",

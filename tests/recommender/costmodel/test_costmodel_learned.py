@@ -52,6 +52,26 @@ def test_learned_model_predicts_ordered_quantiles(trained_dir, catalog):
     assert np.all(out["tokens_per_s"].p50 > 0)
 
 
+def test_unseen_card_intervals_use_the_unseen_card_offset(trained_dir, catalog):
+    """Only rows on a card outside the target's training cards take `conformal_log_offset_unseen_card`:
+    raising it by 1 moves their log p10/p90 out by exactly 1 and leaves p50 and the trained cards' rows."""
+    m = L.load_default(trained_dir)
+    t = "energy_per_token_j"
+    spec = m.meta["targets"][t]
+    assert spec["conformal_log_offset_unseen_card"] >= spec["conformal_log_offset"]
+    c = _grid(catalog)
+    ids = np.array(catalog.gpus.ids(), dtype=object)[c.gpu_idx]
+    seen = np.isin(ids, spec["gpus"])
+    assert seen.any() and (~seen).any()  # h100-sxm is a training card, rtx4060ti-16gb and l4 are not
+    before = m.predict(c)[t]
+    m.unseen_offsets[t] += 1.0
+    after = m.predict(c)[t]
+    assert np.array_equal(before.p50, after.p50)
+    assert np.array_equal(before.p10[seen], after.p10[seen]) and np.array_equal(before.p90[seen], after.p90[seen])
+    np.testing.assert_allclose(np.log(after.p90[~seen] / before.p90[~seen]), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(np.log(before.p10[~seen] / after.p10[~seen]), 1.0, rtol=1e-9)
+
+
 def test_load_default_without_artifact_is_analytic(tmp_path):
     assert isinstance(L.load_default(tmp_path), AnalyticCostModel)
 

@@ -138,6 +138,19 @@ def test_training_coverage_lists_cards_per_method_and_engine():
     assert set(cov["bf16"]) == {"hf-eager", "vllm"} and cov["bnb-nf4"]["hf-eager"]["batch_max"] == 8
 
 
+def test_card_weighted_conformal_offset_weighs_every_group_once():
+    """Group A: 8 small scores, group B: 2 large ones. Pooled, the 80 % quantile falls in B's smaller score;
+    with each group weighing one half, A's rows cover only 50 % and B's larger score is needed. Equal
+    groups give the weighted empirical quantile."""
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 5.0, 6.0])
+    groups = np.array(["a"] * 8 + ["b"] * 2)
+    assert T.conformal_offset(scores) == 5.0
+    assert T.conformal_offset_by_group(scores, groups) == 6.0
+    assert T.conformal_offset_by_group(np.arange(1.0, 11.0), np.array(["a"] * 5 + ["b"] * 5)) == 8.0
+    assert T.conformal_offset_by_group(np.array([np.nan, 1.0]), np.array(["a", "b"])) == 1.0
+    assert T.conformal_offset_by_group(np.array([]), np.array([])) == 0.0
+
+
 def test_rank_correlation_reports_groups_of_three_methods_apart():
     """A two-method group ranked backwards (-1) and a three-method group ranked right (+1): the mean over all
     groups is 0, over the groups of at least three methods 1; the analytic figure is computed alike."""
@@ -189,7 +202,14 @@ def test_leave_one_gpu_out_is_reported_per_held_out_card(trained_dir):
             ape = ((rows["p50"] - rows["measured"]).abs() / rows["measured"] * 100).median()
             assert f["median_ape_pct_with_twin"] == pytest.approx(ape, abs=1e-3)
     assert any(f["n_with_twin"] for f in by.values()) and any(f["n_without_twin"] for f in by.values())
+    assert logo["coverage_mean_over_held_out"] == pytest.approx(np.mean([f["coverage_p10_p90"] for f in by.values()]),
+                                                                abs=1e-3)
+    weighted = [f["coverage_p10_p90_card_weighted"] for f in by.values()]
+    assert logo["coverage_mean_over_held_out_card_weighted"] == pytest.approx(np.mean(weighted), abs=1e-3)
+    # the card-weighted offset is never below the pooled one, so no card loses coverage by it
+    assert all(f["coverage_p10_p90_card_weighted"] >= f["coverage_p10_p90"] for f in by.values())
     card = (trained_dir / "MODEL_CARD.md").read_text()
     section = card.split("### Leave-one-GPU-out, by held-out card", 1)[1].split("\n## ", 1)[0]
     for g, f in by.items():
-        assert f"| energy_per_token_j | {g} | {f['n']} | {f['median_ape_pct']} |" in section
+        assert (f"| energy_per_token_j | {g} | {f['n']} | {f['median_ape_pct']} | {f['analytic_median_ape_pct']} | "
+                f"{f['coverage_p10_p90']} | {f['coverage_p10_p90_card_weighted']} |") in section
