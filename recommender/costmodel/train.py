@@ -14,6 +14,9 @@ Intervals: the quantile models' p10/p90, widened (or narrowed) by a split-confor
 the 80 % conformal quantile of max(q10 - y, y - q90) over the leave-one-GPU-out out-of-fold predictions
 (conformalized quantile regression, Romano et al. 2019, with cross-validation residuals). Reported
 coverage is honest: in every CV scheme a held-out group's offset comes from the other groups' residuals.
+On a card outside a target's training cards `recommend` widens by `conformal_log_offset_unseen_card`
+instead: the same residuals with every held-out card weighted equally (`conformal_offset_by_group`), never
+below the pooled offset, so the card with the most rows does not set an unseen card's interval.
 
 Accuracy change (`train_accuracy`): LightGBM p10/p50/p90 of the cited quant_accuracy.csv deltas (absolute)
 on quant / model / task features (`accuracy.py`), validated leave-one-model-out and on random folds against
@@ -26,10 +29,12 @@ memory, prefill energy) falls back to leave-one-architecture-out, then to random
 
 Validation (metadata.json `validation`, MODEL_CARD.md): leave-one-GPU-out (GPU ids with identical
 silicon - bandwidth, memory, fp16 tensor rate - form one group), leave-one-architecture-out (catalogue
-ids with the same shape form one group: fine-tunes share it) and random 5-fold over measured cells;
+ids with the same shape form one group: fine-tunes share it) and random 5-fold over measured cells (a
+cell measured on several cards stays in one fold);
 median and p90 absolute percentage error of p50, the same for the analytic model alone, coverage of
 p10-p90, and the Spearman correlation of the quant-method ranking within each (card, model, batch,
-workload, engine, scope) group with at least two methods.
+workload, engine, scope) group with at least two methods. Leave-one-GPU-out is also split by held-out card
+(`by_held_out`), and within a card by whether the held-out cell was measured on a training card ("twin").
 
 Our records are read through `measure.record.Record.from_dict`: a file with any malformed line is
 rejected whole (every bad line listed), nothing of it is used.
@@ -492,16 +497,24 @@ def conformal_offset(scores: np.ndarray, alpha: float = ALPHA) -> float:
     return float(s[k - 1])
 
 
-def conformal_offset_by_group(scores: np.ndarray, groups: np.ndarray, alpha: float = ALPHA) -> float:
-    """The conformity-score quantile with every group weighted equally (each row 1 / its group's rows): the
-    smallest offset that covers a (1 - alpha) share of the groups' mean coverage on these scores. Used for
-    cards outside the training set, where the pooled offset is ruled by the cards with the most rows."""
+#: a group with fewer rows than this weighs in proportion to its rows in `conformal_offset_by_group` (a card
+#: with 6 rows must not weigh as much as one with 500)
+MIN_GROUP_ROWS = 30
+
+
+def conformal_offset_by_group(scores: np.ndarray, groups: np.ndarray, alpha: float = ALPHA,
+                              min_rows: int = MIN_GROUP_ROWS) -> float:
+    """The weighted empirical (1 - alpha) quantile of conformity scores with every group weighted equally
+    (each row 1 / max(its group's rows, min_rows)): the smallest offset that covers a (1 - alpha) share of
+    the groups' mean coverage on these scores. Used for cards outside the training set, where the pooled
+    offset is ruled by the cards with the most rows. With a handful of groups this is an empirical level,
+    not a finite-sample conformal guarantee for a new card."""
     ok = np.isfinite(scores)
     s, g = scores[ok], np.asarray(groups)[ok]
     if not len(s):
         return 0.0
     _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
-    w = 1.0 / counts[inv]
+    w = 1.0 / np.maximum(counts, min_rows)[inv]
     order = np.argsort(s, kind="stable")
     cum = np.cumsum(w[order]) / w.sum()
     return float(s[order][min(len(s) - 1, int(np.searchsorted(cum, 1 - alpha - 1e-12)))])
@@ -564,7 +577,7 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
                 **{k: v for k, v in rank_correlation(d, rows[g], p50[g], meas[g], fold_base[g]).items()
                    if k in ("rank_groups_3plus", "spearman_quant_rank_3plus")}}
             if twins is not None:  # rows whose cell was measured on a card the fold trained on, and the rest
-                seen = np.isin(twins, twins[ok & (folds != lab)])
+                seen = np.isin(twins, twins[folds != lab])  # rows of a never-held-out group train every fold
                 for name, sel in (("with_twin", g & seen), ("without_twin", g & ~seen)):
                     f[f"n_{name}"] = int(sel.sum())
                     f[f"median_ape_pct_{name}"] = _r(np.median(ape[sel])) if sel.any() else None
@@ -1047,7 +1060,8 @@ def model_card(meta: dict) -> str:
         f"(`{meta['prediction_scope']}`: NVML energy counter, decode phase only). Public rows (prefill + decode",
         "metered together) are compared with the analytic end-to-end estimate, and their scope is a feature.",
         "p10/p90 are the quantile models widened by a split-conformal offset from out-of-fold residuals of the",
-        "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups). The quantized",
+        "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups); on a card outside",
+        "a target's training cards, by the wider card-weighted offset (see 'by held-out card' below). The quantized",
         "methods' decode overheads of the analytic model (datasets/catalog/method_overhead.csv, fitted on our",
         "records) are refitted inside every cross-validation fold from our rows outside its held-out group (of",
         "any target), so the figures below never saw the held-out rows through them; a fold left with fewer",
@@ -1116,10 +1130,13 @@ def model_card(meta: dict) -> str:
                   "predicts a card it never saw. A card where the learned median APE exceeds the analytic one, or",
                   "whose coverage is far from 0.80, is one the learned correction does not transfer to. 'With twin':",
                   "the held-out rows whose cell (model, method, engine, batch, workload) was measured on a training",
-                  "card, as a user's new card would be for a cell we measured; 'without': the rest, which only the",
+                  "card (same model, method, engine, batch, workload, scope and KV-cache bits), as a user's new card",
+                  "would be for a cell we measured; 'without': the rest, which only the",
                   "physics features carry over. 'Coverage, card-weighted' widens each held-out card's interval by the",
                   "offset `recommend` uses on a card outside training (`conformal_log_offset_unseen_card`: the other",
-                  "cards' residuals with every card weighted equally, never below the pooled offset).", "",
+                  f"cards' residuals with every card weighted equally, a card of fewer than {MIN_GROUP_ROWS} rows in",
+                  "proportion to its rows; never below the pooled offset). With a handful of cards this is an",
+                  "empirical level, not a conformal guarantee for a new card.", "",
                   "| target | held-out card | rows | median APE % | analytic median APE % | coverage | "
                   "coverage, card-weighted | Spearman, >= 3 methods (groups) | with twin: rows, median APE %, "
                   "analytic | without twin: rows, median APE %, analytic |", "|---|---|---|---|---|---|---|---|---|---|"]

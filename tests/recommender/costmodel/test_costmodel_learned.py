@@ -55,7 +55,7 @@ def test_learned_model_predicts_ordered_quantiles(trained_dir, catalog):
 def test_unseen_card_intervals_use_the_unseen_card_offset(trained_dir, catalog):
     """Only rows on a card outside the target's training cards take `conformal_log_offset_unseen_card`:
     raising it by 1 moves their log p10/p90 out by exactly 1 and leaves p50 and the trained cards' rows."""
-    m = L.load_default(trained_dir)
+    m = L.LearnedCostModel(trained_dir)  # a private instance: the offset is changed below
     t = "energy_per_token_j"
     spec = m.meta["targets"][t]
     assert spec["conformal_log_offset_unseen_card"] >= spec["conformal_log_offset"]
@@ -70,6 +70,27 @@ def test_unseen_card_intervals_use_the_unseen_card_offset(trained_dir, catalog):
     assert np.array_equal(before.p10[seen], after.p10[seen]) and np.array_equal(before.p90[seen], after.p90[seen])
     np.testing.assert_allclose(np.log(after.p90[~seen] / before.p90[~seen]), 1.0, rtol=1e-9)
     np.testing.assert_allclose(np.log(before.p10[~seen] / after.p10[~seen]), 1.0, rtol=1e-9)
+
+
+def test_artifact_without_unseen_card_offset_uses_the_pooled_one(trained_dir, tmp_path, catalog):
+    """An artifact trained before the unseen-card offset existed still loads, and every card's interval is
+    widened by the pooled offset: its predictions equal the current artifact's with the unseen offset set
+    to the pooled one."""
+    d = _copy(trained_dir, tmp_path / "m")
+    meta = json.loads((d / "metadata.json").read_text())
+    for spec in meta["targets"].values():
+        spec.pop("conformal_log_offset_unseen_card", None)
+    (d / "metadata.json").write_text(json.dumps(meta))
+    _rewrite_manifest(d)
+    old = L.LearnedCostModel(d)
+    assert old.unseen_offsets == {}
+    new = L.LearnedCostModel(trained_dir)
+    for t in new.unseen_offsets:
+        new.unseen_offsets[t] = new.offsets[t]
+    c = _grid(catalog)
+    a, b = old.predict(c), new.predict(c)
+    for t in ("energy_per_token_j", "tokens_per_s"):
+        assert np.array_equal(a[t].p10, b[t].p10) and np.array_equal(a[t].p90, b[t].p90)
 
 
 def test_load_default_without_artifact_is_analytic(tmp_path):

@@ -145,8 +145,11 @@ def test_card_weighted_conformal_offset_weighs_every_group_once():
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 5.0, 6.0])
     groups = np.array(["a"] * 8 + ["b"] * 2)
     assert T.conformal_offset(scores) == 5.0
-    assert T.conformal_offset_by_group(scores, groups) == 6.0
-    assert T.conformal_offset_by_group(np.arange(1.0, 11.0), np.array(["a"] * 5 + ["b"] * 5)) == 8.0
+    assert T.conformal_offset_by_group(scores, groups, min_rows=1) == 6.0
+    # a small group weighs in proportion to its rows: with min_rows 8, b's 2 rows weigh 1/4 of a's 8, so a's
+    # rows alone hold 80 % of the weight (the served offset is never below the pooled one: `max` in training)
+    assert T.conformal_offset_by_group(scores, groups, min_rows=8) == 0.8
+    assert T.conformal_offset_by_group(np.arange(1.0, 11.0), np.array(["a"] * 5 + ["b"] * 5), min_rows=1) == 8.0
     assert T.conformal_offset_by_group(np.array([np.nan, 1.0]), np.array(["a", "b"])) == 1.0
     assert T.conformal_offset_by_group(np.array([]), np.array([])) == 0.0
 
