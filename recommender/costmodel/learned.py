@@ -23,6 +23,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import statistics
 import sys
@@ -405,6 +406,11 @@ _MEASURED_FIELDS = {"decode_energy_per_token_j": "energy_per_token_j", "tokens_p
                     "ttft_ms": "ttft_ms", "prefill_energy_j": "prefill_energy_j", "peak_mem_nvml_gb": "memory_gb"}
 _MEASURED_TARGETS = tuple(_MEASURED_FIELDS.values())
 _INDEX_CACHE: dict[tuple, dict] = {}
+#: A measured cell's p10/p90 are at least its median x exp(-/+ band), band = the 80th percentile of
+#: |log(value on one GPU unit / value on another)| over the served cells measured on two or more units
+#: (`reproducibility_band`): where a measurement on another machine of the card lands 80 % of the time.
+#: Fewer than this many such pairs for a target: no band (min/max of the records only).
+MIN_REPRODUCIBILITY_PAIRS = 10
 
 
 #: Sub-folders of a measurements folder that hold no usable records (datasets/measurements/README.md).
@@ -498,6 +504,7 @@ def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
     than a prediction; most of our H100 cells are unstable by that test)."""
     gib = float(2**30)
     both: dict[tuple, tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
+    by_unit: dict[tuple, list[tuple[str, dict[str, float]]]] = {}  # cell -> (GPU unit, values) per record
     for path, r in _json_records(files):
         if r.get("status") != "ok" or (is_simulated(r) and path not in simulated_ok):
             continue
@@ -506,17 +513,42 @@ def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
             continue
         pair = both.setdefault(key, ({t: [] for t in _MEASURED_TARGETS}, {t: [] for t in _MEASURED_TARGETS}))
         cell = pair[0] if r.get("is_stable") is True else pair[1]
+        values = {}
         for fld, t in _MEASURED_FIELDS.items():
             v = r.get(fld)
             if t == "memory_gb" and r.get("other_gpu_processes"):
                 v = None
             if isinstance(v, int | float) and np.isfinite(v) and v > 0:
-                cell[t].append(float(v) * (1e9 / gib if t == "memory_gb" else 1.0))
+                values[t] = float(v) * (1e9 / gib if t == "memory_gb" else 1.0)
+                cell[t].append(values[t])
+        if r.get("gpu_uuid"):
+            by_unit.setdefault(key, []).append((str(r["gpu_uuid"]), values))
+    band = reproducibility_band(by_unit.values())
     index: dict[tuple, dict[str, tuple[float, float, float]]] = {}
     for key, (stable, other) in both.items():
         use = stable if any(stable.values()) else other
-        index[key] = {t: (min(vs), float(statistics.median(vs)), max(vs)) for t, vs in use.items() if vs}
+        index[key] = {}
+        for t, vs in use.items():
+            if vs:
+                med, q = float(statistics.median(vs)), band.get(t, 0.0)
+                index[key][t] = (min(min(vs), med * math.exp(-q)), med, max(max(vs), med * math.exp(q)))
     return index
+
+
+def reproducibility_band(cells) -> dict[str, float]:
+    """{target: 80th percentile of |log(a / b)|} over every pair of records of one cell on two different GPU
+    units (`cells`: per cell, (gpu unit, {target: value}) per record); targets with fewer than
+    MIN_REPRODUCIBILITY_PAIRS pairs are left out. For two draws with the same spread, this is the half-width
+    of the 80 % interval of a new unit's value around one measured value."""
+    logs: dict[str, list[float]] = {}
+    for recs in cells:
+        for i, (u, a) in enumerate(recs):
+            for w, b in recs[i + 1:]:
+                if u == w:
+                    continue
+                for t in a.keys() & b.keys():
+                    logs.setdefault(t, []).append(abs(math.log(a[t] / b[t])))
+    return {t: float(np.percentile(v, 80)) for t, v in logs.items() if len(v) >= MIN_REPRODUCIBILITY_PAIRS}
 
 
 def _index_for(catalog, dirs, explicit_dirs=()) -> dict:
@@ -558,8 +590,9 @@ def measured_lookup(cands: Candidates, dirs=None, extra_dirs=()) -> tuple[np.nda
 
     A row is measured when a record exists for its GPU, model architecture (the model or its
     `architecture_of`: energy and speed depend on shapes, measure/ runs random weights), quant, engine,
-    batch, prompt and output tokens. p50 = median over the matching records, p10/p90 = their min/max;
-    NaN for a target no matching record measured. Accuracy is not served here (random weights).
+    batch, prompt and output tokens. p50 = median over the matching records, p10/p90 = their min/max, at
+    least p50 x exp(-/+ the reproducibility band: `reproducibility_band`, how far the same cell measured on
+    another GPU unit lands); NaN for a target no matching record measured. Accuracy is not served here (random weights).
     Records of the fake meter (`measurement_scope: simulated`) are served only from folders named
     explicitly (`dirs`, `extra_dirs`, RECOMMENDER_MEASUREMENTS), never from datasets/measurements.
     """

@@ -193,6 +193,39 @@ def test_measured_lookup_serves_measured_cells(tmp_path, catalog, record_factory
     assert np.isnan(vals["tokens_per_s"].p50[3])
 
 
+def _two_unit_cells(record_factory, n_cells: int, ratios: list[float]):
+    """n_cells cells (batch 2..), each measured on GPU unit A and on unit B with J/token ratio ratios[i]."""
+    recs = []
+    for i in range(n_cells):
+        for unit, e in (("GPU-a", 1.0), ("GPU-b", ratios[i])):
+            recs.append(record_factory(len(recs), batch_size=2 + i, gpu_uuid=unit, decode_energy_per_token_j=e))
+    return recs
+
+
+def test_measured_cells_carry_the_reproducibility_band(tmp_path, catalog, record_factory, records_writer):
+    """With at least MIN_REPRODUCIBILITY_PAIRS cells measured on two GPU units, a measured cell's J/token
+    p10/p90 reach at least p50 x exp(-/+ the 80th percentile of |log ratio|): 8 pairs at 0.1 and 2 at 0.5
+    give 0.18. A cell whose own records spread wider keeps its min/max."""
+    ratios = [np.exp(0.1)] * 8 + [np.exp(0.5)] * 2
+    recs = _two_unit_cells(record_factory, L.MIN_REPRODUCIBILITY_PAIRS, ratios)
+    recs.append(record_factory(100, batch_size=1, gpu_uuid="GPU-a", decode_energy_per_token_j=4.0))
+    records_writer(tmp_path / "h100.jsonl", recs)
+    c = Candidates.from_ids(catalog, ["h100-sxm"] * 2, ["qwen2.5-7b-instruct"] * 2, ["bf16"] * 2,
+                            ["hf-eager"] * 2, [1, 2 + 8], [128] * 2, [64] * 2)
+    mask, vals = L.measured_lookup(c, dirs=[tmp_path])
+    assert mask.tolist() == [True, True]
+    e = vals["energy_per_token_j"]
+    assert e.p50[0] == 4.0
+    assert np.log(e.p90[0] / 4.0) == pytest.approx(0.18) and np.log(4.0 / e.p10[0]) == pytest.approx(0.18)
+    # the cell measured at 1.0 and exp(0.5): its own min and max are wider than the band around its median
+    assert (e.p10[1], e.p90[1]) == (1.0, pytest.approx(np.exp(0.5)))
+    # one pair fewer: no band, a single record is served as a point
+    records_writer(tmp_path / "h100.jsonl", _two_unit_cells(record_factory, L.MIN_REPRODUCIBILITY_PAIRS - 1, ratios)
+                   + [record_factory(100, batch_size=1, gpu_uuid="GPU-a", decode_energy_per_token_j=4.0)])
+    _, vals = L.measured_lookup(c, dirs=[tmp_path])
+    assert vals["energy_per_token_j"].p10[0] == vals["energy_per_token_j"].p90[0] == 4.0
+
+
 def test_measured_lookup_ignores_torn_lines_and_caches(tmp_path, catalog, record_factory, records_writer):
     path = records_writer(tmp_path / "a.jsonl", [record_factory(0)])
     with path.open("a") as fh:
