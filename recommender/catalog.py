@@ -293,6 +293,7 @@ class _Table:
                                                  getattr(r, "hf_id", None) or "") for k in _keys(a)}:
                 self._lookup.setdefault(key, r.id)
         self._arrays: dict[str, np.ndarray] = {}
+        self._found: dict[str, object] = {}  # find() results by name, cleared when a row is added
 
     def __iter__(self):
         return iter(self.rows)
@@ -304,13 +305,24 @@ class _Table:
         return [r.id for r in self.rows]
 
     def find(self, name: str):
-        """The row named `name` (id, alias, marketing name or HF id), or None."""
+        """The row named `name` (id, alias, marketing name or HF id), or None. Memoized per name: callers
+        such as the measured-cell index look up the same few names for every record."""
+        try:
+            return self._found[name]
+        except (KeyError, TypeError):
+            pass
+        row = self._find(name)
+        if isinstance(name, str):
+            self._found[name] = row
+        return row
+
+    def _find(self, name: str):
         for key in sorted(_keys(name), key=len, reverse=True):
             if key in self._lookup:
                 return self.rows[self.index[self._lookup[key]]]
         tail = str(name).rsplit("/", 1)[-1]
         if tail != name:
-            return self.find(tail)
+            return self._find(tail)
         return None
 
     def get(self, name: str):
@@ -336,6 +348,7 @@ class _Table:
                                     for k in _keys(a)}:
             self._lookup.setdefault(key, row.id)
         self._arrays.clear()
+        self._found.clear()
 
 
 class Catalog:

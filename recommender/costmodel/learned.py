@@ -480,24 +480,16 @@ def _parsed(path: str, mtime_ns: int, size: int) -> tuple[dict, ...]:
     return tuple(out)
 
 
-def _cell_key(catalog, r: dict, names: dict | None = None) -> tuple | None:
+def _cell_key(catalog, r: dict) -> tuple | None:
     """(gpu id, architecture id, quant id, engine id, batch, prompt, output) of a record, or None when a name
-    is not in the catalogue or a size is missing. `names`: a cache of the catalogue look-ups by the record's
-    raw names, shared over one pass of records (most records repeat a few names)."""
-    raw = (r.get("gpu_id"), r.get("gpu_name"), r.get("model"), r.get("quant"), r.get("engine"))
-    ids = names.get(raw, False) if names is not None else False
-    if ids is False:
-        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-        quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
-        ids = None
-        if not (gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None):
-            ids = (gpu.id, _arch_id(catalog, str(r["model"])), quant.id, engine.id)
-        if names is not None:
-            names[raw] = ids
-    if ids is None:
+    is not in the catalogue or a size is missing."""
+    gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+    quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
+    if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
         return None
     try:
-        return (*ids, float(r["batch_size"]), float(r["prompt_tokens"]), float(r["output_tokens"]))
+        return (gpu.id, _arch_id(catalog, str(r["model"])), quant.id, engine.id, float(r["batch_size"]),
+                float(r["prompt_tokens"]), float(r["output_tokens"]))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -513,11 +505,10 @@ def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
     gib = float(2**30)
     both: dict[tuple, tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
     by_unit: dict[tuple, list[tuple[str, dict[str, float]]]] = {}  # cell -> (GPU unit, values) per record
-    names: dict = {}
     for path, r in _json_records(files):
         if r.get("status") != "ok" or (is_simulated(r) and path not in simulated_ok):
             continue
-        key = _cell_key(catalog, r, names)
+        key = _cell_key(catalog, r)
         if key is None:
             continue
         pair = both.setdefault(key, ({t: [] for t in _MEASURED_TARGETS}, {t: [] for t in _MEASURED_TARGETS}))
@@ -652,11 +643,10 @@ def _failure_index(catalog, files: list[Path]) -> dict[tuple, str]:
         return _FAIL_CACHE[key]
     failed: dict[tuple, str] = {}
     ok: set[tuple] = set()
-    names: dict = {}
     for _, r in _json_records(files):
         if r.get("status") not in ("ok", "failed") or is_simulated(r):
             continue
-        k = _cell_key(catalog, r, names)
+        k = _cell_key(catalog, r)
         if k is None:
             continue
         if r["status"] == "ok":
