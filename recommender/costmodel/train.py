@@ -321,15 +321,15 @@ class Design:
     arch_group: np.ndarray
     cell_group: np.ndarray
     rank_group: np.ndarray
+    #: each row's cell without its card (model, engine, batch, workload, scope, KV bits, quant): the same cell
+    #: measured on two cards are twins. Random folds keep twins together; leave-one-GPU-out figures are split
+    #: by whether the held-out row's twin was in training.
+    twin_group: np.ndarray
     #: (X, base) of every row with the catalogue constants fitted on measurements (method_overhead.csv)
     #: refitted on the given rows only (our rows among them are used); None when the catalogue has none.
     #: Cross-validation calls it per fold with every row outside the held-out group, so held-out rows
     #: never inform the analytic baseline they are judged against.
     refit: Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
-    #: each row's cell without its card (model, engine, batch, workload, scope, KV bits, quant): the same cell
-    #: measured on two cards are twins. Random folds keep twins together; leave-one-GPU-out figures are split
-    #: by whether the held-out row's twin was in training. None: twins unknown (the cell is the group).
-    twin_group: np.ndarray | None = None
 
 
 def _features_and_base(frame, catalog) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -412,9 +412,9 @@ def design(frame, catalog) -> Design:
     key_cols = ["gpu_id", "model", "engine", "batch_size", "prompt_tokens", "output_tokens", "scope_id", "kv_cache_bits"]
     cell = _row_keys(frame, key_cols + ["quant"])
     rank = _row_keys(frame, key_cols)
-    refit = _method_overhead_refit(frame, catalog, measured["tokens_per_s"]) if catalog.method_overhead else None
     twin = _row_keys(frame, key_cols[1:] + ["quant"])
-    return Design(X, base, measured, gpu_group, arch_group, cell, rank, refit, twin)
+    refit = _method_overhead_refit(frame, catalog, measured["tokens_per_s"]) if catalog.method_overhead else None
+    return Design(X, base, measured, gpu_group, arch_group, cell, rank, twin, refit)
 
 
 def _row_keys(frame, cols: list[str]) -> np.ndarray:
@@ -439,8 +439,7 @@ def _group_of(scheme: str, d: Design) -> np.ndarray:
     """Each row's group under a CV scheme: its GPU (logo), its architecture (lomo) or its cell whatever the
     card (random: the same cell measured on two cards is one group, so no fold is judged on a twin it
     trained on)."""
-    cells = d.cell_group if d.twin_group is None else d.twin_group
-    return {"logo": d.gpu_group, "lomo": d.arch_group}.get(scheme, cells)
+    return {"logo": d.gpu_group, "lomo": d.arch_group}.get(scheme, d.twin_group)
 
 
 def _folds(scheme: str, d: Design, rows: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
@@ -520,6 +519,13 @@ def conformal_offset_by_group(scores: np.ndarray, groups: np.ndarray, alpha: flo
     return float(s[order][min(len(s) - 1, int(np.searchsorted(cum, 1 - alpha - 1e-12)))])
 
 
+def unseen_card_offset(scores: np.ndarray, cards: np.ndarray) -> float:
+    """The offset for a card outside training: the card-weighted one, never below the pooled one (so no
+    card loses coverage by it). Served as `conformal_log_offset_unseen_card`, and judged per held-out card
+    in `evaluate` from the other cards' scores."""
+    return max(conformal_offset(scores), conformal_offset_by_group(scores, cards))
+
+
 def _ordered(lo, mid, hi):
     """Crossing quantile ends clamped to the median (as `learned.LearnedCostModel` predicts): p50 is always
     the median model's own output, p10 <= p50 <= p90."""
@@ -563,12 +569,12 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
     fig.update(rank_correlation(d, rows[ok], p50[ok], meas[ok], fold_base[ok]))
     if per_group:
         inside = (meas >= p10) & (meas <= p90)
-        twins = None if d.twin_group is None else d.twin_group[rows]
+        twins = d.twin_group[rows]
         fig["by_held_out"] = {}
         for lab in sorted(set(folds[ok])):
             g = ok & (folds == lab)
             # the card-weighted offset of the other groups (what `recommend` widens an unseen card's interval by)
-            off_w = max(conformal_offset(score[ok & ~g]), conformal_offset_by_group(score[ok & ~g], folds[ok & ~g]))
+            off_w = unseen_card_offset(score[ok & ~g], folds[ok & ~g])
             lo_w, _, hi_w = _ordered(q10[g] - off_w, q50[g], q90[g] + off_w)
             f = fig["by_held_out"][str(lab)] = {
                 "n": int(g.sum()), "median_ape_pct": _r(np.median(ape[g])),
@@ -576,12 +582,13 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
                 "coverage_p10_p90_card_weighted": _r(np.mean((y[g] >= lo_w) & (y[g] <= hi_w))),
                 **{k: v for k, v in rank_correlation(d, rows[g], p50[g], meas[g], fold_base[g]).items()
                    if k in ("rank_groups_3plus", "spearman_quant_rank_3plus")}}
-            if twins is not None:  # rows whose cell was measured on a card the fold trained on, and the rest
-                seen = np.isin(twins, twins[folds != lab])  # rows of a never-held-out group train every fold
-                for name, sel in (("with_twin", g & seen), ("without_twin", g & ~seen)):
-                    f[f"n_{name}"] = int(sel.sum())
-                    f[f"median_ape_pct_{name}"] = _r(np.median(ape[sel])) if sel.any() else None
-                    f[f"analytic_median_ape_pct_{name}"] = _r(np.median(ape_an[sel])) if sel.any() else None
+            # rows whose cell was measured on a card the fold trained on, and the rest (rows of a never-held-out
+            # group train every fold)
+            seen = np.isin(twins, twins[folds != lab])
+            for name, sel in (("with_twin", g & seen), ("without_twin", g & ~seen)):
+                f[f"n_{name}"] = int(sel.sum())
+                f[f"median_ape_pct_{name}"] = _r(np.median(ape[sel])) if sel.any() else None
+                f[f"analytic_median_ape_pct_{name}"] = _r(np.median(ape_an[sel])) if sel.any() else None
         by = fig["by_held_out"].values()
         fig["coverage_mean_over_held_out"] = _r(np.mean([f["coverage_p10_p90"] for f in by]))
         fig["coverage_mean_over_held_out_card_weighted"] = _r(np.mean([f["coverage_p10_p90_card_weighted"]
@@ -868,8 +875,7 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
         offset = conformal_offset(score)
         # a card outside training: every held-out card weighs the same (not its rows), so the offset is not
         # set by the one card with most rows (our H100); only where the calibration split holds out cards
-        offset_unseen = (max(offset, conformal_offset_by_group(score, d.gpu_group[rows])) if calib == "logo"
-                         else offset)
+        offset_unseen = unseen_card_offset(score, d.gpu_group[rows]) if calib == "logo" else offset
         models = fit_quantiles(d.X[rows], y, seed)
         boosters[t] = {q: m.booster_.model_to_string() for q, m in models.items()}
         targets_meta[t] = {
@@ -1129,14 +1135,14 @@ def model_card(meta: dict) -> str:
                   "The pooled leave-one-GPU-out figures above, split by the card held out: how well the model",
                   "predicts a card it never saw. A card where the learned median APE exceeds the analytic one, or",
                   "whose coverage is far from 0.80, is one the learned correction does not transfer to. 'With twin':",
-                  "the held-out rows whose cell (model, method, engine, batch, workload) was measured on a training",
-                  "card (same model, method, engine, batch, workload, scope and KV-cache bits), as a user's new card",
-                  "would be for a cell we measured; 'without': the rest, which only the",
-                  "physics features carry over. 'Coverage, card-weighted' widens each held-out card's interval by the",
-                  "offset `recommend` uses on a card outside training (`conformal_log_offset_unseen_card`: the other",
-                  f"cards' residuals with every card weighted equally, a card of fewer than {MIN_GROUP_ROWS} rows in",
-                  "proportion to its rows; never below the pooled offset). With a handful of cards this is an",
-                  "empirical level, not a conformal guarantee for a new card.", "",
+                  "the held-out rows whose cell (model, method, engine, batch, workload, scope and KV-cache bits)",
+                  "was measured on a training card, as a user's new card would be for a cell we measured; 'without':",
+                  "the rest, which only the physics features carry over. 'Coverage, card-weighted' widens each",
+                  "held-out card's interval by the offset `recommend` uses on a card outside training",
+                  "(`conformal_log_offset_unseen_card`: the other cards' residuals with every card weighted equally,",
+                  f"a card of fewer than {MIN_GROUP_ROWS} rows in proportion to its rows; never below the pooled",
+                  "offset). With a handful of cards this is an empirical level, not a conformal guarantee for a new",
+                  "card.", "",
                   "| target | held-out card | rows | median APE % | analytic median APE % | coverage | "
                   "coverage, card-weighted | Spearman, >= 3 methods (groups) | with twin: rows, median APE %, "
                   "analytic | without twin: rows, median APE %, analytic |", "|---|---|---|---|---|---|---|---|---|---|"]
