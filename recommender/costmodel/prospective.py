@@ -1,0 +1,151 @@
+"""Prospective check: how a trained artifact predicted cells that were measured after it was trained.
+
+    python -m recommender.costmodel.prospective --artifact models --out notebooks/prospective/NAME.csv
+
+Cross-validation holds out cells the model was never shown, but the campaign picks the next cells itself
+(the cheapest remaining ones, other workloads, other engines), so it is worth checking, before each
+retrain, how the committed artifact predicted the records that arrived since. The rows are the `ok`
+records whose `created_at` is after the artifact's (`metadata.json` `created_at`, or `--since`); each
+carries the artifact's served p10/p50/p90 (`LearnedCostModel.predict`: the model, never the measured
+look-up), the analytic model's value and the measured value, per target. A cell measured before the
+artifact was trained (`cell_seen_before`, same card/model/method/engine/batch/workload) is marked: its
+record is a repeat, not a new cell.
+
+Predictions depend on the catalogue (method overheads, engine constants): run the check before refitting
+them, or the figures describe a model that was never served (`catalog_matches_artifact` says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+#: target -> column of `train.record_rows` holding our measured value
+MEASURED = {
+    "energy_per_token_j": "decode_energy_per_token_j",
+    "tokens_per_s": "tokens_per_s",
+    "ttft_ms": "ttft_ms",
+    "prefill_energy_j": "prefill_energy_j",
+    "memory_gb": "memory_gb",
+}
+KEY = ["gpu_id", "model", "quant", "engine", "batch_size", "prompt_tokens", "output_tokens"]
+
+
+def _time(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+def prospective_frame(artifact: Path, files: list[Path], since: str | None = None, catalog=None):
+    """One row per `ok` record created after `since` (default: the artifact's `created_at`): its cell,
+    measured values, and the artifact's p10/p50/p90 and the analytic value of every target. Returns
+    (frame, info); info holds the cut-off, the artifact name and whether the catalogue still matches it."""
+    import pandas as pd
+
+    from recommender.candidates import Candidates
+    from recommender.catalog import load_catalog_from
+    from recommender.costmodel.analytic import AnalyticCostModel
+    from recommender.costmodel.learned import LearnedCostModel
+    from recommender.costmodel.train import read_records, record_rows
+    from recommender.paths import catalog_dir, data_root
+    from recommender.public_data import extend_catalog
+
+    model = LearnedCostModel(Path(artifact))
+    if catalog is None:
+        catalog = load_catalog_from(catalog_dir())
+        extend_catalog(catalog, data_root() / "public")
+    cut = _time(since or model.meta.get("created_at"))
+    if cut is None:
+        raise ValueError(f"{artifact}: metadata.json has no created_at; pass --since")
+    new_rows, seen = [], set()
+    for path in files:
+        records, _ = read_records(Path(path))
+        for r in records:
+            created = _time(r.created_at)
+            rows, _ = record_rows([r], catalog, Path(path).name)
+            if not rows:
+                continue
+            row = rows[0]
+            key = tuple(row[k] for k in KEY)
+            if created is not None and created <= cut:
+                seen.add(key)
+            elif created is not None:
+                row.update(record_id=r.record_id, created_at=r.created_at, gpu_uuid=r.gpu_uuid, _key=key)
+                new_rows.append(row)
+    info = {"artifact": model.name, "since": cut.isoformat(), "rows": len(new_rows),
+            "catalog_matches_artifact": not model.stale_catalog_files(catalog)}
+    cols = ["record_id", "created_at", "data_file", "gpu_uuid", *KEY, "cell_seen_before"]
+    if not new_rows:
+        return pd.DataFrame(columns=cols), info
+    frame = pd.DataFrame(new_rows)
+    frame["cell_seen_before"] = [k in seen for k in frame.pop("_key")]
+    cands = Candidates.from_ids(catalog, frame["gpu_id"], frame["model"], frame["quant"], frame["engine"],
+                                frame["batch_size"], frame["prompt_tokens"], frame["output_tokens"])
+    pred = model.predict(cands)
+    base = AnalyticCostModel().predict(cands)
+    out = frame[cols].copy()
+    out.insert(0, "artifact", model.name)
+    for t, col in MEASURED.items():
+        out[f"measured_{t}"] = frame[col].to_numpy(float)
+        out[f"analytic_{t}"] = base[t].p50
+        for q in ("p10", "p50", "p90"):
+            out[f"predicted_{q}_{t}"] = getattr(pred[t], q)
+    return out, info
+
+
+def summarize(frame) -> dict[str, dict]:
+    """Per target: rows with a measured value, median and p90 absolute % error of p50, the analytic
+    model's median, and the share of measured values inside p10-p90."""
+    out = {}
+    for t in MEASURED:
+        if f"measured_{t}" not in frame:
+            continue
+        m = frame[f"measured_{t}"].to_numpy(float)
+        ok = np.isfinite(m) & (m > 0)
+        if not ok.any():
+            continue
+        p50 = frame[f"predicted_p50_{t}"].to_numpy(float)[ok]
+        ape = np.abs(p50 / m[ok] - 1) * 100
+        ana = np.abs(frame[f"analytic_{t}"].to_numpy(float)[ok] / m[ok] - 1) * 100
+        lo, hi = frame[f"predicted_p10_{t}"].to_numpy(float)[ok], frame[f"predicted_p90_{t}"].to_numpy(float)[ok]
+        out[t] = {"rows": int(ok.sum()), "median_ape_pct": float(np.median(ape)),
+                  "p90_ape_pct": float(np.percentile(ape, 90)), "analytic_median_ape_pct": float(np.median(ana)),
+                  "coverage_p10_p90": float(np.mean((m[ok] >= lo) & (m[ok] <= hi))),
+                  "median_log_ratio": float(np.median(np.log(p50 / m[ok])))}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from recommender.costmodel.train import measurement_files
+    from recommender.errors import UserError
+
+    p = argparse.ArgumentParser(prog="python -m recommender.costmodel.prospective", description=__doc__.split("\n")[0])
+    p.add_argument("--artifact", type=Path, default=Path("models"), help="artifact folder (default: models)")
+    p.add_argument("--measurements", type=Path, nargs="*", default=None,
+                   help="JSONL files (default: the shipped datasets/measurements files)")
+    p.add_argument("--since", default=None, help="ISO time; default: the artifact's created_at")
+    p.add_argument("--out", type=Path, default=None, help="CSV to write (one row per new record)")
+    a = p.parse_args(argv)
+    try:
+        files = list(a.measurements) if a.measurements else measurement_files(None, True)
+        frame, info = prospective_frame(a.artifact, files, a.since)
+    except (UserError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = summarize(frame)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(a.out, index=False, float_format="%.6g")
+    print(json.dumps({**info, "targets": summary}, indent=1))
+    if not info["catalog_matches_artifact"]:
+        print("warning: the catalogue changed since the artifact was trained; these are not the served "
+              "predictions", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
