@@ -1244,7 +1244,9 @@ def failures(df: pd.DataFrame, grid_excludes: Sequence[dict[str, Any]] = ()) -> 
 
 
 def coverage(df: pd.DataFrame, grid_file: Path) -> dict[str, Any]:
-    """Cells of `grid_file` measured so far (records matched by cell hash), by status and per model."""
+    """Cells of `grid_file` measured so far (records matched by cell hash), by status and per model;
+    `outside_grid` counts the distinct cells of `df` the grid does not hold (measured with `--set` overrides
+    beyond the grid, e.g. batch 64)."""
     from measure.grid import expand, load_grid
 
     cells = expand(load_grid(grid_file))
@@ -1256,7 +1258,8 @@ def coverage(df: pd.DataFrame, grid_file: Path) -> dict[str, Any]:
     counts = d["status"].value_counts()
     return {"grid": grid_file.name, "grid_cells": len(cells), "measured": len(d),
             "ok": int(counts.get("ok", 0)), "failed": int(counts.get("failed", 0)),
-            "skipped": int(counts.get("skipped", 0)), "remaining": len(cells) - len(d), "per_model": per_model}
+            "skipped": int(counts.get("skipped", 0)), "remaining": len(cells) - len(d), "per_model": per_model,
+            "outside_grid": int(df.loc[~df["cell_hash"].isin(by_hash), "cell_hash"].nunique())}
 
 
 def remaining_cells(df: pd.DataFrame, grid_file: Path) -> pd.DataFrame:

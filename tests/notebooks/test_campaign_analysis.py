@@ -10,6 +10,7 @@ import pytest
 np = pytest.importorskip("numpy")
 pd = pytest.importorskip("pandas")
 
+from measure.grid import expand, load_grid  # noqa: E402
 from notebooks import campaign_analysis as ca  # noqa: E402 - after the optional-dependency skips
 
 MODEL = "qwen2.5-7b-instruct"
@@ -63,6 +64,7 @@ def test_pairs_sign_convention_and_decomposition(q7):
     # every pair matches on model, engine, batch and workload
     for r in pairs.itertuples():
         base = q7[(q7["quant"] == "fp32") & (q7["engine"] == r.engine) & (q7["batch_size"] == r.batch_size)
+                  & (q7["prompt_tokens"] == r.prompt_tokens) & (q7["output_tokens"] == r.output_tokens)
                   & (q7["status"] == "ok")]
         assert math.isclose(base["decode_energy_per_token_j"].iloc[-1], r.e_base_j)
 
@@ -74,7 +76,8 @@ def test_table2_has_one_row_per_strategy_with_paper_values(q7, cat):
         assert list(t.index) == list(ca.STRATEGIES)
         for s in ca.STRATEGIES:
             assert t.loc[s, "paper_energy_reduction_pct"] == ca.PAPER_TABLE2[s]["energy_reduction_pct"]
-            p = pairs[pairs["quant"].isin(ca.STRATEGY_METHODS[s])]
+            p = ca.select_workload(pairs, ca.REFERENCE_WORKLOAD)  # the table's default workload
+            p = p[p["quant"].isin(ca.STRATEGY_METHODS[s])]
             assert t.loc[s, "n_pairs"] == len(p)
             if len(p):
                 assert t.loc[s, "energy_reduction_worst_pct"] <= t.loc[s, "energy_reduction_median_pct"] \
@@ -195,8 +198,19 @@ def test_coverage_counts_against_the_grid(records):
     assert c["remaining"] == c["grid_cells"] - c["measured"]
     assert c["per_model"]["measured"].sum() == c["measured"]
     campaign = records[records["slice"] == "campaign"]
-    # every campaign record is a grid cell; a cell measured in two sessions counts once
-    assert c["measured"] == campaign["cell_hash"].nunique()
+    # a cell measured in two sessions counts once; cells measured beyond the grid are counted apart
+    in_grid = {cell.content_hash for cell in expand(load_grid(ca.GRIDS / "h100-campaign.yaml"))}
+    assert c["measured"] == campaign.loc[campaign["cell_hash"].isin(in_grid), "cell_hash"].nunique()
+    assert c["outside_grid"] == campaign.loc[~campaign["cell_hash"].isin(in_grid), "cell_hash"].nunique()
+
+
+def test_coverage_counts_cells_beyond_the_grid(records):
+    """A record whose cell the grid does not hold (a `--set batch_sizes=[64]` run) is no grid cell."""
+    campaign = records[records["slice"] == "campaign"]
+    one = campaign[campaign["status"] == "ok"].iloc[[0]].assign(cell_hash="not-a-grid-cell")
+    c0 = ca.coverage(campaign, ca.GRIDS / "h100-campaign.yaml")
+    c1 = ca.coverage(pd.concat([campaign, one]), ca.GRIDS / "h100-campaign.yaml")
+    assert c1["measured"] == c0["measured"] and c1["outside_grid"] == c0["outside_grid"] + 1
 
 
 # --- roofline, figure 4, co-optimisation, distillation -----------------------------------------------------

@@ -212,14 +212,32 @@ def test_min_evidence_without_coverage_says_why_nothing_is_left():
         recommend(Query(gpus=("h100",), min_evidence="best"))
 
 
+def _measured_batches(gpu_id: str, model: str, quant: str, engine: str) -> set[int]:
+    """Batch sizes of the shipped ok records of one (card, model, method, engine) at 256/128."""
+    from recommender.costmodel.learned import measurement_files_in, shipped_measurement_dirs
+
+    out = set()
+    for path in measurement_files_in(shipped_measurement_dirs()[0]):
+        for line in path.read_text().splitlines():
+            r = json.loads(line) if line.strip() else {}
+            if (r.get("status"), r.get("gpu_id"), r.get("model"), r.get("quant"), r.get("engine"),
+                    r.get("prompt_tokens"), r.get("output_tokens")) == ("ok", gpu_id, model, quant, engine, 256, 128):
+                out.add(int(r["batch_size"]))
+    return out
+
+
 def test_explain_names_the_best_choice_backed_by_measurements_of_the_card(capsys):
-    """Compiled NF4 on the H100 was measured up to batch 8: at batch 64 (more tokens per joule, so ranked first
-    for energy) it is a batch extrapolation, and --explain names the batch-8 candidate, the one
-    --min-evidence same_card ranks first. With only unmeasured batch sizes it says none is backed, and the
-    'no candidate' message of the filter names the best level those meet."""
+    """Compiled NF4 on the H100 is measured up to some batch B (the shipped records): at 2B (more tokens per
+    joule, so ranked first for energy) it is a batch extrapolation, and --explain names the batch-B candidate,
+    the one --min-evidence same_card ranks first. With only unmeasured batch sizes it says none is backed, and
+    the 'no candidate' message of the filter names the best level those meet."""
     from recommender.cli import main
 
     args = ["--gpu", "h100", "--model", "qwen2.5-7b-instruct", "--quant", "bnb-nf4", "--engine", "hf-compiled"]
+    measured = _measured_batches("h100-sxm", "qwen2.5-7b-instruct", "bnb-nf4", "hf-compiled")
+    assert measured, "the shipped records hold compiled NF4 Qwen2.5-7B cells on the H100"
+    top = max(measured)
+    above = [b for b in (2 * top, 3 * top, 4 * top) if b not in measured]
 
     def run(*more, code=0):
         try:
@@ -229,14 +247,14 @@ def test_explain_names_the_best_choice_backed_by_measurements_of_the_card(capsys
         captured = capsys.readouterr()
         return json.loads(captured.out) if code == 0 else captured.err
 
-    out = run("--batch-size", "8", "--batch-size", "64", "--explain")
-    assert out["candidates"][0]["batch_size"] == 64
+    out = run("--batch-size", str(top), "--batch-size", str(above[0]), "--explain")
+    assert out["candidates"][0]["batch_size"] == above[0]
     backed = [ln for ln in out["explanation"] if ln.startswith("Best choice backed by measurements on h100-sxm")]
     assert len(backed) == 1
-    best = run("--batch-size", "8", "--batch-size", "64", "--min-evidence", "same_card")["candidates"][0]
-    assert best["batch_size"] == 8
-    assert f"{best['gpu']} / {best['model']} / {best['quant']} / {best['engine']} / batch 8" in backed[0]
-    lines = run("--batch-size", "32", "--batch-size", "64", "--explain")["explanation"]
+    best = run("--batch-size", str(top), "--batch-size", str(above[0]), "--min-evidence", "same_card")["candidates"][0]
+    assert best["batch_size"] == top
+    assert f"{best['gpu']} / {best['model']} / {best['quant']} / {best['engine']} / batch {top}" in backed[0]
+    lines = run("--batch-size", str(above[0]), "--batch-size", str(above[1]), "--explain")["explanation"]
     assert "No ranked candidate on h100-sxm is backed by its measurements (--min-evidence same_card)." in lines
-    err = run("--batch-size", "64", "--min-evidence", "same_card", code=2)
+    err = run("--batch-size", str(above[0]), "--min-evidence", "same_card", code=2)
     assert "no candidate meets --min-evidence same_card: the best of the 1 that can run meets 'other_engines'" in err
