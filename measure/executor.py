@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import socket
 import sys
@@ -202,37 +203,87 @@ class _Estimator:
     any. Compiled cells cost a compilation per new shape (tens of seconds on an H100) where eager ones cost
     seconds, and eager LLM.int8 or fp8 cells run 3-7x longer than 16-bit ones (session s3 lost a GPU's last
     400 s to a slow cell started on the strength of fast ones), so one mean over all would let a time
-    budget start a cell it cannot finish."""
+    budget start a cell it cannot finish.
+
+    `prior_cost` (the store alone, for `order=cheapest`) also follows the cell's workload and batch size: a
+    1024/256-token cell at batch 32 takes several times a 256/128 one at batch 1 (fp32 eager on an H100:
+    120-146 s against 15 s), see `prior_cost`."""
 
     def __init__(self, prior_records: Sequence[Record] = ()):
         self.seen: dict[tuple[str | None, str | None, bool], list[float]] = {}
         self.prior: dict[tuple[str | None, str | None], list[float]] = {}
+        # the store's ok records per (engine, quant): what `prior_cost` models a cell's time from
+        self.calls: dict[tuple[str | None, str | None], list[_Call]] = {}
+        self._dur_cache: dict[tuple, float] = {}
         costs = [(r, v) for r in prior_records if (v := record_cost_s(r))]
         for r, v in costs:
             for key in ((r.engine, r.quant), (r.engine, None), (None, None)):
                 self.prior.setdefault(key, []).append(v)
-        # how much slower or faster a model's cells ran than its method's mean over all models
+            self.calls.setdefault((r.engine, r.quant), []).append(_Call.of(r, v))
+        # how much slower or faster a model's cells ran than its method's estimate for the same workload and
+        # batch size (the estimate averages over the method's models)
         self.model_ratio: dict[tuple[str, str | None], list[float]] = {}
         self.method_models: dict[tuple[str | None, str | None], list[str]] = {}
         for r, v in costs:
-            method = self.prior[(r.engine, r.quant)]
-            self.model_ratio.setdefault((r.model, r.engine), []).append(v / (sum(method) / len(method)))
+            base = self._method_cost(r.engine, r.quant, r.prompt_tokens, r.output_tokens, r.batch_size,
+                                     r.warmup + r.repetitions)
+            self.model_ratio.setdefault((r.model, r.engine), []).append(v / base if base else 1.0)
             self.method_models.setdefault((r.engine, r.quant), []).append(r.model)
 
     def prior_cost(self, cell: Cell) -> float | None:
-        """A pending cell's wall time from the store alone (s): the mean of its engine and method's records,
-        times how its model's records compared with their methods' means (a model without records: its
-        layers over the mean layers of the method's models); None when the method has none."""
-        def mean(xs):
-            return sum(xs) / len(xs) if xs else None
+        """A pending cell's wall time from the store alone (seconds); None when its engine and method have
+        no ok record.
 
-        base = mean(self.prior.get((cell.engine, cell.quant), []))
+            cost = model_ratio x (fixed + (warmup + repetitions) x call)
+
+        - `fixed` (s): the mean over the method's records of load + quantize + compile + eval time.
+        - `call` (s): one generate call of the cell's batch size and workload. For each batch size the
+          method has records of, the mean `duration_s` of those at the cell's (prompt, output) tokens, or,
+          when none is, of all of them scaled to it: the prefill part (`ttft_ms`) x prompt-token ratio plus
+          the rest (decode) x output-token ratio. Between two measured batch sizes, interpolated linearly in
+          log(call) over log(batch); outside them, extrapolated from the nearest two with the exponent
+          clipped to [0, 1] (a larger batch never takes less, at most proportionally more); one batch size
+          measured: its value.
+        - `model_ratio`: the mean, over the model's records on this engine, of record cost / this estimate
+          for the record's own method, workload and batch (how much slower or faster the model ran than the
+          method's mean model); a model without records: its layers over the mean layers of the method's
+          models (decode is per layer), 1.0 when unknown.
+        """
+        base = self._method_cost(cell.engine, cell.quant, cell.prompt_tokens, cell.output_tokens,
+                                 cell.batch_size, cell.warmup + cell.repetitions)
         if base is None:
             return None
-        ratio = mean(self.model_ratio.get((cell.model, cell.engine), []))
-        if ratio is None:  # a model with no record on this engine: scale by its layers (decode is per layer)
+        ratios = self.model_ratio.get((cell.model, cell.engine), [])
+        if ratios:
+            ratio = sum(ratios) / len(ratios)
+        else:  # a model with no record on this engine: scale by its layers (decode is per layer)
             ratio = _layer_ratio(cell.model, self.method_models.get((cell.engine, cell.quant), []))
         return base * ratio
+
+    def _method_cost(self, engine: str | None, quant: str | None, prompt: int, output: int, batch: int,
+                     calls: int) -> float | None:
+        """The method's mean fixed time + `calls` x its call time at this workload and batch (s)."""
+        obs = self.calls.get((engine, quant))
+        if not obs:
+            return None
+        fixed = sum(o.fixed_s for o in obs) / len(obs)
+        return fixed + calls * self._call_s(engine, quant, prompt, output, batch)
+
+    def _call_s(self, engine: str | None, quant: str | None, prompt: int, output: int, batch: int) -> float:
+        """One generate call of the method at (prompt, output) tokens and `batch` sequences (s)."""
+        key = (engine, quant, prompt, output, batch)
+        if key in self._dur_cache:
+            return self._dur_cache[key]
+        by_batch: dict[int, list[_Call]] = {}
+        for o in self.calls[(engine, quant)]:
+            by_batch.setdefault(o.batch, []).append(o)
+        points = []
+        for b in sorted(by_batch):
+            same = [o for o in by_batch[b] if (o.prompt, o.output) == (prompt, output)]
+            use = same or by_batch[b]
+            points.append((b, sum(o.scaled_s(prompt, output) for o in use) / len(use)))
+        self._dur_cache[key] = value = _interp_log_log(points, batch)
+        return value
 
     def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None) -> None:
         self.seen.setdefault((engine, quant, new_group), []).append(wall_s)
@@ -262,6 +313,58 @@ class _Estimator:
             if (m := step()) is not None:
                 return m
         return None
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What `_Estimator.prior_cost` uses of one ok record: its cell's shape and its times (s)."""
+
+    model: str
+    batch: int
+    prompt: int
+    output: int
+    duration_s: float  # one generate call
+    prefill_s: float  # its prefill (time to first token), 0 when not recorded
+    fixed_s: float  # load + quantize + compile + eval
+
+    @classmethod
+    def of(cls, rec: Record, cost_s: float) -> _Call:
+        dur = float(rec.duration_s or 0.0)
+        prefill = min(max(rec.ttft_ms or 0.0, 0.0) / 1000.0, dur)
+        return cls(model=rec.model, batch=max(int(rec.batch_size or 1), 1),
+                   prompt=max(int(rec.prompt_tokens or 1), 1), output=max(int(rec.output_tokens or 1), 1),
+                   duration_s=dur, prefill_s=prefill,
+                   fixed_s=max(cost_s - (rec.warmup + rec.repetitions) * dur, 0.0))
+
+    def scaled_s(self, prompt: int, output: int) -> float:
+        """This call's duration at another workload, same batch: prefill x prompt ratio + decode x output
+        ratio (s). Measured on an H100 the decode part's time per token hardly moves from 256/128 to 1024/256
+        tokens except at fp32 and batch 32 (1.9x), so this errs low there."""
+        if (prompt, output) == (self.prompt, self.output):
+            return self.duration_s
+        return (self.prefill_s * max(prompt, 1) / self.prompt
+                + (self.duration_s - self.prefill_s) * max(output, 1) / self.output)
+
+
+def _interp_log_log(points: Sequence[tuple[int, float]], batch: int) -> float:
+    """`points` (batch size, seconds), ascending batch sizes, read at `batch`: linear in log-log between two
+    points; outside them from the nearest two with the exponent clipped to [0, 1]; one point: its value."""
+    if len(points) == 1:
+        return points[0][1]
+    x = math.log(max(batch, 1))
+    xs = [math.log(b) for b, _ in points]
+    ys = [math.log(max(v, 1e-9)) for _, v in points]
+    if x <= xs[0]:
+        i, anchor, clip = 0, 0, True
+    elif x >= xs[-1]:
+        i, anchor, clip = len(xs) - 2, len(xs) - 1, True
+    else:
+        i = next(j for j in range(len(xs) - 1) if xs[j] <= x <= xs[j + 1])
+        anchor, clip = i, False
+    slope = (ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i])
+    if clip:
+        slope = min(max(slope, 0.0), 1.0)
+    return math.exp(ys[anchor] + slope * (x - xs[anchor]))
 
 
 def _layer_ratio(model: str, others: Sequence[str]) -> float:

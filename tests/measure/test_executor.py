@@ -554,3 +554,88 @@ def test_cheapest_order_scales_a_model_without_records_by_its_layers(tmp_path):
     assert est.prior_cost(cell) == pytest.approx(80.0)
     assert est.prior_cost(Cell(model="not-in-catalogue", quant="bnb-int8", engine="hf-eager", batch_size=1,
                                prompt_tokens=16, output_tokens=8)) == pytest.approx(40.0)
+
+
+def _prior(model, quant, batch, prompt, output, dur, ttft_ms=None, engine="hf-eager"):
+    r = ok_record(Cell(model=model, quant=quant, engine=engine, batch_size=batch, prompt_tokens=prompt,
+                       output_tokens=output))
+    r.gpu_name, r.duration_s, r.ttft_ms = DEV, dur, ttft_ms
+    return r
+
+
+def _cell(model, quant, batch, prompt, output, engine="hf-eager"):
+    return Cell(model=model, quant=quant, engine=engine, batch_size=batch, prompt_tokens=prompt,
+                output_tokens=output)
+
+
+def test_prior_cost_follows_the_workload():
+    from measure.executor import _Estimator
+
+    # the store measured fp32 at both workloads: a long cell is estimated from the long records
+    est = _Estimator([_prior("a", "fp32", 1, 256, 128, 3.0), _prior("b", "fp32", 1, 1024, 256, 7.0)])
+    short, long_ = est.prior_cost(_cell("c", "fp32", 1, 256, 128)), est.prior_cost(_cell("c", "fp32", 1, 1024, 256))
+    assert short == pytest.approx(4 * 3.0) and long_ == pytest.approx(4 * 7.0)  # (warmup + 3 reps) x call
+    # only short records (what misled the last GPU run): the long cell is scaled from them, prefill by the
+    # prompt tokens (0.5 s x 4) and decode by the output tokens (3 s x 2)
+    est = _Estimator([_prior("a", "fp32", 1, 256, 128, 3.5, ttft_ms=500.0)])
+    assert est.prior_cost(_cell("a", "fp32", 1, 256, 128)) == pytest.approx(4 * 3.5)
+    assert est.prior_cost(_cell("a", "fp32", 1, 1024, 256)) == pytest.approx(4 * (0.5 * 4 + 3.0 * 2))
+    # no time to first token recorded: the whole call scales with the output tokens
+    est = _Estimator([_prior("a", "fp32", 1, 256, 128, 3.0)])
+    assert est.prior_cost(_cell("a", "fp32", 1, 1024, 256)) == pytest.approx(4 * 6.0)
+
+
+def test_prior_cost_follows_the_batch_size():
+    from measure.executor import _Estimator
+
+    est = _Estimator([_prior("a", "fp32", 1, 256, 128, 2.0), _prior("a", "fp32", 32, 256, 128, 8.0)])
+
+    def cost(batch):
+        return est.prior_cost(_cell("a", "fp32", batch, 256, 128))
+
+    assert cost(1) == pytest.approx(4 * 2.0) and cost(32) == pytest.approx(4 * 8.0)
+    # between measured sizes: linear in log(time) over log(batch): 2 s x 4 ** (log 8 / log 32)
+    assert cost(8) == pytest.approx(4 * 2.0 * 4 ** 0.6)
+    # beyond them: the same exponent (0.4); a larger batch never costs less
+    assert cost(64) == pytest.approx(4 * 8.0 * 2 ** 0.4)
+    assert cost(1) < cost(8) < cost(32) < cost(64)
+    falling = _Estimator([_prior("a", "bf16", 1, 256, 128, 3.0), _prior("a", "bf16", 8, 256, 128, 2.0)])
+    assert falling.prior_cost(_cell("a", "bf16", 32, 256, 128)) == pytest.approx(4 * 2.0)  # exponent clipped at 0
+    # workload and batch together: a long cell at batch 32 from short records at batch 1 and 32
+    assert est.prior_cost(_cell("a", "fp32", 32, 1024, 256)) == pytest.approx(4 * 16.0)
+
+
+def test_prior_cost_without_records_of_the_method_is_none():
+    from measure.executor import _Estimator
+
+    est = _Estimator([_prior("a", "fp32", 1, 256, 128, 2.0)])
+    assert est.prior_cost(_cell("a", "bf16", 1, 256, 128)) is None
+    assert est.prior_cost(_cell("a", "fp32", 1, 256, 128, engine="hf-compiled")) is None
+    assert _Estimator([]).prior_cost(_cell("a", "fp32", 1, 256, 128)) is None
+    failed = failed_record(_cell("a", "fp32", 1, 256, 128), "OOM")
+    assert _Estimator([failed]).prior_cost(_cell("a", "fp32", 1, 256, 128)) is None
+
+
+def test_prior_cost_model_ratio_compares_like_with_like():
+    from measure.executor import _Estimator
+
+    # model "big" ran bf16 at batch 32 only, as fast as the method's mean there: ratio 1, though batch-32
+    # cells cost more than the method's mean over all batch sizes
+    est = _Estimator([_prior("small", "bf16", 1, 256, 128, 1.0), _prior("small", "bf16", 32, 256, 128, 4.0),
+                      _prior("big", "bf16", 32, 256, 128, 4.0)])
+    assert est.prior_cost(_cell("big", "bf16", 1, 256, 128)) == pytest.approx(4 * 1.0)
+
+
+def test_cheapest_order_puts_long_workloads_after_short_ones(tmp_path):
+    # the store knows fp32 at 256/128 tokens only (1.5 s a call at batch 32, 0.5 s of it prefill) and bf16 at
+    # 2 s; pending fp32 cells at 1024/256 (4 s a call when scaled) must not be taken for the cheapest block
+    store = Store(tmp_path / "m.jsonl")
+    for i, r in enumerate((_prior("x", "fp32", 32, 256, 128, 1.5, ttft_ms=500.0),
+                           _prior("x", "bf16", 32, 256, 128, 2.0))):
+        r.cell_hash = str(i) * 16
+        store.append(r)
+    long_fp32 = [_cell("m", "fp32", b, 1024, 256) for b in (8, 32)]
+    short_bf16 = [_cell("m", "bf16", b, 256, 128) for b in (8, 32)]
+    runner = FakeRunner(FakeClock())
+    go(make_spec(order="cheapest"), runner, store, long_fp32 + short_bf16)
+    assert [c.quant for c in runner.calls] == ["bf16", "bf16", "fp32", "fp32"]

@@ -1,0 +1,154 @@
+"""Backtest of `measure.executor._Estimator.prior_cost`, the store-only estimate of a pending cell's wall
+time that `--set order=cheapest` sorts by, against the previous (workload- and batch-blind) method.
+
+    python benchmarks/bench_cell_cost_estimate.py [STORE.jsonl ...]
+
+For every ok record of a store (default: the H100 and H200 campaign stores), leave-one-out: an estimator
+is built from all the other records of the same file (same GPU, as `run_grid` does), asked for the record's
+cell, and compared with `record_cost_s(record)`, the wall time the cell took (seconds). Printed per store and
+subset: n, the median |ln(estimate / actual)| (0.69 = off by 2x) and Spearman's rank correlation (what
+matters for ordering cells cheapest-first), old vs new.
+
+`1024/256 cross-workload` is the case that misled the last GPU run: the 1024/256-token records are
+estimated from a store without any 1024/256 record (only the 256/128 ones), so the estimate must come from
+scaling other workloads.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from measure.cell import Cell
+from measure.executor import _Estimator, _layer_ratio, record_cost_s
+from measure.record import Record
+from measure.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_STORES = ("datasets/measurements/h100/campaign.jsonl", "datasets/measurements/h200/campaign.jsonl")
+
+
+class OldEstimator:
+    """`_Estimator.prior_cost` before it followed workload and batch size: the mean cost of the method's
+    records x the model's mean ratio to its methods' means (or its layers' ratio)."""
+
+    def __init__(self, prior_records: Sequence[Record]):
+        self.prior: dict[tuple, list[float]] = {}
+        costs = [(r, v) for r in prior_records if (v := record_cost_s(r))]
+        for r, v in costs:
+            self.prior.setdefault((r.engine, r.quant), []).append(v)
+        self.model_ratio: dict[tuple, list[float]] = {}
+        self.method_models: dict[tuple, list[str]] = {}
+        for r, v in costs:
+            method = self.prior[(r.engine, r.quant)]
+            self.model_ratio.setdefault((r.model, r.engine), []).append(v / (sum(method) / len(method)))
+            self.method_models.setdefault((r.engine, r.quant), []).append(r.model)
+
+    def prior_cost(self, cell: Cell) -> float | None:
+        def mean(xs):
+            return sum(xs) / len(xs) if xs else None
+
+        base = mean(self.prior.get((cell.engine, cell.quant), []))
+        if base is None:
+            return None
+        ratio = mean(self.model_ratio.get((cell.model, cell.engine), []))
+        if ratio is None:
+            ratio = _layer_ratio(cell.model, self.method_models.get((cell.engine, cell.quant), []))
+        return base * ratio
+
+
+def cell_of(r: Record) -> Cell:
+    return Cell(model=r.model, quant=r.quant, engine=r.engine, batch_size=r.batch_size,
+                prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, weights=r.weights,
+                repetitions=r.repetitions, warmup=r.warmup, seed=r.seed, quant_params=dict(r.quant_params),
+                engine_params=dict(r.engine_params))
+
+
+def ranks(xs: Sequence[float]) -> list[float]:
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1  # ties: mean rank
+        i = j + 1
+    return out
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    va = math.sqrt(sum((x - ma) ** 2 for x in ra))
+    vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
+    return cov / (va * vb) if va and vb else float("nan")
+
+
+def backtest(records: list[Record], targets: Callable[[Record], bool],
+             history: Callable[[Record, Record], bool] = lambda r, target: r is not target
+             ) -> list[tuple[Record, float, float, float]]:
+    """(record, actual s, old estimate s, new estimate s) for each ok target with both estimates."""
+    rows = []
+    for rec in records:
+        actual = record_cost_s(rec)
+        if not actual or not targets(rec):
+            continue
+        prior = [r for r in records if r.gpu_name == rec.gpu_name and history(r, rec)]
+        cell = cell_of(rec)
+        old, new = OldEstimator(prior).prior_cost(cell), _Estimator(prior).prior_cost(cell)
+        if old and new:
+            rows.append((rec, actual, old, new))
+    return rows
+
+
+def summarise(rows) -> tuple[int, float, float, float, float]:
+    actual = [a for _, a, _, _ in rows]
+    old = [o for _, _, o, _ in rows]
+    new = [n for _, _, _, n in rows]
+
+    def err(est):
+        return statistics.median(abs(math.log(e / a)) for e, a in zip(est, actual, strict=True))
+
+    return len(rows), err(old), err(new), spearman(old, actual), spearman(new, actual)
+
+
+def is_long(r: Record) -> bool:
+    return (r.prompt_tokens, r.output_tokens) == (1024, 256)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    paths = list(argv if argv is not None else sys.argv[1:]) or [str(REPO / p) for p in DEFAULT_STORES]
+    header = f"{'store':<10} {'subset':<28} {'n':>4}  {'med|ln| old':>11} {'new':>6}  {'spearman old':>12} {'new':>6}"
+    print(header)
+    print("-" * len(header))
+    for path in paths:
+        records = list(Store(path).iter_records())
+        name = Path(path).parent.name or Path(path).stem
+        subsets = [
+            ("all (leave-one-out)", backtest(records, lambda r: True)),
+            ("1024/256 (leave-one-out)", backtest(records, is_long)),
+            ("1024/256 cross-workload", backtest(records, is_long, lambda r, target: not is_long(r))),
+        ]
+        for label, rows in subsets:
+            if not rows:
+                print(f"{name:<10} {label:<28} {0:>4}  (no records)")
+                continue
+            n, e_old, e_new, s_old, s_new = summarise(rows)
+            print(f"{name:<10} {label:<28} {n:>4}  {e_old:>11.3f} {e_new:>6.3f}  {s_old:>12.3f} {s_new:>6.3f}")
+        long_b32 = [row for row in backtest(records, lambda r: is_long(r) and r.batch_size == 32)
+                    if row[0].quant == "fp32"]
+        if long_b32:
+            a = statistics.median(x[1] for x in long_b32)
+            o = statistics.median(x[2] for x in long_b32)
+            w = statistics.median(x[3] for x in long_b32)
+            print(f"{name:<10} fp32 1024/256 b32: median actual {a:.0f} s, old estimate {o:.0f} s, new {w:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
