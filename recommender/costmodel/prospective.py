@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,11 @@ KEY = ["gpu_id", "model", "quant", "engine", "batch_size", "prompt_tokens", "out
 
 
 def _time(s: str | None) -> datetime | None:
-    return datetime.fromisoformat(s) if s else None
+    """An ISO time; one without a zone is taken as UTC (records and artifacts write UTC with +00:00)."""
+    if not s:
+        return None
+    t = datetime.fromisoformat(s)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def prospective_frame(artifact: Path, files: list[Path], since: str | None = None, catalog=None):

@@ -45,6 +45,8 @@ def test_since_overrides_the_artifact_time(tmp_path, trained_dir, record_factory
     empty, info = prospective.prospective_frame(trained_dir, [path], since="2027-01-01T00:00:00+00:00",
                                                 catalog=catalog)
     assert empty.empty and info["rows"] == 0
+    naive, _ = prospective.prospective_frame(trained_dir, [path], since="2026-03-01T00:00:00", catalog=catalog)
+    assert list(naive["record_id"]) == ["rec0002"]  # a time without zone is UTC, as the records' are
 
 
 def test_summary_errors_and_coverage():
@@ -67,4 +69,6 @@ def test_cli_writes_the_csv_and_rejects_a_missing_artifact(tmp_path, trained_dir
     assert prospective.main(["--artifact", str(trained_dir), "--measurements", str(path), "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 1 and '"rows": 1' in capsys.readouterr().out
     assert prospective.main(["--artifact", str(tmp_path / "none"), "--measurements", str(path)]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert prospective.main(["--artifact", str(trained_dir), "--measurements", str(path), "--since", "soon"]) == 2
     assert "error:" in capsys.readouterr().err
