@@ -751,7 +751,8 @@ def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str 
                                   - 1000.0 * p["batch_size"] / p["tokens_per_s_base"]) / p["num_layers"]
     keys = ["gpu_id", "model", "quant", "batch_size", "prompt_tokens", "output_tokens", "workload", "slice",
             "num_layers"]
-    cols = ["energy_reduction_pct", "noise_pct", "within_noise", "speedup", "overhead_per_layer_ms", "same_gpu_unit"]
+    cols = ["energy_reduction_pct", "noise_pct", "within_noise", "speedup", "overhead_per_layer_ms", "same_gpu_unit",
+            "same_machine"]
     comp = p[p["engine"] == "hf-compiled"][keys + cols]
     eager = p[p["engine"] == "hf-eager"][keys + cols]
     out = comp.merge(eager, on=keys, how="left", suffixes=("_compiled", "_eager"))

@@ -580,6 +580,8 @@ def test_method_cost_by_engine_reports_the_per_layer_overhead_of_each_engine(rec
     assert r["overhead_per_layer_ms_eager"] == pytest.approx((1000 / 25 - 1000 / 50) / layers)
     assert r["overhead_per_layer_ms_compiled"] == pytest.approx(0.0)
     assert r["energy_reduction_pct_eager"] == pytest.approx(-100.0) and r["energy_reduction_pct_compiled"] == 0
+    # which pairs share a machine is carried per engine (the verdicts say how many did)
+    assert r["same_machine_compiled"] == ca.paired_energy(df, "bf16").query("engine == 'hf-compiled'")["same_machine"].iloc[0]
 
 
 def test_workload_effect_pairs_a_cell_with_itself_at_the_other_workload(records, cat):
