@@ -747,8 +747,9 @@ def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str 
     p = paired_energy(df, baseline)
     layers = models.set_index("id")["num_layers"]
     p["num_layers"] = p["model"].map(layers)
-    p["overhead_per_layer_ms"] = (1000.0 * p["batch_size"] / p["tokens_per_s_method"]
-                                  - 1000.0 * p["batch_size"] / p["tokens_per_s_base"]) / p["num_layers"]
+    num = {c: pd.to_numeric(p[c]) for c in ("batch_size", "tokens_per_s_method", "tokens_per_s_base", "num_layers")}
+    p["overhead_per_layer_ms"] = (1000.0 * num["batch_size"] / num["tokens_per_s_method"]
+                                  - 1000.0 * num["batch_size"] / num["tokens_per_s_base"]) / num["num_layers"]
     keys = ["gpu_id", "model", "quant", "batch_size", "prompt_tokens", "output_tokens", "workload", "slice",
             "num_layers"]
     cols = ["energy_reduction_pct", "noise_pct", "within_noise", "speedup", "overhead_per_layer_ms", "same_gpu_unit",
@@ -757,6 +758,21 @@ def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str 
     eager = p[p["engine"] == "hf-eager"][keys + cols]
     out = comp.merge(eager, on=keys, how="left", suffixes=("_compiled", "_eager"))
     return _sorted_by_method(out)
+
+
+def compiled_pairs_side_by_side(df: pd.DataFrame, models: pd.DataFrame, reference: pd.DataFrame | None = None,
+                                baseline: str = "bf16") -> pd.DataFrame:
+    """`method_cost_by_engine` rows of the compiled non-16-bit cells of `df` (one store: e.g. the repeats,
+    where a grid measured a method and its baseline in one call), with `energy_reduction_pct_compiled_reference`:
+    the same pair's figure in `reference` (another `method_cost_by_engine` table, e.g. the campaign's; NaN
+    where it has none)."""
+    t = method_cost_by_engine(df, models, baseline)
+    t = t[~t["quant"].isin(["fp16", "bf16"]) & t["energy_reduction_pct_compiled"].notna()]
+    keys = ["gpu_id", "model", "quant", "batch_size", "workload"]
+    if reference is None or reference.empty:
+        return t.assign(energy_reduction_pct_compiled_reference=np.nan).reset_index(drop=True)
+    ref = reference[keys + ["energy_reduction_pct_compiled"]].drop_duplicates(keys)
+    return t.merge(ref, on=keys, how="left", suffixes=("", "_reference")).reset_index(drop=True)
 
 
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------

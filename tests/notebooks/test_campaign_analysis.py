@@ -995,3 +995,25 @@ def test_card_effect_and_key_findings_on_the_committed_records(cat, tmp_path):
     pytest.importorskip("matplotlib")
     p = ca.plot_card_effect(t, tmp_path / "cards.png", machine_spread_pct=5.0)
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compiled_pairs_side_by_side_compares_a_store_with_the_campaign(records, cat):
+    """Compiled NF4 and bf16 measured again in one call (repeats) against the campaign's cross-machine pair."""
+    df = _cells(records, [
+        {"engine": "hf-compiled", "quant": "bf16", "decode_energy_per_token_j": 1.0, "machine": "m1"},
+        {"engine": "hf-compiled", "quant": "bnb-nf4", "decode_energy_per_token_j": 0.8, "machine": "m2"},
+        {"engine": "hf-compiled", "quant": "bf16", "decode_energy_per_token_j": 1.0, "slice": "repeats", "machine": "m3"},
+        {"engine": "hf-compiled", "quant": "bnb-nf4", "decode_energy_per_token_j": 0.95, "slice": "repeats",
+         "machine": "m3"},
+        {"engine": "hf-compiled", "quant": "bf16", "decode_energy_per_token_j": 1.0, "batch_size": 64,
+         "slice": "repeats", "machine": "m3"},  # a baseline without its method: no row
+    ])
+    campaign = ca.method_cost_by_engine(df[df["slice"] == "campaign"], cat["models"])
+    t = ca.compiled_pairs_side_by_side(df[df["slice"] == "repeats"], cat["models"], campaign)
+    assert len(t) == 1 and t.loc[0, "quant"] == "bnb-nf4" and bool(t.loc[0, "same_machine_compiled"])
+    assert t.loc[0, "energy_reduction_pct_compiled"] == pytest.approx(5.0)
+    assert t.loc[0, "energy_reduction_pct_compiled_reference"] == pytest.approx(20.0)
+    assert not bool(campaign.loc[campaign["quant"] == "bnb-nf4", "same_machine_compiled"].iloc[0])
+    alone = ca.compiled_pairs_side_by_side(df[df["slice"] == "repeats"], cat["models"])
+    assert np.isnan(alone.loc[0, "energy_reduction_pct_compiled_reference"])
+    assert ca.compiled_pairs_side_by_side(df[df["engine"] == "hf-eager"], cat["models"]).empty
