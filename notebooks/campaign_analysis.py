@@ -1262,13 +1262,14 @@ def failures(df: pd.DataFrame, grid_excludes: Sequence[dict[str, Any]] = ()) -> 
 
 def coverage(df: pd.DataFrame, grid_file: Path) -> dict[str, Any]:
     """Cells of `grid_file` measured so far (records matched by cell hash), by status and per model;
-    `outside_grid` counts the distinct cells of `df` the grid does not hold (measured with `--set` overrides
-    beyond the grid, e.g. batch 64)."""
+    `outside_grid` counts the distinct cells of records run from this grid file (`grid_file`) that the grid
+    does not hold (measured with `--set` overrides beyond it, e.g. batch 64)."""
     from measure.grid import expand, load_grid
 
     cells = expand(load_grid(grid_file))
     by_hash = {c.content_hash: c for c in cells}
     d = df[df["cell_hash"].isin(by_hash)].drop_duplicates("cell_hash", keep="last")
+    from_grid = df["grid_file"].map(lambda g: Path(str(g)).name == grid_file.name) if "grid_file" in df else True
     per_model = pd.DataFrame({"grid_cells": pd.Series([c.model for c in cells]).value_counts()})
     per_model["measured"] = d["model"].value_counts().reindex(per_model.index).fillna(0).astype(int)
     per_model["ok"] = d[d["status"] == "ok"]["model"].value_counts().reindex(per_model.index).fillna(0).astype(int)
@@ -1276,7 +1277,7 @@ def coverage(df: pd.DataFrame, grid_file: Path) -> dict[str, Any]:
     return {"grid": grid_file.name, "grid_cells": len(cells), "measured": len(d),
             "ok": int(counts.get("ok", 0)), "failed": int(counts.get("failed", 0)),
             "skipped": int(counts.get("skipped", 0)), "remaining": len(cells) - len(d), "per_model": per_model,
-            "outside_grid": int(df.loc[~df["cell_hash"].isin(by_hash), "cell_hash"].nunique())}
+            "outside_grid": int(df.loc[~df["cell_hash"].isin(by_hash) & from_grid, "cell_hash"].nunique())}
 
 
 def remaining_cells(df: pd.DataFrame, grid_file: Path) -> pd.DataFrame:

@@ -8,8 +8,9 @@ retrain, how the committed artifact predicted the records that arrived since. Th
 records whose `created_at` is after the artifact's (`metadata.json` `created_at`, or `--since`); each
 carries the artifact's served p10/p50/p90 (`LearnedCostModel.predict`: the model, never the measured
 look-up), the analytic model's value and the measured value, per target. A cell measured before the
-artifact was trained (`cell_seen_before`, same card/model/method/engine/batch/workload) is marked: its
-record is a repeat, not a new cell.
+artifact was trained (`cell_seen_before`, same card/model/method/engine/batch/workload, among the given
+files: pass the whole stores, not only the new records) is marked: its record is a repeat, not a new cell.
+Records without `created_at` are skipped and counted.
 
 Predictions depend on the catalogue (method overheads, engine constants): run the check before refitting
 them, or the figures describe a model that was never served (`catalog_matches_artifact` says which).
@@ -65,7 +66,7 @@ def prospective_frame(artifact: Path, files: list[Path], since: str | None = Non
     cut = _time(since or model.meta.get("created_at"))
     if cut is None:
         raise ValueError(f"{artifact}: metadata.json has no created_at; pass --since")
-    new_rows, seen = [], set()
+    new_rows, seen, undated = [], set(), 0
     for path in files:
         records, _ = read_records(Path(path))
         for r in records:
@@ -73,20 +74,24 @@ def prospective_frame(artifact: Path, files: list[Path], since: str | None = Non
             rows, _ = record_rows([r], catalog, Path(path).name)
             if not rows:
                 continue
+            if created is None:
+                undated += 1
+                continue
             row = rows[0]
             key = tuple(row[k] for k in KEY)
-            if created is not None and created <= cut:
+            if created <= cut:
                 seen.add(key)
-            elif created is not None:
+            else:
                 row.update(record_id=r.record_id, created_at=r.created_at, gpu_uuid=r.gpu_uuid, _key=key)
                 new_rows.append(row)
     info = {"artifact": model.name, "since": cut.isoformat(), "rows": len(new_rows),
-            "catalog_matches_artifact": not model.stale_catalog_files(catalog)}
-    cols = ["record_id", "created_at", "data_file", "gpu_uuid", *KEY, "cell_seen_before"]
+            "catalog_matches_artifact": not model.stale_catalog_files(catalog), "undated_records_skipped": undated}
+    cols = ["record_id", "created_at", "data_file", "gpu_uuid", *KEY, "cell_seen_before", "catalog_matches_artifact"]
     if not new_rows:
         return pd.DataFrame(columns=cols), info
     frame = pd.DataFrame(new_rows)
     frame["cell_seen_before"] = [k in seen for k in frame.pop("_key")]
+    frame["catalog_matches_artifact"] = info["catalog_matches_artifact"]
     cands = Candidates.from_ids(catalog, frame["gpu_id"], frame["model"], frame["quant"], frame["engine"],
                                 frame["batch_size"], frame["prompt_tokens"], frame["output_tokens"])
     pred = model.predict(cands)
@@ -102,17 +107,18 @@ def prospective_frame(artifact: Path, files: list[Path], since: str | None = Non
 
 
 def summarize(frame) -> dict[str, dict]:
-    """Per target: rows with a measured value, median and p90 absolute % error of p50, the analytic
-    model's median, and the share of measured values inside p10-p90."""
+    """Per target: rows with a positive measured value and p50, median and p90 absolute % error of p50, the
+    analytic model's median, and the share of measured values inside p10-p90."""
     out = {}
     for t in MEASURED:
         if f"measured_{t}" not in frame:
             continue
         m = frame[f"measured_{t}"].to_numpy(float)
-        ok = np.isfinite(m) & (m > 0)
+        p50 = frame[f"predicted_p50_{t}"].to_numpy(float)
+        ok = np.isfinite(m) & (m > 0) & np.isfinite(p50) & (p50 > 0)
         if not ok.any():
             continue
-        p50 = frame[f"predicted_p50_{t}"].to_numpy(float)[ok]
+        p50 = p50[ok]
         ape = np.abs(p50 / m[ok] - 1) * 100
         ana = np.abs(frame[f"analytic_{t}"].to_numpy(float)[ok] / m[ok] - 1) * 100
         lo, hi = frame[f"predicted_p10_{t}"].to_numpy(float)[ok], frame[f"predicted_p90_{t}"].to_numpy(float)[ok]

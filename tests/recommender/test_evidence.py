@@ -237,7 +237,7 @@ def test_explain_names_the_best_choice_backed_by_measurements_of_the_card(capsys
     measured = _measured_batches("h100-sxm", "qwen2.5-7b-instruct", "bnb-nf4", "hf-compiled")
     assert measured, "the shipped records hold compiled NF4 Qwen2.5-7B cells on the H100"
     top = max(measured)
-    above = [b for b in (2 * top, 3 * top, 4 * top) if b not in measured]
+    above = [2 * top, 3 * top]  # above the largest measured batch: extrapolations (a 7B model at 4-bit fits)
 
     def run(*more, code=0):
         try:

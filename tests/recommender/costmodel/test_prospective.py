@@ -72,3 +72,35 @@ def test_cli_writes_the_csv_and_rejects_a_missing_artifact(tmp_path, trained_dir
     assert "error:" in capsys.readouterr().err
     assert prospective.main(["--artifact", str(trained_dir), "--measurements", str(path), "--since", "soon"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_a_changed_catalogue_and_undated_records_are_reported(tmp_path, trained_dir, record_factory,
+                                                               records_writer):
+    """Predictions under a catalogue the artifact was not trained with are not the served ones: flagged in
+    the info and in every row. Records without created_at cannot be placed before or after: counted."""
+    import shutil
+
+    from recommender.catalog import load_catalog_from
+    from recommender.paths import catalog_dir
+
+    changed = tmp_path / "catalog"
+    shutil.copytree(catalog_dir(), changed)
+    mo = changed / "method_overhead.csv"
+    mo.write_text(mo.read_text().replace("bnb-int8,hf-eager,", "bnb-int8,hf-eager,9"), encoding="utf-8")
+    recs = [record_factory(1, created_at="2099-01-01T00:00:00+00:00"), record_factory(2, created_at=None,
+                                                                                      batch_size=8)]
+    path = records_writer(tmp_path / "m.jsonl", recs)
+    frame, info = prospective.prospective_frame(trained_dir, [path], catalog=load_catalog_from(changed))
+    assert not info["catalog_matches_artifact"] and not frame["catalog_matches_artifact"].any()
+    assert info["undated_records_skipped"] == 1 and list(frame["record_id"]) == ["rec0001"]
+    same, info = prospective.prospective_frame(trained_dir, [path], catalog=load_catalog_from(catalog_dir()))
+    assert info["catalog_matches_artifact"] and same["catalog_matches_artifact"].all()
+
+
+def test_summary_skips_rows_without_a_prediction():
+    t = "tokens_per_s"
+    frame = pd.DataFrame({f"measured_{t}": [100.0, 100.0], f"predicted_p50_{t}": [110.0, np.nan],
+                          f"predicted_p10_{t}": [90.0, np.nan], f"predicted_p90_{t}": [120.0, np.nan],
+                          f"analytic_{t}": [100.0, 100.0]})
+    s = prospective.summarize(frame)[t]
+    assert s["rows"] == 1 and s["median_ape_pct"] == pytest.approx(10.0)
