@@ -2,7 +2,8 @@
 # Run one grid over every GPU of a lent multi-GPU machine (the project's `device` tool), no Ray needed:
 # one `measure grid` process per GPU (CUDA_VISIBLE_DEVICES=i), sharing the work through a claim directory
 # (a block = one model x method x engine), each resuming from STORE_IN_REPO; their stores are merged into
-# $OUT/<store name>.jsonl at the end (`measure merge`, by record id).
+# $OUT/<store name>.jsonl at the end (`measure merge`, by record id). If $OUT already holds that store (an
+# earlier step of scripts/device_run_plan.sh in the same call), it resumes from there.
 #   bash scripts/device_run_multi.sh GRID.yaml BUDGET_S STORE_IN_REPO [--set key=value ...]
 # SELFCHECK=1: the last GPU first runs the meter self-check (about 80 s), then joins the grid.
 # EXPECT_GPU=H200: stop before measuring unless every GPU's name contains it (a lent machine of another
@@ -32,9 +33,11 @@ left=$((stop_at - start))
 # the grid's own clock starts after Python has imported torch and opened the meter: keep 30 s for that
 [ "$budget" -gt $((left - 30)) ] && budget=$((left - 30))
 echo "setup took $((start - t0)) s; worker budget $budget s, hard stop after $left s"
-cp "$resume" "$OUT/$name.jsonl"
+# an earlier step of the same device call (scripts/device_run_plan.sh) may have filled $OUT's store already:
+# resume from it then, never overwrite it with the older copy in the repository
+[ -s "$OUT/$name.jsonl" ] || cp "$resume" "$OUT/$name.jsonl"
 for i in $(seq 0 $((n - 1))); do
-  cp "$resume" "$work/gpu$i.jsonl"; : > "$work/gpu$i.log"
+  cp "$OUT/$name.jsonl" "$work/gpu$i.jsonl"; : > "$work/gpu$i.log"
   pre=true; b=$budget
   if [ "${SELFCHECK:-0}" = 1 ] && [ "$i" = $((n - 1)) ]; then
     pre="python3 -m measure.meter.selfcheck --out $OUT --index $i"; b=$((budget - 100))
@@ -59,9 +62,10 @@ merger=$!
 wait $workers
 touch "$work/stop"; wait "$merger"
 python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
-for i in $(seq 0 $((n - 1))); do
-  grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
-done > "$OUT/grid.log"
+{ [ -n "${PLAN_STEP:-}" ] && echo "== plan step $PLAN_STEP: $grid -> $name.jsonl $*"
+  for i in $(seq 0 $((n - 1))); do
+    grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
+  done; } >> "$OUT/grid.log"   # appended: the steps of one plan share $OUT
 [ -s "$work/doctor.err" ] && sed "s/^/doctor stderr: /" "$work/doctor.err" >> "$OUT/grid.log"
 cat "$work"/selfcheck*.log | tail -n 25
 grep -E "J/tok|failed|skipped" "$OUT/grid.log" | cut -c1-200 | tail -n 60; grep -h "already done" "$work"/gpu*.log

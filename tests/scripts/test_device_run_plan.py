@@ -1,0 +1,95 @@
+"""scripts/device_run_plan.sh: the steps of a plan for the lent card, in order, within the call's time; and
+every step of the shipped plan expands to cells."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLAN_SCRIPT = REPO / "scripts" / "device_run_plan.sh"
+
+
+def _fake_env(tmp_path: Path, gpu_name: str, runner_sleep_s: float = 0.0) -> dict[str, str]:
+    """A PATH with an `nvidia-smi` that lists two GPUs of `gpu_name`, and a step runner that logs its
+    arguments and the environment the plan gives it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f'#!/bin/sh\necho "GPU 0: NVIDIA {gpu_name} (UUID: GPU-a)"\necho "GPU 1: NVIDIA {gpu_name} (UUID: GPU-b)"\n')
+    smi.chmod(0o755)
+    runner = tmp_path / "runner.sh"
+    log = tmp_path / "runs.log"
+    runner.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s|" "$PLAN_STEP" "$DEADLINE_S" "$EXPECT_GPU" "$@" >> {log}\necho >> {log}\n'
+        f"sleep {runner_sleep_s}\n")
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RUN_MULTI": str(runner),
+            "OUT": str(tmp_path / "out")}
+
+
+PLAN = """# comment
+H200 grids/a.yaml stores/h200.jsonl --set 'engines=[hf-compiled]'
+
+H100 grids/b.yaml stores/rep.jsonl
+H100 grids/c.yaml stores/camp.jsonl --set 'workloads=["1024/256"]' --set 'models=[a,b]'
+"""
+
+
+def _runs(tmp_path: Path) -> list[list[str]]:
+    log = tmp_path / "runs.log"
+    return [line.split("|")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_runs_the_steps_of_the_lent_card_in_order_with_the_time_left(tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text(PLAN)
+    env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100"}
+    out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
+    runs = _runs(tmp_path)
+    assert [r[0] for r in runs] == ["1", "2"] and "skip (H200 step" in out.stdout
+    step1, step2 = runs
+    assert step1[2] == "H100" and step1[3:] == ["grids/b.yaml", str(int(step1[1]) - 80), "stores/rep.jsonl"]
+    assert 495 <= int(step1[1]) <= 500
+    # quoted --set values arrive as single arguments, unchanged
+    assert step2[3:] == ["grids/c.yaml", str(int(step2[1]) - 80), "stores/camp.jsonl", "--set",
+                         'workloads=["1024/256"]', "--set", "models=[a,b]"]
+
+
+def test_stops_when_less_than_min_step_is_left(tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text(PLAN)
+    env = _fake_env(tmp_path, "H100 80GB HBM3", runner_sleep_s=3) | {"DEADLINE_S": "104", "MIN_STEP_S": "102"}
+    out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
+    assert [r[3] for r in _runs(tmp_path)] == ["grids/b.yaml"]  # the second step would have had ~101 s
+    assert "below MIN_STEP_S=102: stop" in out.stdout
+
+
+def test_a_card_without_steps_runs_nothing(tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text(PLAN)
+    env = _fake_env(tmp_path, "A100-SXM4-40GB") | {"DEADLINE_S": "500"}
+    out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
+    assert _runs(tmp_path) == [] and "plan: 0 step(s)" in out.stdout
+
+
+@pytest.mark.parametrize("line", [ln for ln in (REPO / "measure" / "plans" / "next.txt").read_text().splitlines()
+                                  if ln.strip() and not ln.startswith("#")])
+def test_every_step_of_the_shipped_plan_expands_to_cells(line, tmp_path):
+    """A typo in a step's grid, store or --set would cost a device call: dry-run each against the store."""
+    import json
+
+    card, grid, store, *sets = shlex.split(line)
+    assert card in ("H100", "H200") and (REPO / store).exists()
+    store_copy = tmp_path / "store.jsonl"
+    store_copy.write_bytes((REPO / store).read_bytes())
+    res = subprocess.run([sys.executable, "-m", "measure.cli", "grid", str(REPO / grid), "--dry-run",
+                          "--out", str(store_copy), *sets], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert summary["cells"] > 0 and not summary["unsupported"], summary
