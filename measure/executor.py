@@ -207,19 +207,29 @@ class _Estimator:
 
     `prior_cost` (the store alone, for `order=cheapest`) also follows the cell's workload and batch size: a
     1024/256-token cell at batch 32 takes several times a 256/128 one at batch 1 (fp32 eager on an H100:
-    120-146 s against 15 s), see `prior_cost`."""
+    120-146 s against 15 s), see `prior_cost`. `estimate` does not (it averages whatever shapes ran), so the
+    time budget asks `estimate_cell`, which scales this run's cells of the method to the pending cell's
+    shape by the store's model of it and never says less than `estimate` (session s4-a lost a fp32 batch-32
+    cell started near the end of its budget on the strength of a fast batch-1 one)."""
 
     def __init__(self, prior_records: Sequence[Record] = ()):
         self.seen: dict[tuple[str | None, str | None, bool], list[float]] = {}
+        # this run's cells as (wall s, (prompt, output, batch, calls)) per (engine, quant, new_group), for
+        # `estimate_cell`; only cells whose shape `add` was told
+        self.shaped: dict[tuple[str | None, str | None, bool], list[tuple[float, tuple[int, int, int, int]]]] = {}
         self.prior: dict[tuple[str | None, str | None], list[float]] = {}
         # the store's ok records per (engine, quant): what `prior_cost` models a cell's time from
         self.calls: dict[tuple[str | None, str | None], list[_Call]] = {}
         self._dur_cache: dict[tuple, float] = {}
+        self.load_s: dict[tuple[str | None, str | None], list[float]] = {}
         costs = [(r, v) for r in prior_records if (v := record_cost_s(r))]
         for r, v in costs:
             for key in ((r.engine, r.quant), (r.engine, None), (None, None)):
                 self.prior.setdefault(key, []).append(v)
             self.calls.setdefault((r.engine, r.quant), []).append(_Call.of(r, v))
+            # load + quantize (s): what a cell continuing a model group does not pay again
+            self.load_s.setdefault((r.engine, r.quant), []).append(
+                sum(x for x in (r.load_time_s, r.quantize_time_s) if x))
         # how much slower or faster a model's cells ran than its method's estimate for the same workload and
         # batch size (the estimate averages over the method's models)
         self.model_ratio: dict[tuple[str, str | None], list[float]] = {}
@@ -285,8 +295,64 @@ class _Estimator:
         self._dur_cache[key] = value = _interp_log_log(points, batch)
         return value
 
-    def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None) -> None:
+    def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None,
+            cell: Cell | None = None) -> None:
+        """Record one cell of this run: its wall time (s), whether it started a model group, its engine and
+        method; `cell` (its shape: prompt and output tokens, batch size, warmup + repetitions) lets
+        `estimate_cell` scale it to other shapes (leave it out for a cell whose time says nothing of its
+        shape, e.g. a failed or skipped one)."""
         self.seen.setdefault((engine, quant, new_group), []).append(wall_s)
+        if cell is not None:
+            shape = (cell.prompt_tokens, cell.output_tokens, cell.batch_size, cell.warmup + cell.repetitions)
+            self.shaped.setdefault((engine, quant, new_group), []).append((wall_s, shape))
+
+    def estimate_cell(self, cell: Cell, new_group: bool) -> float | None:
+        """The wall time (seconds) the time budget expects of `cell`, which starts a model group or not
+        (`new_group`): the larger of `estimate` (workload- and batch-blind) and a shape-aware value, so it is
+        never less than `estimate` and a budget check with it never starts a cell one with `estimate` would
+        pass over. When the store has no ok record of the cell's engine and method, just `estimate` (None
+        when nothing at all is known: `_fits` then starts the cell).
+
+        The shape-aware value: the mean over this run's cells of the same engine, method and `new_group`
+        (those `add` was given the shape of) of
+
+            wall x cost(cell's shape) / cost(that cell's shape)
+
+        where cost is the method's store model (`_method_cost`: fixed + calls x one call at the workload and
+        batch size), less the method's mean load + quantize time for a cell that continues a model group
+        (it pays neither, so the ratio follows its calls); with no such cell of this run, `prior_cost(cell)`
+        (for a continuing cell scaled by the same ratio without the load)."""
+        base = self.estimate(new_group, cell.engine, cell.quant)
+        engine, quant = cell.engine, cell.quant
+        if not self.calls.get((engine, quant)):
+            return base
+        shape = (cell.prompt_tokens, cell.output_tokens, cell.batch_size, cell.warmup + cell.repetitions)
+        want = self._shape_cost(engine, quant, shape, new_group)
+        scaled_walls = []
+        for wall, seen_shape in self.shaped.get((engine, quant, new_group), []):
+            had = self._shape_cost(engine, quant, seen_shape, new_group)
+            if want is not None and had and had > 0:
+                scaled_walls.append(wall * want / had)
+        if scaled_walls:
+            scaled = sum(scaled_walls) / len(scaled_walls)
+        else:
+            scaled = self.prior_cost(cell)
+            full = self._shape_cost(engine, quant, shape, True)
+            if scaled is not None and want is not None and full:
+                scaled *= want / full
+        if base is None:
+            return scaled
+        return base if scaled is None else max(base, scaled)
+
+    def _shape_cost(self, engine: str | None, quant: str | None, shape: tuple[int, int, int, int],
+                    new_group: bool) -> float | None:
+        """`_method_cost` at `shape` (prompt, output, batch, calls), less the method's mean load + quantize
+        time when the cell continues a model group (s); None when the method has no ok record."""
+        cost = self._method_cost(engine, quant, *shape)
+        if cost is None or new_group:
+            return cost
+        loads = self.load_s.get((engine, quant)) or [0.0]
+        return max(cost - sum(loads) / len(loads), 0.0)
 
     def estimate(self, new_group: bool, engine: str | None = None, quant: str | None = None) -> float | None:
         def mean(xs):
@@ -505,7 +571,8 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
     - `gpu_id`: this device's catalogue id; cells pinned to another GPU (`cell.gpu`) are left out. When
       None it is looked up from `device_name` in the catalogue.
     - `stop_after`: run at most this many cells; `time_budget_s`: stop before a cell that would not
-      finish within this many seconds from the call (estimate x 1.1 plus the expected cooldown).
+      finish within this many seconds from the call (`_Estimator.estimate_cell` x 1.1 plus the expected
+      cooldown).
     - `meter.temperature_c()` feeds adaptive cooldown; `clock` (`now()`, `sleep()`) is injectable.
     - Ctrl-C stops after recording nothing for the interrupted cell (`stopped="interrupted"`).
     - `close_runner`: call `runner.close()` at the end.
@@ -554,13 +621,13 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 # a cell that would overrun the budget is passed over, not the rest of the list: with per-method
                 # estimates a slow LLM.int8 block must not keep a worker from the 16-bit cells after it
                 if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est,
-                                                           estimator.estimate(new_group, cell.engine, cell.quant), time_budget_s):
+                                                           estimator.estimate_cell(cell, new_group), time_budget_s):
                     summary.stopped = "time_budget"
                     continue
                 waited = cooldown.wait() if summary.ran else 0.0
                 summary.cooldown_s += waited
                 if time_budget_s is not None and waited and not _fits(clock.now() - t_start, 0.0,
-                                                                      estimator.estimate(new_group, cell.engine, cell.quant),
+                                                                      estimator.estimate_cell(cell, new_group),
                                                                       time_budget_s):
                     summary.stopped = "time_budget"
                     continue
@@ -573,7 +640,8 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 wall = clock.now() - t0
                 finish_record(rec, device_name=device_name, cooldown_s=waited, grid_file=spec.source_path)
                 store.append(rec)
-                estimator.add(wall, new_group, cell.engine, cell.quant)
+                # a failed or skipped cell's time says nothing of its shape's cost: not scaled to others
+                estimator.add(wall, new_group, cell.engine, cell.quant, cell=cell if rec.status == "ok" else None)
                 last_group = (cell.gpu, cell.group_key)
                 summary.ran += 1
                 _count(summary, cell, rec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -639,3 +640,129 @@ def test_cheapest_order_puts_long_workloads_after_short_ones(tmp_path):
     runner = FakeRunner(FakeClock())
     go(make_spec(order="cheapest"), runner, store, long_fp32 + short_bf16)
     assert [c.quant for c in runner.calls] == ["bf16", "bf16", "fp32", "fp32"]
+
+
+# ------------------------------------------------------------------------ shape-aware budget estimate
+def _long_fp32_store_records(load_s=20.0):
+    """The store's fp32 eager records of model "x" at 1024/256 tokens: batch 1 2 s a call, batch 32 10 s
+    (5x), each after `load_s` of loading: 20 + 4 x 2 = 28 s and 20 + 4 x 10 = 60 s."""
+    recs = [_prior("x", "fp32", 1, 1024, 256, 2.0), _prior("x", "fp32", 32, 1024, 256, 10.0)]
+    for i, r in enumerate(recs):
+        r.load_time_s, r.cell_hash = load_s, f"{i}" * 16
+    return recs
+
+
+def test_estimate_cell_scales_a_cheap_batch_1_cell_to_batch_32():
+    from measure.executor import _Estimator
+
+    est = _Estimator(_long_fp32_store_records())
+    b1, b32 = _cell("m", "fp32", 1, 1024, 256), _cell("m", "fp32", 32, 1024, 256)
+    est.add(8.0, False, "hf-eager", "fp32", cell=b1)  # a continuing batch-1 cell: 4 calls of 2 s
+    # the blind estimate takes the batch-32 cell for as cheap; the shape-aware one scales the observation by
+    # the store's call time (5x: a continuing cell pays no load)
+    assert est.estimate(False, "hf-eager", "fp32") == pytest.approx(8.0)
+    assert est.estimate_cell(b32, False) == pytest.approx(40.0)
+    assert est.estimate_cell(b1, False) == pytest.approx(8.0)
+    # a cell starting a model group: the load is part of both costs, 28 s observed -> 28 x 60 / 28
+    est.add(28.0, True, "hf-eager", "fp32", cell=b1)
+    assert est.estimate(True, "hf-eager", "fp32") == pytest.approx(28.0)
+    assert est.estimate_cell(b32, True) == pytest.approx(60.0)
+    # this run's model runs twice as slowly as the store's: the scaled estimate follows this run's walls
+    slow = _Estimator(_long_fp32_store_records())
+    slow.add(16.0, False, "hf-eager", "fp32", cell=b1)
+    assert slow.estimate_cell(b32, False) == pytest.approx(80.0)
+    # no cell of this run with the same new-group flag: the store's cost of the cell, without the load for a
+    # continuing one
+    fresh = _Estimator(_long_fp32_store_records())
+    assert fresh.estimate_cell(b32, True) == pytest.approx(60.0)
+    fresh.add(28.0, True, "hf-eager", "fp32", cell=b1)
+    assert fresh.estimate(False, "hf-eager", "fp32") == pytest.approx(28.0)
+    assert fresh.estimate_cell(b32, False) == pytest.approx(40.0)
+
+
+def test_estimate_cell_is_never_below_estimate():
+    from measure.executor import _Estimator
+
+    est = _Estimator(_long_fp32_store_records() + [_prior("x", "bf16", 8, 256, 128, 1.0)])
+    observed = [(40.0, False, _cell("m", "fp32", 32, 1024, 256)), (8.0, False, _cell("m", "fp32", 1, 1024, 256)),
+                (30.0, True, _cell("m", "fp32", 1, 256, 128)), (3.0, False, _cell("m", "bf16", 1, 256, 128)),
+                (0.5, False, None)]  # a failed cell: its time, not its shape
+    cells = [_cell("m", q, b, p, o) for q in ("fp32", "bf16", "fp8") for b in (1, 8, 32, 64)
+             for p, o in ((256, 128), (1024, 256))]
+    for wall, new_group, seen in observed:
+        quant = seen.quant if seen else "fp32"
+        est.add(wall, new_group, "hf-eager", quant, cell=seen)
+        for cell in cells:
+            for ng in (False, True):
+                old = est.estimate(ng, cell.engine, cell.quant)
+                assert est.estimate_cell(cell, ng) >= old - 1e-9, (cell.label(), ng)
+    # a cheap cell after a slow one keeps the blind (higher) estimate
+    assert est.estimate_cell(_cell("m", "fp32", 1, 1024, 256), False) == pytest.approx(
+        est.estimate(False, "hf-eager", "fp32"))
+
+
+def test_estimate_cell_without_store_records_of_the_method_is_estimate():
+    from measure.executor import _Estimator
+
+    assert _Estimator([]).estimate_cell(_cell("m", "fp32", 32, 1024, 256), True) is None
+    for est in (_Estimator([]), _Estimator([_prior("x", "bf16", 1, 1024, 256, 2.0)]),
+                _Estimator([_prior("x", "fp32", 1, 1024, 256, 2.0, engine="hf-compiled")])):
+        est.add(8.0, True, "hf-eager", "fp32", cell=_cell("m", "fp32", 1, 1024, 256))
+        est.add(3.0, False, "hf-eager", "fp32", cell=_cell("m", "fp32", 1, 256, 128))
+        for cell in (_cell("m", "fp32", 32, 1024, 256), _cell("m", "fp32", 1, 256, 128),
+                     _cell("m", "fp16", 8, 1024, 256), _cell("m", "bf16", 32, 1024, 256)):
+            for ng in (False, True):
+                assert est.estimate_cell(cell, ng) == est.estimate(ng, cell.engine, cell.quant)
+
+
+def _blind_estimate_cell(self, cell, new_group):  # the budget check before `estimate_cell`
+    return self.estimate(new_group, cell.engine, cell.quant)
+
+
+def test_time_budget_passes_over_a_batch_32_cell_that_a_fast_batch_1_cell_made_look_cheap(tmp_path,
+                                                                                         monkeypatch):
+    from measure.executor import _Estimator
+
+    # the store: fp32 at 1024/256 takes 2 s a call at batch 1 and 10 s at batch 32 (after 20 s of load)
+    def store_with_records(name):
+        store = Store(tmp_path / name)
+        for r in _long_fp32_store_records():
+            store.append(r)
+        return store
+
+    def dur(batch):  # the store's model of a call: 2 s x 5 ** (log b / log 32)
+        return 2.0 * 5.0 ** (math.log(batch) / math.log(32))
+
+    cells = [_cell("m", "fp32", b, 1024, 256) for b in (1, 2, 32)]
+
+    def runner():
+        return FakeRunner(FakeClock(), cost=lambda c, new: (20.0 if new else 0.0) + 4 * dur(c.batch_size))
+
+    # b1 28 s (t = 28), b2 11 s (t = 39); b32 needs 40 s x 1.1 = 44 s more: 83 > 60, passed over
+    r = runner()
+    s = go(make_spec(), r, store_with_records("new.jsonl"), cells, time_budget_s=60)
+    assert [c.batch_size for c in r.calls] == [1, 2] and (s.stopped, s.remaining) == ("time_budget", 1)
+    assert r.clock.t - 1000.0 <= 60
+    # the blind estimate judged b32 by b2's 11 s (12 s with the margin: 51 <= 60), started it and overran
+    monkeypatch.setattr(_Estimator, "estimate_cell", _blind_estimate_cell)
+    r_old = runner()
+    go(make_spec(), r_old, store_with_records("old.jsonl"), cells, time_budget_s=60)
+    assert [c.batch_size for c in r_old.calls] == [1, 2, 32] and r_old.clock.t - 1000.0 > 75
+
+
+def test_time_budget_without_store_records_is_unchanged(tmp_path, monkeypatch):
+    from measure.executor import _Estimator
+
+    cells = [_cell(m, "fp32", b, 1024, 256) for m in ("a", "b") for b in (1, 32)]
+
+    def cost(c, new):
+        return (20.0 if new else 0.0) + 4 * (10.0 if c.batch_size == 32 else 2.0)
+
+    def run(name):
+        r = FakeRunner(FakeClock(), cost=cost)
+        s = go(make_spec(), r, Store(tmp_path / name), cells, time_budget_s=150)
+        return [c.label() for c in r.calls], s.stopped, r.clock.t
+
+    new = run("new.jsonl")
+    monkeypatch.setattr(_Estimator, "estimate_cell", _blind_estimate_cell)
+    assert run("old.jsonl") == new
