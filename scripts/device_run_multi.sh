@@ -35,7 +35,9 @@ left=$((stop_at - start))
 echo "setup took $((start - t0)) s; worker budget $budget s, hard stop after $left s"
 # an earlier step of the same device call (scripts/device_run_plan.sh) may have filled $OUT's store already:
 # resume from it then, never overwrite it with the older copy in the repository
-[ -s "$OUT/$name.jsonl" ] || cp "$resume" "$OUT/$name.jsonl"
+if [ ! -s "$OUT/$name.jsonl" ]; then
+  if [ -f "$resume" ]; then cp "$resume" "$OUT/$name.jsonl"; else echo "new store: $resume"; : > "$OUT/$name.jsonl"; fi
+fi
 for i in $(seq 0 $((n - 1))); do
   cp "$OUT/$name.jsonl" "$work/gpu$i.jsonl"; : > "$work/gpu$i.log"
   pre=true; b=$budget
@@ -65,8 +67,9 @@ python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
 { [ -n "${PLAN_STEP:-}" ] && echo "== plan step $PLAN_STEP: $grid -> $name.jsonl $*"
   for i in $(seq 0 $((n - 1))); do
     grep -vE "Warning|warn\(|_pytree|register_constant|^\s*$" "$work/gpu$i.log" | sed "s/^/gpu$i /"
-  done; } >> "$OUT/grid.log"   # appended: the steps of one plan share $OUT
-[ -s "$work/doctor.err" ] && sed "s/^/doctor stderr: /" "$work/doctor.err" >> "$OUT/grid.log"
+  done
+  [ -s "$work/doctor.err" ] && sed "s/^/doctor stderr: /" "$work/doctor.err"; } > "$work/step.log"
+cat "$work/step.log" >> "$OUT/grid.log"   # appended: the steps of one plan share $OUT
 cat "$work"/selfcheck*.log | tail -n 25
-grep -E "J/tok|failed|skipped" "$OUT/grid.log" | cut -c1-200 | tail -n 60; grep -h "already done" "$work"/gpu*.log
+grep -E "J/tok|failed|skipped" "$work/step.log" | cut -c1-200 | tail -n 60; grep -h "already done" "$work"/gpu*.log
 echo "grid wall $(( $(date +%s) - start )) s on $n GPUs; records: $(wc -l < "$OUT/$name.jsonl")"

@@ -4,29 +4,45 @@
 # GPUs then idle) hands the rest of the call to the next step instead of wasting it.
 #   DEADLINE_S=550 bash scripts/device_run_plan.sh measure/plans/next.txt
 # Plan file: one step per line, `CARD GRID STORE_IN_REPO [--set key=value ...]` (shell quoting), # comments.
-# CARD is a substring every GPU name must contain (H100, H200): steps for another card are skipped, so one
-# plan serves whichever machine the device tool lends. Each step is scripts/device_run_multi.sh with the
-# time left (DEADLINE_S) and EXPECT_GPU=CARD; steps share $OUT (a store written by an earlier step is
-# resumed, grid.log is appended). No step starts with less than MIN_STEP_S (default 150) seconds left.
-# $OUT returns at most 8 files: the 5 set-up/log files plus one per store, so keep SELFCHECK=1 (2 more files)
-# to plans with a single store. RUN_MULTI overrides the step runner (tests).
+# CARD is a substring every GPU name must contain ('NVIDIA H100 80GB HBM3', 'NVIDIA H200': quote it; a bare
+# H200 would match a GH200 too): steps for another card are skipped, so one plan serves whichever machine
+# the device tool lends. Each step is scripts/device_run_multi.sh with the time left (DEADLINE_S) and
+# EXPECT_GPU=CARD; steps share $OUT (a store written by an earlier step is resumed, grid.log is appended).
+# No step starts with less than MIN_STEP_S (default 150) seconds left. SELFCHECK=1 applies to the first step
+# only; $OUT returns at most 8 files (the 5 set-up/log files plus one per store, plus 2 for the self-check),
+# so a plan whose steps for one card write two stores must not ask for the self-check (refused).
+# Exit status: the worst of the steps' (0 when none ran). RUN_MULTI overrides the step runner (tests).
 set -uo pipefail
 plan=$1
 t0=$(date +%s); deadline=${DEADLINE_S:-560}; min_step=${MIN_STEP_S:-150}
 runner=${RUN_MULTI:-$(dirname "$0")/device_run_multi.sh}
 gpus=$(nvidia-smi -L 2>/dev/null | grep '^GPU')
 [ -n "$gpus" ] || { echo "plan: no GPU listed by nvidia-smi -L"; exit 4; }
-step=0
+mine=$(mktemp)
 while IFS= read -r line || [ -n "$line" ]; do
+  line=${line%$'\r'}; line="${line#"${line%%[![:space:]]*}"}"   # CRLF files, indented lines
   case "$line" in ''|'#'*) continue ;; esac
   eval "set -- $line"
+  if [ $# -lt 3 ]; then echo "plan: malformed line (CARD GRID STORE [--set ...]): $line"; continue; fi
+  if echo "$gpus" | grep -qvF "$1"; then echo "plan: skip ($1 step; GPUs: $(echo "$gpus" | cut -d'(' -f1 | sort -u | paste -sd';'))"; continue; fi
+  printf '%s\n' "$line" >> "$mine"
+done < "$plan"
+if [ "${SELFCHECK:-0}" = 1 ] && [ "$(while IFS= read -r l; do eval "set -- $l"; echo "$3"; done < "$mine" | sort -u | wc -l)" -gt 1 ]; then
+  echo "plan: SELFCHECK=1 with two stores would return more than 8 files; run the self-check alone"; rm -f "$mine"; exit 2
+fi
+step=0; worst=0
+while IFS= read -r line; do
+  eval "set -- $line"
   card=$1; grid=$2; store=$3; shift 3
-  if echo "$gpus" | grep -qv "$card"; then echo "plan: skip ($card step, GPUs: $(echo "$gpus" | head -1))"; continue; fi
   left=$((deadline - ($(date +%s) - t0)))
   if [ "$left" -lt "$min_step" ]; then echo "plan: $left s left, below MIN_STEP_S=$min_step: stop"; break; fi
   step=$((step + 1))
   echo "plan: step $step with $left s left: $grid -> $store $*"
-  PLAN_STEP=$step DEADLINE_S=$left EXPECT_GPU=$card bash "$runner" "$grid" $((left - 80)) "$store" "$@"
-  echo "plan: step $step exit $?"
-done < "$plan"
+  sc=0; [ "$step" = 1 ] && sc=${SELFCHECK:-0}
+  PLAN_STEP=$step SELFCHECK=$sc DEADLINE_S=$left EXPECT_GPU=$card bash "$runner" "$grid" $((left - 80)) "$store" "$@" \
+    < /dev/null
+  rc=$?; echo "plan: step $step exit $rc"; [ "$rc" -gt "$worst" ] && worst=$rc
+done < "$mine"
+rm -f "$mine"
 echo "plan: $step step(s) in $(( $(date +%s) - t0 )) s"
+exit "$worst"

@@ -27,17 +27,20 @@ def _fake_env(tmp_path: Path, gpu_name: str, runner_sleep_s: float = 0.0) -> dic
     log = tmp_path / "runs.log"
     runner.write_text(
         "#!/usr/bin/env bash\n"
-        f'printf "%s|" "$PLAN_STEP" "$DEADLINE_S" "$EXPECT_GPU" "$@" >> {log}\necho >> {log}\n'
-        f"sleep {runner_sleep_s}\n")
+        f'printf "%s|" "$PLAN_STEP" "$DEADLINE_S" "$EXPECT_GPU" "$SELFCHECK" "$@" >> {log}\necho >> {log}\n'
+        f"sleep {runner_sleep_s}\nexit ${{RUNNER_RC:-0}}\n")
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RUN_MULTI": str(runner),
             "OUT": str(tmp_path / "out")}
 
 
 PLAN = """# comment
-H200 grids/a.yaml stores/h200.jsonl --set 'engines=[hf-compiled]'
+'NVIDIA H200' grids/a.yaml stores/h200.jsonl --set 'engines=[hf-compiled]'
 
-H100 grids/b.yaml stores/rep.jsonl
-H100 grids/c.yaml stores/camp.jsonl --set 'workloads=["1024/256"]' --set 'models=[a,b]'
+  # an indented comment, then a line too short to be a step, then a blank line of spaces
+H100 grids/only-two.yaml
+   \t
+'NVIDIA H100' grids/b.yaml stores/rep.jsonl
+'NVIDIA H100' grids/c.yaml stores/camp.jsonl --set 'workloads=["1024/256"]' --set 'models=[a,b]'
 """
 
 
@@ -52,13 +55,36 @@ def test_runs_the_steps_of_the_lent_card_in_order_with_the_time_left(tmp_path):
     env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100"}
     out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
     runs = _runs(tmp_path)
-    assert [r[0] for r in runs] == ["1", "2"] and "skip (H200 step" in out.stdout
+    assert [r[0] for r in runs] == ["1", "2"] and "skip (NVIDIA H200 step" in out.stdout
+    assert "malformed line" in out.stdout
     step1, step2 = runs
-    assert step1[2] == "H100" and step1[3:] == ["grids/b.yaml", str(int(step1[1]) - 80), "stores/rep.jsonl"]
+    assert step1[2] == "NVIDIA H100" and step1[4:] == ["grids/b.yaml", str(int(step1[1]) - 80), "stores/rep.jsonl"]
     assert 495 <= int(step1[1]) <= 500
     # quoted --set values arrive as single arguments, unchanged
-    assert step2[3:] == ["grids/c.yaml", str(int(step2[1]) - 80), "stores/camp.jsonl", "--set",
+    assert step2[4:] == ["grids/c.yaml", str(int(step2[1]) - 80), "stores/camp.jsonl", "--set",
                          'workloads=["1024/256"]', "--set", "models=[a,b]"]
+
+
+def test_crlf_plan_files_and_the_exit_status(tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text(PLAN.replace("\n", "\r\n"))
+    env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100", "RUNNER_RC": "3"}
+    res = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True)
+    runs = _runs(tmp_path)
+    assert runs[1][-1] == "models=[a,b]"  # no carriage return left on the last argument
+    assert res.returncode == 3  # the worst step's status
+
+
+def test_the_self_check_runs_in_the_first_step_only_and_not_with_two_stores(tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text("'NVIDIA H100' grids/b.yaml stores/camp.jsonl\n'NVIDIA H100' grids/c.yaml stores/camp.jsonl\n")
+    env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100", "SELFCHECK": "1"}
+    subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
+    assert [r[3] for r in _runs(tmp_path)] == ["1", "0"]
+    two = tmp_path / "two.txt"
+    two.write_text(PLAN)
+    res = subprocess.run(["bash", str(PLAN_SCRIPT), str(two)], env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "more than 8 files" in res.stdout and len(_runs(tmp_path)) == 2
 
 
 def test_stops_when_less_than_min_step_is_left(tmp_path):
@@ -66,7 +92,7 @@ def test_stops_when_less_than_min_step_is_left(tmp_path):
     plan.write_text(PLAN)
     env = _fake_env(tmp_path, "H100 80GB HBM3", runner_sleep_s=3) | {"DEADLINE_S": "104", "MIN_STEP_S": "102"}
     out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
-    assert [r[3] for r in _runs(tmp_path)] == ["grids/b.yaml"]  # the second step would have had ~101 s
+    assert [r[4] for r in _runs(tmp_path)] == ["grids/b.yaml"]  # the second step would have had ~101 s
     assert "below MIN_STEP_S=102: stop" in out.stdout
 
 
@@ -85,7 +111,7 @@ def test_every_step_of_the_shipped_plan_expands_to_cells(line, tmp_path):
     import json
 
     card, grid, store, *sets = shlex.split(line)
-    assert card in ("H100", "H200") and (REPO / store).exists()
+    assert card in ("NVIDIA H100 80GB HBM3", "NVIDIA H200") and (REPO / store).exists()
     store_copy = tmp_path / "store.jsonl"
     store_copy.write_bytes((REPO / store).read_bytes())
     res = subprocess.run([sys.executable, "-m", "measure.cli", "grid", str(REPO / grid), "--dry-run",
