@@ -15,6 +15,13 @@ scaling other workloads. `prospective` is what a session actually faces: each re
 records of earlier sessions only (a session = records less than SESSION_GAP_S apart in `created_at`), so
 cells measured twice, or the rest of the same session, cannot leak into the estimate. Leave-one-out excludes
 only the record itself and so flatters both methods.
+
+`budget replay` checks the time budget's `estimate_cell` (not `prior_cost`) for cells continuing a model
+group: built from earlier sessions' records, told the block's earlier cells of the session, median ratio of
+estimate to actual wall time, old (compile time batch-blind, never below the blind `estimate`) vs new.
+Compiled cells are split by whether earlier sessions' records of the method show compile times varying with
+the batch size (`varies`: the new model applies) or not (`unknown`: e.g. the first session to run a method
+at batch 32, whose estimate stays as before).
 """
 
 from __future__ import annotations
@@ -62,6 +69,18 @@ class OldEstimator:
         if ratio is None:
             ratio = _layer_ratio(cell.model, self.method_models.get((cell.engine, cell.quant), []))
         return base * ratio
+
+
+class OldBudgetEstimator(_Estimator):
+    """`_Estimator` before compile time followed the batch size: the method's mean compile time at every
+    batch size, and `estimate_cell` never below `estimate` (the floor kept for compiled cells too)."""
+
+    def _compile_s(self, engine, quant, batch):
+        obs = self.calls.get((engine, quant)) or []
+        return sum(o.compile_s for o in obs) / len(obs) if obs else 0.0
+
+    def _compile_varies(self, engine, quant):
+        return False
 
 
 def cell_of(r: Record) -> Cell:
@@ -139,6 +158,46 @@ def session_starts(records: Sequence[Record]) -> dict[int, float]:
     return out
 
 
+def budget_replay(records: Sequence[Record]) -> dict[str, list[tuple[float, float]]]:
+    """Replay of the time budget's `estimate_cell` for cells continuing a model group: for each ok record
+    with a smaller batch size of the same block (model, method, engine, workload, GPU) in its session, an
+    estimator built from the records of earlier sessions observes the block's earlier ok cells (the first
+    as starting the group) and estimates the record's cell. Returns per subset the (old, new) ratios of
+    estimate / `record_cost_s` (1.0 = exact, seconds over seconds)."""
+    starts = session_starts(records)
+
+    def block(r):
+        return (starts.get(id(r)), r.gpu_name, r.model, r.quant, r.engine, r.prompt_tokens, r.output_tokens)
+
+    out: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        actual = record_cost_s(rec)
+        if not actual or id(rec) not in starts:
+            continue
+        earlier = sorted((r for r in records if block(r) == block(rec) and r.batch_size < rec.batch_size),
+                         key=lambda r: r.batch_size)
+        if not earlier:  # it started its block
+            continue
+        prior = [r for r in records if r.gpu_name == rec.gpu_name and id(r) in starts
+                 and starts[id(r)] < starts[id(rec)]]
+        ratios, known = [], _Estimator(prior)._compile_varies(rec.engine, rec.quant)
+        for cls in (OldBudgetEstimator, _Estimator):
+            est = cls(prior)
+            for r in earlier:
+                if (wall := record_cost_s(r)) is not None:
+                    est.add(wall, r is earlier[0], r.engine, r.quant, cell=cell_of(r))
+            value = est.estimate_cell(cell_of(rec), False)
+            ratios.append(value / actual if value else None)
+        if None in ratios:
+            continue
+        kind = "compiled" if "compiled" in (rec.engine or "") else "eager"
+        label = f"{kind} b>=32" if rec.batch_size >= 32 else f"{kind} b<32"
+        if kind == "compiled":  # whether earlier sessions' records show compile time varying with batch
+            label += " (varies)" if known else " (unknown)"
+        out.setdefault(label, []).append((ratios[0], ratios[1]))
+    return out
+
+
 def is_long(r: Record) -> bool:
     return (r.prompt_tokens, r.output_tokens) == (1024, 256)
 
@@ -178,6 +237,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 w = statistics.median(x[3] for x in long_b32)
                 print(f"{name:<10} fp32 1024/256 b32 ({label}, {len(long_b32)}): median actual {a:.0f} s, "
                       f"old estimate {o:.0f} s, new {w:.0f} s")
+        replay = budget_replay(records)
+        for label in sorted(replay):
+            rows = replay[label]
+            old, new = (statistics.median(x[i] for x in rows) for i in (0, 1))
+            print(f"{name:<10} budget replay, continuing {label:<24} n={len(rows):>3}: median estimate_cell / "
+                  f"actual old {old:.2f}, new {new:.2f}")
 
 
 if __name__ == "__main__":

@@ -210,7 +210,9 @@ class _Estimator:
     120-146 s against 15 s), see `prior_cost`. `estimate` does not (it averages whatever shapes ran), so the
     time budget asks `estimate_cell`, which scales this run's cells of the method to the pending cell's
     shape by the store's model of it and never says less than `estimate` (session s4-a lost a fp32 batch-32
-    cell started near the end of its budget on the strength of a fast batch-1 one)."""
+    cell started near the end of its budget on the strength of a fast batch-1 one), except for a cell
+    continuing a model group of a method whose compile time varies with the batch size (see
+    `estimate_cell`)."""
 
     def __init__(self, prior_records: Sequence[Record] = ()):
         self.seen: dict[tuple[str | None, str | None, bool], list[float]] = {}
@@ -221,6 +223,7 @@ class _Estimator:
         # the store's ok records per (engine, quant): what `prior_cost` models a cell's time from
         self.calls: dict[tuple[str | None, str | None], list[_Call]] = {}
         self._dur_cache: dict[tuple, float] = {}
+        self._compile_cache: dict[tuple[str | None, str | None], list[tuple[int, float]]] = {}
         self.load_s: dict[tuple[str | None, str | None], list[float]] = {}
         costs = [(r, v) for r in prior_records if (v := record_cost_s(r))]
         for r, v in costs:
@@ -246,7 +249,9 @@ class _Estimator:
 
             cost = model_ratio x (fixed + (warmup + repetitions) x call)
 
-        - `fixed` (s): the mean over the method's records of load + quantize + compile + eval time.
+        - `fixed` (s): the mean over the method's records of load + quantize + eval time, plus the
+          method's compile time at the cell's batch size (`_compile_s`: compiled engines pay tens of seconds
+          at a block's first batch sizes, a few at later ones).
         - `call` (s): one generate call of the cell's batch size and workload. For each batch size the
           method has records of, the mean `duration_s` of those at the cell's (prompt, output) tokens, or,
           when none is, of all of them scaled to it: the prefill part (`ttft_ms`) x prompt-token ratio plus
@@ -277,7 +282,42 @@ class _Estimator:
         if not obs:
             return None
         fixed = sum(o.fixed_s for o in obs) / len(obs)
-        return fixed + calls * self._call_s(engine, quant, prompt, output, batch)
+        return fixed + self._compile_s(engine, quant, batch) + calls * self._call_s(engine, quant, prompt, output,
+                                                                                     batch)
+
+    def _compile_points(self, engine: str | None, quant: str | None) -> list[tuple[int, float]]:
+        """(batch size, mean compile time s) per batch size of the method's store records, ascending; a
+        record without compile time counts as 0 s."""
+        key = (engine, quant)
+        if key not in self._compile_cache:
+            by_batch: dict[int, list[float]] = {}
+            for o in self.calls.get(key, []):
+                by_batch.setdefault(o.batch, []).append(o.compile_s)
+            self._compile_cache[key] = [(b, sum(xs) / len(xs)) for b, xs in sorted(by_batch.items())]
+        return self._compile_cache[key]
+
+    def _compile_s(self, engine: str | None, quant: str | None, batch: int) -> float:
+        """The method's compile time at `batch` (s): the mean of its records at that batch size; between two
+        measured batch sizes, linear in log(batch); outside them, the nearest one's (0 with no record).
+        Compiled engines pay tens of seconds at the first shapes of a block (batch 1 and 8 on an H100: 38-76
+        s) but a few at later ones (batch 32 and 64: 3-6 s, reusing compiled graphs); eager ones pay 0."""
+        points = self._compile_points(engine, quant)
+        if not points:
+            return 0.0
+        if batch <= points[0][0]:
+            return points[0][1]
+        if batch >= points[-1][0]:
+            return points[-1][1]
+        i = next(j for j in range(len(points) - 1) if points[j][0] <= batch <= points[j + 1][0])
+        (b0, c0), (b1, c1) = points[i], points[i + 1]
+        return c0 + (c1 - c0) * math.log(batch / b0) / math.log(b1 / b0)
+
+    def _compile_varies(self, engine: str | None, quant: str | None) -> bool:
+        """Whether the method's store records show compile times that vary with the batch size (the
+        largest per-batch mean over 2x the smallest and more than 5 s above it): then a batch- and
+        workload-blind mean of this run's cells says little of the next cell's time."""
+        means = [c for _, c in self._compile_points(engine, quant)]
+        return len(means) > 1 and max(means) > 2 * min(means) and max(means) - min(means) > 5.0
 
     def _call_s(self, engine: str | None, quant: str | None, prompt: int, output: int, batch: int) -> float:
         """One generate call of the method at (prompt, output) tokens and `batch` sequences (s)."""
@@ -321,7 +361,16 @@ class _Estimator:
         where cost is the method's store model (`_method_cost`: fixed + calls x one call at the workload and
         batch size), less the method's mean load + quantize time for a cell that continues a model group
         (it pays neither, so the ratio follows its calls); with no such cell of this run, `prior_cost(cell)`
-        (for a continuing cell scaled by the same ratio without the load)."""
+        (for a continuing cell scaled by the same ratio without the load).
+
+        The exception to the floor: a cell that continues a model group (`new_group` False) of a method whose
+        store records show compile times varying with the batch size (`_compile_varies`, e.g. hf-compiled:
+        38-76 s at batch 1 and 8 on an H100, 3-6 s at batch 32 and 64) gets the shape-aware value alone.
+        There `estimate` is the mean of this run's cells of the method, mostly batch-1 and 8 ones that paid
+        a compilation, and would say 48-86 s for a batch-32 cell that takes 14-16 s; the shape-aware value
+        models the compile time per batch size (`_compile_s`), so scaling those cells by it, or the store's
+        cost when none ran, follows what a continuing cell pays. Eager methods (no compile time) and cells
+        starting a model group keep the floor."""
         base = self.estimate(new_group, cell.engine, cell.quant)
         engine, quant = cell.engine, cell.quant
         if not self.calls.get((engine, quant)):
@@ -340,9 +389,11 @@ class _Estimator:
             full = self._shape_cost(engine, quant, shape, True)
             if scaled is not None and want is not None and full:
                 scaled *= want / full
-        if base is None:
-            return scaled
-        return base if scaled is None else max(base, scaled)
+        if base is None or scaled is None:
+            return scaled if base is None else base
+        if not new_group and self._compile_varies(engine, quant):
+            return scaled  # see the docstring: the blind mean is mostly other batch sizes' compilation
+        return max(base, scaled)
 
     def _shape_cost(self, engine: str | None, quant: str | None, shape: tuple[int, int, int, int],
                     new_group: bool) -> float | None:
@@ -391,16 +442,18 @@ class _Call:
     output: int
     duration_s: float  # one generate call
     prefill_s: float  # its prefill (time to first token), 0 when not recorded
-    fixed_s: float  # load + quantize + compile + eval
+    fixed_s: float  # load + quantize + eval (compile apart: it depends on the batch size)
+    compile_s: float = 0.0  # compile, 0 when not recorded
 
     @classmethod
     def of(cls, rec: Record, cost_s: float) -> _Call:
         dur = float(rec.duration_s or 0.0)
         prefill = min(max(rec.ttft_ms or 0.0, 0.0) / 1000.0, dur)
+        compile_s = max(float(rec.compile_time_s or 0.0), 0.0)
         return cls(model=rec.model, batch=max(int(rec.batch_size or 1), 1),
                    prompt=max(int(rec.prompt_tokens or 1), 1), output=max(int(rec.output_tokens or 1), 1),
-                   duration_s=dur, prefill_s=prefill,
-                   fixed_s=max(cost_s - (rec.warmup + rec.repetitions) * dur, 0.0))
+                   duration_s=dur, prefill_s=prefill, compile_s=compile_s,
+                   fixed_s=max(cost_s - (rec.warmup + rec.repetitions) * dur - compile_s, 0.0))
 
     def scaled_s(self, prompt: int, output: int) -> float:
         """This call's duration at another workload, same batch: prefill x prompt ratio + decode x output

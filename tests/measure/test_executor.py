@@ -766,3 +766,70 @@ def test_time_budget_without_store_records_is_unchanged(tmp_path, monkeypatch):
     new = run("new.jsonl")
     monkeypatch.setattr(_Estimator, "estimate_cell", _blind_estimate_cell)
     assert run("old.jsonl") == new
+
+
+# ------------------------------------------------------------------ compile time per batch size
+def _compiled_store_records(engine="hf-compiled", where="compile_time_s"):
+    """The store's bf16 records of model "x" on `engine`: batch 1 compiles 50 s and calls 1 s, batch 32
+    (later in its block, reusing compiled graphs) compiles 4 s and calls 3 s, both after 2 s of loading:
+    2 + 50 + 4 x 1 = 56 s and 2 + 4 + 4 x 3 = 18 s. `where` names the field the 50 and 4 s go to."""
+    recs = [_prior("x", "bf16", 1, 256, 128, 1.0, engine=engine), _prior("x", "bf16", 32, 256, 128, 3.0, engine=engine)]
+    for i, (r, fixed) in enumerate(zip(recs, (50.0, 4.0), strict=True)):
+        r.load_time_s, r.cell_hash = 2.0, f"{i}" * 16
+        setattr(r, where, fixed)
+    return recs
+
+
+def test_prior_cost_models_compile_time_per_batch_size():
+    from measure.executor import _Estimator
+
+    est = _Estimator(_compiled_store_records())
+    cell = lambda b: _cell("x", "bf16", b, 256, 128, engine="hf-compiled")  # noqa: E731
+    # batch 32 pays its own 4 s of compilation, not the mean of 50 and 4 s (2 + 27 + 12 = 41 s before)
+    assert est.prior_cost(cell(32)) == pytest.approx(18.0)
+    assert est.prior_cost(cell(1)) == pytest.approx(56.0)
+    assert est.prior_cost(cell(64)) == pytest.approx(2 + 4 + 4 * 3.0 * 2 ** (math.log(3) / math.log(32)))
+    # between measured batch sizes: linear in log(batch); outside them, the nearest one's
+    assert est._compile_s("hf-compiled", "bf16", 8) == pytest.approx(50 - 46 * math.log(8) / math.log(32))
+    assert est._compile_s("hf-compiled", "bf16", 64) == pytest.approx(4.0)
+    assert est._compile_varies("hf-compiled", "bf16")
+    # a method without compile times (eager): a batch-blind fixed part, as before
+    eager = _Estimator(_compiled_store_records("hf-eager", where="eval_time_s"))
+    assert not eager._compile_varies("hf-eager", "bf16")
+    assert eager.prior_cost(_cell("m", "bf16", 32, 256, 128)) == pytest.approx(2 + 27 + 4 * 3.0)  # no ratio
+
+
+def test_estimate_cell_of_a_continuing_compiled_cell_follows_its_compile_time():
+    from measure.executor import _Estimator
+
+    b1, b32 = (_cell("m", "bf16", b, 256, 128, engine="hf-compiled") for b in (1, 32))
+    # this run: a continuing batch-1 cell that compiled (54 s: no load); batch 32 reuses the graphs
+    est = _Estimator(_compiled_store_records())
+    est.add(54.0, False, "hf-compiled", "bf16", cell=b1)
+    assert est.estimate(False, "hf-compiled", "bf16") == pytest.approx(54.0)
+    assert est.estimate_cell(b32, False) == pytest.approx(54.0 * 16 / 54)  # well below the batch-1 wall
+    assert est.estimate_cell(b1, False) == pytest.approx(54.0)
+    # this run's only cell started the block: the store's cost of the batch-32 cell without the load
+    fresh = _Estimator(_compiled_store_records())
+    fresh.add(56.0, True, "hf-compiled", "bf16", cell=b1)
+    assert fresh.estimate(False, "hf-compiled", "bf16") == pytest.approx(56.0)
+    assert fresh.estimate_cell(b32, False) == pytest.approx(16.0)
+    # a cell starting a model group keeps the floor: it compiles whatever its batch size
+    assert fresh.estimate_cell(b32, True) == pytest.approx(56.0)
+
+
+def test_estimate_cell_keeps_the_floor_without_batch_dependent_compile_times():
+    from measure.executor import _Estimator
+
+    # the same walls, but the 50 and 4 s are eval time (batch-blind): eager cells never go below `estimate`
+    est = _Estimator(_compiled_store_records("hf-eager", where="eval_time_s"))
+    b1, b32 = _cell("m", "bf16", 1, 256, 128), _cell("m", "bf16", 32, 256, 128)
+    est.add(80.0, False, "hf-eager", "bf16", cell=b32)
+    for cell in (b1, b32):
+        for ng in (False, True):
+            assert est.estimate_cell(cell, ng) >= est.estimate(ng, "hf-eager", "bf16") - 1e-9
+    assert est.estimate_cell(b1, False) == pytest.approx(80.0)
+    # a compiled method measured at one batch size only: no variation known, the floor stays
+    one = _Estimator(_compiled_store_records()[:1])
+    one.add(54.0, False, "hf-compiled", "bf16", cell=_cell("m", "bf16", 32, 256, 128, engine="hf-compiled"))
+    assert one.estimate_cell(_cell("m", "bf16", 1, 256, 128, engine="hf-compiled"), False) >= 54.0 - 1e-9
