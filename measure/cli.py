@@ -100,6 +100,16 @@ def run(model, quant, engine, batch_size, prompt_tokens, output_tokens, repetiti
     sys.exit(0 if rec.status == "ok" else 1)
 
 
+def _pending_in(spec, out: str, retry_failed: bool) -> int:
+    """Cells of `spec` that `--out` holds no finished record of, whatever the GPU (a store holds one card's
+    records): what a run would still measure (`measure grid --dry-run` reports it as `pending_in_out`)."""
+    from measure.grid import expand
+    from measure.store import Store, done_keys
+
+    done = {h for h, _ in done_keys(Store(out).iter_records(), retry_failed)}
+    return sum(1 for c in expand(spec) if c.content_hash not in done)
+
+
 @cli.command()
 @click.argument("grid_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Append-only JSONL store.")
@@ -130,7 +140,10 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
 
     spec = load_grid(grid_file, list(overrides))
     if dry_run:
-        click.echo(json.dumps(expansion_report(spec), indent=2, default=str))
+        report = expansion_report(spec)
+        if Path(out).exists():
+            report["pending_in_out"] = _pending_in(spec, out, retry_failed)
+        click.echo(json.dumps(report, indent=2, default=str))
         return
     if use_ray:
         from measure.distributed import run_grid_ray

@@ -8,7 +8,8 @@
 # H200 would match a GH200 too): steps for another card are skipped, so one plan serves whichever machine
 # the device tool lends. Each step is scripts/device_run_multi.sh with the time left (DEADLINE_S) and
 # EXPECT_GPU=CARD; steps share $OUT (a store written by an earlier step is resumed, grid.log is appended).
-# No step starts with less than MIN_STEP_S (default 150) seconds left. SELFCHECK=1 applies to the first step
+# No step starts with less than MIN_STEP_S (default 150) seconds left; a step whose store holds every cell
+# of its selection already (`measure grid --dry-run` `pending_in_out` 0) is skipped. SELFCHECK=1 applies to the first step
 # only; $OUT returns at most 8 files (the 5 set-up/log files plus one per store, plus 2 for the self-check),
 # so a plan whose steps for one card write two stores must not ask for the self-check (refused).
 # Exit status: the worst of the steps' (0 when none ran). RUN_MULTI overrides the step runner (tests).
@@ -36,6 +37,13 @@ while IFS= read -r line; do
   card=$1; grid=$2; store=$3; shift 3
   left=$((deadline - ($(date +%s) - t0)))
   if [ "$left" -lt "$min_step" ]; then echo "plan: $left s left, below MIN_STEP_S=$min_step: stop"; break; fi
+  # a step with no cell left in its store (the one an earlier step left in $OUT, else the repository's) is
+  # skipped without the set-up of a run; when the count cannot be had, the step runs
+  src="$OUT/$(basename "$store" .jsonl).jsonl"; [ -s "$src" ] || src=$store
+  pending=$(python3 -m measure.cli grid "$grid" --dry-run --out "$src" "$@" 2>/dev/null | python3 -c \
+    'import json, sys; t = sys.stdin.read(); print(json.loads(t[t.index("{"):]).get("pending_in_out", ""))' \
+    2>/dev/null)
+  if [ "$pending" = "0" ]; then echo "plan: nothing left of $grid $* in $src: skip"; continue; fi
   step=$((step + 1))
   echo "plan: step $step with $left s left: $grid -> $store $*"
   sc=0; [ "$step" = 1 ] && sc=${SELFCHECK:-0}

@@ -41,3 +41,26 @@ def test_merge_refuses_an_invalid_source_with_a_message(tmp_path):
     assert res.exit_code != 0
     assert "nothing was merged" in str(res.exception) or "nothing was merged" in res.output
     assert not (tmp_path / "t.jsonl").exists() or (tmp_path / "t.jsonl").read_text() == ""
+
+
+def test_grid_dry_run_counts_the_cells_left_in_the_store(tmp_path):
+    """`--dry-run` with an existing --out reports `pending_in_out`: cells without a finished record there."""
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    store = tmp_path / "h200.jsonl"
+    shutil.copy(repo / "datasets" / "measurements" / "h200" / "campaign.jsonl", store)
+    grid = str(repo / "measure" / "grids" / "h200-campaign.yaml")
+    sel = ["--set", "models=[qwen2.5-7b-instruct]", "--set", "quants=[bf16]"]
+
+    def report(*more):
+        res = CliRunner().invoke(cli, ["grid", grid, "--dry-run", *more])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output[res.output.index("{"):])
+
+    eager = report("--out", str(store), *sel, "--set", "engines=[hf-eager]")
+    assert eager["cells"] == 3 and eager["pending_in_out"] == 0  # batch 1/8/32, all measured on the H200
+    compiled = report("--out", str(store), *sel, "--set", "engines=[hf-compiled]")
+    assert compiled["pending_in_out"] == compiled["cells"] == 3
+    assert "pending_in_out" not in report("--out", str(tmp_path / "new.jsonl"), *sel)

@@ -119,3 +119,19 @@ def test_every_step_of_the_shipped_plan_expands_to_cells(line, tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout[res.stdout.index("{"):])
     assert summary["cells"] > 0 and not summary["unsupported"], summary
+
+
+def test_a_step_with_nothing_left_in_its_store_is_skipped(tmp_path):
+    """H200 eager bf16 of Qwen2.5-7B is all in the H200 store: that step is skipped, the next one runs."""
+    plan = tmp_path / "plan.txt"
+    plan.write_text(
+        "'NVIDIA H200' measure/grids/h200-campaign.yaml datasets/measurements/h200/campaign.jsonl "
+        "--set 'engines=[hf-eager]' --set 'models=[qwen2.5-7b-instruct]' --set 'quants=[bf16]'\n"
+        "'NVIDIA H200' measure/grids/h200-campaign.yaml datasets/measurements/h200/campaign.jsonl "
+        "--set 'engines=[hf-compiled]' --set 'models=[qwen2.5-7b-instruct]' --set 'quants=[bf16]'\n")
+    env = _fake_env(tmp_path, "H200") | {"DEADLINE_S": "500", "MIN_STEP_S": "100"}
+    out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], cwd=REPO, env=env, capture_output=True, text=True,
+                         check=True)
+    runs = _runs(tmp_path)
+    assert "nothing left of measure/grids/h200-campaign.yaml" in out.stdout
+    assert len(runs) == 1 and "engines=[hf-compiled]" in runs[0]
