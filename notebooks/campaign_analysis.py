@@ -771,7 +771,9 @@ def compiled_pairs_side_by_side(df: pd.DataFrame, models: pd.DataFrame, referenc
     keys = ["gpu_id", "model", "quant", "batch_size", "workload"]
     if reference is None or reference.empty:
         return t.assign(energy_reduction_pct_compiled_reference=np.nan).reset_index(drop=True)
-    ref = reference[keys + ["energy_reduction_pct_compiled"]].drop_duplicates(keys)
+    # one figure per pair: the campaign's where both the probe and the campaign hold one
+    ref = (reference.assign(_campaign=reference["slice"] == "campaign").sort_values("_campaign", ascending=False)
+           [keys + ["energy_reduction_pct_compiled"]].drop_duplicates(keys))
     return t.merge(ref, on=keys, how="left", suffixes=("", "_reference")).reset_index(drop=True)
 
 

@@ -121,9 +121,10 @@ def summarize(frame) -> dict[str, dict]:
         p50 = p50[ok]
         ape = np.abs(p50 / m[ok] - 1) * 100
         ana = np.abs(frame[f"analytic_{t}"].to_numpy(float)[ok] / m[ok] - 1) * 100
+        ana = ana[np.isfinite(ana)]
         lo, hi = frame[f"predicted_p10_{t}"].to_numpy(float)[ok], frame[f"predicted_p90_{t}"].to_numpy(float)[ok]
         out[t] = {"rows": int(ok.sum()), "median_ape_pct": float(np.median(ape)),
-                  "p90_ape_pct": float(np.percentile(ape, 90)), "analytic_median_ape_pct": float(np.median(ana)),
+                  "p90_ape_pct": float(np.percentile(ape, 90)), "analytic_median_ape_pct": float(np.median(ana)) if len(ana) else None,
                   "coverage_p10_p90": float(np.mean((m[ok] >= lo) & (m[ok] <= hi))),
                   "median_log_ratio": float(np.median(np.log(p50 / m[ok])))}
     return out

@@ -1028,3 +1028,16 @@ def test_compiled_pairs_side_by_side_compares_a_store_with_the_campaign(records,
     alone = ca.compiled_pairs_side_by_side(df[df["slice"] == "repeats"], cat["models"])
     assert np.isnan(alone.loc[0, "energy_reduction_pct_compiled_reference"])
     assert ca.compiled_pairs_side_by_side(df[df["engine"] == "hf-eager"], cat["models"]).empty
+
+
+def test_compiled_pairs_side_by_side_prefers_the_campaign_figure(records, cat):
+    """A pair held by the probe and the campaign alike: the reference figure is the campaign's."""
+    rows = [{"engine": "hf-compiled", "quant": q, "decode_energy_per_token_j": e, "slice": sl}
+            for sl, e_nf4 in (("probe", 0.5), ("campaign", 0.9)) for q, e in (("bf16", 1.0), ("bnb-nf4", e_nf4))]
+    rows += [{"engine": "hf-compiled", "quant": "bf16", "decode_energy_per_token_j": 1.0, "slice": "repeats"},
+             {"engine": "hf-compiled", "quant": "bnb-nf4", "decode_energy_per_token_j": 1.0, "slice": "repeats"}]
+    df = _cells(records, rows)
+    reference = ca.method_cost_by_engine(df[df["slice"] != "repeats"], cat["models"])
+    for order in (reference, reference.iloc[::-1]):
+        t = ca.compiled_pairs_side_by_side(df[df["slice"] == "repeats"], cat["models"], order)
+        assert t.loc[0, "energy_reduction_pct_compiled_reference"] == pytest.approx(10.0)
