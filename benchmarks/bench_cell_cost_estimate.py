@@ -22,6 +22,14 @@ estimate to actual wall time, old (compile time batch-blind, never below the bli
 Compiled cells are split by whether earlier sessions' records of the method show compile times varying with
 the batch size (`varies`: the new model applies) or not (`unknown`: e.g. the first session to run a method
 at batch 32, whose estimate stays as before).
+
+`budget replay, group start` checks `estimate_cell` for cells starting a model group (the first cell of a
+block in its session): built from earlier sessions' records, told the session's earlier ok cells of the same
+GPU (by UUID: each worker keeps its own estimator; block starts as starting a group), median and lowest
+ratio of estimate to actual wall time and how many fell below 1.0, old (`OldModelBlindEstimator`: this run's
+cells scaled by shape only, whatever their model) vs new (also by the models' per-model factors, and never
+below `prior_cost` of the cell). The lowest ratios are of methods no earlier session ran (no store model:
+`estimate` alone, unchanged).
 """
 
 from __future__ import annotations
@@ -81,6 +89,36 @@ class OldBudgetEstimator(_Estimator):
 
     def _compile_varies(self, engine, quant):
         return False
+
+
+class OldModelBlindEstimator(_Estimator):
+    """`_Estimator.estimate_cell` before it followed the model: this run's cells scaled to the pending
+    cell's shape only (a 0.5B model's group start taken for a 7B one's), no `prior_cost` for group starts."""
+
+    def estimate_cell(self, cell, new_group):
+        base = self.estimate(new_group, cell.engine, cell.quant)
+        engine, quant = cell.engine, cell.quant
+        if not self.calls.get((engine, quant)):
+            return base
+        shape = (cell.prompt_tokens, cell.output_tokens, cell.batch_size, cell.warmup + cell.repetitions)
+        want = self._shape_cost(engine, quant, shape, new_group)
+        scaled_walls = []
+        for wall, seen_shape, _model in self.shaped.get((engine, quant, new_group), []):
+            had = self._shape_cost(engine, quant, seen_shape, new_group)
+            if want is not None and had and had > 0:
+                scaled_walls.append(wall * want / had)
+        if scaled_walls:
+            scaled = sum(scaled_walls) / len(scaled_walls)
+        else:
+            scaled = self.prior_cost(cell)
+            full = self._shape_cost(engine, quant, shape, True)
+            if scaled is not None and want is not None and full:
+                scaled *= want / full
+        if base is None or scaled is None:
+            return scaled if base is None else base
+        if not new_group and self._compile_varies(engine, quant):
+            return scaled
+        return max(base, scaled)
 
 
 def cell_of(r: Record) -> Cell:
@@ -198,6 +236,50 @@ def budget_replay(records: Sequence[Record]) -> dict[str, list[tuple[float, floa
     return out
 
 
+def group_start_replay(records: Sequence[Record]) -> dict[str, list[tuple[float, float, Record]]]:
+    """Replay of the time budget's `estimate_cell` for cells starting a model group: for each ok record that
+    is the first of its block (model, method, engine, workload, GPU) in its session, an estimator built from
+    the records of earlier sessions observes the session's earlier ok cells of that GPU (`gpu_uuid`, by `created_at`;
+    those first in their block as starting a group) and estimates the record's cell as starting one. Returns
+    per subset (eager, compiled) the (old, new, record) with old and new the ratios of estimate /
+    `record_cost_s` (1.0 = exact)."""
+    from datetime import datetime
+
+    starts = session_starts(records)
+
+    def block(r):
+        return (starts.get(id(r)), r.gpu_name, r.model, r.quant, r.engine, r.prompt_tokens, r.output_tokens)
+
+    def t(r):
+        return datetime.fromisoformat(r.created_at).timestamp()
+
+    first: dict[tuple, Record] = {}
+    for r in sorted((r for r in records if id(r) in starts), key=lambda r: (t(r), r.batch_size)):
+        first.setdefault(block(r), r)
+    out: dict[str, list[tuple[float, float, Record]]] = {}
+    for rec in records:
+        actual = record_cost_s(rec)
+        if not actual or id(rec) not in starts or first.get(block(rec)) is not rec:
+            continue
+        prior = [r for r in records if r.gpu_name == rec.gpu_name and id(r) in starts
+                 and starts[id(r)] < starts[id(rec)]]
+        seen = sorted((r for r in records if (r.gpu_name, r.gpu_uuid) == (rec.gpu_name, rec.gpu_uuid)
+                       and id(r) in starts and starts[id(r)] == starts[id(rec)] and t(r) < t(rec)
+                       and record_cost_s(r)), key=t)  # this worker's (GPU's) own cells, as `run_grid` adds them
+        ratios = []
+        for cls in (OldModelBlindEstimator, _Estimator):
+            est = cls(prior)
+            for r in seen:
+                est.add(record_cost_s(r), first.get(block(r)) is r, r.engine, r.quant, cell=cell_of(r))
+            value = est.estimate_cell(cell_of(rec), True)
+            ratios.append(value / actual if value else None)
+        if None in ratios:
+            continue
+        kind = "compiled" if "compiled" in (rec.engine or "") else "eager"
+        out.setdefault(kind, []).append((ratios[0], ratios[1], rec))
+    return out
+
+
 def is_long(r: Record) -> bool:
     return (r.prompt_tokens, r.output_tokens) == (1024, 256)
 
@@ -243,6 +325,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             old, new = (statistics.median(x[i] for x in rows) for i in (0, 1))
             print(f"{name:<10} budget replay, continuing {label:<24} n={len(rows):>3}: median estimate_cell / "
                   f"actual old {old:.2f}, new {new:.2f}")
+        groups = group_start_replay(records)
+        for label in sorted(groups):
+            rows = groups[label]
+            old, new = (statistics.median(x[i] for x in rows) for i in (0, 1))
+            lo_old, lo_new = (min(x[i] for x in rows) for i in (0, 1))
+            under_old, under_new = (sum(x[i] < 1.0 for x in rows) for i in (0, 1))
+            print(f"{name:<10} budget replay, group start {label:<21} n={len(rows):>3}: median estimate_cell / "
+                  f"actual old {old:.2f}, new {new:.2f}; lowest old {lo_old:.2f}, new {lo_new:.2f}; "
+                  f"under 1.0 old {under_old}, new {under_new}")
 
 
 if __name__ == "__main__":

@@ -833,3 +833,72 @@ def test_estimate_cell_keeps_the_floor_without_batch_dependent_compile_times():
     one = _Estimator(_compiled_store_records()[:1])
     one.add(54.0, False, "hf-compiled", "bf16", cell=_cell("m", "bf16", 32, 256, 128, engine="hf-compiled"))
     assert one.estimate_cell(_cell("m", "bf16", 1, 256, 128, engine="hf-compiled"), False) >= 54.0 - 1e-9
+
+
+# ------------------------------------------------------------------ model-aware group-start estimate
+def _two_model_store_records():
+    """The store's bf16 eager records at 256/128 tokens, batch 1, 2 s of loading each: model "small" calls
+    1 s (2 + 4 x 1 = 6 s), model "big" 4.5 s (2 + 4 x 4.5 = 20 s). The method's model-blind mean is 13 s, so
+    the per-model factors are 6/13 and 20/13: big's cells take 20/6 (3.3x) small's."""
+    recs = [_prior("small", "bf16", 1, 256, 128, 1.0), _prior("big", "bf16", 1, 256, 128, 4.5)]
+    for i, r in enumerate(recs):
+        r.load_time_s, r.cell_hash = 2.0, f"{i}" * 16
+    return recs
+
+
+def test_estimate_cell_of_a_group_start_scales_by_the_model():
+    from measure.executor import _Estimator
+
+    small, big = _cell("small", "bf16", 1, 256, 128), _cell("big", "bf16", 1, 256, 128)
+    est = _Estimator(_two_model_store_records())
+    est.add(9.0, True, "hf-eager", "bf16", cell=small)  # this run's machine 1.5x slower than the store's
+    assert est.estimate(True, "hf-eager", "bf16") == pytest.approx(9.0)  # model-blind
+    # the big model's group start: the observation x the models' ratio (20/6), not the small model's 9 s
+    assert est.estimate_cell(big, True) == pytest.approx(9.0 * 20 / 6)
+    assert est.estimate_cell(small, True) == pytest.approx(9.0)
+    # and the other way round: never below `estimate`
+    rev = _Estimator(_two_model_store_records())
+    rev.add(30.0, True, "hf-eager", "bf16", cell=big)
+    assert rev.estimate_cell(small, True) == pytest.approx(30.0)
+    # a fast observation (this run's machine quicker than the store's) keeps the store's cost of the big
+    # model's group start, load included
+    fast = _Estimator(_two_model_store_records())
+    fast.add(3.0, True, "hf-eager", "bf16", cell=small)
+    assert fast.estimate_cell(big, True) == pytest.approx(max(3.0 * 20 / 6, fast.prior_cost(big)))
+    assert fast.prior_cost(big) == pytest.approx(20.0)
+    # a model the store lacks is scaled by its layers (catalogue): qwen2.5-14b has 48, qwen2.5-0.5b 24
+    layers = _Estimator([_prior("qwen2.5-0.5b-instruct", "bf16", 1, 256, 128, 1.0)])
+    layers.add(8.0, True, "hf-eager", "bf16", cell=_cell("qwen2.5-0.5b-instruct", "bf16", 1, 256, 128))
+    assert layers.estimate_cell(_cell("qwen2.5-14b-instruct", "bf16", 1, 256, 128), True) == pytest.approx(16.0)
+
+
+def test_estimate_cell_of_a_group_start_about_4x_after_a_small_models_start():
+    from measure.executor import _Estimator
+
+    # the store: "big" runs ~4x "small" at every batch size; this run observed small's group start only
+    recs = [_prior(m, "bf16", b, 256, 128, d * b ** 0.5) for m, d in (("small", 1.0), ("big", 4.0)) for b in (1, 32)]
+    for i, r in enumerate(recs):
+        r.load_time_s, r.cell_hash = 0.5 if r.model == "small" else 2.0, f"{i}" * 16
+    est = _Estimator(recs)
+    est.add(5.0, True, "hf-eager", "bf16", cell=_cell("small", "bf16", 1, 256, 128))
+    value = est.estimate_cell(_cell("big", "bf16", 1, 256, 128), True)
+    assert value == pytest.approx(4 * 5.0, rel=0.05)
+    assert value >= est.estimate(True, "hf-eager", "bf16")
+
+
+def test_estimate_cell_unchanged_for_one_model():
+    from measure.executor import _Estimator
+
+    # cells of one model: the model factor is 1 and the estimate the shape-scaled observation, as before
+    recs = _two_model_store_records() + [_prior("small", "bf16", 32, 256, 128, 3.0)]
+    recs[-1].load_time_s, recs[-1].cell_hash = 2.0, "2" * 16
+    b1, b32 = _cell("small", "bf16", 1, 256, 128), _cell("small", "bf16", 32, 256, 128)
+    est = _Estimator(recs)
+    est.add(12.0, True, "hf-eager", "bf16", cell=b1)
+    est.add(5.0, False, "hf-eager", "bf16", cell=b1)
+    for ng in (True, False):
+        want = est._shape_cost("hf-eager", "bf16", (256, 128, 32, 4), ng)
+        had = est._shape_cost("hf-eager", "bf16", (256, 128, 1, 4), ng)
+        wall = 12.0 if ng else 5.0
+        assert est.estimate_cell(b32, ng) == pytest.approx(max(wall * want / had, est.estimate(ng, "hf-eager", "bf16")))
+    assert est._model_scale("small", "small", "hf-eager", "bf16") == 1.0
