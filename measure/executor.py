@@ -225,15 +225,11 @@ class _Estimator:
         self.calls: dict[tuple[str | None, str | None], list[_Call]] = {}
         self._dur_cache: dict[tuple, float] = {}
         self._compile_cache: dict[tuple[str | None, str | None], list[tuple[int, float]]] = {}
-        self.load_s: dict[tuple[str | None, str | None], list[float]] = {}
         costs = [(r, v) for r in prior_records if (v := record_cost_s(r))]
         for r, v in costs:
             for key in ((r.engine, r.quant), (r.engine, None), (None, None)):
                 self.prior.setdefault(key, []).append(v)
             self.calls.setdefault((r.engine, r.quant), []).append(_Call.of(r, v))
-            # load + quantize (s): what a cell continuing a model group does not pay again
-            self.load_s.setdefault((r.engine, r.quant), []).append(
-                sum(x for x in (r.load_time_s, r.quantize_time_s) if x))
         # how much slower or faster a model's cells ran than its method's estimate for the same workload and
         # batch size (the estimate averages over the method's models)
         self.model_ratio: dict[tuple[str, str | None], list[float]] = {}
@@ -428,8 +424,8 @@ class _Estimator:
         cost = self._method_cost(engine, quant, *shape)
         if cost is None or new_group:
             return cost
-        loads = self.load_s.get((engine, quant)) or [0.0]
-        return max(cost - sum(loads) / len(loads), 0.0)
+        obs = self.calls[(engine, quant)]  # not empty: `_method_cost` returned a cost
+        return max(cost - sum(o.load_s for o in obs) / len(obs), 0.0)
 
     def estimate(self, new_group: bool, engine: str | None = None, quant: str | None = None) -> float | None:
         def mean(xs):
@@ -470,6 +466,7 @@ class _Call:
     prefill_s: float  # its prefill (time to first token), 0 when not recorded
     fixed_s: float  # load + quantize + eval (compile apart: it depends on the batch size)
     compile_s: float = 0.0  # compile, 0 when not recorded
+    load_s: float = 0.0  # load + quantize (part of fixed_s): what a cell continuing a model group does not pay
 
     @classmethod
     def of(cls, rec: Record, cost_s: float) -> _Call:
@@ -479,6 +476,7 @@ class _Call:
         return cls(model=rec.model, batch=max(int(rec.batch_size or 1), 1),
                    prompt=max(int(rec.prompt_tokens or 1), 1), output=max(int(rec.output_tokens or 1), 1),
                    duration_s=dur, prefill_s=prefill, compile_s=compile_s,
+                   load_s=sum(x for x in (rec.load_time_s, rec.quantize_time_s) if x),
                    fixed_s=max(cost_s - (rec.warmup + rec.repetitions) * dur - compile_s, 0.0))
 
     def scaled_s(self, prompt: int, output: int) -> float:
