@@ -26,14 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: target -> column of `train.record_rows` holding our measured value
-MEASURED = {
-    "energy_per_token_j": "decode_energy_per_token_j",
-    "tokens_per_s": "tokens_per_s",
-    "ttft_ms": "ttft_ms",
-    "prefill_energy_j": "prefill_energy_j",
-    "memory_gb": "memory_gb",
-}
+from recommender.costmodel.train import TARGETS
+
+#: target -> column of `train.record_rows` holding our measured value (the trainer's own mapping)
+MEASURED = {t: ours for t, (ours, _, _) in TARGETS.items()}
 KEY = ["gpu_id", "model", "quant", "engine", "batch_size", "prompt_tokens", "output_tokens"]
 
 
@@ -52,17 +48,13 @@ def prospective_frame(artifact: Path, files: list[Path], since: str | None = Non
     import pandas as pd
 
     from recommender.candidates import Candidates
-    from recommender.catalog import load_catalog_from
     from recommender.costmodel.analytic import AnalyticCostModel
     from recommender.costmodel.learned import LearnedCostModel
-    from recommender.costmodel.train import read_records, record_rows
-    from recommender.paths import catalog_dir, data_root
-    from recommender.public_data import extend_catalog
+    from recommender.costmodel.train import read_records, record_rows, training_catalog
 
     model = LearnedCostModel(Path(artifact))
     if catalog is None:
-        catalog = load_catalog_from(catalog_dir())
-        extend_catalog(catalog, data_root() / "public")
+        catalog = training_catalog()
     cut = _time(since or model.meta.get("created_at"))
     if cut is None:
         raise ValueError(f"{artifact}: metadata.json has no created_at; pass --since")

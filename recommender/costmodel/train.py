@@ -230,18 +230,28 @@ def record_rows(records: list, catalog, data_file: str, allow_simulated: bool = 
     return rows, skipped
 
 
-def load_training_data(measurements: list[Path] | None = None, use_public: bool = True,
-                       default_measurements: bool = True, catalog=None) -> tuple[TrainingData, object]:
-    """The training frame and the catalogue it resolves against (extended with public_models.csv)."""
-    import pandas as pd
-
+def training_catalog(catalog=None):
+    """The catalogue training rows resolve against: `catalog` (default: a fresh load of the shipped one)
+    extended with the public data's models (public_models.csv)."""
     from recommender.catalog import load_catalog_from
     from recommender.paths import catalog_dir, data_root
-    from recommender.public_data import EXCLUDED, OUTPUTS, extend_catalog
+    from recommender.public_data import extend_catalog
 
     catalog = catalog or load_catalog_from(catalog_dir())
+    extend_catalog(catalog, data_root() / "public")
+    return catalog
+
+
+def load_training_data(measurements: list[Path] | None = None, use_public: bool = True,
+                       default_measurements: bool = True, catalog=None) -> tuple[TrainingData, object]:
+    """The training frame and the catalogue it resolves against (`training_catalog`)."""
+    import pandas as pd
+
+    from recommender.paths import data_root
+    from recommender.public_data import EXCLUDED, OUTPUTS
+
+    catalog = training_catalog(catalog)
     public_dir = data_root() / "public"
-    extend_catalog(catalog, public_dir)
     rows: list[dict] = []
     files: list[dict] = []
     skipped: dict[str, int] = {}
