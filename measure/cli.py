@@ -104,9 +104,9 @@ def _pending_in(spec, out: str, retry_failed: bool) -> int:
     """Cells of `spec` that `--out` holds no finished record of, whatever the GPU (a store holds one card's
     records): what a run would still measure (`measure grid --dry-run` reports it as `pending_in_out`)."""
     from measure.grid import expand
-    from measure.store import Store, done_keys
+    from measure.store import Store
 
-    done = {h for h, _ in done_keys(Store(out).iter_records(), retry_failed)}
+    done = {h for h, _ in Store(out).done_hashes(retry_failed)}
     return sum(1 for c in expand(spec) if c.content_hash not in done)
 
 
