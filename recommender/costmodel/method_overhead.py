@@ -5,8 +5,16 @@ activations, dequantize or split outliers, rescale) in every layer; at decode th
 kernel launches, so the extra time per step is about the same per layer at any model size. For each
 (method, engine) with at least MIN_PAIRS pairs, every cell of the method is paired with the 16-bit cell of
 the same card, model, engine, batch size and workload (bf16, else fp16: the same bytes), and the overhead
-is the median over the pairs of (t_step(method) - t_step(16-bit)) / num_layers in ms (negative medians:
-0). The 16-bit methods and fp32 have none by definition. Used by
+is the median over the pairs of what the analytic model leaves unexplained per layer, in ms:
+
+    ((t_step(method) - t_step(16-bit)) - (modelled(method) - modelled(16-bit))) / num_layers
+
+with `modelled` the analytic step time without method overheads (`modelled_step_ms`), which already
+charges the method's fewer weight bytes and, above a few tokens per matmul, its dequantized copy
+(quants.yaml `dequantize_*`). Fitting the raw difference instead mixed that copy into the per-layer
+figure: bnb-nf4 compiled measured -0.02 ms/layer at batch 1 and 0.16-0.57 at batch 8-64, growing with
+the layer's weights; the unexplained part is 0.065 and 0.047 (2026-11-27 records). Negative medians are
+written as 0. The 16-bit methods and fp32 have none by definition. Used by
 datasets/catalog/tools/fit_method_overhead.py (writes datasets/catalog/method_overhead.csv) and by the
 trainer, which refits it inside every cross-validation fold so held-out rows never inform it.
 """
@@ -26,9 +34,14 @@ MIN_PAIRS = 3
 CellKey = tuple
 
 
-def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None]) -> list[dict]:
+def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None],
+        modelled_ms: Mapping[CellKey, float] | None = None) -> list[dict]:
     """Rows {quant_id, engine_id, per_layer_overhead_ms, p10_ms, p90_ms, n_pairs, n_models, gpus} from the
-    median decode step time (ms) of each cell; `layers(model)` gives a model's number of layers."""
+    median decode step time (ms) of each cell; `layers(model)` gives a model's number of layers.
+
+    With `modelled_ms` (`modelled_step_ms`: the analytic step time of each cell without any method overhead)
+    a pair's overhead is what the analytic model leaves unexplained: the measured difference minus the
+    modelled one (fewer weight bytes, a dequantized copy), per layer."""
     per: dict[tuple[str, str], list[tuple[float, str, str]]] = defaultdict(list)
     for (gpu, model, quant, engine, batch, prompt, output), t in step_ms.items():
         if quant in UNQUANTIZED:
@@ -38,6 +51,9 @@ def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None])
         n = layers(str(model))
         if ref is None or not n:
             continue
+        if modelled_ms is not None:
+            ref_key = next(k for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in step_ms)
+            t, ref = t - modelled_ms[(gpu, model, quant, engine, batch, prompt, output)], ref - modelled_ms[ref_key]
         per[(str(quant), str(engine))].append(((t - ref) / n, str(model), str(gpu)))
     out = []
     for (quant, engine), pairs in sorted(per.items()):
@@ -62,3 +78,20 @@ def step_times(cells: list[CellKey], tokens_per_s: list[float], batch: list[floa
         if tps is not None and np.isfinite(tps) and tps > 0 and b:
             times[key].append(1000.0 * float(b) / float(tps))
     return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def modelled_step_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
+    """The analytic decode step time (ms) of each cell (catalogue ids) without any method overhead: the
+    roofline time of its weight, dequantized-copy and KV bytes (or FLOPs) / the engine's efficiency + the
+    engine's per-step overhead (`recommender.costmodel.analytic`)."""
+    from recommender.candidates import Candidates
+    from recommender.costmodel import features as F
+
+    if not cells:
+        return {}
+    cols = list(zip(*cells, strict=True))
+    cands = Candidates.from_ids(catalog, cols[0], cols[1], cols[2], cols[3], np.asarray(cols[4], float),
+                                np.asarray(cols[5], float), np.asarray(cols[6], float))
+    ph = F.physics(cands)
+    t = np.maximum(ph.t_mem_step, ph.t_comp_step) / ph.efficiency + ph.overhead_s
+    return {k: float(v) * 1e3 for k, v in zip(cells, t, strict=True)}

@@ -380,12 +380,13 @@ def _method_overhead_refit(frame, catalog, measured_tps: np.ndarray):
     ours = frame["origin"].to_numpy(str) == "ours"
     batch = frame["batch_size"].to_numpy(float)
     layers = {r.id: r.num_layers for r in catalog.models}
+    modelled = MO.modelled_step_ms(catalog, sorted({keys[i] for i in np.flatnonzero(ours)}, key=str))
     built: dict[tuple, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 
     def refit(train: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         sel = train[ours[train]]
         step = MO.step_times([keys[i] for i in sel], measured_tps[sel].tolist(), batch[sel].tolist())
-        rows = MO.fit(step, layers.get)
+        rows = MO.fit(step, layers.get, modelled)
         key = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"]) for r in rows)
         if key not in built:
             fold_catalog = copy.copy(catalog)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import site
 import subprocess
 import sys
@@ -303,8 +304,10 @@ def test_catalogue_changed_since_training_warns(capsys, tmp_path, monkeypatch):
     shutil.copytree(paths.data_root(), data, ignore=shutil.ignore_patterns("measurements"))
     (data / "measurements").mkdir()
     eng = data / "catalog" / "engines.yaml"
-    eng.write_text(eng.read_text(encoding="utf-8").replace("roofline_efficiency: 0.690", "roofline_efficiency: 0.5"),
-                   encoding="utf-8")
+    text = eng.read_text(encoding="utf-8")
+    changed = re.sub(r"roofline_efficiency: [0-9.]+", "roofline_efficiency: 0.5", text, count=1)
+    assert changed != text
+    eng.write_text(changed, encoding="utf-8")
     monkeypatch.setenv("RECOMMENDER_DATA_DIR", str(data))
 
     def run(*args):

@@ -15,8 +15,10 @@ layer at any model size (measured spread below). The analytic model adds it to t
 Fit (recommender/costmodel/method_overhead.py), per (method, engine) with at least MIN_PAIRS pairs: every
 cell of the method is paired with the bf16 cell of the same model, engine, batch size and workload on the
 same card (fp16 where bf16 was not measured: the same bytes); a cell with several records counts with its median step time. The overhead is
-the median over the pairs of (t_step(method) - t_step(16-bit)) / num_layers, in ms; p10/p90 give the
-spread. A negative median is not physical and is written as 0. The 16-bit and fp32 methods have none by
+the median over the pairs of the difference the analytic model leaves unexplained, per layer, in ms:
+((t_step(method) - t_step(16-bit)) - (the same difference in the analytic model without method overheads))
+/ num_layers, so the fewer weight bytes and the dequantized copy the roofline already charges are not
+counted twice (recommender/costmodel/method_overhead.py); p10/p90 give the spread. A negative median is not physical and is written as 0. The 16-bit and fp32 methods have none by
 definition (fp32's extra time at large batch is compute, which the roofline models).
 
 Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw/), any batch size,
@@ -79,9 +81,12 @@ def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
         return m.num_layers if m is not None else None
 
     names = ", ".join(f"{p.parent.name}/{p.name}" for p in files)
+    cells = read_cells(files, catalog)
+    modelled = MO.modelled_step_ms(catalog, list(cells))
     return [{**row, "source": f"{SCRIPT} on {names}: median over same-cell pairs with the 16-bit cell of "
-                              "(t_step(method) - t_step(16-bit)) / num_layers"}
-            for row in MO.fit(read_cells(files, catalog), layers)]
+                              "(t_step(method) - t_step(16-bit) - the same difference in the analytic model "
+                              "without method overheads) / num_layers"}
+            for row in MO.fit(cells, layers, modelled)]
 
 
 def to_csv(rows: list[dict]) -> str:
