@@ -70,6 +70,7 @@ class CellRunner:
         self._sync = sync or (lambda: None)
         self.session = MeterSession(meter, self.clock, sample_hz=self.context.sample_hz, sync=sync) if meter else None
         self._loaded = None  # (group_key, LoadedModel, quant info)
+        self._batch_sizes_run: list[int] = []  # batch sizes the loaded model has generated with, in order
         self._group_error: tuple[tuple, str, str] | None = None  # (group_key, status, message)
         self._idle = None
         self._reference_tps: dict[tuple, float] = {}
@@ -188,11 +189,22 @@ class CellRunner:
         # Warm-up generates the full length: a shorter one leaves the allocator and the KV cache to grow
         # inside the first timed repetition (seen on the H100: first repetition 3x slower), and the
         # compiled engine must see the exact static-cache shape or it compiles again while timed.
+        compiled = cell.engine == "hf-compiled"
+        if compiled:
+            # which graph this cell times depends on the batch sizes the loaded model ran before: torch's
+            # automatic dynamic shapes compile the first batch size static, recompile with a dynamic batch
+            # dimension at the second and reuse that graph from the third on (unless `dynamic` is set)
+            rec.engine_params["batch_sizes_before"] = list(self._batch_sizes_run)
+            graphs0 = _dynamo_graphs()
         t0 = time.perf_counter()
         for _ in range(max(1, cell.warmup)):
             engine.generate(model, ids, mask, cell.output_tokens)
         self._sync()
-        rec.compile_time_s = time.perf_counter() - t0 if cell.engine == "hf-compiled" else None
+        rec.compile_time_s = time.perf_counter() - t0 if compiled else None
+        if compiled:
+            graphs1 = _dynamo_graphs()
+            rec.engine_params["graphs_compiled_warmup"] = graphs1 - graphs0
+        self._batch_sizes_run.append(cell.batch_size)
 
         # prefill window
         pre = self._window("prefill", lambda: engine.prefill(model, ids, mask))
@@ -202,6 +214,8 @@ class CellRunner:
         # generate windows
         reps = [self._window(f"generate{r}", lambda: engine.generate(model, ids, mask, cell.output_tokens))
                 for r in range(cell.repetitions)]
+        if compiled:  # a graph compiled inside the timed windows would put compilation into the measurement
+            rec.engine_params["graphs_compiled_timed"] = _dynamo_graphs() - graphs1
         self._fill(rec, cell, pre, reps, dev)
         rec.temp_end_c = self._temp()
         if cell.tasks:
@@ -392,6 +406,7 @@ class CellRunner:
         return loaded, qinfo
 
     def _unload(self) -> None:
+        self._batch_sizes_run = []
         if self._loaded is not None:
             owner, handle = self._loaded[3], self._loaded[1].model
             self._loaded = None
@@ -457,6 +472,13 @@ class CellRunner:
             pass
         rec.record_id = f"{cell.content_hash}-{rec.created_at}"
         return rec
+
+
+def _dynamo_graphs() -> int:
+    """Graphs torch.compile (dynamo) has compiled in this process so far (0 where it never ran)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def _scale(v: float | None, k: float) -> float | None:

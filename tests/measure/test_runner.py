@@ -145,3 +145,49 @@ def test_a_batch_the_catalogue_rules_out_is_a_recorded_skip():
 
     assert catalogue_batch_reason(cell(8)).startswith("torchao-int8-dyn on hf-compiled needs batch size >= 17")
     assert catalogue_batch_reason(cell(32)) is None and catalogue_batch_reason(cell(1, "hf-eager")) is None
+
+
+def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatch):
+    """Which graph a compiled cell times depends on what its loaded model ran before (torch's automatic
+    dynamic shapes: static at the first batch size, a dynamic recompile at the second, reused after): each
+    hf-compiled record says which batch sizes came before and how many graphs dynamo compiled in its warm-up
+    and inside its timed windows. A CPU run does not compile the model, so a compiled toy step stands in."""
+    import torch
+
+    import measure.runner as R
+    from measure.engines.hf_compiled import HfCompiled
+
+    step = torch.compile(lambda x: x * 2 + 1, backend="eager")  # dynamo counts graphs without inductor
+
+    class ToyCompiled(HfCompiled):
+        def generate(self, model, ids, mask, new_tokens):
+            step(torch.ones(ids.shape[0], 3))
+            return super().generate(model, ids, mask, new_tokens)
+
+    real = R.get_engine
+    monkeypatch.setattr(R, "get_engine", lambda eid, **p: ToyCompiled(**p) if eid == "hf-compiled" else real(eid, **p))
+    torch._dynamo.reset()
+    r = _runner()
+    try:
+        recs = [r.run(Cell("tiny-test", "fp32", "hf-compiled", b, 8, 8, repetitions=1)) for b in (1, 2, 4, 2)]
+        other = r.run(Cell("tiny-test", "bf16", "hf-compiled", 4, 8, 8, repetitions=1))  # a new model group
+        eager = r.run(Cell("tiny-test", "bf16", "hf-eager", 1, 8, 8, repetitions=1))
+    finally:
+        r.close()
+    assert all(x.status == "ok" for x in [*recs, other, eager]), [x.error for x in recs]
+    assert [x.engine_params["batch_sizes_before"] for x in recs] == [[], [1], [1, 2], [1, 2, 4]]
+    # static graph at batch 1, a dynamic recompile at batch 2, reused at 4 and again at 2
+    assert [x.engine_params["graphs_compiled_warmup"] for x in recs] == [1, 1, 0, 0]
+    assert all(x.engine_params["graphs_compiled_timed"] == 0 for x in recs)
+    assert other.engine_params["batch_sizes_before"] == []  # the count restarts with every loaded model
+    assert "batch_sizes_before" not in eager.engine_params
+
+
+def test_hf_compiled_passes_its_params_to_the_compile_config():
+    pytest.importorskip("transformers")
+    from measure.engines.hf_compiled import HfCompiled
+
+    default = HfCompiled().generate_kwargs()["compile_config"]
+    assert default.dynamic is None and default.mode == "reduce-overhead" and default.fullgraph is False
+    static = HfCompiled(dynamic=False, mode="default").generate_kwargs()["compile_config"]
+    assert static.dynamic is False and static.mode == "default"
