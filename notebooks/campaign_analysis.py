@@ -760,6 +760,28 @@ def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str 
     return _sorted_by_method(out)
 
 
+def compiled_method_summary(mc: pd.DataFrame, workload: str | None = "256/128") -> pd.DataFrame:
+    """Per quantized method, its compiled cells against compiled bf16 (`method_cost_by_engine` rows with a
+    compiled pair, one workload; None = all): pairs, architectures, the decode J/token ratio method / bf16
+    (median, min, max), how many pairs save energy beyond the repetition noise, cost more beyond it or lie
+    within it, and the speed ratio (min, max)."""
+    t = mc[mc["energy_reduction_pct_compiled"].notna() & ~mc["quant"].isin(["fp16", "bf16", "fp32"])]
+    if workload is not None:
+        t = t[t["workload"] == workload]
+    rows = []
+    for quant, g in t.groupby("quant", sort=False):
+        ratio = 1.0 - g["energy_reduction_pct_compiled"] / 100.0
+        beyond = ~g["within_noise_compiled"].astype(bool)
+        rows.append({"quant": quant, "pairs": len(g), "architectures": g["model"].nunique(),
+                     "energy_ratio_median": ratio.median(), "energy_ratio_min": ratio.min(),
+                     "energy_ratio_max": ratio.max(), "saves_beyond_noise": int((beyond & (ratio < 1)).sum()),
+                     "costs_beyond_noise": int((beyond & (ratio > 1)).sum()),
+                     "within_noise": int((~beyond).sum()), "speedup_min": g["speedup_compiled"].min(),
+                     "speedup_max": g["speedup_compiled"].max()})
+    cols = ["quant", "pairs", "architectures", "energy_ratio_median", "energy_ratio_min", "energy_ratio_max",
+            "saves_beyond_noise", "costs_beyond_noise", "within_noise", "speedup_min", "speedup_max"]
+    return pd.DataFrame(rows, columns=cols).set_index("quant")
+
 def compiled_pairs_side_by_side(df: pd.DataFrame, models: pd.DataFrame, reference: pd.DataFrame | None = None,
                                 baseline: str = "bf16") -> pd.DataFrame:
     """`method_cost_by_engine` rows of the compiled non-16-bit cells of `df` (one store: e.g. the repeats,

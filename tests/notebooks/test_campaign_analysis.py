@@ -595,6 +595,26 @@ def test_method_cost_by_engine_reports_the_per_layer_overhead_of_each_engine(rec
     assert not bool(r["same_machine_compiled"]) and bool(r["same_machine_eager"])
 
 
+def test_compiled_method_summary_counts_each_methods_compiled_pairs():
+    mc = pd.DataFrame({
+        "model": ["a", "b", "c", "a", "a", "a"],
+        "quant": ["torchao-int4-wo", "torchao-int4-wo", "torchao-int4-wo", "bf16", "torchao-fp8", "torchao-fp8"],
+        "workload": ["256/128"] * 5 + ["1024/256"],
+        "energy_reduction_pct_compiled": [20.0, -50.0, 2.0, 0.0, -10.0, 40.0],
+        "within_noise_compiled": [False, False, True, False, False, False],
+        "speedup_compiled": [1.1, 0.5, 0.9, 1.0, 0.6, 2.0]})
+    s = ca.compiled_method_summary(mc)
+    assert list(s.index) == ["torchao-int4-wo", "torchao-fp8"]  # bf16 is the baseline, not a method
+    r = s.loc["torchao-int4-wo"]
+    assert (r["pairs"], r["architectures"]) == (3, 3)
+    assert r["energy_ratio_median"] == pytest.approx(0.98) and r["energy_ratio_min"] == pytest.approx(0.8)
+    assert r["energy_ratio_max"] == pytest.approx(1.5)
+    assert (r["saves_beyond_noise"], r["costs_beyond_noise"], r["within_noise"]) == (1, 1, 1)
+    assert (r["speedup_min"], r["speedup_max"]) == (0.5, 1.1)
+    assert s.loc["torchao-fp8", "pairs"] == 1  # the 1024/256 pair is another workload
+    assert ca.compiled_method_summary(mc, workload=None).loc["torchao-fp8", "pairs"] == 2
+
+
 def test_workload_effect_pairs_a_cell_with_itself_at_the_other_workload(records, cat):
     mha = "phi-3-mini-4k-instruct"  # num_kv_heads == num_attention_heads in models.csv
     m = cat["models"].set_index("id")
