@@ -60,6 +60,14 @@ def truncated_copy(dest: Path, cutoff: datetime) -> dict[str, int]:
     return kept
 
 
+def _run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Run a step; on failure raise with its stderr (the tools and the trainer say what went wrong there)."""
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    return res
+
+
 def backtest(cutoff: str, csv_dir: Path | None = None) -> dict:
     """Train on the records up to `cutoff` and score the later ones (module docstring)."""
     from recommender.costmodel.learned import measurement_files_in
@@ -73,11 +81,9 @@ def backtest(cutoff: str, csv_dir: Path | None = None) -> dict:
         env = {**os.environ, "RECOMMENDER_DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
         for tool in TOOLS:
             shutil.copy(REPO / "datasets/catalog/tools" / tool, data / "catalog/tools" / tool)
-            subprocess.run([sys.executable, str(data / "catalog/tools" / tool)], check=True, env=env,
-                           capture_output=True, text=True)
+            _run([sys.executable, str(data / "catalog/tools" / tool)], env)
         art = Path(tmp) / "models"
-        subprocess.run([sys.executable, "-m", "recommender.costmodel.train", "--no-cv", "--out", str(art)],
-                       check=True, env=env, capture_output=True, text=True)
+        _run([sys.executable, "-m", "recommender.costmodel.train", "--no-cv", "--out", str(art)], env)
         full = [str(p) for p in measurement_files_in(DATASETS / "measurements")]
         code = ("import json, sys\n"
                 "from pathlib import Path\n"
@@ -86,8 +92,7 @@ def backtest(cutoff: str, csv_dir: Path | None = None) -> dict:
                 "if sys.argv[3]: frame.to_csv(sys.argv[3], index=False, float_format='%.6g')\n"
                 "print(json.dumps({**info, 'targets': summarize(frame)}))\n")
         out_csv = str(csv_dir / f"time-split-{cut:%Y%m%dT%H%M}.csv") if csv_dir else ""
-        res = subprocess.run([sys.executable, "-c", code, str(art), cutoff, out_csv, *full], check=True, env=env,
-                             capture_output=True, text=True)
+        res = _run([sys.executable, "-c", code, str(art), cutoff, out_csv, *full], env)
         result = json.loads(res.stdout)
     return {"cutoff": cutoff, "train_records": kept, **result}
 

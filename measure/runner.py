@@ -196,6 +196,7 @@ class CellRunner:
             # dimension at the second and reuse that graph from the third on (unless `dynamic` is set)
             rec.engine_params["batch_sizes_before"] = list(self._batch_sizes_run)
             graphs0 = _dynamo_graphs()
+        self._batch_sizes_run.append(cell.batch_size)  # before the warm-up: one that fails has been seen too
         t0 = time.perf_counter()
         for _ in range(max(1, cell.warmup)):
             engine.generate(model, ids, mask, cell.output_tokens)
@@ -203,8 +204,7 @@ class CellRunner:
         rec.compile_time_s = time.perf_counter() - t0 if compiled else None
         if compiled:
             graphs1 = _dynamo_graphs()
-            rec.engine_params["graphs_compiled_warmup"] = graphs1 - graphs0
-        self._batch_sizes_run.append(cell.batch_size)
+            rec.engine_params["graphs_compiled_warmup"] = _diff(graphs1, graphs0)
 
         # prefill window
         pre = self._window("prefill", lambda: engine.prefill(model, ids, mask))
@@ -215,7 +215,7 @@ class CellRunner:
         reps = [self._window(f"generate{r}", lambda: engine.generate(model, ids, mask, cell.output_tokens))
                 for r in range(cell.repetitions)]
         if compiled:  # a graph compiled inside the timed windows would put compilation into the measurement
-            rec.engine_params["graphs_compiled_timed"] = _dynamo_graphs() - graphs1
+            rec.engine_params["graphs_compiled_timed"] = _diff(_dynamo_graphs(), graphs1)
         self._fill(rec, cell, pre, reps, dev)
         rec.temp_end_c = self._temp()
         if cell.tasks:
@@ -474,11 +474,18 @@ class CellRunner:
         return rec
 
 
-def _dynamo_graphs() -> int:
-    """Graphs torch.compile (dynamo) has compiled in this process so far (0 where it never ran)."""
-    from torch._dynamo.utils import counters
-
+def _dynamo_graphs() -> int | None:
+    """Graphs torch.compile (dynamo) has compiled in this process so far (0 where it never ran; None
+    where this torch has no dynamo)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return None
     return int(counters["stats"]["unique_graphs"])
+
+
+def _diff(after: int | None, before: int | None) -> int | None:
+    return None if after is None or before is None else after - before
 
 
 def _scale(v: float | None, k: float) -> float | None:

@@ -1500,9 +1500,10 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
     fp16; over every method file, a cell's records averaged): decode step times (ms, batch / tokens_per_s),
     their difference per layer (`overhead_per_layer_ms`) and the energy and power ratios, with the model's
     `num_layers` and `params_b`; pairs stay within one card model (`gpu_name`). The catalogue's fit
-    (method_overhead.csv) takes the median over the same pairs from every record file, the repeats included,
-    and a cell's median record, so its figures are close to, not equal to, this table's medians.
-    """
+    (method_overhead.csv) is a different quantity: over the same pairs from every record file, the repeats
+    included, and a cell's median record, the median of this difference less the analytic model's difference
+    of the two cells (the fewer weight bytes and the dequantized copy it already charges), so its figures sit
+    near, not on, this table's medians."""
     d = method_records(df)
     d = d[(d["status"] == "ok") & (d["engine"] == engine) & (d["prompt_tokens"] == workload[0])
           & (d["output_tokens"] == workload[1])]

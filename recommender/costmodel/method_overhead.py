@@ -13,7 +13,9 @@ with `modelled` the analytic step time without method overheads (`modelled_step_
 charges the method's fewer weight bytes and, above a few tokens per matmul, its dequantized copy
 (quants.yaml `dequantize_*`). Fitting the raw difference instead mixed that copy into the per-layer
 figure: bnb-nf4 compiled measured -0.02 ms/layer at batch 1 and 0.16-0.57 at batch 8-64, growing with
-the layer's weights; the unexplained part is 0.065 and 0.047 (2026-11-27 records). Negative medians are
+the layer's weights; the unexplained part is a median 0.063 at batch 1 and 0.02-0.06 at batch 8 and 32
+(2026-11-27 records), though 0.30-0.34 at batch 64, which the dequantized copy's bytes do not explain
+either (one median over every batch size is fitted: 0.052). Negative medians are
 written as 0. The 16-bit methods and fp32 have none by definition. Used by
 datasets/catalog/tools/fit_method_overhead.py (writes datasets/catalog/method_overhead.csv) and by the
 trainer, which refits it inside every cross-validation fold so held-out rows never inform it.
@@ -53,7 +55,10 @@ def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None],
             continue
         if modelled_ms is not None:
             ref_key = next(k for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in step_ms)
-            t, ref = t - modelled_ms[(gpu, model, quant, engine, batch, prompt, output)], ref - modelled_ms[ref_key]
+            key = (gpu, model, quant, engine, batch, prompt, output)
+            if key not in modelled_ms or ref_key not in modelled_ms:
+                continue  # a cell the catalogue cannot model (an id it does not know)
+            t, ref = t - modelled_ms[key], ref - modelled_ms[ref_key]
         per[(str(quant), str(engine))].append(((t - ref) / n, str(model), str(gpu)))
     out = []
     for (quant, engine), pairs in sorted(per.items()):
@@ -83,10 +88,13 @@ def step_times(cells: list[CellKey], tokens_per_s: list[float], batch: list[floa
 def modelled_step_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
     """The analytic decode step time (ms) of each cell (catalogue ids) without any method overhead: the
     roofline time of its weight, dequantized-copy and KV bytes (or FLOPs) / the engine's efficiency + the
-    engine's per-step overhead (`recommender.costmodel.analytic`)."""
+    engine's per-step overhead (`recommender.costmodel.analytic`). Cells with an id the catalogue does not
+    know are left out."""
     from recommender.candidates import Candidates
     from recommender.costmodel import features as F
 
+    tables = (catalog.gpus, catalog.models, catalog.quants, catalog.engines)
+    cells = [c for c in cells if all(t.find(str(x)) is not None for t, x in zip(tables, c[:4], strict=True))]
     if not cells:
         return {}
     cols = list(zip(*cells, strict=True))

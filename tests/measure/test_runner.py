@@ -183,6 +183,35 @@ def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatc
     assert "batch_sizes_before" not in eager.engine_params
 
 
+def test_a_graph_compiled_inside_the_timed_windows_is_counted(monkeypatch):
+    """A toy that sees a new static shape at every call compiles again while timed: the record says so."""
+    import torch
+
+    import measure.runner as R
+    from measure.engines.hf_compiled import HfCompiled
+
+    step = torch.compile(lambda x: x + 1, backend="eager", dynamic=False)
+
+    class Recompiling(HfCompiled):
+        calls = 0
+
+        def generate(self, model, ids, mask, new_tokens):
+            Recompiling.calls += 1
+            step(torch.ones(Recompiling.calls))
+            return super().generate(model, ids, mask, new_tokens)
+
+    real = R.get_engine
+    monkeypatch.setattr(R, "get_engine", lambda eid, **p: Recompiling(**p) if eid == "hf-compiled" else real(eid, **p))
+    torch._dynamo.reset()
+    r = _runner()
+    try:
+        rec = r.run(Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1))
+    finally:
+        r.close()
+    assert rec.status == "ok", rec.error
+    assert rec.engine_params["graphs_compiled_warmup"] == 1 and rec.engine_params["graphs_compiled_timed"] >= 1
+
+
 def test_hf_compiled_passes_its_params_to_the_compile_config():
     pytest.importorskip("transformers")
     from measure.engines.hf_compiled import HfCompiled

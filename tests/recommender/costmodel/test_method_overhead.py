@@ -59,7 +59,7 @@ def test_fit_with_modelled_times_keeps_only_what_the_analytic_model_leaves_unexp
     assert raw["bnb-nf4"]["p90_ms"] - raw["bnb-nf4"]["p10_ms"] > 0.1  # without: the dequantized copy spreads it
 
 
-def test_modelled_step_times_are_the_analytic_step_without_method_overheads(catalog):
+def test_modelled_step_times_are_the_analytic_step_without_method_overheads(catalog, monkeypatch):
     cells = [("h100-sxm", "qwen2.5-7b-instruct", q, e, b, 256, 128)
              for q in ("bf16", "bnb-nf4", "bnb-int8") for e in ("hf-eager", "hf-compiled") for b in (1, 8)]
     got = MO.modelled_step_ms(catalog, cells)
@@ -70,6 +70,15 @@ def test_modelled_step_times_are_the_analytic_step_without_method_overheads(cata
     nf4 = [got[("h100-sxm", "qwen2.5-7b-instruct", "bnb-nf4", "hf-eager", b, 256, 128)] for b in (1, 8)]
     assert nf4[1] > nf4[0] + 1.0  # the dequantized bf16 copy above 4 tokens per matmul on an H100
     assert MO.modelled_step_ms(catalog, []) == {}
+    monkeypatch.setattr(MO, "MIN_PAIRS", 1)
+    unknown = ("h100-sxm", "some-new-model-7b", "bnb-nf4", "hf-eager", 8, 256, 128)
+    with_unknown = MO.modelled_step_ms(catalog, [*cells, unknown, (*unknown[:1], "bf16", *unknown[2:])])
+    assert unknown not in with_unknown and len(with_unknown) == len(cells)  # left out, not an error
+    step = {k: 10.0 for k in cells} | {unknown: 12.0, ("h100-sxm", "some-new-model-7b", "bf16", "hf-eager", 8,
+                                                       256, 128): 10.0}
+    known = {k: v for k, v in step.items() if k in cells}
+    rows = MO.fit(step, lambda m: 28, with_unknown)  # the unknown model's pair is skipped, the rest fitted
+    assert rows and rows == MO.fit(known, lambda m: 28, with_unknown)
 
 
 def test_fit_needs_min_pairs_and_the_16_bit_cell():
