@@ -55,6 +55,9 @@ class Record:
     model_source: str = "catalogue"  # catalogue | local | hub
     weights: str = "random"  # random | real
     quant_params: dict[str, Any] = field(default_factory=dict)
+    # the cell's engine params, plus what the runner observed of the engine: `compiled`, `warmup_tokens`, and
+    # for hf-compiled `batch_sizes_before` (what the loaded model ran before this cell), `graphs_compiled_warmup`
+    # and `graphs_compiled_timed` (torch.compile graphs compiled in the warm-up / inside the timed windows)
     engine_params: dict[str, Any] = field(default_factory=dict)
     warmup: int = 1
     repetitions: int = 3
