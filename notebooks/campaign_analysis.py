@@ -782,6 +782,7 @@ def compiled_method_summary(mc: pd.DataFrame, workload: str | None = "256/128") 
             "saves_beyond_noise", "costs_beyond_noise", "within_noise", "speedup_min", "speedup_max"]
     return pd.DataFrame(rows, columns=cols).set_index("quant")
 
+
 def compiled_pairs_side_by_side(df: pd.DataFrame, models: pd.DataFrame, reference: pd.DataFrame | None = None,
                                 baseline: str = "bf16") -> pd.DataFrame:
     """`method_cost_by_engine` rows of the compiled non-16-bit cells of `df` (one store: e.g. the repeats,

@@ -45,17 +45,17 @@ def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None],
     a pair's overhead is what the analytic model leaves unexplained: the measured difference minus the
     modelled one (fewer weight bytes, a dequantized copy), per layer."""
     per: dict[tuple[str, str], list[tuple[float, str, str]]] = defaultdict(list)
-    for (gpu, model, quant, engine, batch, prompt, output), t in step_ms.items():
+    for key, t in step_ms.items():
+        gpu, model, quant, engine, batch, prompt, output = key
         if quant in UNQUANTIZED:
             continue
-        ref = next((step_ms[k] for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in step_ms),
-                   None)
+        ref_key = next((k for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in step_ms),
+                       None)
         n = layers(str(model))
-        if ref is None or not n:
+        if ref_key is None or not n:
             continue
+        ref = step_ms[ref_key]
         if modelled_ms is not None:
-            ref_key = next(k for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in step_ms)
-            key = (gpu, model, quant, engine, batch, prompt, output)
             if key not in modelled_ms or ref_key not in modelled_ms:
                 continue  # a cell the catalogue cannot model (an id it does not know)
             t, ref = t - modelled_ms[key], ref - modelled_ms[ref_key]

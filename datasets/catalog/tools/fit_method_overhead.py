@@ -18,8 +18,9 @@ same card (fp16 where bf16 was not measured: the same bytes); a cell with severa
 the median over the pairs of the difference the analytic model leaves unexplained, per layer, in ms:
 ((t_step(method) - t_step(16-bit)) - (the same difference in the analytic model without method overheads))
 / num_layers, so the fewer weight bytes and the dequantized copy the roofline already charges are not
-counted twice (recommender/costmodel/method_overhead.py); p10/p90 give the spread. A negative median is not physical and is written as 0. The 16-bit and fp32 methods have none by
-definition (fp32's extra time at large batch is compute, which the roofline models).
+counted twice (recommender/costmodel/method_overhead.py); p10/p90 give the spread. A negative median is not
+physical and is written as 0. The 16-bit and fp32 methods have none by definition (fp32's extra time at
+large batch is compute, which the roofline models).
 
 Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw/), any batch size,
 `measurement_scope: simulated` never. Public rows have no quantized HF cells and are not used.
