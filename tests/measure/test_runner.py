@@ -147,21 +147,17 @@ def test_a_batch_the_catalogue_rules_out_is_a_recorded_skip():
     assert catalogue_batch_reason(cell(32)) is None and catalogue_batch_reason(cell(1, "hf-eager")) is None
 
 
-def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatch):
-    """Which graph a compiled cell times depends on what its loaded model ran before (torch's automatic
-    dynamic shapes: static at the first batch size, a dynamic recompile at the second, reused after): each
-    hf-compiled record says which batch sizes came before and how many graphs dynamo compiled in its warm-up
-    and inside its timed windows. A CPU run does not compile the model, so a compiled toy step stands in."""
+def _run_with_compiled_toy(monkeypatch, toy_step, cells):
+    """Run `cells` with hf-compiled's generate preceded by `toy_step(ids)`, a torch.compile'd toy: a CPU run
+    does not compile the model, so the toy is what dynamo compiles (dynamo's counters reset first)."""
     import torch
 
     import measure.runner as R
     from measure.engines.hf_compiled import HfCompiled
 
-    step = torch.compile(lambda x: x * 2 + 1, backend="eager")  # dynamo counts graphs without inductor
-
     class ToyCompiled(HfCompiled):
         def generate(self, model, ids, mask, new_tokens):
-            step(torch.ones(ids.shape[0], 3))
+            toy_step(ids)
             return super().generate(model, ids, mask, new_tokens)
 
     real = R.get_engine
@@ -169,11 +165,24 @@ def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatc
     torch._dynamo.reset()
     r = _runner()
     try:
-        recs = [r.run(Cell("tiny-test", "fp32", "hf-compiled", b, 8, 8, repetitions=1)) for b in (1, 2, 4, 2)]
-        other = r.run(Cell("tiny-test", "bf16", "hf-compiled", 4, 8, 8, repetitions=1))  # a new model group
-        eager = r.run(Cell("tiny-test", "bf16", "hf-eager", 1, 8, 8, repetitions=1))
+        return [r.run(c) for c in cells]
     finally:
         r.close()
+
+
+def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatch):
+    """Which graph a compiled cell times depends on what its loaded model ran before (torch's automatic
+    dynamic shapes: static at the first batch size, a dynamic recompile at the second, reused after): each
+    hf-compiled record says which batch sizes came before and how many graphs dynamo compiled in its warm-up
+    and inside its timed windows."""
+    import torch
+
+    step = torch.compile(lambda x: x * 2 + 1, backend="eager")  # dynamo counts graphs without inductor
+    *recs, other, eager = _run_with_compiled_toy(
+        monkeypatch, lambda ids: step(torch.ones(ids.shape[0], 3)),
+        [*(Cell("tiny-test", "fp32", "hf-compiled", b, 8, 8, repetitions=1) for b in (1, 2, 4, 2)),
+         Cell("tiny-test", "bf16", "hf-compiled", 4, 8, 8, repetitions=1),  # a new model group
+         Cell("tiny-test", "bf16", "hf-eager", 1, 8, 8, repetitions=1)])
     assert all(x.status == "ok" for x in [*recs, other, eager]), [x.error for x in recs]
     assert [x.engine_params["batch_sizes_before"] for x in recs] == [[], [1], [1, 2], [1, 2, 4]]
     # static graph at batch 1, a dynamic recompile at batch 2, reused at 4 and again at 2
@@ -185,29 +194,14 @@ def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatc
 
 def test_a_graph_compiled_inside_the_timed_windows_is_counted(monkeypatch):
     """A toy that sees a new static shape at every call compiles again while timed: the record says so."""
+    import itertools
+
     import torch
 
-    import measure.runner as R
-    from measure.engines.hf_compiled import HfCompiled
-
     step = torch.compile(lambda x: x + 1, backend="eager", dynamic=False)
-
-    class Recompiling(HfCompiled):
-        calls = 0
-
-        def generate(self, model, ids, mask, new_tokens):
-            Recompiling.calls += 1
-            step(torch.ones(Recompiling.calls))
-            return super().generate(model, ids, mask, new_tokens)
-
-    real = R.get_engine
-    monkeypatch.setattr(R, "get_engine", lambda eid, **p: Recompiling(**p) if eid == "hf-compiled" else real(eid, **p))
-    torch._dynamo.reset()
-    r = _runner()
-    try:
-        rec = r.run(Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1))
-    finally:
-        r.close()
+    calls = itertools.count(1)
+    [rec] = _run_with_compiled_toy(monkeypatch, lambda ids: step(torch.ones(next(calls))),
+                                   [Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1)])
     assert rec.status == "ok", rec.error
     assert rec.engine_params["graphs_compiled_warmup"] == 1 and rec.engine_params["graphs_compiled_timed"] >= 1
 
