@@ -380,7 +380,7 @@ def _method_overhead_refit(frame, catalog, measured_tps: np.ndarray):
     ours = frame["origin"].to_numpy(str) == "ours"
     batch = frame["batch_size"].to_numpy(float)
     layers = {r.id: r.num_layers for r in catalog.models}
-    modelled = MO.modelled_step_ms(catalog, sorted({keys[i] for i in np.flatnonzero(ours)}, key=str))
+    modelled = MO.modelled_step_ms(catalog, list({keys[i] for i in np.flatnonzero(ours)}))
     built: dict[tuple, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 
     def refit(train: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
