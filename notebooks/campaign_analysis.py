@@ -110,13 +110,15 @@ MEAN_COLS = ("decode_energy_per_token_j", "tokens_per_s", "decode_avg_power_w", 
              "bandwidth_utilization")
 
 
-def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False) -> pd.DataFrame:
+def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False,
+                 sessions: Path | None = None) -> pd.DataFrame:
     """All records of `folder`/*.jsonl (and rejected/*.jsonl if asked), one row per record.
 
     Adds `slice` (file stem: probe, campaign, repeats, or the rejected file's stem), `rejected` (bool),
     `gpu_unit` (first 12 characters of the UUID), `machine` (the machine that GPU unit sat in, from the
     session folders' nvidia-smi.csv: see `gpu_machines`), `workload` ('<prompt>/<output>' tokens) and
-    `label` (model · engine · batch · quant · workload).
+    `label` (model · engine · batch · quant · workload). `sessions`: the folder whose raw/ session files name
+    the machines (default `folder`; the card's folder for its experiments/).
     """
     files = sorted(folder.glob("*.jsonl"))
     if include_rejected:
@@ -134,9 +136,9 @@ def load_records(folder: Path = MEASUREMENTS, *, include_rejected: bool = False)
         raise FileNotFoundError(f"no *.jsonl records under {folder}")
     df = pd.concat(frames, ignore_index=True)
     df["gpu_unit"] = df["gpu_uuid"].fillna("").str[:12]
-    machines = gpu_machines(folder)
+    machines = gpu_machines(sessions or folder)
     by_uuid = dict(zip(machines["uuid"], machines["machine"], strict=True)) if len(machines) else {}
-    df["machine"] = df["gpu_uuid"].map(by_uuid).fillna("?")
+    df["machine"] = df["gpu_uuid"].map(by_uuid).astype(object).fillna("?")
     return add_labels(df)
 
 
@@ -798,6 +800,67 @@ def compiled_pairs_side_by_side(df: pd.DataFrame, models: pd.DataFrame, referenc
     ref = (reference.assign(_campaign=reference["slice"] == "campaign").sort_values("_campaign", ascending=False)
            [keys + ["energy_reduction_pct_compiled"]].drop_duplicates(keys))
     return t.merge(ref, on=keys, how="left", suffixes=("", "_reference")).reset_index(drop=True)
+
+
+EXPERIMENTS = MEASUREMENTS / "experiments"
+
+
+def compile_shape_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """hf-compiled cells measured with torch's automatic dynamic shapes (the campaign's setting, no `dynamic`
+    engine param) and with `dynamic: false` (a static graph per batch size), one row per (model, batch size,
+    workload, quant) held by both: decode J/token, tokens/s and TTFT ratios static / automatic, the repetition
+    noise of the energy ratio (`noise_pct`, %), each variant's dynamo graph counts, and `graph_auto` ('static'
+    where the automatic cell timed the static graph of its process's first batch size, else 'dynamic').
+
+    `control_energy_ratio` is the same model's ratio at the batch size where both variants timed a static graph
+    (the model's first batch size in the process): what the two runs differ by with nothing changed (another GPU
+    unit, another time); `energy_ratio_vs_control` = energy_ratio / control_energy_ratio. `df`: records of
+    experiments/compile-shapes.jsonl (`load_records(EXPERIMENTS, sessions=MEASUREMENTS)`).
+    """
+    d = df[(df["status"] == "ok") & (df["engine"] == "hf-compiled")].copy()
+    params = d["engine_params"].apply(lambda p: p if isinstance(p, dict) else {})
+    d["variant"] = params.apply(lambda p: "static" if p.get("dynamic") is False else "auto")
+    d["before"] = params.apply(lambda p: list(p.get("batch_sizes_before") or []))
+    d["graphs_warmup"] = params.apply(lambda p: p.get("graphs_compiled_warmup"))
+    d["graphs_timed"] = params.apply(lambda p: p.get("graphs_compiled_timed"))
+    keys = ["model", "batch_size", "workload", "quant"]
+    d = d.sort_values("created_at").drop_duplicates([*keys, "variant"], keep="last")
+    a = d[d["variant"] == "auto"].set_index(keys)
+    s = d[d["variant"] == "static"].set_index(keys)
+    both = a.index.intersection(s.index)
+    a, s = a.loc[both], s.loc[both]
+    t = pd.DataFrame(index=both)
+    t["e_auto_j"], t["e_static_j"] = a["decode_energy_per_token_j"], s["decode_energy_per_token_j"]
+    t["energy_ratio"] = t["e_static_j"] / t["e_auto_j"]
+    t["speed_ratio"] = s["tokens_per_s"] / a["tokens_per_s"]
+    t["ttft_ratio"] = s["ttft_ms"] / a["ttft_ms"]
+    t["noise_pct"] = noise_pct(a["energy_cv"], a["repetitions"], s["energy_cv"], s["repetitions"])
+    t["beyond_noise"] = (t["energy_ratio"] - 1.0).abs() * 100.0 > t["noise_pct"]
+    t["graph_auto"] = np.where(a["before"].apply(len) == 0, "static", "dynamic")
+    t["graphs_warmup_auto"], t["graphs_warmup_static"] = a["graphs_warmup"], s["graphs_warmup"]
+    t["graphs_timed_auto"], t["graphs_timed_static"] = a["graphs_timed"], s["graphs_timed"]
+    t["same_gpu_unit"] = a["gpu_uuid"].to_numpy() == s["gpu_uuid"].to_numpy()
+    t = t.reset_index()
+    control = t[t["graph_auto"] == "static"].groupby("model")["energy_ratio"].first()
+    t["control_energy_ratio"] = t["model"].map(control)
+    t["energy_ratio_vs_control"] = t["energy_ratio"] / t["control_energy_ratio"]
+    return t.sort_values(["model", "batch_size"]).reset_index(drop=True)
+
+
+def compile_shape_summary(t: pd.DataFrame) -> pd.DataFrame:
+    """`compile_shape_comparison` rows summarised per `graph_auto` ('static': both variants timed the same
+    static graph, the control; 'dynamic': the automatic cell timed a dynamic-batch graph): cells, the energy
+    and speed ratios static / automatic (median, min, max), the median |energy ratio - 1| (%), how many lie
+    beyond their repetition noise, and the median ratio after dividing by the model's control."""
+    rows = []
+    for graph, g in t.groupby("graph_auto"):
+        rows.append({"graph_auto": graph, "cells": len(g), "energy_ratio_median": g["energy_ratio"].median(),
+                     "energy_ratio_min": g["energy_ratio"].min(), "energy_ratio_max": g["energy_ratio"].max(),
+                     "energy_abs_diff_median_pct": ((g["energy_ratio"] - 1.0).abs() * 100.0).median(),
+                     "beyond_noise": int(g["beyond_noise"].sum()), "speed_ratio_median": g["speed_ratio"].median(),
+                     "speed_ratio_min": g["speed_ratio"].min(), "speed_ratio_max": g["speed_ratio"].max(),
+                     "energy_ratio_vs_control_median": g["energy_ratio_vs_control"].median()})
+    return pd.DataFrame(rows).set_index("graph_auto")
 
 
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------

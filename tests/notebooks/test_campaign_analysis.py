@@ -1061,3 +1061,41 @@ def test_compiled_pairs_side_by_side_prefers_the_campaign_figure(records, cat):
     for order in (reference, reference.iloc[::-1]):
         t = ca.compiled_pairs_side_by_side(df[df["slice"] == "repeats"], cat["models"], order)
         assert t.loc[0, "energy_reduction_pct_compiled_reference"] == pytest.approx(10.0)
+
+
+def _shape_record(model, batch, dynamic, energy, speed, before, uuid="GPU-a", cv=0.01):
+    params = {"compiled": True, "batch_sizes_before": before, "graphs_compiled_warmup": 1,
+              "graphs_compiled_timed": 0}
+    if dynamic is not None:
+        params["dynamic"] = dynamic
+    return {"status": "ok", "engine": "hf-compiled", "model": model, "quant": "bf16", "batch_size": batch,
+            "workload": "256/128", "engine_params": params, "decode_energy_per_token_j": energy,
+            "tokens_per_s": speed, "ttft_ms": 10.0, "energy_cv": cv, "repetitions": 3, "gpu_uuid": uuid,
+            "created_at": "2026-11-27T08:00:00+00:00"}
+
+
+def test_compile_shape_comparison_pairs_the_variants_and_divides_by_the_static_control():
+    rows = [_shape_record("m", 1, None, 1.0, 100.0, []), _shape_record("m", 1, False, 1.1, 90.0, [], uuid="GPU-b"),
+            _shape_record("m", 8, None, 0.5, 400.0, [1]), _shape_record("m", 8, False, 0.44, 500.0, [1], uuid="GPU-b"),
+            _shape_record("m", 32, None, 0.2, 900.0, [1, 8])]  # no static partner: no row
+    t = ca.compile_shape_comparison(pd.DataFrame(rows))
+    assert list(t["batch_size"]) == [1, 8]
+    b1, b8 = t.iloc[0], t.iloc[1]
+    assert (b1["graph_auto"], b8["graph_auto"]) == ("static", "dynamic")
+    assert b8["energy_ratio"] == pytest.approx(0.88) and b8["speed_ratio"] == pytest.approx(1.25)
+    assert b8["control_energy_ratio"] == pytest.approx(1.1)
+    assert b8["energy_ratio_vs_control"] == pytest.approx(0.8)
+    assert bool(b8["beyond_noise"]) and not bool(b8["same_gpu_unit"])  # 12 % against ~1.6 % noise
+    s = ca.compile_shape_summary(t)
+    assert s.loc["dynamic", "cells"] == 1 and s.loc["static", "energy_abs_diff_median_pct"] == pytest.approx(10.0)
+
+
+def test_compile_shape_comparison_reads_the_shipped_experiment():
+    df = ca.load_records(ca.EXPERIMENTS, sessions=ca.MEASUREMENTS)
+    assert df["machine"].str.contains("b9a9f497").all()  # s8-a's machine, named from h100/raw/
+    t = ca.compile_shape_comparison(df)
+    assert set(t["graph_auto"]) == {"static", "dynamic"}
+    assert (t["graphs_timed_auto"] == 0).all() and (t["graphs_timed_static"] == 0).all()
+    # the automatic variant reuses its dynamic graph from its third batch size on; the static one compiles anew
+    third = t[t["batch_size"] == 32]
+    assert (third["graphs_warmup_auto"] == 0).all() and (third["graphs_warmup_static"] == 1).all()
