@@ -863,6 +863,27 @@ def compile_shape_summary(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("graph_auto")
 
 
+def same_machine_baseline(df: pd.DataFrame, reference: pd.DataFrame, baseline: str = "bf16") -> pd.DataFrame:
+    """Each ok cell of `df` (not itself `baseline`) against the `baseline` cells of `reference` measured on the
+    same machine (same engine, model, batch size and workload; e.g. a campaign cell against the bf16 cells of an
+    experiment store from the same call): the decode J/token and tokens/s ratios cell / baseline, min and max
+    over the matching baseline records (`n_baseline`). Cells with no same-machine baseline are left out; both
+    frames need `machine` (`load_records`)."""
+    keys = ["engine", "model", "batch_size", "workload"]
+    d = df[(df["status"] == "ok") & (df["quant"] != baseline) & (df["machine"] != "?")]
+    ref = reference[(reference["status"] == "ok") & (reference["quant"] == baseline)]
+    m = d.merge(ref[[*keys, "machine", "decode_energy_per_token_j", "tokens_per_s"]], on=[*keys, "machine"],
+                suffixes=("", "_base"))
+    m["energy_ratio"] = m["decode_energy_per_token_j"] / m["decode_energy_per_token_j_base"]
+    m["speed_ratio"] = m["tokens_per_s"] / m["tokens_per_s_base"]
+    cols = ["machine", *keys, "quant", "record_id"]
+    g = m.groupby(cols, sort=False)
+    out = g.agg(energy_ratio_min=("energy_ratio", "min"), energy_ratio_max=("energy_ratio", "max"),
+                speed_ratio_min=("speed_ratio", "min"), speed_ratio_max=("speed_ratio", "max"),
+                n_baseline=("energy_ratio", "size")).reset_index()
+    return _sorted_by_method(out)
+
+
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------
 def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int] = LONG_WORKLOAD,
                     short: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:

@@ -1099,3 +1099,20 @@ def test_compile_shape_comparison_reads_the_shipped_experiment():
     # the automatic variant reuses its dynamic graph from its third batch size on; the static one compiles anew
     third = t[t["batch_size"] == 32]
     assert (third["graphs_warmup_auto"] == 0).all() and (third["graphs_warmup_static"] == 1).all()
+
+
+def test_same_machine_baseline_pairs_only_cells_of_one_machine():
+    def rec(quant, energy, speed, machine, batch=1, status="ok"):
+        return {"status": status, "engine": "hf-compiled", "model": "m", "batch_size": batch, "workload": "256/128",
+                "quant": quant, "machine": machine, "decode_energy_per_token_j": energy, "tokens_per_s": speed,
+                "record_id": f"{quant}-{machine}-{batch}"}
+    df = pd.DataFrame([rec("fp16", 1.5, 90.0, "A"), rec("torchao-fp8", 0.9, 50.0, "B"), rec("bf16", 1.0, 100.0, "A"),
+                       rec("fp16", 2.0, 90.0, "A", batch=8)])
+    ref = pd.DataFrame([rec("bf16", 1.0, 100.0, "A"), rec("bf16", 1.2, 90.0, "A"), rec("bf16", 1.0, 100.0, "C"),
+                        rec("fp16", 1.0, 100.0, "A")])
+    t = ca.same_machine_baseline(df, ref)
+    assert len(t) == 1  # fp8 has no baseline on its machine, batch 8 none at its batch size, bf16 is the baseline
+    r = t.iloc[0]
+    assert (r["quant"], r["n_baseline"]) == ("fp16", 2)
+    assert r["energy_ratio_min"] == pytest.approx(1.25) and r["energy_ratio_max"] == pytest.approx(1.5)
+    assert r["speed_ratio_min"] == pytest.approx(0.9) and r["speed_ratio_max"] == pytest.approx(1.0)
