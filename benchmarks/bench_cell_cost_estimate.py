@@ -29,7 +29,20 @@ GPU (by UUID: each worker keeps its own estimator; block starts as starting a gr
 ratio of estimate to actual wall time and how many fell below 1.0, old (`OldModelBlindEstimator`: this run's
 cells scaled by shape only, whatever their model) vs new (also by the models' per-model factors, and never
 below `prior_cost` of the cell). The lowest ratios are of methods no earlier session ran (no store model:
-`estimate` alone, unchanged).
+`estimate` alone, unchanged). Both replays take a block's cells for one process's (a session's cells of one
+block on several GPUs too), so their `new` column judges cells that compiled in another process as
+continuing.
+
+`worker replay` checks `estimate_cell` as each worker process met its cells (a session's records of one GPU
+and one `command`, in `created_at` order; a new model group where the cell's group differs from the
+previous cell's, as `run_grid` decides), split by whether the cell compiled (`_compiled`: graphs compiled in
+its warm-up, or a warm-up more than 5 s over its calls): old (`PositionBlindEstimator`: the estimate blind
+to compilation) vs new (a cell that `will_compile` estimated at least at a high compile time). Also: how
+often `will_compile` agrees with the record, and `end of budget`: each such worker's cells against budgets
+of 180-600 s (a worker ends at the first cell the check passes over or at a cell that overruns the hard
+stop HARD_STOP_S after the budget): cells run (and their seconds), cells killed (and the GPU seconds they
+took until killed), cells passed over (and how many of those would have ended before the hard stop: the
+cost of pessimism).
 """
 
 from __future__ import annotations
@@ -41,13 +54,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from measure.cell import Cell
-from measure.executor import _Estimator, _layer_ratio, record_cost_s
+from measure.executor import BUDGET_SAFETY, _compiled, _Estimator, _layer_ratio, record_cost_s
 from measure.record import Record
 from measure.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STORES = ("datasets/measurements/h100/campaign.jsonl", "datasets/measurements/h200/campaign.jsonl")
 SESSION_GAP_S = 30 * 60  # device sessions lie hours apart; the calls of one session minutes apart
+COOLDOWN_S = 8.0  # the cooldown between a worker's cells (the H100 campaign logs: 8 s)
+# scripts/device_run_multi.sh stops a worker 30 s after its budget, counted from its launch (Python's start-up
+# comes out of those 30 s)
+HARD_STOP_S = 30.0
+BUDGETS_S = tuple(range(180, 601, 60))  # the budgets the end-of-budget simulation tries (s)
 
 
 class OldEstimator:
@@ -81,13 +99,25 @@ class OldEstimator:
 
 class OldBudgetEstimator(_Estimator):
     """`_Estimator` before compile time followed the batch size: the method's mean compile time at every
-    batch size, and `estimate_cell` never below `estimate` (the floor kept for compiled cells too)."""
+    batch size, and `estimate_cell` never below `estimate` (the floor kept for compiled cells too), blind to
+    whether a cell compiles."""
 
     def _compile_s(self, engine, quant, batch):
         obs = self.calls.get((engine, quant)) or []
         return sum(o.compile_s for o in obs) / len(obs) if obs else 0.0
 
     def _compile_varies(self, engine, quant):
+        return False
+
+    def will_compile(self, cell, new_group):  # nor told compiling cells apart
+        return False
+
+
+class PositionBlindEstimator(_Estimator):
+    """`_Estimator` before it told cells that will compile apart: `estimate_cell` is `_shaped_estimate`
+    whatever the cell's place in its model group (the `worker replay`'s "old")."""
+
+    def will_compile(self, cell, new_group):
         return False
 
 
@@ -121,11 +151,16 @@ class OldModelBlindEstimator(_Estimator):
         return max(base, scaled)
 
 
+# what the runner adds to a record's engine params (measure/record.py), not part of the grid's cell
+RUNNER_ENGINE_KEYS = ("compiled", "warmup_tokens", "note", "traceback_tail", "batch_sizes_before",
+                      "graphs_compiled_warmup", "graphs_compiled_timed")
+
+
 def cell_of(r: Record) -> Cell:
     return Cell(model=r.model, quant=r.quant, engine=r.engine, batch_size=r.batch_size,
                 prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, weights=r.weights,
                 repetitions=r.repetitions, warmup=r.warmup, seed=r.seed, quant_params=dict(r.quant_params),
-                engine_params=dict(r.engine_params))
+                engine_params={k: v for k, v in r.engine_params.items() if k not in RUNNER_ENGINE_KEYS})
 
 
 def ranks(xs: Sequence[float]) -> list[float]:
@@ -280,6 +315,106 @@ def group_start_replay(records: Sequence[Record]) -> dict[str, list[tuple[float,
     return out
 
 
+def worker_sequences(records: Sequence[Record]) -> list[list[Record]]:
+    """The records of each worker process in the order it ran them (`created_at`): one per session, GPU
+    (`gpu_uuid`) and `command` (a multi-GPU call's per-GPU `--out /tmp/multi.PID/gpuN.jsonl` names the
+    process)."""
+    from datetime import datetime
+
+    starts = session_starts(records)
+    seqs: dict[tuple, list[Record]] = {}
+    for r in records:
+        if id(r) in starts:
+            seqs.setdefault((starts[id(r)], r.gpu_uuid, r.command), []).append(r)
+    return [sorted(rs, key=lambda r: datetime.fromisoformat(r.created_at).timestamp()) for rs in seqs.values()]
+
+
+def _prior_of(records: Sequence[Record], first: Record, starts: dict[int, float]) -> list[Record]:
+    """The records `run_grid` would estimate `first`'s worker from: earlier sessions' of its GPU model."""
+    return [r for r in records if r.gpu_name == first.gpu_name and id(r) in starts
+            and starts[id(r)] < starts[id(first)]]
+
+
+def _feed(est: _Estimator, rec: Record, new_group: bool) -> None:
+    """Tell `est` of a cell its worker ran, as `run_grid` does."""
+    wall = record_cost_s(rec)
+    est.add(wall or 0.0, new_group, rec.engine, rec.quant, cell=cell_of(rec) if wall else None,
+            failed=rec.status == "failed")
+
+
+def worker_replay(records: Sequence[Record]) -> list[tuple[str, bool, bool, float, float]]:
+    """Replay of the time budget's `estimate_cell` as each worker process met its cells: the worker's
+    estimator is built from earlier sessions' records of the GPU and told the worker's earlier cells (a cell
+    starts a model group when its `group_key` differs from the worker's previous cell's, as in `run_grid`).
+    Returns for each ok cell (kind "compiled" or "eager", whether it compiled (`_compiled`), whether the new
+    estimator's `will_compile` said so, old / actual, new / actual) with old `PositionBlindEstimator`, new
+    `_Estimator` and actual `record_cost_s` (1.0 = exact)."""
+    starts = session_starts(records)
+    rows = []
+    for seq in worker_sequences(records):
+        prior = _prior_of(records, seq[0], starts)
+        old, new = PositionBlindEstimator(prior), _Estimator(prior)
+        last = None
+        for rec in seq:
+            new_group = rec_group(rec) != last
+            actual, cell = record_cost_s(rec), cell_of(rec)
+            if actual:
+                o, n = old.estimate_cell(cell, new_group), new.estimate_cell(cell, new_group)
+                if o and n:
+                    kind = "compiled" if "compiled" in (rec.engine or "") else "eager"
+                    rows.append((kind, _compiled(rec), new.will_compile(cell, new_group), o / actual, n / actual))
+            for est in (old, new):
+                _feed(est, rec, new_group)
+            last = rec_group(rec)
+    return rows
+
+
+def rec_group(r: Record) -> tuple:
+    """The record's cell's `group_key` (what `run_grid` compares to tell a new model group)."""
+    return cell_of(r).group_key
+
+
+def end_of_budget(records: Sequence[Record], cls: type[_Estimator], budgets: Sequence[float] = BUDGETS_S
+                  ) -> dict[str, float]:
+    """The cells of each worker that ran a compiled cell, replayed against each budget (s) with `cls`'s
+    `estimate_cell` (x BUDGET_SAFETY, plus COOLDOWN_S between cells, as `_fits`), actual times
+    `record_cost_s`. A worker ends at the first cell the check passes over (`passed`; `passed_fit`: it would
+    have ended before the hard deadline, the budget + HARD_STOP_S) or at the first started cell that
+    overruns the hard deadline (`killed`, `lost_s`: its seconds on the GPU until killed). `ran`, `ran_s`:
+    cells completed and their seconds; `workers`: worker x budget runs."""
+    starts = session_starts(records)
+    out = {"workers": 0, "ran": 0, "ran_s": 0.0, "passed": 0, "passed_fit": 0, "killed": 0, "lost_s": 0.0}
+    for seq in worker_sequences(records):
+        if not any(record_cost_s(r) and "compiled" in (r.engine or "") for r in seq):
+            continue  # eager workers: their estimates did not change
+        prior = _prior_of(records, seq[0], starts)
+        for budget in budgets:
+            est, t, last, ran = cls(prior), 0.0, None, 0
+            out["workers"] += 1
+            for rec in seq:
+                new_group = rec_group(rec) != last
+                actual = record_cost_s(rec) or 0.0
+                wait = COOLDOWN_S if ran else 0.0
+                value = est.estimate_cell(cell_of(rec), new_group)
+                fits = t < budget and (t + wait < budget if value is None
+                                       else t + wait + value * BUDGET_SAFETY <= budget)
+                if not fits:
+                    out["passed"] += 1
+                    out["passed_fit"] += t + wait + actual <= budget + HARD_STOP_S
+                    break
+                if t + wait + actual > budget + HARD_STOP_S:
+                    out["killed"] += 1
+                    out["lost_s"] += max(budget + HARD_STOP_S - t - wait, 0.0)
+                    break
+                t += wait + actual
+                ran += 1
+                out["ran_s"] += actual
+                _feed(est, rec, new_group)
+                last = rec_group(rec)
+            out["ran"] += ran
+    return out
+
+
 def is_long(r: Record) -> bool:
     return (r.prompt_tokens, r.output_tokens) == (1024, 256)
 
@@ -323,8 +458,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for label in sorted(replay):
             rows = replay[label]
             old, new = (statistics.median(x[i] for x in rows) for i in (0, 1))
+            under_old, under_new = (sum(x[i] < 1.0 for x in rows) for i in (0, 1))
             print(f"{name:<10} budget replay, continuing {label:<24} n={len(rows):>3}: median estimate_cell / "
-                  f"actual old {old:.2f}, new {new:.2f}")
+                  f"actual old {old:.2f}, new {new:.2f}; under 1.0 old {under_old}, new {under_new}")
         groups = group_start_replay(records)
         for label in sorted(groups):
             rows = groups[label]
@@ -334,6 +470,30 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{name:<10} budget replay, group start {label:<21} n={len(rows):>3}: median estimate_cell / "
                   f"actual old {old:.2f}, new {new:.2f}; lowest old {lo_old:.2f}, new {lo_new:.2f}; "
                   f"under 1.0 old {under_old}, new {under_new}")
+        rows = worker_replay(records)
+        for label, pick in (("compiled, compiling", lambda k, c: k == "compiled" and c),
+                            ("compiled, reusing", lambda k, c: k == "compiled" and not c),
+                            ("eager", lambda k, c: k == "eager")):
+            sel = [x for x in rows if pick(x[0], x[1])]
+            if not sel:
+                continue
+            old, new = (statistics.median(x[i] for x in sel) for i in (3, 4))
+            lo_old, lo_new = (min(x[i] for x in sel) for i in (3, 4))
+            under_old, under_new = (sum(x[i] < 1.0 for x in sel) for i in (3, 4))
+            print(f"{name:<10} worker replay, {label:<20} n={len(sel):>3}: median estimate_cell / actual old "
+                  f"{old:.2f}, new {new:.2f}; lowest old {lo_old:.2f}, new {lo_new:.2f}; under 1.0 old "
+                  f"{under_old}, new {under_new}")
+        compiled = [x for x in rows if x[0] == "compiled"]
+        if compiled:
+            hit = sum(x[1] == x[2] for x in compiled)
+            print(f"{name:<10} worker replay, will_compile agrees with the record (compiled or not) for {hit} "
+                  f"of {len(compiled)} compiled-engine cells")
+            for label, cls in (("old", PositionBlindEstimator), ("new", _Estimator)):
+                e = end_of_budget(records, cls)
+                print(f"{name:<10} end of budget {label} ({e['workers']} worker x budget runs, budgets "
+                      f"{BUDGETS_S[0]}-{BUDGETS_S[-1]} s): cells run {e['ran']} ({e['ran_s']:.0f} s), killed at "
+                      f"the hard stop {e['killed']} ({e['lost_s']:.0f} GPU-s lost), passed over {e['passed']} (of "
+                      f"which would have finished before the hard stop {e['passed_fit']})")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,16 @@ from measure.record import Record, SchemaError
 from measure.store import Store, done_keys
 
 BUDGET_SAFETY = 1.1  # a cell must fit with 10 % to spare
+# the time budget's estimate of a cell that will compile (see `_Estimator.will_compile`)
+COMPILING_ENGINES = ("hf-compiled",)  # engines that torch.compile per shape a loaded model sees
+COMPILE_QUANTILE = 0.9  # compile time assumed: this quantile of the method's records that compiled
+COMPILE_MIN_RECORDS = 5  # fewer of the method: the engine's compiled records of every method instead
+COMPILED_OVER_WARMUP_S = 5.0  # a record without graph counts compiled if its warm-up ran this much over its calls
+# no compiled record on this device: about the 90th percentile of the H100 campaign's 96 compiled cells (163 s)
+COMPILE_DEFAULT_S = 160.0
+# a group's later compiling cell takes up to this many times its first one (the dynamic-shape recompile: on
+# the H100, 0.8-2.25x the first cell's wall, median 1.65, over 42 pairs)
+RECOMPILE_FACTOR = 2.0
 
 
 class CellRunner(Protocol):
@@ -212,7 +222,8 @@ class _Estimator:
     shape and model by the store's model of them and never says less than `estimate` (session s4-a lost a
     fp32 batch-32 cell started near the end of its budget on the strength of a fast batch-1 one), except
     for a cell continuing a model group of a method whose compile time varies with the batch size (see
-    `estimate_cell`)."""
+    `_shaped_estimate`); and a cell that will compile (`will_compile`: the first or second batch size of its
+    model group in this run) at least a pessimistic compile time (`_compiling_cost`)."""
 
     def __init__(self, prior_records: Sequence[Record] = ()):
         self.seen: dict[tuple[str | None, str | None, bool], list[float]] = {}
@@ -239,6 +250,16 @@ class _Estimator:
                                      r.warmup + r.repetitions)
             self.model_ratio.setdefault((r.model, r.engine), []).append(v / base if base else 1.0)
             self.method_models.setdefault((r.engine, r.quant), []).append(r.model)
+        # compile_time_s (s) of the store's ok records that compiled, per (engine, quant) and per (engine, None)
+        self.compiled: dict[tuple[str | None, str | None], list[float]] = {}
+        for r, _ in costs:
+            if _compiled(r):
+                for key in ((r.engine, r.quant), (r.engine, None)):
+                    self.compiled.setdefault(key, []).append(float(r.compile_time_s))
+        # the shapes (batch, prompt, output) this run's current model group ran per (engine, engine params)
+        # on a compiling engine: what `will_compile` reads; and the wall times (s) of its cells that compiled
+        self.group_shapes: dict[tuple[str | None, str], list[tuple[int, int, int]]] = {}
+        self.group_compiled_s: list[float] = []
 
     def prior_cost(self, cell: Cell) -> float | None:
         """A pending cell's wall time from the store alone (seconds); None when its engine and method have
@@ -337,22 +358,97 @@ class _Estimator:
         return value
 
     def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None,
-            cell: Cell | None = None) -> None:
+            cell: Cell | None = None, failed: bool = False) -> None:
         """Record one cell of this run: its wall time (s), whether it started a model group, its engine and
         method; `cell` (its shape: prompt and output tokens, batch size, warmup + repetitions) lets
         `estimate_cell` scale it to other shapes and models (leave it out for a cell whose time says nothing
-        of its shape, e.g. a failed or skipped one)."""
+        of its shape, e.g. a failed or skipped one). `failed`: the cell failed, which may have unloaded the
+        model (an OOM does): `will_compile` then takes the group's next cell for a fresh start."""
         self.seen.setdefault((engine, quant, new_group), []).append(wall_s)
+        if new_group or failed:
+            self.group_shapes, self.group_compiled_s = {}, []
+        if cell is not None and not failed and cell.engine in COMPILING_ENGINES:
+            if self.will_compile(cell, new_group):
+                self.group_compiled_s.append(wall_s)
+            shape = (cell.batch_size, cell.prompt_tokens, cell.output_tokens)
+            self.group_shapes.setdefault(_params_key(cell), []).append(shape)
         if cell is not None:
             shape = (cell.prompt_tokens, cell.output_tokens, cell.batch_size, cell.warmup + cell.repetitions)
             self.shaped.setdefault((engine, quant, new_group), []).append((wall_s, shape, cell.model))
 
     def estimate_cell(self, cell: Cell, new_group: bool) -> float | None:
         """The wall time (seconds) the time budget expects of `cell`, which starts a model group or not
-        (`new_group`): the larger of `estimate` (workload- and batch-blind) and a shape-aware value, so it is
-        never less than `estimate` and a budget check with it never starts a cell one with `estimate` would
-        pass over. When the store has no ok record of the cell's engine and method, just `estimate` (None
-        when nothing at all is known: `_fits` then starts the cell).
+        (`new_group`): `_shaped_estimate`; for a cell that `will_compile`, at least `_compiling_cost`.
+
+        Why: a compiling cell's time is mostly compilation, which the shape model averages away. On the H100,
+        bf16 compiled 26-82 s at a group's first batch size, 42-90 s at its second (the dynamic-shape
+        recompile: 0.8-2.25x the first cell, median 1.65x) and 0-2 s from the third on; torchao methods
+        80-270 s. Scaling the group's first cell to the second, or the store's per-batch mean compile time,
+        came out at ~0.6x the second's time, and a worker of session s8-b started such a cell that the hard
+        deadline killed. Replayed per worker process (`benchmarks/bench_cell_cost_estimate.py`, `worker
+        replay`): compiling cells under their estimate 63 -> 17 of 92 (median estimate / actual 0.77 ->
+        1.26); cells that do not compile keep `_shaped_estimate`."""
+        value = self._shaped_estimate(cell, new_group)
+        if not self.will_compile(cell, new_group):
+            return value
+        floor = self._compiling_cost(cell, new_group)
+        return floor if value is None else max(value, floor)
+
+    def will_compile(self, cell: Cell, new_group: bool) -> bool:
+        """Whether `cell` will compile (torch.compile) before its warm-up ends, from its engine and what this
+        run's model group ran (`add`): an engine of COMPILING_ENGINES, and the cell starts a model group (a
+        fresh load; unloading resets dynamo), or its shape (batch, prompt tokens, output tokens) was not run
+        by the group with the same engine params and either the engine is static per shape (`dynamic:
+        False`) or the shape has a new value in a dimension that had one value so far (torch's automatic
+        dynamic shapes compile the first shape static and recompile once when a dimension first changes, then
+        reuse that graph: the first and second batch sizes of a group compile, later ones do not)."""
+        if cell.engine not in COMPILING_ENGINES:
+            return False
+        if new_group:
+            return True
+        ran = self.group_shapes.get(_params_key(cell), [])
+        shape = (cell.batch_size, cell.prompt_tokens, cell.output_tokens)
+        if shape in ran:
+            return False
+        if not ran or cell.engine_params.get("dynamic") is False:
+            return True
+        return any(len(values := {s[i] for s in ran}) == 1 and shape[i] not in values for i in range(3))
+
+    def compile_high_s(self, engine: str | None, quant: str | None) -> float:
+        """The compile time (s) the budget assumes for a compiling cell: the COMPILE_QUANTILE (nearest rank)
+        of `compile_time_s` over the method's store records that compiled, over the engine's of every method
+        when the method has fewer than COMPILE_MIN_RECORDS; COMPILE_DEFAULT_S when the engine has none (a
+        device's first compiled session)."""
+        xs = self.compiled.get((engine, quant), [])
+        if len(xs) < COMPILE_MIN_RECORDS:
+            xs = self.compiled.get((engine, None), [])
+        if not xs:
+            return COMPILE_DEFAULT_S
+        xs = sorted(xs)
+        return xs[max(math.ceil(COMPILE_QUANTILE * len(xs)) - 1, 0)]
+
+    def _compiling_cost(self, cell: Cell, new_group: bool) -> float:
+        """A compiling cell's pessimistic wall time (s). Continuing a model group that compiled before in
+        this run: RECOMPILE_FACTOR x the wall of the group's first compiling cell (the model's own compile
+        time: qwen2.5-14b bnb-nf4 compiled 89 s at batch 1, beyond its method's quantile). Otherwise
+        `compile_high_s` + the store's cost of the cell without its compile time (`_shape_cost`, load only
+        for a group start, x the model factor; 0 when the method has no record)."""
+        if not new_group and self.group_compiled_s:
+            return RECOMPILE_FACTOR * self.group_compiled_s[0]
+        value = self.compile_high_s(cell.engine, cell.quant)
+        shape = (cell.prompt_tokens, cell.output_tokens, cell.batch_size, cell.warmup + cell.repetitions)
+        cost = self._shape_cost(cell.engine, cell.quant, shape, new_group)
+        if cost is not None:
+            rest = max(cost - self._compile_s(cell.engine, cell.quant, cell.batch_size), 0.0)
+            value += rest * self._model_factor(cell.model, cell.engine, cell.quant)
+        return value
+
+    def _shaped_estimate(self, cell: Cell, new_group: bool) -> float | None:
+        """`estimate_cell` blind to whether the cell compiles (seconds): the larger of `estimate` (workload-
+        and batch-blind) and a shape-aware value, so it is never less than `estimate` and a budget check with
+        it never starts a cell one with `estimate` would pass over. When the store has no ok record of the
+        cell's engine and method, just `estimate` (None when nothing at all is known: `_fits` then starts the
+        cell).
 
         The shape-aware value: the mean over this run's cells of the same engine, method and `new_group`
         (those `add` was given the shape of) of
@@ -525,6 +621,23 @@ def _layer_ratio(model: str, others: Sequence[str]) -> float:
 
     mine, theirs = layers(model), [x for x in map(layers, others) if x]
     return mine / (sum(theirs) / len(theirs)) if mine and theirs else 1.0
+
+
+def _params_key(cell: Cell) -> tuple[str, str]:
+    """(engine, engine params as JSON): cells of one compile configuration."""
+    return (cell.engine, json.dumps(cell.engine_params, sort_keys=True, default=str))
+
+
+def _compiled(rec: Record) -> bool:
+    """Whether an ok record's cell compiled: dynamo graphs compiled in its warm-up where recorded
+    (`engine_params.graphs_compiled_warmup`), else a warm-up (`compile_time_s`) more than
+    COMPILED_OVER_WARMUP_S seconds over its warm-up calls (reusing cells: 0-2 s over)."""
+    if not rec.compile_time_s:
+        return False
+    graphs = (rec.engine_params or {}).get("graphs_compiled_warmup")
+    if isinstance(graphs, int | float):
+        return graphs > 0
+    return rec.compile_time_s - max(rec.warmup, 1) * (rec.duration_s or 0.0) > COMPILED_OVER_WARMUP_S
 
 
 def record_cost_s(rec: Record) -> float | None:
@@ -718,7 +831,8 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 finish_record(rec, device_name=device_name, cooldown_s=waited, grid_file=spec.source_path)
                 store.append(rec)
                 # a failed or skipped cell's time says nothing of its shape's cost: not scaled to others
-                estimator.add(wall, new_group, cell.engine, cell.quant, cell=cell if rec.status == "ok" else None)
+                estimator.add(wall, new_group, cell.engine, cell.quant, cell=cell if rec.status == "ok" else None,
+                              failed=rec.status == "failed")
                 last_group = (cell.gpu, cell.group_key)
                 summary.ran += 1
                 _count(summary, cell, rec)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from measure.cell import Cell
-from measure.executor import Cooldown, SystemClock, failed_record, run_grid
+from measure.executor import RECOMPILE_FACTOR, Cooldown, SystemClock, failed_record, run_grid
 from measure.grid import CooldownSpec, GridSpec, order_cells
 from measure.record import Record
 from measure.store import Store
@@ -802,20 +803,26 @@ def test_prior_cost_models_compile_time_per_batch_size():
 def test_estimate_cell_of_a_continuing_compiled_cell_follows_its_compile_time():
     from measure.executor import _Estimator
 
-    b1, b32 = (_cell("m", "bf16", b, 256, 128, engine="hf-compiled") for b in (1, 32))
-    # this run: a continuing batch-1 cell that compiled (54 s: no load); batch 32 reuses the graphs
+    b1, b8, b32 = (_cell("m", "bf16", b, 256, 128, engine="hf-compiled") for b in (1, 8, 32))
+    # this run: the block's first two batch sizes compiled (54 s, 60 s: no load); batch 32, the third, reuses
+    # the graphs and is the continuing cells' walls scaled by the store's cost without the load
     est = _Estimator(_compiled_store_records())
-    est.add(54.0, False, "hf-compiled", "bf16", cell=b1)
-    assert est.estimate(False, "hf-compiled", "bf16") == pytest.approx(54.0)
-    assert est.estimate_cell(b32, False) == pytest.approx(54.0 * 16 / 54)  # well below the batch-1 wall
-    assert est.estimate_cell(b1, False) == pytest.approx(54.0)
-    # this run's only cell started the block: the store's cost of the batch-32 cell without the load
+    est.add(56.0, True, "hf-compiled", "bf16", cell=b1)
+    est.add(60.0, False, "hf-compiled", "bf16", cell=b8)
+    assert est.estimate(False, "hf-compiled", "bf16") == pytest.approx(60.0)
+    assert not est.will_compile(b32, False)
+    want, had = (est._shape_cost("hf-compiled", "bf16", (256, 128, b, 4), False) for b in (32, 8))
+    assert est.estimate_cell(b32, False) == pytest.approx(60.0 * want / had)  # well below the batch-8 wall
+    assert est.estimate_cell(b32, False) < 60.0
+    # this run's only cell started the block and batch 32 will compile (the group's second batch size): not the
+    # shape-scaled store cost but twice the group start
     fresh = _Estimator(_compiled_store_records())
     fresh.add(56.0, True, "hf-compiled", "bf16", cell=b1)
-    assert fresh.estimate(False, "hf-compiled", "bf16") == pytest.approx(56.0)
-    assert fresh.estimate_cell(b32, False) == pytest.approx(16.0)
+    assert fresh.will_compile(b32, False)
+    assert fresh._shaped_estimate(b32, False) == pytest.approx(16.0)
+    assert fresh.estimate_cell(b32, False) == pytest.approx(RECOMPILE_FACTOR * 56.0)
     # a cell starting a model group keeps the floor: it compiles whatever its batch size
-    assert fresh.estimate_cell(b32, True) == pytest.approx(56.0)
+    assert fresh.estimate_cell(b32, True) >= 56.0
 
 
 def test_estimate_cell_keeps_the_floor_without_batch_dependent_compile_times():
@@ -902,3 +909,196 @@ def test_estimate_cell_unchanged_for_one_model():
         wall = 12.0 if ng else 5.0
         assert est.estimate_cell(b32, ng) == pytest.approx(max(wall * want / had, est.estimate(ng, "hf-eager", "bf16")))
     assert est._model_scale("small", "small", "hf-eager", "bf16") == 1.0
+
+
+# ------------------------------------------------------------------ cells that will compile
+def _cc(batch, prompt=256, output=128, model="m", quant="bf16", **engine_params):
+    return Cell(model=model, quant=quant, engine="hf-compiled", batch_size=batch, prompt_tokens=prompt,
+                output_tokens=output, engine_params=engine_params)
+
+
+def test_will_compile_follows_the_cells_place_in_its_model_group():
+    from measure.executor import _Estimator
+
+    est = _Estimator()
+    assert est.will_compile(_cc(8), True)  # a group start loads the model afresh: compiles whatever ran before
+    assert est.will_compile(_cc(32), False)  # nothing of the group ran yet
+    est.add(40.0, True, "hf-compiled", "bf16", cell=_cc(1))
+    assert est.will_compile(_cc(8), False) and not est.will_compile(_cc(1), False)  # 2nd batch size; a repeat
+    est.add(70.0, False, "hf-compiled", "bf16", cell=_cc(8))
+    # automatic dynamic shapes: the batch dimension is dynamic after its second value, later sizes reuse it
+    assert not any(est.will_compile(_cc(b), False) for b in (1, 8, 32, 64))
+    # a workload the group has not run changes a dimension that had one value so far: a recompile
+    assert est.will_compile(_cc(32, 1024, 256), False)
+    # static per shape (`dynamic: False`, its own compile config): every shape it has not run compiles
+    assert est.will_compile(_cc(1, dynamic=False), False)
+    est.add(10.0, False, "hf-compiled", "bf16", cell=_cc(1, dynamic=False))
+    assert not est.will_compile(_cc(1, dynamic=False), False) and est.will_compile(_cc(64, dynamic=False), False)
+    # eager engines never compile
+    assert not est.will_compile(_cell("m", "bf16", 64, 256, 128), False)
+    assert not est.will_compile(_cell("m", "bf16", 64, 256, 128), True)
+    # a new model group starts the count again
+    est.add(40.0, True, "hf-compiled", "bf16", cell=_cc(1, model="n"))
+    assert est.will_compile(_cc(8, model="n"), False)
+
+
+def test_will_compile_after_skipped_and_failed_cells():
+    from measure.executor import _Estimator
+
+    # torchao-int8-dyn skips batch 1 and 8 on hf-compiled (before loading): batch 32 is the group's first shape
+    est = _Estimator()
+    est.add(0.0, True, "hf-compiled", "torchao-int8-dyn")  # skipped: no shape
+    est.add(0.0, False, "hf-compiled", "torchao-int8-dyn")
+    assert est.will_compile(_cc(32, quant="torchao-int8-dyn"), False)
+    # a failed cell (an OOM unloads the model) makes the group's next cell a fresh start
+    est = _Estimator()
+    est.add(40.0, True, "hf-compiled", "bf16", cell=_cc(1))
+    est.add(60.0, False, "hf-compiled", "bf16", cell=_cc(8))
+    assert not est.will_compile(_cc(64), False)
+    est.add(5.0, False, "hf-compiled", "bf16", failed=True)
+    assert est.will_compile(_cc(64), False)
+
+
+def _stored_compiled_records():
+    """Every stored H100 hf-compiled ok record that says what its process ran before it (`batch_sizes_before`)
+    and whether its warm-up compiled (`graphs_compiled_warmup`)."""
+    out = []
+    for name in ("campaign.jsonl", "experiments/compile-shapes.jsonl"):
+        for r in Store(REPO / "datasets/measurements/h100" / name).iter_records():
+            p = r.engine_params or {}
+            if (r.status == "ok" and r.engine == "hf-compiled" and isinstance(p.get("batch_sizes_before"), list)
+                    and isinstance(p.get("graphs_compiled_warmup"), int)):
+                out.append(r)
+    return out
+
+
+def test_will_compile_agrees_with_the_stored_records():
+    from measure.executor import _Estimator
+
+    records = _stored_compiled_records()
+    assert len(records) >= 40 and {r.engine_params["graphs_compiled_warmup"] > 0 for r in records} == {True, False}
+    grid_params = ("dynamic", "mode", "fullgraph")  # what the runner adds to engine_params is not the cell's
+    for r in records:
+        params = {k: v for k, v in r.engine_params.items() if k in grid_params}
+        before = r.engine_params["batch_sizes_before"]
+        est = _Estimator()
+        for i, b in enumerate(before):  # the process's earlier cells of the loaded model, same workload
+            est.add(30.0, i == 0, r.engine, r.quant, cell=_cc(b, r.prompt_tokens, r.output_tokens, r.model,
+                                                              r.quant, **params))
+        cell = _cc(r.batch_size, r.prompt_tokens, r.output_tokens, r.model, r.quant, **params)
+        assert est.will_compile(cell, not before) == (r.engine_params["graphs_compiled_warmup"] > 0), r.record_id
+
+
+def _compile_record(quant, compile_s, batch=1, duration_s=1.0, graphs=None, model="x", i=0):
+    r = _prior(model, quant, batch, 256, 128, duration_s, engine="hf-compiled")
+    r.compile_time_s, r.load_time_s, r.cell_hash = compile_s, 2.0, f"{i:016d}"
+    if graphs is not None:
+        r.engine_params = {"graphs_compiled_warmup": graphs}
+    return r
+
+
+def test_compile_high_s_is_a_high_quantile_of_the_methods_compiled_records():
+    import measure.executor as ex
+
+    many = [30.0 + 10 * i for i in range(ex.COMPILE_MIN_RECORDS + 5)]  # bf16: enough records of its own
+    few = [200.0] * (ex.COMPILE_MIN_RECORDS - 1)  # torchao: too few
+    recs = [_compile_record("bf16", c, i=i) for i, c in enumerate(many)]
+    recs += [_compile_record("torchao-int4-wo", c, i=100 + i) for i, c in enumerate(few)]
+    # reusing cells (no graph compiled, or a warm-up a few seconds over its call) are not compile times
+    recs += [_compile_record("bf16", 500.0, batch=32, graphs=0, i=200),
+             _compile_record("bf16", 3.0 + ex.COMPILED_OVER_WARMUP_S / 2, batch=32, duration_s=3.0, i=201)]
+    est = ex._Estimator(recs)
+
+    def quantile(xs):
+        xs = sorted(xs)
+        return xs[math.ceil(ex.COMPILE_QUANTILE * len(xs)) - 1]
+
+    assert est.compile_high_s("hf-compiled", "bf16") == pytest.approx(quantile(many))
+    assert quantile(many) > statistics.median(many)
+    # too few of its own: the engine's compiled records of every method
+    assert est.compile_high_s("hf-compiled", "torchao-int4-wo") == pytest.approx(quantile(many + few))
+    assert est.compile_high_s("hf-compiled", "fp16") == pytest.approx(quantile(many + few))
+    # none on this device at all: the default
+    assert ex._Estimator([_prior("x", "bf16", 1, 256, 128, 1.0)]).compile_high_s("hf-compiled", "bf16") == \
+        ex.COMPILE_DEFAULT_S
+
+
+def test_estimate_cell_of_compiling_cells_is_pessimistic_and_of_others_unchanged():
+    import measure.executor as ex
+
+    # the store: bf16 group starts at batch 1 compiled 30-70 s (a few seconds of calls each); batch 32 reused
+    compiles = [30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0, 70.0]
+    recs = [_compile_record("bf16", c, i=i) for i, c in enumerate(compiles)]
+    recs += [_compile_record("bf16", 4.0, batch=32, duration_s=3.0, i=50 + i) for i in range(4)]
+    eager = [_prior("x", "bf16", b, 256, 128, 1.0 * b ** 0.3) for b in (1, 32)]
+    for i, r in enumerate(eager):
+        r.cell_hash = f"e{i:015d}"
+    est = ex._Estimator(recs + eager)
+    high = est.compile_high_s("hf-compiled", "bf16")
+    assert high >= max(compiles[:-1]) > statistics.mean(compiles)
+    # a group start: the high compile time plus the store's cost of the cell without its compile time (the
+    # mean of 30-70 s and 4 s, the fast ones, no longer pulls it down)
+    b1, b8, b32, b64 = (_cc(b) for b in (1, 8, 32, 64))
+    start = est.estimate_cell(b1, True)
+    assert start >= high + 2.0 + 4 * 1.0 - 1e-9 and start >= est._shaped_estimate(b1, True)
+    assert est._shaped_estimate(b1, True) < high  # what the budget took before
+    # this run's group start compiled 40 s in a 46 s cell; batch 8, the second batch size, recompiles: at least
+    # RECOMPILE_FACTOR x that cell, where scaling it by shape said less
+    est.add(46.0, True, "hf-compiled", "bf16", cell=b1)
+    assert est._shaped_estimate(b8, False) < ex.RECOMPILE_FACTOR * 46.0
+    assert est.estimate_cell(b8, False) == pytest.approx(ex.RECOMPILE_FACTOR * 46.0)
+    # batch 32 and 64 after 1 and 8 reuse the dynamic graph: the estimate as before
+    est.add(75.0, False, "hf-compiled", "bf16", cell=b8)
+    for cell in (b32, b64):
+        assert est.estimate_cell(cell, False) == pytest.approx(est._shaped_estimate(cell, False))
+        assert est.estimate_cell(cell, False) < 75.0
+    # eager cells: never told apart
+    for b in (1, 8, 32, 64):
+        for ng in (True, False):
+            cell = _cell("m", "bf16", b, 256, 128)
+            assert est.estimate_cell(cell, ng) == est._shaped_estimate(cell, ng)
+
+
+def test_time_budget_passes_over_a_second_batch_size_that_recompiles(tmp_path, monkeypatch):
+    from measure.executor import _Estimator
+
+    # the store: compiled bf16 group starts at batch 1 (30 s of compile) and later batch-32 cells (reused graphs)
+    def store_with_records(name):
+        store = Store(tmp_path / name)
+        for i in range(3):
+            store.append(_compile_record("bf16", 30.0, i=i))
+            store.append(_compile_record("bf16", 4.0, batch=32, duration_s=3.0, i=10 + i))
+        return store
+
+    cells = [_cc(b) for b in (1, 8, 32)]
+    # this run: batch 1 compiles in 40 s, batch 8 recompiles in 75 s (the dynamic graph), batch 32 reuses it
+    cost = {1: 40.0, 8: 75.0, 32: 16.0}
+
+    def run(name):
+        r = FakeRunner(FakeClock(), cost=lambda c, new: cost[c.batch_size])
+        s = go(make_spec(), r, store_with_records(name), cells, time_budget_s=100)
+        return [c.batch_size for c in r.calls], s, r.clock.t - 1000.0
+
+    ran, s, elapsed = run("new.jsonl")
+    assert ran == [1] and s.stopped == "time_budget" and elapsed <= 100  # batch 8 (and 32 after it) passed over
+    # the estimate blind to compilation scaled batch 1's 40 s to batch 8, started it and overran the budget
+    monkeypatch.setattr(_Estimator, "will_compile", lambda self, cell, new_group: False)
+    ran_old, _, elapsed_old = run("old.jsonl")
+    assert ran_old[:2] == [1, 8] and elapsed_old > 100
+
+
+def test_run_grid_takes_the_cell_after_a_failed_one_for_a_fresh_compile(tmp_path, monkeypatch):
+    from measure.executor import _Estimator
+
+    said: list[tuple[int, bool]] = []
+    original = _Estimator.estimate_cell
+
+    def spy(self, cell, new_group):
+        said.append((cell.batch_size, self.will_compile(cell, new_group)))
+        return original(self, cell, new_group)
+
+    monkeypatch.setattr(_Estimator, "estimate_cell", spy)
+    cells = [_cc(b) for b in (1, 8, 32, 64)]
+    runner = FakeRunner(FakeClock(), behaviour={cells[2].label(): "fail"})  # batch 32 fails (an OOM unloads)
+    go(make_spec(), runner, Store(tmp_path / "m.jsonl"), cells, time_budget_s=10_000)
+    assert dict(said) == {1: True, 8: True, 32: False, 64: True}
