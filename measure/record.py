@@ -57,7 +57,9 @@ class Record:
     quant_params: dict[str, Any] = field(default_factory=dict)
     # the cell's engine params, plus what the runner observed of the engine: `compiled`, `warmup_tokens`, and
     # for hf-compiled `batch_sizes_before` (what the loaded model ran before this cell), `graphs_compiled_warmup`
-    # and `graphs_compiled_timed` (torch.compile graphs compiled in the warm-up / inside the timed windows)
+    # and `graphs_compiled_timed` (torch.compile graphs compiled in the warm-up / inside the timed windows),
+    # `inductor_overrides` (torch inductor settings the cell's method set for its model group, e.g. torchao's
+    # coordinate-descent tuning; the runner sets them back when the group unloads; from session s9 on)
     engine_params: dict[str, Any] = field(default_factory=dict)
     warmup: int = 1
     repetitions: int = 3

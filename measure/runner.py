@@ -72,6 +72,11 @@ class CellRunner:
         self._loaded = None  # (group_key, LoadedModel, quant info)
         self._batch_sizes_run: list[int] = []  # batch sizes the loaded model has generated with, in order
         self._group_error: tuple[tuple, str, str] | None = None  # (group_key, status, message)
+        # torch inductor's process-wide config before the loaded group's method was applied (restored when the
+        # group is unloaded: torchao's quantize_ sets coordinate-descent tuning for the whole process, which
+        # leaked into every later compiled cell of the process in session s8), and what the method changed
+        self._inductor_before: dict[str, Any] | None = None
+        self._inductor_overrides: dict[str, Any] = {}
         self._idle = None
         self._reference_tps: dict[tuple, float] = {}
         self._started = False
@@ -195,6 +200,9 @@ class CellRunner:
             # automatic dynamic shapes compile the first batch size static, recompile with a dynamic batch
             # dimension at the second and reuse that graph from the third on (unless `dynamic` is set)
             rec.engine_params["batch_sizes_before"] = list(self._batch_sizes_run)
+            # the compiler settings this cell's method set for the process (torchao: coordinate-descent
+            # tuning; {} for a method that sets none)
+            rec.engine_params["inductor_overrides"] = dict(self._inductor_overrides)
             graphs0 = _dynamo_graphs()
         self._batch_sizes_run.append(cell.batch_size)  # before the warm-up: one that fails has been seen too
         t0 = time.perf_counter()
@@ -387,7 +395,9 @@ class CellRunner:
             else:
                 loaded = build_model(cell.model, weights=cell.weights, dtype=backend.build_dtype,
                                      device=self.device, seed=cell.seed)
+                self._inductor_before = _inductor_config()
                 qinfo = backend.apply(loaded.model)
+                self._inductor_overrides = _changed(self._inductor_before, _inductor_config())
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"
             self._group_error = (key, "failed", ("OOM: " if "out of memory" in msg.lower() else "") + msg)
@@ -407,6 +417,8 @@ class CellRunner:
 
     def _unload(self) -> None:
         self._batch_sizes_run = []
+        _restore_inductor_config(self._inductor_before)
+        self._inductor_before, self._inductor_overrides = None, {}
         if self._loaded is not None:
             owner, handle = self._loaded[3], self._loaded[1].model
             self._loaded = None
@@ -482,6 +494,36 @@ def _dynamo_graphs() -> int | None:
     except ImportError:
         return None
     return int(counters["stats"]["unique_graphs"])
+
+
+def _inductor_config() -> dict[str, Any] | None:
+    """A copy of torch inductor's process-wide config (None where this torch has no inductor)."""
+    try:
+        import torch._inductor.config as inductor_config
+    except ImportError:
+        return None
+    return inductor_config.get_config_copy()
+
+
+def _changed(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """The inductor settings `after` holds at another value than `before` (plain values only: what a
+    record can hold)."""
+    if before is None or after is None:
+        return {}
+    plain = (bool, int, float, str, type(None))
+    return {k: v for k, v in after.items() if before.get(k) != v and isinstance(v, plain)}
+
+
+def _restore_inductor_config(saved: dict[str, Any] | None) -> None:
+    """Set back the inductor settings that differ from `saved` (a copy from `_inductor_config`)."""
+    if saved is None:
+        return
+    import torch._inductor.config as inductor_config
+
+    current = inductor_config.get_config_copy()
+    changed = {k: v for k, v in saved.items() if current.get(k) != v}
+    if changed:
+        inductor_config.load_config(changed)
 
 
 def _diff(after: int | None, before: int | None) -> int | None:

@@ -214,3 +214,50 @@ def test_hf_compiled_passes_its_params_to_the_compile_config():
     assert default.dynamic is None and default.mode == "reduce-overhead" and default.fullgraph is False
     static = HfCompiled(dynamic=False, mode="default").generate_kwargs()["compile_config"]
     assert static.dynamic is False and static.mode == "default"
+
+
+def test_a_methods_compiler_settings_stay_with_its_model_group(monkeypatch):
+    """torchao's quantize_ sets torch inductor's coordinate-descent tuning for the whole process; in session
+    s8 it leaked into every later compiled cell of the process (fp16 batch 1: up to 1.57x the energy of the
+    same machine's bf16). The runner records what a method changed and sets it back when the group unloads."""
+    import torch
+    import torch._inductor.config as inductor_config
+
+    import measure.runner as R
+    from measure.backends.dense import Fp16
+
+    class TunesTheCompiler(Fp16):  # stands in for a torchao method
+        def apply(self, model):
+            inductor_config.coordinate_descent_tuning = True
+            return super().apply(model)
+
+    real = R.get_backend
+    monkeypatch.setattr(R, "get_backend", lambda q, **p: TunesTheCompiler(**p) if q == "fp16" else real(q, **p))
+    assert inductor_config.coordinate_descent_tuning is False
+    seen = []
+    step = torch.compile(lambda x: x + 1, backend="eager")
+    method, later = _run_with_compiled_toy(
+        monkeypatch, lambda ids: (seen.append(inductor_config.coordinate_descent_tuning), step(torch.ones(2))),
+        [Cell("tiny-test", "fp16", "hf-compiled", 1, 8, 8, repetitions=1),
+         Cell("tiny-test", "bf16", "hf-compiled", 1, 8, 8, repetitions=1)])
+    assert method.status == later.status == "ok", (method.error, later.error)
+    assert method.engine_params["inductor_overrides"] == {"coordinate_descent_tuning": True}
+    assert later.engine_params["inductor_overrides"] == {}
+    # the fp16 group's generate calls ran with its setting, the bf16 group's without it
+    assert True in seen and seen[-1] is False
+    assert inductor_config.coordinate_descent_tuning is False
+
+
+def test_torchao_sets_compiler_settings_the_runner_records_and_restores():
+    pytest.importorskip("torchao")
+    import torch._inductor.config as inductor_config
+
+    before = inductor_config.get_config_copy()
+    r = _runner()
+    try:
+        rec = r.run(Cell("tiny-test", "torchao-int8-wo", "hf-compiled", 1, 8, 4, repetitions=1))
+    finally:
+        r.close()
+    assert rec.status == "ok", rec.error
+    assert rec.engine_params["inductor_overrides"].get("coordinate_descent_tuning") is True
+    assert inductor_config.get_config_copy() == before
