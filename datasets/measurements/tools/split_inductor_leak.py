@@ -29,7 +29,8 @@ NEW_CALL_GAP_S = 900.0
 
 def leaked(records: list[dict]) -> list[dict]:
     """The ok or failed hf-compiled records of a non-torchao method that follow a torchao record (any engine,
-    not skipped: its quantize_ ran) in the same worker process."""
+    not skipped: its quantize_ ran) in the same worker process, written by a runner that did not restore the
+    inductor config (no `engine_params.inductor_overrides`: before session s9)."""
     processes: dict[tuple, list[dict]] = {}
     for r in records:
         if r.get("gpu_uuid") and r.get("created_at"):
@@ -43,8 +44,9 @@ def leaked(records: list[dict]) -> list[dict]:
             if last is not None and (t - last).total_seconds() > NEW_CALL_GAP_S:
                 torchao_ran = False
             last = t
+            restored = "inductor_overrides" in (r.get("engine_params") or {})
             if (torchao_ran and r["engine"] == "hf-compiled" and not r["quant"].startswith("torchao")
-                    and r["status"] != "skipped"):
+                    and r["status"] != "skipped" and not restored):
                 out.append(r)
             if r["quant"].startswith("torchao") and r["status"] != "skipped":
                 torchao_ran = True
