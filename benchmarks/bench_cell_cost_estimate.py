@@ -153,7 +153,7 @@ class OldModelBlindEstimator(_Estimator):
 
 # what the runner adds to a record's engine params (measure/record.py), not part of the grid's cell
 RUNNER_ENGINE_KEYS = ("compiled", "warmup_tokens", "note", "traceback_tail", "batch_sizes_before",
-                      "graphs_compiled_warmup", "graphs_compiled_timed")
+                      "graphs_compiled_warmup", "graphs_compiled_timed", "inductor_overrides")
 
 
 def cell_of(r: Record) -> Cell:

@@ -37,7 +37,9 @@ COMPILING_ENGINES = ("hf-compiled",)  # engines that torch.compile per shape a l
 COMPILE_QUANTILE = 0.9  # compile time assumed: this quantile of the method's records that compiled
 COMPILE_MIN_RECORDS = 5  # fewer of the method: the engine's compiled records of every method instead
 COMPILED_OVER_WARMUP_S = 5.0  # a record without graph counts compiled if its warm-up ran this much over its calls
-# no compiled record on this device: about the 90th percentile of the H100 campaign's 96 compiled cells (163 s)
+# no compiled record on this device: about the 90th percentile of the H100 campaign's compiled cells (163 s
+# over 96 cells in session s8, 89 after its leaked records were rejected); so with an empty store a budget
+# under about 176 s (x BUDGET_SAFETY) starts no compiled cell
 COMPILE_DEFAULT_S = 160.0
 # a group's later compiling cell takes up to this many times its first one (the dynamic-shape recompile: on
 # the H100, 0.8-2.25x the first cell's wall, median 1.65, over 42 pairs)
@@ -386,7 +388,8 @@ class _Estimator:
         80-270 s. Scaling the group's first cell to the second, or the store's per-batch mean compile time,
         came out at ~0.6x the second's time, and a worker of session s8-b started such a cell that the hard
         deadline killed. Replayed per worker process (`benchmarks/bench_cell_cost_estimate.py`, `worker
-        replay`): compiling cells under their estimate 63 -> 17 of 92 (median estimate / actual 0.77 ->
+        replay`, on the store of session s8 before its leaked records were rejected; 58 -> 14 of 85 after):
+        compiling cells under their estimate 63 -> 17 of 92 (median estimate / actual 0.77 ->
         1.26); cells that do not compile keep `_shaped_estimate`."""
         value = self._shaped_estimate(cell, new_group)
         if not self.will_compile(cell, new_group):

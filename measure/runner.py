@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -417,8 +418,13 @@ class CellRunner:
 
     def _unload(self) -> None:
         self._batch_sizes_run = []
-        _restore_inductor_config(self._inductor_before)
-        self._inductor_before, self._inductor_overrides = None, {}
+        saved, self._inductor_before, self._inductor_overrides = self._inductor_before, None, {}
+        try:
+            _restore_inductor_config(saved)
+        except Exception as exc:  # noqa: BLE001 - a failed restore must not keep the model loaded
+            warnings.warn(f"could not restore torch inductor's config: {type(exc).__name__}: {exc}; later "
+                          "compiled cells of this process may compile with the previous method's settings",
+                          RuntimeWarning, stacklevel=2)
         if self._loaded is not None:
             owner, handle = self._loaded[3], self._loaded[1].model
             self._loaded = None
@@ -497,12 +503,14 @@ def _dynamo_graphs() -> int | None:
 
 
 def _inductor_config() -> dict[str, Any] | None:
-    """A copy of torch inductor's process-wide config (None where this torch has no inductor)."""
+    """A copy of torch inductor's process-wide config (None where this torch has no inductor or it cannot be
+    read: then nothing is recorded or restored)."""
     try:
         import torch._inductor.config as inductor_config
-    except ImportError:
+
+        return inductor_config.get_config_copy()
+    except Exception:  # noqa: BLE001 - ImportError, or a config module that cannot copy itself
         return None
-    return inductor_config.get_config_copy()
 
 
 def _changed(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:

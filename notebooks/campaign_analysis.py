@@ -812,14 +812,14 @@ def compile_shape_comparison(df: pd.DataFrame) -> pd.DataFrame:
     noise of the energy ratio (`noise_pct`, %), each variant's dynamo graph counts, and `graph_auto` ('static'
     where the automatic cell timed the static graph of its process's first batch size, else 'dynamic').
 
-    `control_energy_ratio` is the same model's ratio at the batch size where both variants timed a static graph
-    (the model's first batch size in the process): what the two runs differ by with nothing changed (another GPU
+    `control_energy_ratio` is the same model's (workload's, method's) ratio at the batch size where both variants
+    timed a static graph (the model's first batch size in the process): what the two runs differ by with nothing changed (another GPU
     unit, another time); `energy_ratio_vs_control` = energy_ratio / control_energy_ratio. `df`: records of
     experiments/compile-shapes.jsonl (`load_records(EXPERIMENTS, sessions=MEASUREMENTS)`).
     """
     d = df[(df["status"] == "ok") & (df["engine"] == "hf-compiled")].copy()
     params = d["engine_params"].apply(lambda p: p if isinstance(p, dict) else {})
-    d["variant"] = params.apply(lambda p: "static" if p.get("dynamic") is False else "auto")
+    d["variant"] = params.apply(lambda p: {False: "static", True: "dynamic", None: "auto"}.get(p.get("dynamic")))
     d["before"] = params.apply(lambda p: list(p.get("batch_sizes_before") or []))
     d["graphs_warmup"] = params.apply(lambda p: p.get("graphs_compiled_warmup"))
     d["graphs_timed"] = params.apply(lambda p: p.get("graphs_compiled_timed"))
@@ -841,8 +841,9 @@ def compile_shape_comparison(df: pd.DataFrame) -> pd.DataFrame:
     t["graphs_timed_auto"], t["graphs_timed_static"] = a["graphs_timed"], s["graphs_timed"]
     t["same_gpu_unit"] = a["gpu_uuid"].to_numpy() == s["gpu_uuid"].to_numpy()
     t = t.reset_index()
-    control = t[t["graph_auto"] == "static"].groupby("model")["energy_ratio"].first()
-    t["control_energy_ratio"] = t["model"].map(control)
+    group = ["model", "workload", "quant"]
+    control = t[t["graph_auto"] == "static"].groupby(group)["energy_ratio"].first().rename("control_energy_ratio")
+    t = t.merge(control, left_on=group, right_index=True, how="left")
     t["energy_ratio_vs_control"] = t["energy_ratio"] / t["control_energy_ratio"]
     return t.sort_values(["model", "batch_size"]).reset_index(drop=True)
 

@@ -9,6 +9,10 @@ from measure.backends._swap import is_linear_filter
 
 
 class TorchaoBackend(QuantBackend):
+    # set_inductor_config: torchao's own switch, on by default there: quantize_ then sets torch inductor's
+    # coordinate-descent tuning (and two more settings) for the process, which a compiled cell of the method
+    # compiles with (the runner records them and sets them back at unload); false keeps the engine's settings
+    defaults = {"set_inductor_config": True}
     build_dtype = "bfloat16"
     min_cc: float | None = None
     cpu_ok = True
@@ -30,8 +34,10 @@ class TorchaoBackend(QuantBackend):
         import torch
         from torchao.quantization import quantize_
 
+        config = self.make_config()
+        config.set_inductor_config = bool(self.params["set_inductor_config"])
         t0 = time.perf_counter()
-        quantize_(model, self.make_config(), filter_fn=is_linear_filter())
+        quantize_(model, config, filter_fn=is_linear_filter())
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         return QuantResult(time.perf_counter() - t0, dict(self.params))

@@ -7,7 +7,7 @@ from measure.backends._torchao import TorchaoBackend
 @register_quant("torchao-int4-wo")
 class TorchaoInt4WeightOnly(TorchaoBackend):
     # tile_packed_to_4d runs on torch's own _weight_int4pack_mm; the default "plain" format needs mslk kernels
-    defaults = {"group_size": 128, "packing_format": "tile_packed_to_4d"}
+    defaults = {**TorchaoBackend.defaults, "group_size": 128, "packing_format": "tile_packed_to_4d"}
     cpu_ok = False
     min_cc = 8.0
 

@@ -6,7 +6,7 @@ from measure.backends._torchao import TorchaoBackend
 
 @register_quant("torchao-int8-dyn")
 class TorchaoInt8Dynamic(TorchaoBackend):
-    defaults = {"act_mapping": "symmetric"}  # symmetric | asymmetric
+    defaults = {**TorchaoBackend.defaults, "act_mapping": "symmetric"}  # act_mapping: symmetric | asymmetric
 
     def make_config(self):
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, MappingType

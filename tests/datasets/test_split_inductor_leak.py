@@ -38,6 +38,15 @@ def test_leaked_records_follow_a_torchao_cell_in_their_process():
     assert [r["record_id"] for r in _tool().leaked(rs)] == ["3"]
 
 
+def test_a_torchao_skip_after_the_load_counts_and_one_before_it_does_not():
+    before_load = _rec(1, "torchao-int8-dyn", minute=0, status="skipped")
+    before_load["error"] = "torchao-int8-dyn on hf-compiled needs batch size >= 17"
+    after_load = _rec(3, "torchao-int4-wo", minute=2, status="skipped")
+    after_load["error"] = "prompt+output 1280 > the model's 1024 positions"
+    rs = [before_load, _rec(2, "bf16", minute=1), after_load, _rec(4, "bf16", minute=3)]
+    assert [r["record_id"] for r in _tool().leaked(rs)] == ["4"]
+
+
 def test_the_shipped_stores_hold_no_leaked_record_and_the_rejected_file_holds_them():
     tool = _tool()
     stores = [json.loads(ln) for p in tool.STORES for ln in p.read_text().splitlines() if ln.strip()]

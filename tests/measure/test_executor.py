@@ -1102,3 +1102,14 @@ def test_run_grid_takes_the_cell_after_a_failed_one_for_a_fresh_compile(tmp_path
     runner = FakeRunner(FakeClock(), behaviour={cells[2].label(): "fail"})  # batch 32 fails (an OOM unloads)
     go(make_spec(), runner, Store(tmp_path / "m.jsonl"), cells, time_budget_s=10_000)
     assert dict(said) == {1: True, 8: True, 32: False, 64: True}
+
+
+def test_with_an_empty_store_a_compiled_cell_is_expected_to_take_the_default_compile_time():
+    """Nothing measured yet: an eager cell is started on trust (None), a compiled one is assumed to compile
+    for COMPILE_DEFAULT_S, so a budget shorter than that (with the safety factor) does not start it."""
+    import measure.executor as ex
+
+    est = ex._Estimator([])
+    compiled = Cell("qwen2.5-7b-instruct", "bf16", "hf-compiled", 1, 256, 128)
+    assert est.estimate_cell(compiled, True) == pytest.approx(ex.COMPILE_DEFAULT_S)
+    assert est.estimate_cell(Cell("qwen2.5-7b-instruct", "bf16", "hf-eager", 1, 256, 128), True) is None

@@ -17,6 +17,15 @@ from measure.store import Store  # noqa: E402
 from tests.fixtures.rapl import rapl_zone  # noqa: E402
 
 
+def _inductor_defaults() -> dict:
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.get_config_copy()
+
+
+_PRISTINE_INDUCTOR = _inductor_defaults()  # before any test of this module ran a torchao method
+
+
 def _runner(power_w: float = 250.0) -> CellRunner:
     meter = FakeGpuMeter(trace=power_w, idle_power_w=60.0, utilization_pct=0.0, name="NVIDIA H100 80GB HBM3")
     return CellRunner(meter, device="cpu", context=RunContext(idle_seconds=0.3, command="pytest",
@@ -216,7 +225,19 @@ def test_hf_compiled_passes_its_params_to_the_compile_config():
     assert static.dynamic is False and static.mode == "default"
 
 
-def test_a_methods_compiler_settings_stay_with_its_model_group(monkeypatch):
+@pytest.fixture
+def inductor_config_kept():
+    """torch inductor's config as this process started with it during the test (the module's shared runner may
+    still hold a torchao group, whose settings it sets back only when it unloads), and as it was after."""
+    import torch._inductor.config as inductor_config
+
+    saved = inductor_config.get_config_copy()
+    inductor_config.load_config(_PRISTINE_INDUCTOR)
+    yield inductor_config
+    inductor_config.load_config(saved)
+
+
+def test_a_methods_compiler_settings_stay_with_its_model_group(monkeypatch, inductor_config_kept):
     """torchao's quantize_ sets torch inductor's coordinate-descent tuning for the whole process; in session
     s8 it leaked into every later compiled cell of the process (fp16 batch 1: up to 1.57x the energy of the
     same machine's bf16). The runner records what a method changed and sets it back when the group unloads."""
@@ -248,7 +269,7 @@ def test_a_methods_compiler_settings_stay_with_its_model_group(monkeypatch):
     assert inductor_config.coordinate_descent_tuning is False
 
 
-def test_torchao_sets_compiler_settings_the_runner_records_and_restores():
+def test_torchao_sets_compiler_settings_the_runner_records_and_restores(inductor_config_kept):
     pytest.importorskip("torchao")
     import torch._inductor.config as inductor_config
 
@@ -261,3 +282,67 @@ def test_torchao_sets_compiler_settings_the_runner_records_and_restores():
     assert rec.status == "ok", rec.error
     assert rec.engine_params["inductor_overrides"].get("coordinate_descent_tuning") is True
     assert inductor_config.get_config_copy() == before
+
+
+def test_compiler_settings_are_restored_when_the_method_fails_after_setting_them(monkeypatch, inductor_config_kept):
+    import measure.runner as R
+    from measure.backends.dense import Fp16
+
+    class FailsAfterTuning(Fp16):
+        def apply(self, model):
+            inductor_config_kept.coordinate_descent_tuning = True
+            raise RuntimeError("quantization failed")
+
+    real = R.get_backend
+    monkeypatch.setattr(R, "get_backend", lambda q, **p: FailsAfterTuning(**p) if q == "fp16" else real(q, **p))
+    r = _runner()
+    try:
+        rec = r.run(Cell("tiny-test", "fp16", "hf-compiled", 1, 8, 4, repetitions=1))
+    finally:
+        r.close()
+    assert rec.status == "failed" and "quantization failed" in rec.error
+    assert inductor_config_kept.coordinate_descent_tuning is False
+
+
+def test_a_failed_restore_warns_and_still_unloads(monkeypatch, inductor_config_kept):
+    import measure.runner as R
+
+    def broken(saved):
+        raise RuntimeError("config is read-only")
+
+    r = _runner()
+    try:
+        assert r.run(Cell("tiny-test", "bf16", "hf-eager", 1, 8, 4, repetitions=1)).status == "ok"
+        assert r._loaded is not None and r._inductor_before is not None
+        monkeypatch.setattr(R, "_restore_inductor_config", broken)
+        with pytest.warns(RuntimeWarning, match="could not restore"):
+            r._unload()
+        assert r._loaded is None and r._inductor_before is None
+    finally:
+        r.close()
+
+
+def test_changed_keeps_only_plain_values_that_differ():
+    from measure.runner import _changed
+
+    before = {"a": False, "b": 1, "c": [1], "d": "x"}
+    after = {"a": True, "b": 1, "c": [2], "d": "y", "e": 0.5}
+    assert _changed(before, after) == {"a": True, "d": "y", "e": 0.5}  # the list is not a plain value
+    assert _changed(None, after) == {}
+
+
+def test_torchao_with_set_inductor_config_false_leaves_the_compiler_settings_alone(inductor_config_kept):
+    """quant_params {set_inductor_config: false}: the control that separates a torchao method from the compiler
+    settings its quantize_ would otherwise set."""
+    pytest.importorskip("torchao")
+    before = inductor_config_kept.get_config_copy()
+    r = _runner()
+    try:
+        rec = r.run(Cell("tiny-test", "torchao-int8-wo", "hf-compiled", 1, 8, 4, repetitions=1,
+                         quant_params={"set_inductor_config": False}))
+        assert inductor_config_kept.get_config_copy() == before  # while the group is still loaded
+    finally:
+        r.close()
+    assert rec.status == "ok", rec.error
+    assert rec.engine_params["inductor_overrides"] == {}
+    assert rec.quant_params["set_inductor_config"] is False

@@ -1090,6 +1090,19 @@ def test_compile_shape_comparison_pairs_the_variants_and_divides_by_the_static_c
     assert s.loc["dynamic", "cells"] == 1 and s.loc["static", "energy_abs_diff_median_pct"] == pytest.approx(10.0)
 
 
+def test_compile_shape_comparison_takes_the_control_of_the_same_workload():
+    rows = []
+    for wl, ratio in (("256/128", 1.1), ("1024/256", 0.9)):
+        rows += [_shape_record("m", 1, None, 1.0, 100.0, []), _shape_record("m", 1, False, ratio, 100.0, []),
+                 _shape_record("m", 8, None, 0.5, 400.0, [1]), _shape_record("m", 8, False, 0.5, 400.0, [1])]
+        for r in rows[-4:]:
+            r["workload"] = wl
+    t = ca.compile_shape_comparison(pd.DataFrame(rows)).set_index(["workload", "batch_size"])
+    assert t.loc[("256/128", 1), "energy_ratio_vs_control"] == pytest.approx(1.0)
+    assert t.loc[("1024/256", 1), "energy_ratio_vs_control"] == pytest.approx(1.0)
+    assert t.loc[("1024/256", 8), "control_energy_ratio"] == pytest.approx(0.9)
+
+
 def test_compile_shape_comparison_reads_the_shipped_experiment():
     df = ca.load_records(ca.EXPERIMENTS, sessions=ca.MEASUREMENTS)
     assert df["machine"].str.contains("b9a9f497").all()  # s8-a's machine, named from h100/raw/

@@ -27,9 +27,19 @@ REJECTED = CARD / "rejected" / "2026-11-27-inductor-leak.jsonl"
 NEW_CALL_GAP_S = 900.0
 
 
+# skip reasons the runner gives after the model group was loaded and quantized (measure/runner.py)
+SKIPPED_AFTER_LOAD = ("prompt+output", "refused:")
+
+
+def _quantized(r: dict) -> bool:
+    """Whether the record's method was applied in its process: every record but a skip decided before the
+    load (a failure counts, though one at load time never reached quantize_: a conservative false alarm)."""
+    return r["status"] != "skipped" or str(r.get("error") or "").startswith(SKIPPED_AFTER_LOAD)
+
+
 def leaked(records: list[dict]) -> list[dict]:
-    """The ok or failed hf-compiled records of a non-torchao method that follow a torchao record (any engine,
-    not skipped: its quantize_ ran) in the same worker process, written by a runner that did not restore the
+    """The ok or failed hf-compiled records of a non-torchao method that follow a torchao record whose method
+    was applied (`_quantized`; any engine) in the same worker process, written by a runner that did not restore the
     inductor config (no `engine_params.inductor_overrides`: before session s9)."""
     processes: dict[tuple, list[dict]] = {}
     for r in records:
@@ -48,7 +58,7 @@ def leaked(records: list[dict]) -> list[dict]:
             if (torchao_ran and r["engine"] == "hf-compiled" and not r["quant"].startswith("torchao")
                     and r["status"] != "skipped" and not restored):
                 out.append(r)
-            if r["quant"].startswith("torchao") and r["status"] != "skipped":
+            if r["quant"].startswith("torchao") and _quantized(r):
                 torchao_ran = True
     return out
 
