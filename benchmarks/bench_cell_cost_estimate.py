@@ -457,16 +457,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         replay = budget_replay(records)
         for label in sorted(replay):
             rows = replay[label]
-            old, new = (statistics.median(x[i] for x in rows) for i in (0, 1))
-            under_old, under_new = (sum(x[i] < 1.0 for x in rows) for i in (0, 1))
+            old, new, _, _, under_old, under_new = ratio_stats(rows, 0, 1)
             print(f"{name:<10} budget replay, continuing {label:<24} n={len(rows):>3}: median estimate_cell / "
                   f"actual old {old:.2f}, new {new:.2f}; under 1.0 old {under_old}, new {under_new}")
         groups = group_start_replay(records)
         for label in sorted(groups):
             rows = groups[label]
-            old, new = (statistics.median(x[i] for x in rows) for i in (0, 1))
-            lo_old, lo_new = (min(x[i] for x in rows) for i in (0, 1))
-            under_old, under_new = (sum(x[i] < 1.0 for x in rows) for i in (0, 1))
+            old, new, lo_old, lo_new, under_old, under_new = ratio_stats(rows, 0, 1)
             print(f"{name:<10} budget replay, group start {label:<21} n={len(rows):>3}: median estimate_cell / "
                   f"actual old {old:.2f}, new {new:.2f}; lowest old {lo_old:.2f}, new {lo_new:.2f}; "
                   f"under 1.0 old {under_old}, new {under_new}")
@@ -477,9 +474,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             sel = [x for x in rows if pick(x[0], x[1])]
             if not sel:
                 continue
-            old, new = (statistics.median(x[i] for x in sel) for i in (3, 4))
-            lo_old, lo_new = (min(x[i] for x in sel) for i in (3, 4))
-            under_old, under_new = (sum(x[i] < 1.0 for x in sel) for i in (3, 4))
+            old, new, lo_old, lo_new, under_old, under_new = ratio_stats(sel, 3, 4)
             print(f"{name:<10} worker replay, {label:<20} n={len(sel):>3}: median estimate_cell / actual old "
                   f"{old:.2f}, new {new:.2f}; lowest old {lo_old:.2f}, new {lo_new:.2f}; under 1.0 old "
                   f"{under_old}, new {under_new}")
@@ -494,6 +489,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                       f"{BUDGETS_S[0]}-{BUDGETS_S[-1]} s): cells run {e['ran']} ({e['ran_s']:.0f} s), killed at "
                       f"the hard stop {e['killed']} ({e['lost_s']:.0f} GPU-s lost), passed over {e['passed']} (of "
                       f"which would have finished before the hard stop {e['passed_fit']})")
+
+
+def ratio_stats(rows: Sequence[Sequence], i_old: int, i_new: int) -> tuple:
+    """Estimate / actual ratios at positions `i_old` and `i_new` of each row: median old, median new, lowest
+    old, lowest new, and how many old and new fell below 1.0."""
+    olds, news = [x[i_old] for x in rows], [x[i_new] for x in rows]
+    return (statistics.median(olds), statistics.median(news), min(olds), min(news),
+            sum(v < 1.0 for v in olds), sum(v < 1.0 for v in news))
 
 
 if __name__ == "__main__":
