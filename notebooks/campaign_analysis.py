@@ -805,7 +805,7 @@ def compiled_pairs_side_by_side(df: pd.DataFrame, models: pd.DataFrame, referenc
 EXPERIMENTS = MEASUREMENTS / "experiments"
 
 
-def compile_shape_comparison(df: pd.DataFrame) -> pd.DataFrame:
+def compile_shape_comparison(df: pd.DataFrame, experiment: str = "compile-shapes") -> pd.DataFrame:
     """hf-compiled cells measured with torch's automatic dynamic shapes (the campaign's setting, no `dynamic`
     engine param) and with `dynamic: false` (a static graph per batch size), one row per (model, batch size,
     workload, quant) held by both: decode J/token, tokens/s and TTFT ratios static / automatic, the repetition
@@ -815,9 +815,13 @@ def compile_shape_comparison(df: pd.DataFrame) -> pd.DataFrame:
     `control_energy_ratio` is the same model's (workload's, method's) ratio at the batch size where both variants
     timed a static graph (the model's first batch size in the process): what the two runs differ by with nothing changed (another GPU
     unit, another time); `energy_ratio_vs_control` = energy_ratio / control_energy_ratio. `df`: records of
-    experiments/compile-shapes.jsonl (`load_records(EXPERIMENTS, sessions=MEASUREMENTS)`).
+    experiments/ (`load_records(EXPERIMENTS, sessions=MEASUREMENTS)`); where it has a `slice` column only the
+    `experiment` store's rows count (other stores hold compiled bf16 cells of the campaign's setting too).
     """
-    d = df[(df["status"] == "ok") & (df["engine"] == "hf-compiled")].copy()
+    d = df[(df["status"] == "ok") & (df["engine"] == "hf-compiled")]
+    if "slice" in d.columns:
+        d = d[d["slice"] == experiment]
+    d = d.copy()
     params = d["engine_params"].apply(lambda p: p if isinstance(p, dict) else {})
     d["variant"] = params.apply(lambda p: {False: "static", True: "dynamic", None: "auto"}.get(p.get("dynamic")))
     d["before"] = params.apply(lambda p: list(p.get("batch_sizes_before") or []))
@@ -868,21 +872,89 @@ def same_machine_baseline(df: pd.DataFrame, reference: pd.DataFrame, baseline: s
     """Each ok cell of `df` (not itself `baseline`) against the `baseline` cells of `reference` measured on the
     same machine (same engine, model, batch size and workload; e.g. a campaign cell against the bf16 cells of an
     experiment store from the same call): the decode J/token and tokens/s ratios cell / baseline, min and max
-    over the matching baseline records (`n_baseline`). Cells with no same-machine baseline are left out; both
-    frames need `machine` (`load_records`)."""
+    over the matching baseline records (`n_baseline`), and `noise_pct`, the largest repetition noise of those
+    ratios (`noise_pct`; NaN where the frames carry no `energy_cv` and `repetitions`). Cells with no
+    same-machine baseline are left out; both frames need `machine` (`load_records`)."""
     keys = ["engine", "model", "batch_size", "workload"]
     d = df[(df["status"] == "ok") & (df["quant"] != baseline) & (df["machine"] != "?")]
     ref = reference[(reference["status"] == "ok") & (reference["quant"] == baseline)]
-    m = d.merge(ref[[*keys, "machine", "decode_energy_per_token_j", "tokens_per_s"]], on=[*keys, "machine"],
+    spread = [c for c in ("energy_cv", "repetitions") if c in d.columns and c in ref.columns]
+    m = d.merge(ref[[*keys, "machine", "decode_energy_per_token_j", "tokens_per_s", *spread]], on=[*keys, "machine"],
                 suffixes=("", "_base"))
     m["energy_ratio"] = m["decode_energy_per_token_j"] / m["decode_energy_per_token_j_base"]
     m["speed_ratio"] = m["tokens_per_s"] / m["tokens_per_s_base"]
+    m["noise_pct"] = (noise_pct(m["energy_cv"], m["repetitions"], m["energy_cv_base"], m["repetitions_base"])
+                      if len(spread) == 2 else np.nan)
     cols = ["machine", *keys, "quant", "record_id"]
     g = m.groupby(cols, sort=False)
     out = g.agg(energy_ratio_min=("energy_ratio", "min"), energy_ratio_max=("energy_ratio", "max"),
                 speed_ratio_min=("speed_ratio", "min"), speed_ratio_max=("speed_ratio", "max"),
-                n_baseline=("energy_ratio", "size")).reset_index()
+                n_baseline=("energy_ratio", "size"), noise_pct=("noise_pct", "max")).reset_index()
     return _sorted_by_method(out)
+
+
+def remeasured(rejected: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """Each rejected record against the ok records of the same cell (cell keys, quant, card) measured after it:
+    decode J/token and tokens/s of both, `energy_ratio` / `speed_ratio` new / rejected (the mean of the new
+    records), `n_new` and whether any new record ran on the rejected one's machine. Rejected cells not
+    measured again are left out."""
+    keys = [*CELL_KEYS, "quant", "gpu_id"]
+    new = records[records["status"] == "ok"]
+    m = rejected.merge(new[[*keys, "created_at", "machine", "decode_energy_per_token_j", "tokens_per_s"]], on=keys,
+                       suffixes=("", "_new"))
+    m = m[m["created_at_new"] > m["created_at"]]
+    g = m.groupby([*keys, "record_id"], sort=False)
+    t = g.agg(machine=("machine", "first"), e_rejected_j=("decode_energy_per_token_j", "first"),
+              e_new_j=("decode_energy_per_token_j_new", "mean"), tokens_per_s_rejected=("tokens_per_s", "first"),
+              tokens_per_s_new=("tokens_per_s_new", "mean"), n_new=("created_at_new", "size"),
+              same_machine=("machine_new", lambda s: bool((s == m.loc[s.index, "machine"]).any()))).reset_index()
+    t["energy_ratio"] = t["e_new_j"] / t["e_rejected_j"]
+    t["speed_ratio"] = t["tokens_per_s_new"] / t["tokens_per_s_rejected"]
+    return _sorted_by_method(t)
+
+
+def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame, baseline: str = "bf16",
+                                experiment: str = "compiled-torchao-settings") -> pd.DataFrame:
+    """Compiled torchao cells measured without torchao's inductor settings (quant param `set_inductor_config:
+    false`, the `experiment` store) against the campaign's cells of the same model, method, batch size and
+    workload, which compiled with them (torchao's default), one row per cell held by both.
+
+    `energy_ratio` / `speed_ratio` / `compile_ratio`: decode J/token, tokens/s and warm-up compile time,
+    without / with (the `with` side is `cell_means` of `records`' method records); `noise_pct` the repetition
+    noise of the energy ratio and `beyond_noise`; `same_machine`. `e_bf16_j` is compiled `baseline` on the
+    same cell (cell means, any machine) and `energy_ratio_vs_bf16_with` / `_without` each variant against it.
+    """
+    keys = ["engine", "model", "quant", "batch_size", "workload"]
+    x = experiments[(experiments["status"] == "ok") & (experiments["engine"] == "hf-compiled")]
+    if "slice" in x.columns:
+        x = x[x["slice"] == experiment]
+    x = x[x["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)]
+    x = x.sort_values("created_at").drop_duplicates(keys, keep="last")
+    cm = cell_means(method_records(records))
+    cm = cm[cm["engine"] == "hf-compiled"].assign(workload=lambda d: workload_of(d))
+    cm = (cm.assign(_campaign=cm["slice"] == "campaign").sort_values("_campaign", ascending=False)
+          .drop_duplicates([*keys, "gpu_id"]))
+    cm = cm[cm["gpu_id"].isin(set(x["gpu_id"]))]
+    cols = ["decode_energy_per_token_j", "tokens_per_s", "compile_time_s", "energy_cv", "repetitions", "machine"]
+    m = x[[*keys, "gpu_id", *cols]].merge(cm[[*keys, "gpu_id", *cols]], on=[*keys, "gpu_id"],
+                                          suffixes=("_without", "_with"))
+    base = cm[cm["quant"] == baseline][["engine", "model", "batch_size", "workload", "gpu_id",
+                                        "decode_energy_per_token_j"]].rename(
+        columns={"decode_energy_per_token_j": "e_bf16_j"})
+    m = m.merge(base, on=["engine", "model", "batch_size", "workload", "gpu_id"], how="left")
+    t = m[keys].copy()
+    t["e_with_j"], t["e_without_j"] = m["decode_energy_per_token_j_with"], m["decode_energy_per_token_j_without"]
+    t["energy_ratio"] = t["e_without_j"] / t["e_with_j"]
+    t["speed_ratio"] = m["tokens_per_s_without"] / m["tokens_per_s_with"]
+    t["compile_ratio"] = m["compile_time_s_without"] / m["compile_time_s_with"]
+    t["noise_pct"] = noise_pct(m["energy_cv_with"], m["repetitions_with"], m["energy_cv_without"],
+                               m["repetitions_without"])
+    t["beyond_noise"] = (t["energy_ratio"] - 1.0).abs() * 100.0 > t["noise_pct"]
+    t["same_machine"] = m["machine_with"] == m["machine_without"]
+    t["e_bf16_j"] = m["e_bf16_j"]
+    t["energy_ratio_vs_bf16_with"] = t["e_with_j"] / t["e_bf16_j"]
+    t["energy_ratio_vs_bf16_without"] = t["e_without_j"] / t["e_bf16_j"]
+    return _sorted_by_method(t)
 
 
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------

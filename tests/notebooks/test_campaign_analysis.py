@@ -1103,10 +1103,22 @@ def test_compile_shape_comparison_takes_the_control_of_the_same_workload():
     assert t.loc[("1024/256", 8), "control_energy_ratio"] == pytest.approx(0.9)
 
 
+def test_compile_shape_comparison_reads_only_its_own_store():
+    rows = [_shape_record("m", 1, None, 1.0, 100.0, []), _shape_record("m", 1, False, 1.1, 90.0, []),
+            _shape_record("m", 1, None, 5.0, 100.0, [])]  # a later automatic cell of another experiment store
+    rows[2]["created_at"] = "2026-11-27T10:00:00+00:00"
+    df = pd.DataFrame(rows).assign(slice=["compile-shapes", "compile-shapes", "compiled-fp16-pairs"])
+    t = ca.compile_shape_comparison(df)
+    assert t.loc[0, "e_auto_j"] == pytest.approx(1.0)
+    assert ca.compile_shape_comparison(df.drop(columns="slice")).loc[0, "e_auto_j"] == pytest.approx(5.0)
+
+
 def test_compile_shape_comparison_reads_the_shipped_experiment():
     df = ca.load_records(ca.EXPERIMENTS, sessions=ca.MEASUREMENTS)
-    assert df["machine"].str.contains("b9a9f497").all()  # s8-a's machine, named from h100/raw/
+    shapes = df[df["slice"] == "compile-shapes"]
+    assert shapes["machine"].str.contains("b9a9f497").all()  # s8-a's machine, named from h100/raw/
     t = ca.compile_shape_comparison(df)
+    assert len(t) == len(shapes) // 2  # every cell in both variants, nothing from the other stores
     assert set(t["graph_auto"]) == {"static", "dynamic"}
     assert (t["graphs_timed_auto"] == 0).all() and (t["graphs_timed_static"] == 0).all()
     # the automatic variant reuses its dynamic graph from its third batch size on; the static one compiles anew
@@ -1129,3 +1141,63 @@ def test_same_machine_baseline_pairs_only_cells_of_one_machine():
     assert (r["quant"], r["n_baseline"]) == ("fp16", 2)
     assert r["energy_ratio_min"] == pytest.approx(1.25) and r["energy_ratio_max"] == pytest.approx(1.5)
     assert r["speed_ratio_min"] == pytest.approx(0.9) and r["speed_ratio_max"] == pytest.approx(1.0)
+
+
+def test_same_machine_baseline_reports_the_repetition_noise_of_the_ratio():
+    def rec(quant, energy, cv):
+        return {"status": "ok", "engine": "hf-compiled", "model": "m", "batch_size": 1, "workload": "256/128",
+                "quant": quant, "machine": "A", "decode_energy_per_token_j": energy, "tokens_per_s": 1.0,
+                "record_id": quant, "energy_cv": cv, "repetitions": 3}
+    df = pd.DataFrame([rec("fp16", 1.1, 0.03), rec("bf16", 1.0, 0.04)])
+    t = ca.same_machine_baseline(df, df)
+    assert t.loc[0, "noise_pct"] == pytest.approx(ca.noise_pct(0.03, 3, 0.04, 3)) == pytest.approx(
+        2 * math.sqrt((0.03 ** 2 + 0.04 ** 2) / 3) * 100)
+
+
+def _cell(quant, energy, speed, *, batch=1, created="2026-11-27T08:00:00+00:00", machine="A", params=None,
+          slice_="campaign", compile_s=100.0, cv=0.01):
+    return {"status": "ok", "engine": "hf-compiled", "model": "m", "quant": quant, "batch_size": batch,
+            "prompt_tokens": 256, "output_tokens": 128, "workload": "256/128", "gpu_id": "h100-sxm",
+            "decode_energy_per_token_j": energy, "tokens_per_s": speed, "compile_time_s": compile_s,
+            "energy_cv": cv, "repetitions": 3, "machine": machine, "created_at": created, "slice": slice_,
+            "rejected": False, "quant_params": params or {}, "record_id": f"{quant}-{batch}-{created}"}
+
+
+def test_torchao_settings_comparison_pairs_the_settings_off_cells_with_the_campaigns():
+    records = pd.DataFrame([_cell("torchao-fp8", 3.0, 70.0), _cell("bf16", 2.5, 110.0),
+                            _cell("torchao-fp8", 0.2, 2000.0, batch=32), _cell("bf16", 0.25, 2500.0, batch=32),
+                            _cell("torchao-int4-wo", 2.0, 100.0)])  # no settings-off partner: no row
+    off = {"set_inductor_config": False}
+    experiments = pd.DataFrame([
+        _cell("torchao-fp8", 2.4, 90.0, machine="B", params=off, slice_="compiled-torchao-settings", compile_s=40.0),
+        _cell("torchao-fp8", 0.2, 2000.0, batch=32, machine="A", params=off, slice_="compiled-torchao-settings"),
+        _cell("torchao-int4-wo", 1.0, 100.0, params={}, slice_="compiled-torchao-settings"),  # default settings
+        _cell("torchao-int4-wo", 1.0, 100.0, params=off, slice_="another-store")])
+    t = ca.torchao_settings_comparison(experiments, records).set_index("batch_size")
+    assert list(t.index) == [1, 32] and set(t["quant"]) == {"torchao-fp8"}
+    assert t.loc[1, "energy_ratio"] == pytest.approx(0.8) and t.loc[1, "speed_ratio"] == pytest.approx(90 / 70)
+    assert t.loc[1, "compile_ratio"] == pytest.approx(0.4)
+    assert bool(t.loc[1, "beyond_noise"]) and not bool(t.loc[32, "beyond_noise"])
+    assert not bool(t.loc[1, "same_machine"]) and bool(t.loc[32, "same_machine"])
+    assert t.loc[1, "energy_ratio_vs_bf16_with"] == pytest.approx(1.2)
+    assert t.loc[1, "energy_ratio_vs_bf16_without"] == pytest.approx(0.96)
+
+
+def test_remeasured_takes_only_later_records_of_the_same_cell():
+    rejected = pd.DataFrame([_cell("fp16", 4.0, 100.0, machine="A"), _cell("bnb-nf4", 2.0, 100.0)])
+    records = pd.DataFrame([_cell("fp16", 3.0, 110.0, created="2026-11-27T10:00:00+00:00", machine="B"),
+                            _cell("fp16", 3.2, 110.0, created="2026-11-27T11:00:00+00:00", machine="A"),
+                            _cell("bnb-nf4", 1.0, 100.0, created="2026-11-26T10:00:00+00:00")])  # earlier
+    t = ca.remeasured(rejected, records)
+    assert list(t["quant"]) == ["fp16"]
+    r = t.iloc[0]
+    assert r["n_new"] == 2 and bool(r["same_machine"])
+    assert r["energy_ratio"] == pytest.approx(3.1 / 4.0) and r["speed_ratio"] == pytest.approx(1.1)
+
+
+def test_the_shipped_torchao_settings_control_pairs_every_cell():
+    experiments = ca.load_records(ca.EXPERIMENTS, sessions=ca.MEASUREMENTS)
+    store = experiments[(experiments["slice"] == "compiled-torchao-settings") & (experiments["status"] == "ok")]
+    t = ca.torchao_settings_comparison(experiments, ca.load_records())
+    assert len(store) > 0 and len(t) == len(store)
+    assert t["e_bf16_j"].notna().all()
