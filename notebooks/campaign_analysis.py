@@ -914,35 +914,50 @@ def remeasured(rejected: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
 
 
 def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame, baseline: str = "bf16",
-                                experiment: str = "compiled-torchao-settings") -> pd.DataFrame:
+                                experiment: str = "compiled-torchao-settings",
+                                default_experiment: str = "compiled-torchao-default") -> pd.DataFrame:
     """Compiled torchao cells measured without torchao's inductor settings (quant param `set_inductor_config:
-    false`, the `experiment` store) against the campaign's cells of the same model, method, batch size and
-    workload, which compiled with them (torchao's default), one row per cell held by both.
+    false`, the `experiment` store) against cells of the same model, method, batch size and workload with them
+    (torchao's default), one row per cell held by both.
 
-    `energy_ratio` / `speed_ratio` / `compile_ratio`: decode J/token, tokens/s and warm-up compile time,
-    without / with (the `with` side is `cell_means` of `records`' method records); `noise_pct` the repetition
-    noise of the energy ratio and `beyond_noise`; `same_machine`. `e_bf16_j` is compiled `baseline` on the
-    same cell (cell means, any machine) and `energy_ratio_vs_bf16_with` / `_without` each variant against it.
+    The `with` side is the `default_experiment` store's cell where one ran on the same machine, else the
+    campaign's (`cell_means` of `records`' method records, any machine); `with_from` names it. `energy_ratio` /
+    `speed_ratio` / `compile_ratio`: decode J/token, tokens/s and warm-up compile time, without / with;
+    `noise_pct` the repetition noise of the energy ratio and `beyond_noise`; `same_machine`. `e_bf16_j` is
+    compiled `baseline` of the cell (the experiment stores' records on the `without` cell's machine, with the
+    campaign's graph setting, where there are any, else the campaign's cell mean; `bf16_same_machine` says which) and `energy_ratio_vs_bf16_with` /
+    `_without` each variant against it.
     """
     keys = ["engine", "model", "quant", "batch_size", "workload"]
-    x = experiments[(experiments["status"] == "ok") & (experiments["engine"] == "hf-compiled")]
-    if "slice" in x.columns:
-        x = x[x["slice"] == experiment]
+    cols = ["decode_energy_per_token_j", "tokens_per_s", "compile_time_s", "energy_cv", "repetitions", "machine"]
+    ex = experiments[(experiments["status"] == "ok") & (experiments["engine"] == "hf-compiled")]
+    ex = ex.sort_values("created_at").drop_duplicates([*keys, "gpu_id", "machine", "slice"], keep="last")
+    x = ex[ex["slice"] == experiment]
     x = x[x["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)]
-    x = x.sort_values("created_at").drop_duplicates(keys, keep="last")
     cm = cell_means(method_records(records))
     cm = cm[cm["engine"] == "hf-compiled"].assign(workload=lambda d: workload_of(d))
     cm = (cm.assign(_campaign=cm["slice"] == "campaign").sort_values("_campaign", ascending=False)
           .drop_duplicates([*keys, "gpu_id"]))
-    cm = cm[cm["gpu_id"].isin(set(x["gpu_id"]))]
-    cols = ["decode_energy_per_token_j", "tokens_per_s", "compile_time_s", "energy_cv", "repetitions", "machine"]
-    m = x[[*keys, "gpu_id", *cols]].merge(cm[[*keys, "gpu_id", *cols]], on=[*keys, "gpu_id"],
-                                          suffixes=("_without", "_with"))
-    base = cm[cm["quant"] == baseline][["engine", "model", "batch_size", "workload", "gpu_id",
-                                        "decode_energy_per_token_j"]].rename(
-        columns={"decode_energy_per_token_j": "e_bf16_j"})
-    m = m.merge(base, on=["engine", "model", "batch_size", "workload", "gpu_id"], how="left")
+    dflt = ex[ex["slice"] == default_experiment]
+    pool = pd.concat([dflt[[*keys, "gpu_id", *cols, "slice"]].assign(_order=0),
+                      cm[[*keys, "gpu_id", *cols, "slice"]].assign(_order=1)], ignore_index=True)
+    m = x[[*keys, "gpu_id", *cols]].merge(pool, on=[*keys, "gpu_id"], suffixes=("_without", "_with"))
+    m["_other_machine"] = m["machine_with"] != m["machine_without"]
+    m = m[(m["_order"] == 1) | ~m["_other_machine"]]  # the default store counts on the same machine only
+    m = m.sort_values(["_other_machine", "_order"]).drop_duplicates([*keys, "gpu_id"]).reset_index(drop=True)
+    campaign_graphs = ex["engine_params"].apply(lambda p: not (isinstance(p, dict) and "dynamic" in p))
+    ex_base = ex[(ex["quant"] == baseline) & campaign_graphs][["engine", "model", "batch_size", "workload", "gpu_id", "machine",
+                                           "decode_energy_per_token_j"]].rename(
+        columns={"decode_energy_per_token_j": "_e_same", "machine": "machine_without"})
+    ex_base = ex_base.groupby(["engine", "model", "batch_size", "workload", "gpu_id", "machine_without"],
+                              as_index=False)["_e_same"].mean()
+    cm_base = cm[cm["quant"] == baseline][["engine", "model", "batch_size", "workload", "gpu_id",
+                                           "decode_energy_per_token_j"]].rename(
+        columns={"decode_energy_per_token_j": "_e_any"})
+    m = m.merge(ex_base, on=["engine", "model", "batch_size", "workload", "gpu_id", "machine_without"], how="left")
+    m = m.merge(cm_base, on=["engine", "model", "batch_size", "workload", "gpu_id"], how="left")
     t = m[keys].copy()
+    t["with_from"] = m["slice"]
     t["e_with_j"], t["e_without_j"] = m["decode_energy_per_token_j_with"], m["decode_energy_per_token_j_without"]
     t["energy_ratio"] = t["e_without_j"] / t["e_with_j"]
     t["speed_ratio"] = m["tokens_per_s_without"] / m["tokens_per_s_with"]
@@ -950,8 +965,9 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
     t["noise_pct"] = noise_pct(m["energy_cv_with"], m["repetitions_with"], m["energy_cv_without"],
                                m["repetitions_without"])
     t["beyond_noise"] = (t["energy_ratio"] - 1.0).abs() * 100.0 > t["noise_pct"]
-    t["same_machine"] = m["machine_with"] == m["machine_without"]
-    t["e_bf16_j"] = m["e_bf16_j"]
+    t["same_machine"] = ~m["_other_machine"]
+    t["bf16_same_machine"] = m["_e_same"].notna()
+    t["e_bf16_j"] = m["_e_same"].fillna(m["_e_any"])
     t["energy_ratio_vs_bf16_with"] = t["e_with_j"] / t["e_bf16_j"]
     t["energy_ratio_vs_bf16_without"] = t["e_without_j"] / t["e_bf16_j"]
     return _sorted_by_method(t)

@@ -1160,7 +1160,8 @@ def _cell(quant, energy, speed, *, batch=1, created="2026-11-27T08:00:00+00:00",
             "prompt_tokens": 256, "output_tokens": 128, "workload": "256/128", "gpu_id": "h100-sxm",
             "decode_energy_per_token_j": energy, "tokens_per_s": speed, "compile_time_s": compile_s,
             "energy_cv": cv, "repetitions": 3, "machine": machine, "created_at": created, "slice": slice_,
-            "rejected": False, "quant_params": params or {}, "record_id": f"{quant}-{batch}-{created}"}
+            "rejected": False, "quant_params": params or {}, "record_id": f"{quant}-{batch}-{created}",
+            "engine_params": {"compiled": True}}
 
 
 def test_torchao_settings_comparison_pairs_the_settings_off_cells_with_the_campaigns():
@@ -1201,3 +1202,22 @@ def test_the_shipped_torchao_settings_control_pairs_every_cell():
     t = ca.torchao_settings_comparison(experiments, ca.load_records())
     assert len(store) > 0 and len(t) == len(store)
     assert t["e_bf16_j"].notna().all()
+
+
+def test_torchao_settings_comparison_prefers_the_default_store_on_the_same_machine():
+    records = pd.DataFrame([_cell("torchao-fp8", 3.0, 70.0, machine="A"), _cell("bf16", 2.5, 110.0, machine="A")])
+    off = {"set_inductor_config": False}
+    experiments = pd.DataFrame([
+        _cell("torchao-fp8", 2.4, 90.0, machine="B", params=off, slice_="compiled-torchao-settings"),
+        _cell("torchao-fp8", 2.6, 80.0, machine="B", slice_="compiled-torchao-default"),
+        _cell("torchao-fp8", 9.9, 80.0, machine="C", slice_="compiled-torchao-default"),  # another machine: unused
+        _cell("bf16", 3.0, 100.0, machine="B", slice_="compiled-torchao-default"),
+        _cell("bf16", 1.0, 100.0, machine="B", slice_="compile-shapes") | {"engine_params": {"dynamic": False}}])
+    r = ca.torchao_settings_comparison(experiments, records).iloc[0]
+    assert r["with_from"] == "compiled-torchao-default" and bool(r["same_machine"])
+    assert r["energy_ratio"] == pytest.approx(2.4 / 2.6)
+    assert bool(r["bf16_same_machine"]) and r["e_bf16_j"] == pytest.approx(3.0)  # not the static-graph record
+    alone = ca.torchao_settings_comparison(experiments[experiments["machine"] != "B"].pipe(
+        lambda d: pd.concat([d, experiments.iloc[[0]]])), records).iloc[0]
+    assert alone["with_from"] == "campaign" and not bool(alone["same_machine"])
+    assert not bool(alone["bf16_same_machine"]) and alone["e_bf16_j"] == pytest.approx(2.5)
