@@ -355,7 +355,7 @@ class Catalog:
     """All catalogues. Use `load_catalog()` for the shipped one."""
 
     def __init__(self, gpus, models, quants, engines, profiles, regions=(), model_scores=(), quant_accuracy=(),
-                 method_overhead=()):
+                 method_overhead=(), setup_notes=()):
         self.gpus = _Table("GPU", gpus)
         self.models = _Table("model", models)
         self.quants = _Table("quantization", quants)
@@ -366,6 +366,8 @@ class Catalog:
         self.quant_accuracy: list[dict[str, Any]] = list(quant_accuracy)
         #: fitted per-layer decode overhead of a method on an engine (method_overhead.csv; rows as dicts)
         self.method_overhead: list[dict[str, Any]] = list(method_overhead)
+        #: measured settings advice per (method, engine, batch size) (setup_notes.yaml; rows as dicts)
+        self.setup_notes: list[dict[str, Any]] = list(setup_notes)
         #: the folder the catalogue was read from (`load_catalog_from`), None when built in code
         self.source_dir: Path | None = None
 
@@ -470,6 +472,7 @@ def _catalog_from(folder: Path) -> Catalog:
         model_scores=_read_csv(folder / "model_scores.csv"),
         quant_accuracy=_read_csv(folder / "quant_accuracy.csv"),
         method_overhead=_read_csv(folder / "method_overhead.csv"),
+        setup_notes=_yaml_rows(_read_yaml(folder / "setup_notes.yaml")),
     )
 
 

@@ -17,6 +17,7 @@ everything for every row at once (what `--all` needs).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -729,7 +730,9 @@ def explain(res: Result) -> list[str]:
         val = res.metrics[name].p50[top]
         lines.append(f"Top choice: {label} ranked by {name} ({res.priority} priority) = {_num(val)}.")
         lines += [f"Setup: {n}." for n in setup_notes(res.catalog.gpus.rows[c.gpu_idx[top]],
-                                                        res.catalog.quants.rows[c.quant_idx[top]])]
+                                                        res.catalog.quants.rows[c.quant_idx[top]],
+                                                        res.catalog.engines.rows[c.engine_idx[top]].id,
+                                                        int(c.batch_size[top]), res.catalog.setup_notes)]
         if not np.isfinite(val):
             lines.append(f"Its {name} is unknown (no cited accuracy), so it was ranked by the tie-breakers: "
                          "EOR, then lowest energy (Wh).")
@@ -911,7 +914,7 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "source": "measured" if measured[j] else "predicted",
             "excluded_reason": None if codes[j] == OK else res.reason(i),
             "gpu_specs_derived": gpu.derived,
-            "notes": setup_notes(gpu, cat.quants.rows[qi[j]]),
+            "notes": setup_notes(gpu, cat.quants.rows[qi[j]], engine, batch[j], cat.setup_notes),
             # added after the first release: last, so that CSV columns keep their positions
             "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j], outside[gpu.id]),
             "accuracy_basis": basis.setdefault((mi[j], qi[j]), accuracy_basis(
@@ -920,14 +923,22 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     return out
 
 
-def setup_notes(gpu, quant) -> list[str]:
-    """What the user must set for this (card, method) beyond the defaults, e.g. the compute dtype of a bf16
-    method on a card without bf16."""
+def setup_notes(gpu, quant, engine_id: str | None = None, batch_size: int | None = None,
+                rules: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """What the user must or may set for this (card, method, engine, batch size) beyond the defaults: the
+    compute dtype of a bf16 method on a card without bf16, and every measured note of `rules` (the catalogue's
+    setup_notes.yaml rows) whose methods, engines and largest batch size match."""
     notes = []
     if (quant.computes_in_bf16 and quant.can_compute_in_fp16 and gpu.compute_capability is not None
             and gpu.compute_capability < 8.0):
         notes.append(f"{quant.id} must compute in float16 on {gpu.id} (no bf16 before compute capability 8.0), "
                      "e.g. bnb_4bit_compute_dtype=torch.float16; predictions assume its bf16 kernels")
+    for rule in rules:
+        if quant.id not in rule.get("quants", ()) or engine_id not in rule.get("engines", ()):
+            continue
+        if rule.get("batch_size_max") is not None and (batch_size is None or batch_size > rule["batch_size_max"]):
+            continue
+        notes.append(" ".join(str(rule["text"]).split()).format(**(rule.get("measured") or {})))
     return notes
 
 

@@ -28,6 +28,7 @@ from recommender.rank import (
     explain,
     pareto_front,
     recommend,
+    setup_notes,
 )
 
 
@@ -479,3 +480,34 @@ def test_a_method_too_small_a_batch_for_its_engine_is_excluded_with_the_measured
     assert small.sum() == 2 and np.all(res.code[small] == BATCH)
     assert res.reason(int(np.flatnonzero(small)[0])).startswith("torchao-int8-dyn on hf-compiled needs batch size")
     assert np.all(res.code[~small] != BATCH)
+
+
+def test_setup_notes_add_the_measured_rules_that_match_method_engine_and_batch():
+    from recommender.catalog import load_catalog
+
+    cat = load_catalog()
+    gpu, fp8, bf16 = cat.gpu("h100"), cat.quant("torchao-fp8"), cat.quant("bf16")
+    rules = [{"quants": ["torchao-fp8"], "engines": ["hf-compiled"], "batch_size_max": 8,
+              "text": "set it off: x{ratio:.2f}", "measured": {"ratio": 0.784}},
+             {"quants": ["torchao-fp8"], "engines": ["hf-eager"], "text": "eager, any batch"}]
+    assert setup_notes(gpu, fp8, "hf-compiled", 1, rules) == ["set it off: x0.78"]
+    assert setup_notes(gpu, fp8, "hf-compiled", 8, rules) == ["set it off: x0.78"]
+    assert setup_notes(gpu, fp8, "hf-compiled", 32, rules) == []  # above batch_size_max
+    assert setup_notes(gpu, bf16, "hf-compiled", 1, rules) == []  # another method
+    assert setup_notes(gpu, fp8, "hf-eager", 64, rules) == ["eager, any batch"]  # no batch_size_max: every batch
+
+
+def test_the_shipped_torchao_settings_note_reaches_json_and_explain():
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+
+    cat = load_catalog()
+    res = recommend(Query(gpus=("h100",), models=("qwen2.5-7b-instruct",), engines=("hf-compiled", "hf-eager"),
+                          quants=("torchao-fp8", "bf16"), batch_sizes=(1, 32)), cat, AnalyticCostModel())
+    dicts = candidate_dicts(res, res.order, list(range(1, len(res.order) + 1)))
+    noted = {(d["quant"], d["engine"], d["batch_size"]) for d in dicts
+             if any("set_inductor_config=False" in n for n in d["notes"])}
+    assert noted == {("torchao-fp8", "hf-compiled", 1)}
+    top_fp8 = recommend(Query(gpus=("h100",), models=("qwen2.5-7b-instruct",), engines=("hf-compiled",),
+                              quants=("torchao-fp8",), batch_sizes=(1,)), cat, AnalyticCostModel())
+    assert any(line.startswith("Setup: torchao's quantize_") for line in explain(top_fp8))
