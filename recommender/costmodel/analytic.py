@@ -14,8 +14,9 @@ run on large activations (adding it there made the prefill targets worse in cros
 tokens/s = batch / t_step. Prefill: the same with the prefill FLOPs and one
 pass over the weights (+ the KV written), one launch overhead; TTFT = t_prefill.
 
-Power: P = P_idle + (TDP - P_idle) x min(1, POWER_SLOPE x u), u = max(t_mem, t_comp) / t (the fraction
-of the step spent at the roofline). Energy per output token = P x t_step / batch; prefill energy =
+Power: P = P_idle + (TDP - P_idle) x min(1, floor + slope x u), u = max(t_mem, t_comp) / t (the fraction
+of the step spent at the roofline); floor and slope are the engine's fitted `power_floor` / `power_slope`
+(engines.yaml) where it has them, else `PARAMS`. Energy per output token = P x t_step / batch; prefill energy =
 P x t_prefill. Memory = `recommender.memory.estimate` (weights + KV + activations + runtime overhead).
 Accuracy change = mean of the cited `quant_accuracy.csv` deltas for that method (model-specific rows when
 there are any, else all rows of the method); 0 for unquantized dtypes, NaN where nothing is cited.
@@ -47,6 +48,11 @@ PARAMS = {
     # slope = 0.225 / 0.222 = 1.015. (Check on the same page: compiled, batch 1, u = 0.443 ->
     # 354 W predicted vs 322 W measured.)
     "power_slope": 1.015,
+    # Power fraction at zero roofline utilisation (a launch-bound step still draws power above idle).
+    # 0 here: the single calibration cell above cannot separate it from the slope. Engines with enough of
+    # our records carry a fitted floor and slope in engines.yaml (`analytic.power_floor`, `power_slope`,
+    # datasets/catalog/tools/fit_engine_overhead.py), which replace both defaults for their rows.
+    "power_floor": 0.0,
 }
 
 #: p90/p50 = p50/p10 per target: exp(80th percentile of |log(measured / analytic p50)|) over the rows of
@@ -107,8 +113,10 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         t_pre = roof_pre / ph.efficiency + ph.overhead_s
         tdp = cands.col("gpu_tdp_w")
         idle = p["idle_fraction_of_tdp"] * tdp
-        frac = np.minimum(1.0, p["power_slope"] * roof / t_step)
-        frac_pre = np.minimum(1.0, p["power_slope"] * roof_pre / t_pre)
+        floor = np.where(np.isnan(ph.power_floor), p["power_floor"], ph.power_floor)
+        slope = np.where(np.isnan(ph.power_slope), p["power_slope"], ph.power_slope)
+        frac = np.minimum(1.0, floor + slope * roof / t_step)
+        frac_pre = np.minimum(1.0, floor + slope * roof_pre / t_pre)
         power = idle + (tdp - idle) * frac
         power_pre = idle + (tdp - idle) * frac_pre
         batch = cands.batch_size

@@ -93,6 +93,10 @@ class Physics:
     efficiency: np.ndarray  # engine roofline efficiency (0..1)
     overhead_s: np.ndarray  # the engine's launch overhead per decode step and per prefill (s); null = 0
     method_overhead_s: np.ndarray  # the method's per decode step: num_layers x method_overhead.csv (s); 0 = none
+    #: the engine's fitted power model (engines.yaml `analytic.power_floor` / `power_slope`); NaN = the
+    #: analytic model's defaults (`analytic.PARAMS`)
+    power_floor: np.ndarray
+    power_slope: np.ndarray
     memory_gb: np.ndarray  # estimated peak need (recommender.memory)
     card_memory_gb: np.ndarray
 
@@ -143,12 +147,15 @@ def compute_path(q) -> str:
 def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
     rows = cands.catalog.engines.rows
     out = {"eff": np.full(len(rows), np.nan), "overhead_ms": np.full(len(rows), np.nan),
+           "power_floor": np.full(len(rows), np.nan), "power_slope": np.full(len(rows), np.nan),
            "compiled": np.zeros(len(rows)), "paged": np.zeros(len(rows)), "static_kv": np.zeros(len(rows)),
            **{f"engine_{e}": np.zeros(len(rows)) for e in ENGINE_IDS}}
     for j, e in enumerate(rows):
         a = e.analytic or {}
         out["eff"][j] = _f(a.get("roofline_efficiency"))
         out["overhead_ms"][j] = _f(a.get("per_token_overhead_ms"))
+        out["power_floor"][j] = _f(a.get("power_floor"))
+        out["power_slope"][j] = _f(a.get("power_slope"))
         out["compiled"][j] = float(bool(e.compiled))
         out["paged"][j] = float((e.kv_cache or "") == "paged")
         out["static_kv"][j] = float((e.kv_cache or "") == "static")
@@ -265,6 +272,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
             method_overhead_s=method_ms / 1e3,
+            power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
         )
 

@@ -41,7 +41,7 @@ Public rows: those without `excluded_reason`.
 
 Writing: `roofline_efficiency` and `per_token_overhead_ms` of each fitted engine are replaced in
 engines.yaml, and one sentence that starts with FIT_MARKER is appended to its `analytic.source` (a
-previous one is replaced), naming this script, the data files, the rows and the fit error. Comments and
+previous one is replaced in place, before the sentence of fit_power_model.py, which is kept), naming this script, the data files, the rows and the fit error. Comments and
 every other line of the file are kept as they are.
 """
 
@@ -66,6 +66,8 @@ MEASUREMENTS = REPO / "datasets" / "measurements"
 ENGINES_YAML = CATALOG / "engines.yaml"
 SCRIPT = "datasets/catalog/tools/fit_engine_overhead.py"
 FIT_MARKER = f"Refit by {SCRIPT}"
+#: the first words of sentences other tools append to an engine's `analytic.source` (kept when rewriting)
+OTHER_MARKERS = ("Power refit by ",)
 ENGINES = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
 #: public file -> engines whose rows it contributes
 PUBLIC_FILES = {"mlenergy_v1.csv": ("hf-eager",), "argonne.csv": ("vllm", "tensorrt-llm", "llama.cpp")}
@@ -340,13 +342,22 @@ def update_yaml(text: str, fits: list[Fit]) -> str:
             while i < len(lines) and lines[i].startswith("      ") and lines[i].strip():
                 block.append(lines[i])
                 i += 1
-            keep = []
+            # this script's sentence replaces its previous one in place; sentences of other fitting tools
+            # (OTHER_MARKERS, each starting a line) are kept, after it
+            keep, after = [], []
+            mine = False
             for b in block:
                 if b.strip().startswith(FIT_MARKER):
-                    break
-                keep.append(b)
+                    mine = True
+                elif b.strip().startswith(OTHER_MARKERS):
+                    mine = False
+                    after.append(b)
+                elif after:
+                    after.append(b)
+                elif not mine:
+                    keep.append(b)
             indent = keep[0][: len(keep[0]) - len(keep[0].lstrip())] if keep else "      "
-            out += keep + _wrap(describe(f), indent)
+            out += keep + _wrap(describe(f), indent) + after
             continue
         out.append(line)
         i += 1

