@@ -71,7 +71,7 @@ class CellRunner:
         self._sync = sync or (lambda: None)
         self.session = MeterSession(meter, self.clock, sample_hz=self.context.sample_hz, sync=sync) if meter else None
         self._loaded = None  # (group_key, LoadedModel, quant info)
-        self._batch_sizes_run: list[int] = []  # batch sizes the loaded model has generated with, in order
+        self._batch_sizes_run: list[int] = []  # batch sizes the loaded model has run compiled, in order
         self._group_error: tuple[tuple, str, str] | None = None  # (group_key, status, message)
         # torch inductor's process-wide config before the loaded group's method was applied (restored when the
         # group is unloaded: torchao's quantize_ sets coordinate-descent tuning for the whole process, which
@@ -205,7 +205,8 @@ class CellRunner:
             # tuning; {} for a method that sets none)
             rec.engine_params["inductor_overrides"] = dict(self._inductor_overrides)
             graphs0 = _dynamo_graphs()
-        self._batch_sizes_run.append(cell.batch_size)  # before the warm-up: one that fails has been seen too
+        if compiled:  # eager cells of the same loaded model compile nothing: they do not shape its graphs
+            self._batch_sizes_run.append(cell.batch_size)  # before the warm-up: one that fails has been seen too
         t0 = time.perf_counter()
         for _ in range(max(1, cell.warmup)):
             engine.generate(model, ids, mask, cell.output_tokens)

@@ -201,6 +201,21 @@ def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatc
     assert "batch_sizes_before" not in eager.engine_params
 
 
+def test_eager_cells_of_the_same_loaded_model_do_not_count_as_batch_sizes_before(monkeypatch):
+    """hf-eager and hf-compiled cells of one model and method share the loaded model; only the compiled
+    cells compile graphs, so only they count in a later compiled cell's `batch_sizes_before`."""
+    import torch
+
+    step = torch.compile(lambda x: x * 2 + 1, backend="eager")
+    first, eager, second = _run_with_compiled_toy(
+        monkeypatch, lambda ids: step(torch.ones(ids.shape[0], 3)),
+        [Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1),
+         Cell("tiny-test", "fp32", "hf-eager", 8, 8, 8, repetitions=1),
+         Cell("tiny-test", "fp32", "hf-compiled", 2, 8, 8, repetitions=1)])
+    assert all(x.status == "ok" for x in (first, eager, second)), [x.error for x in (first, eager, second)]
+    assert second.engine_params["batch_sizes_before"] == [1]
+
+
 def test_a_graph_compiled_inside_the_timed_windows_is_counted(monkeypatch):
     """A toy that sees a new static shape at every call compiles again while timed: the record says so."""
     import itertools
