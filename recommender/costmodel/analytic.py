@@ -59,13 +59,15 @@ PARAMS = {
 #: datasets/public (2026-11-26 import: 392 energy, 1,026 throughput, 18 TTFT rows on A100, A40, V100,
 #: H100, GH200), as printed by `train-cost-model --analytic-report --no-default-measurements` (every GPU
 #: pooled; per-GPU factors are in models/MODEL_CARD.md), recomputed with the engine efficiencies and
-#: overheads of datasets/catalog/tools/fit_engine_overhead.py (before that fit: 3.05, 2.78, 1.13).
+#: overheads of datasets/catalog/tools/fit_engine_overhead.py (before that fit: 3.05, 2.78, 1.13; the
+#: tokens/s factor recomputed on 2026-11-27 with the engine and power fits of session s9: 1.72 -> 1.59, the
+#: energy and TTFT factors unchanged at 3.16 and 1.44).
 #: prefill_energy_j and memory_gb have no public rows: their factors are project priors (prefill energy:
 #: the decode-energy factor; memory: 1.25); our H100 records now carry both, and the report including
 #: them (without --no-default-measurements) is the place to replace the priors from.
 INTERVAL_FACTOR = {
     "energy_per_token_j": 3.16,
-    "tokens_per_s": 1.72,
+    "tokens_per_s": 1.59,
     "ttft_ms": 1.44,
     "prefill_energy_j": 3.16,  # prior: no public rows
     "memory_gb": 1.25,  # prior: no public rows
