@@ -57,6 +57,7 @@ from measure.cell import Cell
 from measure.executor import BUDGET_SAFETY, _compiled, _Estimator, _layer_ratio, record_cost_s
 from measure.record import Record
 from measure.store import Store
+from measure.worker_processes import session_starts, worker_processes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STORES = ("datasets/measurements/h100/campaign.jsonl", "datasets/measurements/h200/campaign.jsonl")
@@ -214,30 +215,13 @@ def summarise(rows) -> tuple[int, float, float, float, float]:
     return len(rows), err(old), err(new), spearman(old, actual), spearman(new, actual)
 
 
-def session_starts(records: Sequence[Record]) -> dict[int, float]:
-    """id(record) -> the start time (epoch s) of its session: records sorted by `created_at`, a new session
-    after a gap of more than SESSION_GAP_S."""
-    from datetime import datetime
-
-    def t(r):
-        return datetime.fromisoformat(r.created_at).timestamp()
-
-    out, start, last = {}, None, None
-    for r in sorted((r for r in records if r.created_at), key=t):
-        if last is None or t(r) - last > SESSION_GAP_S:
-            start = t(r)
-        out[id(r)] = start
-        last = t(r)
-    return out
-
-
 def budget_replay(records: Sequence[Record]) -> dict[str, list[tuple[float, float]]]:
     """Replay of the time budget's `estimate_cell` for cells continuing a model group: for each ok record
     with a smaller batch size of the same block (model, method, engine, workload, GPU) in its session, an
     estimator built from the records of earlier sessions observes the block's earlier ok cells (the first
     as starting the group) and estimates the record's cell. Returns per subset the (old, new) ratios of
     estimate / `record_cost_s` (1.0 = exact, seconds over seconds)."""
-    starts = session_starts(records)
+    starts = session_starts(records, SESSION_GAP_S)
 
     def block(r):
         return (starts.get(id(r)), r.gpu_name, r.model, r.quant, r.engine, r.prompt_tokens, r.output_tokens)
@@ -280,7 +264,7 @@ def group_start_replay(records: Sequence[Record]) -> dict[str, list[tuple[float,
     `record_cost_s` (1.0 = exact)."""
     from datetime import datetime
 
-    starts = session_starts(records)
+    starts = session_starts(records, SESSION_GAP_S)
 
     def block(r):
         return (starts.get(id(r)), r.gpu_name, r.model, r.quant, r.engine, r.prompt_tokens, r.output_tokens)
@@ -315,20 +299,6 @@ def group_start_replay(records: Sequence[Record]) -> dict[str, list[tuple[float,
     return out
 
 
-def worker_sequences(records: Sequence[Record]) -> list[list[Record]]:
-    """The records of each worker process in the order it ran them (`created_at`): one per session, GPU
-    (`gpu_uuid`) and `command` (a multi-GPU call's per-GPU `--out /tmp/multi.PID/gpuN.jsonl` names the
-    process)."""
-    from datetime import datetime
-
-    starts = session_starts(records)
-    seqs: dict[tuple, list[Record]] = {}
-    for r in records:
-        if id(r) in starts:
-            seqs.setdefault((starts[id(r)], r.gpu_uuid, r.command), []).append(r)
-    return [sorted(rs, key=lambda r: datetime.fromisoformat(r.created_at).timestamp()) for rs in seqs.values()]
-
-
 def _prior_of(records: Sequence[Record], first: Record, starts: dict[int, float]) -> list[Record]:
     """The records `run_grid` would estimate `first`'s worker from: earlier sessions' of its GPU model."""
     return [r for r in records if r.gpu_name == first.gpu_name and id(r) in starts
@@ -349,9 +319,9 @@ def worker_replay(records: Sequence[Record]) -> list[tuple[str, bool, bool, floa
     Returns for each ok cell (kind "compiled" or "eager", whether it compiled (`_compiled`), whether the new
     estimator's `will_compile` said so, old / actual, new / actual) with old `PositionBlindEstimator`, new
     `_Estimator` and actual `record_cost_s` (1.0 = exact)."""
-    starts = session_starts(records)
+    starts = session_starts(records, SESSION_GAP_S)
     rows = []
-    for seq in worker_sequences(records):
+    for seq in worker_processes(records, SESSION_GAP_S, split="session"):
         prior = _prior_of(records, seq[0], starts)
         old, new = PositionBlindEstimator(prior), _Estimator(prior)
         last = None
@@ -382,9 +352,9 @@ def end_of_budget(records: Sequence[Record], cls: type[_Estimator], budgets: Seq
     have ended before the hard deadline, the budget + HARD_STOP_S) or at the first started cell that
     overruns the hard deadline (`killed`, `lost_s`: its seconds on the GPU until killed). `ran`, `ran_s`:
     cells completed and their seconds; `workers`: worker x budget runs."""
-    starts = session_starts(records)
+    starts = session_starts(records, SESSION_GAP_S)
     out = {"workers": 0, "ran": 0, "ran_s": 0.0, "passed": 0, "passed_fit": 0, "killed": 0, "lost_s": 0.0}
-    for seq in worker_sequences(records):
+    for seq in worker_processes(records, SESSION_GAP_S, split="session"):
         if not any(record_cost_s(r) and "compiled" in (r.engine or "") for r in seq):
             continue  # eager workers: their estimates did not change
         prior = _prior_of(records, seq[0], starts)
@@ -432,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("1024/256 (leave-one-out)", backtest(records, is_long)),
             ("1024/256 cross-workload", backtest(records, is_long, lambda r, target: not is_long(r))),
         ]
-        starts = session_starts(records)
+        starts = session_starts(records, SESSION_GAP_S)
 
         def earlier(r, target, starts=starts):
             return id(r) in starts and id(target) in starts and starts[id(r)] < starts[id(target)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,3 +55,9 @@ def test_the_shipped_stores_hold_no_leaked_record_and_the_rejected_file_holds_th
     rejected = [json.loads(ln) for ln in tool.REJECTED.read_text().splitlines() if ln.strip()]
     assert len(rejected) == 7 and all(r["engine"] == "hf-compiled" for r in rejected)
     assert len(tool.leaked(stores + rejected)) == 7  # put back, every one of them is found again
+
+
+def test_the_dry_run_runs_as_a_plain_script_from_outside_the_repo(tmp_path):
+    script = MEAS / "tools" / "split_inductor_leak.py"
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 record(s) ran after a torchao cell in their process"

@@ -4,8 +4,8 @@ torchao's `quantize_` sets torch inductor's coordinate-descent tuning (and two m
 process and never sets them back; until session s9 the runner did not either, so every compiled cell that ran
 after a torchao cell in the same worker process compiled with them (not the campaign's setting; in s8 the
 fp16 batch-1 cells among them used 1.32-1.57x the energy of the same machine's compiled bf16). A worker
-process is told apart by its records: the same GPU unit (`gpu_uuid`) and `command`, in time order, a gap of
-more than 15 minutes starting another call. The grid logs (`raw/*/grid.log`) give the same seven records.
+process is told apart by its records (`measure.worker_processes`): the same GPU unit (`gpu_uuid`) and
+`command`, in time order, a gap of more than 15 minutes starting another call. The grid logs (`raw/*/grid.log`) give the same seven records.
 
     python datasets/measurements/tools/split_inductor_leak.py            # dry run: list them
     python datasets/measurements/tools/split_inductor_leak.py --write    # move them
@@ -16,11 +16,16 @@ Moved records leave the store, so the grid measures those cells again (resumable
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+if str(ROOT) not in sys.path:  # run as a script from anywhere in the repo
+    sys.path.insert(0, str(ROOT))
+
+from measure.worker_processes import worker_processes  # noqa: E402
+
 CARD = ROOT / "datasets" / "measurements" / "h100"
 STORES = [CARD / "campaign.jsonl", CARD / "probe.jsonl", CARD / "repeats.jsonl"]
 REJECTED = CARD / "rejected" / "2026-11-27-inductor-leak.jsonl"
@@ -41,19 +46,10 @@ def leaked(records: list[dict]) -> list[dict]:
     """The ok or failed hf-compiled records of a non-torchao method that follow a torchao record whose method
     was applied (`_quantized`; any engine) in the same worker process, written by a runner that did not restore the
     inductor config (no `engine_params.inductor_overrides`: before session s9)."""
-    processes: dict[tuple, list[dict]] = {}
-    for r in records:
-        if r.get("gpu_uuid") and r.get("created_at"):
-            processes.setdefault((r["gpu_uuid"], r.get("command")), []).append(r)
     out = []
-    for rs in processes.values():
-        rs.sort(key=lambda r: r["created_at"])
-        torchao_ran, last = False, None
-        for r in rs:
-            t = dt.datetime.fromisoformat(r["created_at"])
-            if last is not None and (t - last).total_seconds() > NEW_CALL_GAP_S:
-                torchao_ran = False
-            last = t
+    for process in worker_processes(records, NEW_CALL_GAP_S):
+        torchao_ran = False
+        for r in process:
             restored = "inductor_overrides" in (r.get("engine_params") or {})
             if (torchao_ran and r["engine"] == "hf-compiled" and not r["quant"].startswith("torchao")
                     and r["status"] != "skipped" and not restored):
