@@ -917,7 +917,7 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
                                 experiment: str = "compiled-torchao-settings",
                                 default_experiment: str = "compiled-torchao-default") -> pd.DataFrame:
     """Compiled torchao cells measured without torchao's inductor settings (quant param `set_inductor_config:
-    false`, the `experiment` store) against cells of the same model, method, batch size and workload with them
+    false`, the stores whose name starts with `experiment`: the s9 store and its repeat) against cells of the same model, method, batch size and workload with them
     (torchao's default), one row per cell held by both.
 
     The `with` side is the `default_experiment` store's cell where one ran on the same machine, else the
@@ -926,14 +926,18 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
     `noise_pct` the repetition noise of the energy ratio and `beyond_noise`; `same_machine`. `e_bf16_j` is
     compiled `baseline` of the cell (the experiment stores' records on the `without` cell's machine, with the
     campaign's graph setting, where there are any, else the campaign's cell mean; `bf16_same_machine` says which) and `energy_ratio_vs_bf16_with` /
-    `_without` each variant against it.
+    `_without` each variant against it. A cell measured without the settings on several machines counts once:
+    a same-machine pair first, then the default store's, then the latest. Records with a `dynamic` engine param
+    (the graph-shape experiment's variants) are left out.
     """
     keys = ["engine", "model", "quant", "batch_size", "workload"]
     cols = ["decode_energy_per_token_j", "tokens_per_s", "compile_time_s", "energy_cv", "repetitions", "machine"]
     ex = experiments[(experiments["status"] == "ok") & (experiments["engine"] == "hf-compiled")]
+    ex = ex[ex["engine_params"].apply(lambda p: not (isinstance(p, dict) and "dynamic" in p))]
     ex = ex.sort_values("created_at").drop_duplicates([*keys, "gpu_id", "machine", "slice"], keep="last")
-    x = ex[ex["slice"] == experiment]
-    x = x[x["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)]
+    x = ex[ex["slice"].str.startswith(experiment)]
+    x = x[x["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)
+          .astype(bool)]
     cm = cell_means(method_records(records))
     cm = cm[cm["engine"] == "hf-compiled"].assign(workload=lambda d: workload_of(d))
     cm = (cm.assign(_campaign=cm["slice"] == "campaign").sort_values("_campaign", ascending=False)
@@ -941,12 +945,12 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
     dflt = ex[ex["slice"] == default_experiment]
     pool = pd.concat([dflt[[*keys, "gpu_id", *cols, "slice"]].assign(_order=0),
                       cm[[*keys, "gpu_id", *cols, "slice"]].assign(_order=1)], ignore_index=True)
-    m = x[[*keys, "gpu_id", *cols]].merge(pool, on=[*keys, "gpu_id"], suffixes=("_without", "_with"))
+    m = x[[*keys, "gpu_id", "created_at", *cols]].merge(pool, on=[*keys, "gpu_id"], suffixes=("_without", "_with"))
     m["_other_machine"] = m["machine_with"] != m["machine_without"]
     m = m[(m["_order"] == 1) | ~m["_other_machine"]]  # the default store counts on the same machine only
-    m = m.sort_values(["_other_machine", "_order"]).drop_duplicates([*keys, "gpu_id"]).reset_index(drop=True)
-    campaign_graphs = ex["engine_params"].apply(lambda p: not (isinstance(p, dict) and "dynamic" in p))
-    ex_base = ex[(ex["quant"] == baseline) & campaign_graphs][["engine", "model", "batch_size", "workload", "gpu_id", "machine",
+    m = (m.sort_values(["_other_machine", "_order", "created_at"], ascending=[True, True, False])
+         .drop_duplicates([*keys, "gpu_id"]).reset_index(drop=True))
+    ex_base = ex[ex["quant"] == baseline][["engine", "model", "batch_size", "workload", "gpu_id", "machine",
                                            "decode_energy_per_token_j"]].rename(
         columns={"decode_energy_per_token_j": "_e_same", "machine": "machine_without"})
     ex_base = ex_base.groupby(["engine", "model", "batch_size", "workload", "gpu_id", "machine_without"],

@@ -51,7 +51,8 @@ PARAMS = {
     # Power fraction at zero roofline utilisation (a launch-bound step still draws power above idle).
     # 0 here: the single calibration cell above cannot separate it from the slope. Engines with enough of
     # our records carry a fitted floor and slope in engines.yaml (`analytic.power_floor`, `power_slope`,
-    # datasets/catalog/tools/fit_engine_overhead.py), which replace both defaults for their rows.
+    # datasets/catalog/tools/fit_power_model.py), which replace both defaults for their rows. The decode fit
+    # is applied to the prefill too (its u is mostly near 1, where floor and slope matter little).
     "power_floor": 0.0,
 }
 

@@ -104,3 +104,20 @@ def test_analytic_power_uses_the_engines_fit():
     assert est.power_w[0] == pytest.approx(want_eager) and est.power_w[1] == pytest.approx(want_vllm)
     # the measured H100 cell (h100-first-measurements.md: 214 W, bf16 eager batch 1) within 25 %
     assert est.power_w[0] == pytest.approx(214.0, rel=0.25)
+
+
+def test_a_negative_floor_is_fixed_at_zero_and_the_slope_refitted(fitted):
+    mod, _ = fitted
+    from recommender.catalog import load_catalog
+
+    cat = load_catalog()
+    rows = {"gpu": [], "model": [], "quant": [], "batch": [], "prompt": [], "output": [], "power": []}
+    for m in ("qwen2.5-0.5b-instruct", "qwen2.5-7b-instruct", "qwen2.5-14b-instruct"):
+        for b in (1.0, 8.0, 32.0):
+            for k, v in (("gpu", "h100-sxm"), ("model", m), ("quant", "bf16"), ("batch", b), ("prompt", 256.0),
+                         ("output", 128.0), ("power", 0.0)):
+                rows[k].append(v)
+    u, idle, tdp = mod.utilisation(cat, "hf-compiled", rows)
+    rows["power"] = list(idle + (tdp - idle) * np.maximum(0.0, -0.05 + 0.9 * u))  # a free fit gives floor < 0
+    f = mod.fit_engine(cat, "hf-compiled", rows)
+    assert f.floor == 0.0 and 0.5 < f.slope < 0.9  # the slope takes up what the floor cannot

@@ -1221,3 +1221,21 @@ def test_torchao_settings_comparison_prefers_the_default_store_on_the_same_machi
         lambda d: pd.concat([d, experiments.iloc[[0]]])), records).iloc[0]
     assert alone["with_from"] == "campaign" and not bool(alone["same_machine"])
     assert not bool(alone["bf16_same_machine"]) and alone["e_bf16_j"] == pytest.approx(2.5)
+
+
+def test_torchao_settings_comparison_reads_the_repeat_store_and_prefers_its_same_machine_pair():
+    records = pd.DataFrame([_cell("torchao-fp8", 3.0, 70.0, machine="A"), _cell("bf16", 2.5, 110.0, machine="A")])
+    off = {"set_inductor_config": False}
+    experiments = pd.DataFrame([
+        _cell("torchao-fp8", 2.4, 90.0, machine="B", params=off, slice_="compiled-torchao-settings"),
+        _cell("torchao-fp8", 2.2, 95.0, machine="C", params=off, slice_="compiled-torchao-settings-repeat",
+              created="2026-11-28T08:00:00+00:00"),
+        _cell("torchao-fp8", 2.75, 80.0, machine="C", slice_="compiled-torchao-default",
+              created="2026-11-28T08:10:00+00:00")])
+    t = ca.torchao_settings_comparison(experiments, records)
+    assert len(t) == 1  # one row per cell
+    r = t.iloc[0]
+    assert bool(r["same_machine"]) and r["with_from"] == "compiled-torchao-default"
+    assert r["energy_ratio"] == pytest.approx(0.8)
+    empty = ca.torchao_settings_comparison(experiments[experiments["slice"] == "compiled-torchao-default"], records)
+    assert empty.empty and "energy_ratio" in empty.columns

@@ -56,7 +56,7 @@ class PowerFit:
 
 
 def power_rows(catalog, files: list[Path]) -> dict[str, dict[str, list]]:
-    """Per engine: the float-weight, stable, ok records with a measured decode power (lists of fields)."""
+    """Per engine: the float-weight ok records (stable or not) with a measured decode power (lists of fields)."""
     out: dict[str, dict[str, list]] = {}
     for r, _ in feo.ok_records(files):
         if r.get("engine") not in feo.OWN_ENGINES or r.get("quant") not in feo.FLOAT_QUANTS:
@@ -107,7 +107,9 @@ def fit_engine(catalog, engine: str, rows: dict[str, list]) -> PowerFit:
     u, idle, span, y = u[ok], idle[ok], span[ok], y[ok]
     A = np.stack([span / y, span * u / y], axis=1)  # (idle + span (floor + slope u) - y) / y
     (floor, slope), *_ = np.linalg.lstsq(A, 1.0 - idle / y, rcond=None)
-    floor = float(np.clip(floor, 0.0, 1.0))
+    if not 0.0 <= floor <= 1.0:  # not physical: fix the floor at the nearer bound and refit the slope alone
+        floor = float(np.clip(floor, 0.0, 1.0))
+        slope = float(np.linalg.lstsq(A[:, 1:], 1.0 - idle / y - A[:, 0] * floor, rcond=None)[0][0])
     pred = idle + span * np.minimum(1.0, floor + slope * u)
     default = idle + span * np.minimum(1.0, analytic.PARAMS["power_floor"] + analytic.PARAMS["power_slope"] * u)
     med, p80 = _errors(pred, y)
