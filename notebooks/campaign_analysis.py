@@ -917,15 +917,15 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
                                 experiment: str = "compiled-torchao-settings",
                                 default_experiment: str = "compiled-torchao-default") -> pd.DataFrame:
     """Compiled torchao cells measured without torchao's inductor settings (quant param `set_inductor_config:
-    false`, the stores whose name starts with `experiment`: the s9 store and its repeat) against cells of the same model, method, batch size and workload with them
-    (torchao's default), one row per cell held by both.
+    false`, the stores whose name starts with `experiment`: the s9 store and its repeat) against cells of the
+    same model, method, batch size and workload with them (torchao's default), one row per cell held by both.
 
     The `with` side is the `default_experiment` store's cell where one ran on the same machine, else the
     campaign's (`cell_means` of `records`' method records, any machine); `with_from` names it. `energy_ratio` /
     `speed_ratio` / `compile_ratio`: decode J/token, tokens/s and warm-up compile time, without / with;
     `noise_pct` the repetition noise of the energy ratio and `beyond_noise`; `same_machine`. `e_bf16_j` is
-    compiled `baseline` of the cell (the experiment stores' records on the `without` cell's machine, with the
-    campaign's graph setting, where there are any, else the campaign's cell mean; `bf16_same_machine` says which) and `energy_ratio_vs_bf16_with` /
+    compiled `baseline` of the cell (the experiment stores' records on the `without` cell's machine where there
+    are any, else the campaign's cell mean; `bf16_same_machine` says which) and `energy_ratio_vs_bf16_with` /
     `_without` each variant against it. A cell measured without the settings on several machines counts once:
     a same-machine pair first, then the default store's, then the latest. Records with a `dynamic` engine param
     (the graph-shape experiment's variants) are left out.
