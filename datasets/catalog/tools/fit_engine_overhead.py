@@ -41,7 +41,7 @@ Public rows: those without `excluded_reason`.
 
 Writing: `roofline_efficiency` and `per_token_overhead_ms` of each fitted engine are replaced in
 engines.yaml, and one sentence that starts with FIT_MARKER is appended to its `analytic.source` (a
-previous one is replaced in place, before the sentence of fit_power_model.py, which is kept), naming this script, the data files, the rows and the fit error. Comments and
+previous one is replaced; the sentence of fit_power_model.py is kept, after it: `rewrite_analytic`), naming this script, the data files, the rows and the fit error. Comments and
 every other line of the file are kept as they are.
 """
 
@@ -66,8 +66,10 @@ MEASUREMENTS = REPO / "datasets" / "measurements"
 ENGINES_YAML = CATALOG / "engines.yaml"
 SCRIPT = "datasets/catalog/tools/fit_engine_overhead.py"
 FIT_MARKER = f"Refit by {SCRIPT}"
-#: the first words of sentences other tools append to an engine's `analytic.source` (kept when rewriting)
-OTHER_MARKERS = ("Power refit by ",)
+#: fit_power_model.py's sentence in an engine's `analytic.source`
+POWER_FIT_MARKER = "Power refit by datasets/catalog/tools/fit_power_model.py"
+#: the sentences fitting tools append to an engine's `analytic.source`, in the order they stand there
+SOURCE_MARKERS = (FIT_MARKER, POWER_FIT_MARKER)
 ENGINES = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
 #: public file -> engines whose rows it contributes
 PUBLIC_FILES = {"mlenergy_v1.csv": ("hf-eager",), "argonne.csv": ("vllm", "tensorrt-llm", "llama.cpp")}
@@ -316,52 +318,66 @@ def _wrap(text: str, indent: str, width: int = 110) -> list[str]:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def update_yaml(text: str, fits: list[Fit]) -> str:
-    """engines.yaml with the fitted values and descriptions; every other line unchanged."""
+def rewrite_analytic(text: str, fits: dict, edit_line, marker: str, describe_fit) -> str:
+    """engines.yaml `text` with the `analytic` block of every engine in `fits` (engine id -> fit) rewritten:
+    `edit_line(fit, line)` gives the lines that replace each of its lines (`[line]` keeps it), and the sentence
+    of its `source` that starts with `marker` (one of SOURCE_MARKERS) becomes `describe_fit(fit)`. Every other
+    line is kept. Shared by this script and fit_power_model.py, which edit the same blocks."""
     lines = text.split("\n")
-    by = {f.engine: f for f in fits}
     out: list[str] = []
     engine = section = None
     i = 0
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
+        i += 1
         if line.startswith("- id:"):
             engine, section = stripped.split(":", 1)[1].strip(), None
         elif line.startswith("  ") and not line.startswith("   ") and ":" in stripped:
             section = stripped.split(":", 1)[0]  # the engine's key this line opens (analytic, hardware ...)
-        f = by.get(engine) if section == "analytic" else None
-        if f is not None and stripped.startswith("roofline_efficiency:"):
-            line = line[: line.index("roofline_efficiency:")] + f"roofline_efficiency: {f.efficiency:.3f}"
-        elif f is not None and stripped.startswith("per_token_overhead_ms:"):
-            line = line[: line.index("per_token_overhead_ms:")] + f"per_token_overhead_ms: {f.overhead_ms:.2f}"
-        elif f is not None and stripped.startswith("source:") and line.startswith("    source:"):
+        f = fits.get(engine) if section == "analytic" else None
+        if f is None:
             out.append(line)
-            i += 1
+        elif line.startswith("    source:"):
             block: list[str] = []  # the folded scalar: the lines indented deeper than `source:`
             while i < len(lines) and lines[i].startswith("      ") and lines[i].strip():
                 block.append(lines[i])
                 i += 1
-            # this script's sentence replaces its previous one in place; sentences of other fitting tools
-            # (OTHER_MARKERS, each starting a line) are kept, after it
-            keep, after = [], []
-            mine = False
-            for b in block:
-                if b.strip().startswith(FIT_MARKER):
-                    mine = True
-                elif b.strip().startswith(OTHER_MARKERS):
-                    mine = False
-                    after.append(b)
-                elif after:
-                    after.append(b)
-                elif not mine:
-                    keep.append(b)
-            indent = keep[0][: len(keep[0]) - len(keep[0].lstrip())] if keep else "      "
-            out += keep + _wrap(describe(f), indent) + after
-            continue
-        out.append(line)
-        i += 1
+            out += [line, *_replace_sentence(block, marker, describe_fit(f))]
+        else:
+            out += edit_line(f, line)
     return "\n".join(out)
+
+
+def _replace_sentence(block: list[str], marker: str, sentence: str) -> list[str]:
+    """A `source` block with the tools' sentence that starts with `marker` replaced by `sentence` (added if
+    absent): the hand-written text first, then the tools' sentences in SOURCE_MARKERS order, each running from
+    the line its marker starts to the next marker."""
+    prefix: list[str] = []
+    sentences: dict[str, list[str]] = {}
+    current = None
+    for b in block:
+        current = next((m for m in SOURCE_MARKERS if b.strip().startswith(m)), current)
+        if current is None:
+            prefix.append(b)
+        else:
+            sentences.setdefault(current, []).append(b)
+    indent = prefix[0][: len(prefix[0]) - len(prefix[0].lstrip())] if prefix else "      "
+    sentences[marker] = _wrap(sentence, indent)
+    return prefix + [b for m in SOURCE_MARKERS for b in sentences.get(m, [])]
+
+
+def update_yaml(text: str, fits: list[Fit]) -> str:
+    """engines.yaml with the fitted values and descriptions; every other line unchanged."""
+    def edit(f: Fit, line: str) -> list[str]:
+        stripped = line.strip()
+        if stripped.startswith("roofline_efficiency:"):
+            return [line[: line.index("roofline_efficiency:")] + f"roofline_efficiency: {f.efficiency:.3f}"]
+        if stripped.startswith("per_token_overhead_ms:"):
+            return [line[: line.index("per_token_overhead_ms:")] + f"per_token_overhead_ms: {f.overhead_ms:.2f}"]
+        return [line]
+
+    return rewrite_analytic(text, {f.engine: f for f in fits}, edit, FIT_MARKER, describe)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,8 +37,7 @@ for _p in (REPO, Path(__file__).resolve().parent):  # run as a script from anywh
 
 import fit_engine_overhead as feo  # noqa: E402  (reads our records and engines.yaml the same way)
 
-SCRIPT = "datasets/catalog/tools/fit_power_model.py"
-FIT_MARKER = f"Power refit by {SCRIPT}"
+FIT_MARKER = feo.POWER_FIT_MARKER  # the sentence this script writes into engines.yaml (the other tool knows it)
 MIN_ROWS = 20
 
 
@@ -134,49 +133,16 @@ def describe(f: PowerFit) -> str:
 
 def update_yaml(text: str, fits: list[PowerFit]) -> str:
     """engines.yaml with each fitted engine's power_floor / power_slope and description; every other line kept."""
-    lines = text.split("\n")
-    by = {f.engine: f for f in fits}
-    out: list[str] = []
-    engine = section = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
+    def edit(f: PowerFit, line: str) -> list[str]:
         stripped = line.strip()
-        if line.startswith("- id:"):
-            engine, section = stripped.split(":", 1)[1].strip(), None
-        elif line.startswith("  ") and not line.startswith("   ") and ":" in stripped:
-            section = stripped.split(":", 1)[0]
-        f = by.get(engine) if section == "analytic" else None
-        if f is not None and stripped.startswith(("power_floor:", "power_slope:")):
-            i += 1  # rewritten after per_token_overhead_ms
-            continue
-        if f is not None and stripped.startswith("per_token_overhead_ms:"):
+        if stripped.startswith(("power_floor:", "power_slope:")):
+            return []  # rewritten after per_token_overhead_ms
+        if stripped.startswith("per_token_overhead_ms:"):
             indent = line[: len(line) - len(line.lstrip())]
-            out += [line, f"{indent}power_floor: {f.floor:.3f}", f"{indent}power_slope: {f.slope:.3f}"]
-            i += 1
-            continue
-        if f is not None and line.startswith("    source:"):
-            out.append(line)
-            i += 1
-            block: list[str] = []
-            while i < len(lines) and lines[i].startswith("      ") and lines[i].strip():
-                block.append(lines[i])
-                i += 1
-            keep = []
-            skipping = False
-            for b in block:  # drop a previous power sentence (it runs to the block's end or the next marker)
-                if b.strip().startswith(FIT_MARKER):
-                    skipping = True
-                elif skipping and b.strip().startswith(feo.FIT_MARKER):
-                    skipping = False
-                if not skipping:
-                    keep.append(b)
-            indent = keep[0][: len(keep[0]) - len(keep[0].lstrip())] if keep else "      "
-            out += keep + feo._wrap(describe(f), indent)
-            continue
-        out.append(line)
-        i += 1
-    return "\n".join(out)
+            return [line, f"{indent}power_floor: {f.floor:.3f}", f"{indent}power_slope: {f.slope:.3f}"]
+        return [line]
+
+    return feo.rewrite_analytic(text, {f.engine: f for f in fits}, edit, FIT_MARKER, describe)
 
 
 def main(argv: list[str] | None = None) -> int:
