@@ -7,12 +7,13 @@ architecture with transformers on the meta device (skipped when torch/transforme
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.fixtures.scripts import load_script
 
 CAT = Path(__file__).resolve().parents[2] / "datasets" / "catalog"
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -128,10 +129,7 @@ def _key(name: str) -> str:
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, CAT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CAT / "tools" / f"{name}.py")
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,19 @@ committed rows, rewriting it changes only the fitted lines, and the analytic mod
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from tests.fixtures.scripts import load_script
+
 CAT = Path(__file__).resolve().parents[2] / "datasets" / "catalog"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("fit_engine_overhead", CAT / "tools" / "fit_engine_overhead.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CAT / "tools" / "fit_engine_overhead.py")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the analytic model uses the fitted floor and slope."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,15 +11,13 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.fixtures.scripts import load_script
+
 CAT = Path(__file__).resolve().parents[2] / "datasets" / "catalog"
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, CAT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CAT / "tools" / f"{name}.py")
 
 
 @pytest.fixture(scope="module")

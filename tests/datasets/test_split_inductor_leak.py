@@ -3,21 +3,18 @@ inductor settings, and the shipped stores hold none of them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixtures.scripts import load_script
+
 MEAS = Path(__file__).resolve().parents[2] / "datasets" / "measurements"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("split_inductor_leak", MEAS / "tools" / "split_inductor_leak.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(MEAS / "tools" / "split_inductor_leak.py")
 
 
 def _rec(i, quant, engine="hf-compiled", *, minute, gpu="GPU-a", command="c1", status="ok", params=None):
