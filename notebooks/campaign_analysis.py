@@ -1097,7 +1097,7 @@ def _machines_of(machines: pd.Series) -> list[str]:
 
 def card_effect(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "h100-sxm",
                 gpus: pd.DataFrame | None = None,
-                workload: tuple[int, int] | None = REFERENCE_WORKLOAD) -> pd.DataFrame:
+                workload: tuple[int, int] | None = REFERENCE_WORKLOAD, engine: str | None = None) -> pd.DataFrame:
     """Each cell measured on both cards (same model, method, engine, batch and workload; each card's records
     averaged per cell, `card_cells`): the ratio `card` / `baseline_card` of
 
@@ -1114,11 +1114,14 @@ def card_effect(df_all: pd.DataFrame, card: str = "h200", baseline_card: str = "
     machines to SEVERAL_MACHINES). With `gpus` (gpus.csv):
     `bandwidth_ratio` (GB/s over GB/s) and `speedup_if_bandwidth`, the speedup expected if only the memory-bound
     share of the baseline step (its roofline utilization u, the records' `bandwidth_utilization`) shrank with
-    the bandwidth: 1 / (1 - u + u / bandwidth_ratio). `workload` None keeps every workload (pairs stay within one).
+    the bandwidth: 1 / (1 - u + u / bandwidth_ratio). `workload` None keeps every workload (pairs stay within one);
+    `engine` keeps one engine's cells (None: every engine, each cell paired within its engine).
     """
     keys = [*CELL_KEYS, "quant"]
     a = select_workload(card_cells(df_all, card), workload)
     b = select_workload(card_cells(df_all, baseline_card), workload)
+    if engine is not None:
+        a, b = a[a["engine"] == engine], b[b["engine"] == engine]
     extra = ["decode_avg_power_w", "ttft_ms", "prefill_energy_j", "energy_cv", "machines", "bandwidth_utilization"]
     p = _pair_cells(a, b, keys, extra=extra)
     p = p.drop(columns=["gpu_id", "same_gpu_unit", "same_machine", "slice", "power_ratio"], errors="ignore")
@@ -1184,19 +1187,20 @@ def card_effect_summary(t: pd.DataFrame, by: str | Sequence[str] | None = ("quan
 
 def card_effect_vs_repeats(cards: pd.DataFrame, card: str = "h200", baseline_card: str = "h100-sxm",
                            workload: tuple[int, int] | None = REFERENCE_WORKLOAD,
-                           repeat_slices: Sequence[str] = REPEAT_SLICES) -> pd.DataFrame:
+                           repeat_slices: Sequence[str] = REPEAT_SLICES, engine: str | None = None) -> pd.DataFrame:
     """How much of the card effect is the baseline card's machine: for each cell whose `baseline_card` cell
     was measured again on another machine (`repeat_slices`), `card_effect` against the method records (the
     first measurement) and against the repeat, side by side: energy_ratio_first / _repeat (J/token over
     J/token), speedup_first / _repeat (tokens/s over tokens/s), machine_first / _repeat (of the baseline cell)
     and `shift_pct` = (energy_ratio_repeat / energy_ratio_first - 1) x 100, the change of the measured hardware
     effect that comes from re-measuring the baseline cell alone. `cards`: every card's records, repeats
-    included (`load_cards`)."""
+    included (`load_cards`); `engine` as in `card_effect`."""
     base = cards[(cards["gpu_id"] == baseline_card) & ~cards["rejected"].astype(bool)]
     other = method_records(cards[cards["gpu_id"] != baseline_card])
-    first = card_effect(pd.concat([method_records(base), other]), card, baseline_card, workload=workload)
+    first = card_effect(pd.concat([method_records(base), other]), card, baseline_card, workload=workload,
+                        engine=engine)
     rep = card_effect(pd.concat([base[base["slice"].isin(list(repeat_slices))], other]), card, baseline_card,
-                      workload=workload)
+                      workload=workload, engine=engine)
     keys = [*CELL_KEYS, "quant"]
     cols = ["energy_ratio", "speedup", "machine_base", "noise_pct"]
     m = first[keys + cols].merge(rep[keys + cols], on=keys, suffixes=("_first", "_repeat"))
@@ -1896,12 +1900,13 @@ def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
         return None
     base, card = ids[0], ids[1]
     co = hardware_method_cooptimisation(recs, base, workload=workload)
-    ce = card_effect(recs, card, base, gpus, workload=workload)
+    ce = card_effect(recs, card, base, gpus, workload=workload, engine="hf-eager")
+    ce_compiled = card_effect(recs, card, base, gpus, workload=workload, engine="hf-compiled")
     rt = method_rank_transfer(recs, card, base, workload=workload)
     if co.empty or ce.empty:
         return None
     rep = reproducibility(cards[cards["gpu_id"] == base])
-    sens = card_effect_vs_repeats(cards, card, base, workload=workload)
+    sens = card_effect_vs_repeats(cards, card, base, workload=workload, engine="hf-eager")
     spread = float(rep["energy_diff_pct"].abs().max()) if len(rep) else float("nan")
     wl = f"{workload[0]}/{workload[1]}"
     claim = PAPER_CLAIMS["co_optimisation_max_pct"]
@@ -1965,8 +1970,18 @@ def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
 
     def n_machines(ms: list[str]) -> str:
         return "one machine" if len(ms) == 1 else f"{len(ms)} machines"
+    compiled_txt = ""
+    if len(ce_compiled):
+        cc = ce_compiled
+        compiled_txt = (
+            f"; compiled (hf-compiled, {len(cc)} cells, {cc['model'].nunique()} architectures, another {card} machine): "
+            f"median x{cc['energy_ratio'].median():.3f} (range x{cc['energy_ratio'].min():.2f} to "
+            f"x{cc['energy_ratio'].max():.2f}), tokens/s x{cc['speedup'].median():.2f} against "
+            f"x{cc['speedup_if_bandwidth'].median():.3f} from the bandwidth (these cells use a median "
+            f"{cc['bandwidth_utilization_base'].median() * 100:.0f} % of the roofline)" if "speedup_if_bandwidth" in cc
+            else f"; compiled ({len(cc)} cells): median x{cc['energy_ratio'].median():.3f}")
     rows["hardware"] = (
-        f"{card} / {base} decode J/token on the same cell, {len(ce)} cells ({ce['model'].nunique()} architectures, "
+        f"{card} / {base} decode J/token on the same cell, hf-eager, {len(ce)} cells ({ce['model'].nunique()} architectures, "
         f"{ce['quant'].nunique()} methods, batch {', '.join(str(b) for b in sorted(ce['batch_size'].unique()))}): "
         f"median x{ce['energy_ratio'].median():.3f} (interquartile x{ce['energy_ratio'].quantile(0.25):.3f} to "
         f"x{ce['energy_ratio'].quantile(0.75):.3f}, range x{ce['energy_ratio'].min():.2f} to "
@@ -1975,7 +1990,8 @@ def _hardware_findings(cards: pd.DataFrame, workload: tuple[int, int],
         + f"; tokens/s x{ce['speedup'].median():.2f}, decode power x{ce['power_ratio'].median():.2f}, TTFT "
         f"x{ce['ttft_ratio'].median():.2f} (medians); {int((ce['beyond_noise'] & (ce['energy_ratio'] < 1)).sum())} "
         f"cells lower and {int((ce['beyond_noise'] & (ce['energy_ratio'] > 1)).sum())} higher beyond the repetition "
-        f"noise, {int(within.sum())} within the largest cross-machine difference of one {base} cell ({spread:.0f} %)",
+        f"noise, {int(within.sum())} within the largest cross-machine difference of one {base} cell ({spread:.0f} %)"
+        + compiled_txt,
         f"measured ({card}: {n_machines(machines_card)}; {base}: {n_machines(machines_base)})",
         hw_verdict,
         f"eager decode is launch-bound, so the bytes per step set little of the step time; the ratio depends on "
@@ -2672,7 +2688,9 @@ def plot_card_effect(t: pd.DataFrame, path: Path, machine_spread_pct: float | No
         bx.legend(fontsize=6.5, loc="lower right")
         bx.set_title(f"decode speed: measured vs the bandwidth prediction,\nby the machine of the {base} cell",
                      fontsize=9)
-    fig.suptitle(f"{card} against {base} on the same cells (HF eager, "
+    engines = ", ".join({"hf-eager": "HF eager", "hf-compiled": "HF compiled"}.get(e, e)
+                        for e in sorted(t["engine"].unique()))
+    fig.suptitle(f"{card} against {base} on the same cells ({engines}, "
                  + ", ".join(sorted(t["workload"].unique())) + " prompt/output tokens; the cards ran on different "
                  "machines)", fontsize=10)
     return _save(fig, path)

@@ -672,8 +672,11 @@ def test_load_cards_holds_both_cards_and_their_machines():
     h200 = cards[cards["gpu_id"] == H200]
     lines = sum(1 for ln in (ca.H200_MEASUREMENTS / "campaign.jsonl").read_text().splitlines() if ln.strip())
     assert len(h200) == lines
-    # gpu_machines reads the H200 sessions' nvidia-smi.csv (with an index column): one 4-GPU machine, no '?'
-    assert h200["machine"].nunique() == 1 and h200["machine"].iloc[0].startswith("4-GPU machine")
+    # gpu_machines reads the H200 sessions' nvidia-smi.csv (with an index column): the s5 4-GPU machine of the eager
+    # cells and the s10 2-GPU machine of the compiled ones, no '?'
+    machines = h200.groupby("engine")["machine"].unique()
+    assert [len(m) for m in machines] == [1, 1], machines
+    assert machines["hf-eager"][0].startswith("4-GPU machine") and machines["hf-compiled"][0].startswith("2-GPU machine")
     assert not set(h200["machine"]) & set(cards.loc[cards["gpu_id"] == H100, "machine"])
 
 
@@ -1003,10 +1006,14 @@ def test_selfchecks_of_both_cards_side_by_side():
 @pytest.mark.slow
 def test_card_effect_and_key_findings_on_the_committed_records(cat, tmp_path):
     cards = ca.load_cards()
-    t = ca.card_effect(ca.method_records(cards), gpus=cat["gpus"])
+    t = ca.card_effect(ca.method_records(cards), gpus=cat["gpus"], engine="hf-eager")
     assert len(t) > 0 and (t["card"] == H200).all() and (t["baseline_card"] == H100).all()
     np.testing.assert_allclose(t["energy_ratio"], t["e_card_j"] / t["e_base_j"])
     assert (t["workload"] == f"{SHORT[0]}/{SHORT[1]}").all() and (t["engine"] == "hf-eager").all()
+    # every engine by default, each cell paired within its engine; the compiled H200 cells (s10) pair too
+    both = ca.card_effect(ca.method_records(cards), gpus=cat["gpus"])
+    assert set(both["engine"]) == {"hf-eager", "hf-compiled"}
+    assert len(both) == len(t) + len(ca.card_effect(ca.method_records(cards), engine="hf-compiled"))
     # the cards sit in different machines; the bandwidth prediction is between 1 and the bandwidth ratio
     assert not (t["machine_base"] == t["machine_card"]).any()
     assert ((t["speedup_if_bandwidth"] >= 1) & (t["speedup_if_bandwidth"] <= t["bandwidth_ratio"])).all()
@@ -1023,6 +1030,7 @@ def test_card_effect_and_key_findings_on_the_committed_records(cat, tmp_path):
     # the 1 Hz row: the records of both cards, each named, like the self-checks
     onehz = kf.loc["Energy from 1 Hz nvidia-smi power (eq. 1)", "ours"]
     assert "H100 80GB HBM3 records" in onehz and "H200 records" in onehz
+    assert "compiled (hf-compiled" in kf.loc["Hardware choice alone, measured (s4.2)", "ours"]
     pytest.importorskip("matplotlib")
     p = ca.plot_card_effect(t, tmp_path / "cards.png", machine_spread_pct=5.0)
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
