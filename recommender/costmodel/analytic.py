@@ -12,7 +12,17 @@ batch-1 rows (a null overhead counts as 0). The method overhead is datasets/cata
 nothing was fitted); it is a decode-step overhead and is not added to the prefill, whose quantized kernels
 run on large activations (adding it there made the prefill targets worse in cross-validation).
 tokens/s = batch / t_step. Prefill: the same with the prefill FLOPs and one
-pass over the weights (+ the KV written), one launch overhead; TTFT = t_prefill.
+pass over the weights (+ the KV written), one launch overhead, times the method's prefill time ratio on the
+engine; TTFT = t_prefill:
+
+    t_prefill = (max(t_mem, t_comp) / efficiency + overhead) x prefill_time_ratio
+
+The ratio is method_overhead.csv's `prefill_time_ratio` (fit_method_overhead.py: the median over our
+same-cell pairs of the measured TTFT ratio to the 16-bit cell / the modelled one; 1 for 16-bit and fp32 and
+where nothing was fitted): the roofline credits torchao-fp8 the fp8 tensor rate and weight-only methods
+their fewer bytes, while their quantize/dequantize kernels make every measured prefill slower than bf16's.
+The prefill power follows from the longer time (u = roofline time / t_prefill below), as the decode power
+does from the method overhead, so the prefill energy grows by less than the ratio (as measured).
 
 Power: P = P_idle + (TDP - P_idle) x min(1, floor + slope x u), u = max(t_mem, t_comp) / t (the fraction
 of the step spent at the roofline); floor and slope are the engine's fitted `power_floor` / `power_slope`
@@ -113,7 +123,7 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         roof = np.maximum(ph.t_mem_step, ph.t_comp_step)
         t_step = roof / ph.efficiency + ph.overhead_s + ph.method_overhead_s
         roof_pre = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill)
-        t_pre = roof_pre / ph.efficiency + ph.overhead_s
+        t_pre = (roof_pre / ph.efficiency + ph.overhead_s) * ph.prefill_time_ratio
         tdp = cands.col("gpu_tdp_w")
         idle = p["idle_fraction_of_tdp"] * tdp
         floor = np.where(np.isnan(ph.power_floor), p["power_floor"], ph.power_floor)

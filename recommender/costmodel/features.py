@@ -17,7 +17,9 @@ common physical axes first:
   engine's per-token launch overhead and roofline efficiency (engines.yaml `analytic` block), and the
   method's per-layer decode overhead on that engine (method_overhead.csv: the kernels a quantization
   method adds to every layer, launch-bound at decode, fitted on our records by
-  datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted);
+  datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted), and its prefill time ratio on
+  that engine (method_overhead.csv `prefill_time_ratio`, same tool; 1 where none was fitted), which the
+  analytic prefill multiplies; no feature reads it (the `ref16_*` prefill features are the 16-bit ones);
 - memory fit margin (`recommender.memory`), card specs, model shape, quant/engine/scope one-hots.
 
 The roofline axes are computed at the reference 16-bit method (`ref16_*`) and the quantization method
@@ -93,6 +95,8 @@ class Physics:
     efficiency: np.ndarray  # engine roofline efficiency (0..1)
     overhead_s: np.ndarray  # the engine's launch overhead per decode step and per prefill (s); null = 0
     method_overhead_s: np.ndarray  # the method's per decode step: num_layers x method_overhead.csv (s); 0 = none
+    #: multiplier on the method's analytic prefill time (method_overhead.csv `prefill_time_ratio`); 1 = none
+    prefill_time_ratio: np.ndarray
     #: the engine's fitted power model (engines.yaml `analytic.power_floor` / `power_slope`); NaN = the
     #: analytic model's defaults (`analytic.PARAMS`)
     power_floor: np.ndarray
@@ -173,6 +177,19 @@ def _method_overhead_table(cands: Candidates) -> np.ndarray:
         qj, ej = cat.quants.index.get(row.get("quant_id")), cat.engines.index.get(row.get("engine_id"))
         v = _f(row.get("per_layer_overhead_ms"))
         if qj is not None and ej is not None and np.isfinite(v):
+            out[qj, ej] = v
+    return out
+
+
+def _prefill_ratio_table(cands: Candidates) -> np.ndarray:
+    """Prefill time ratio of each (quant row, engine row), 1 where none was fitted (an empty value)
+    (datasets/catalog/method_overhead.csv `prefill_time_ratio`, datasets/catalog/tools/fit_method_overhead.py)."""
+    cat = cands.catalog
+    out = np.ones((len(cat.quants), len(cat.engines)))
+    for row in cat.method_overhead:
+        qj, ej = cat.quants.index.get(row.get("quant_id")), cat.engines.index.get(row.get("engine_id"))
+        v = _f(row.get("prefill_time_ratio"))
+        if qj is not None and ej is not None and np.isfinite(v) and v > 0:
             out[qj, ej] = v
     return out
 
@@ -271,7 +288,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             t_mem_prefill=(weight_bytes + deq_prefill + batch * prompt * kv_per_token) / bw,
             t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
-            method_overhead_s=method_ms / 1e3,
+            method_overhead_s=method_ms / 1e3, prefill_time_ratio=_prefill_ratio_table(cands)[qi, ei],
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
         )

@@ -19,6 +19,24 @@ either (one median over every batch size is fitted: 0.052). Negative medians are
 written as 0. The 16-bit methods and fp32 have none by definition. Used by
 datasets/catalog/tools/fit_method_overhead.py (writes datasets/catalog/method_overhead.csv) and by the
 trainer, which refits it inside every cross-validation fold so held-out rows never inform it.
+
+The prefill counterpart (`fit_prefill`) is a ratio, not an overhead per layer: the roofline times a
+method's prefill at its compute dtype (torchao-fp8 at the fp8 tensor rate, 2x bf16) and its fewer weight
+bytes, yet our H100/H200 records time every quantized method's prefill slower than bf16's (torchao-fp8
+eager x3.2, torchao-int4-wo x13, bnb-int8 x3.2, bnb-nf4 x1.16 median TTFT over same-cell pairs): the
+activation quantization, dequantization and unfused kernels run on large activations here, and their cost
+grows with the tokens, not with the layers. Per (method, engine) with at least MIN_PAIRS pairs of TTFT
+(`ttft_ms`), the ratio is the median over the pairs of
+
+    (ttft(method) / ttft(16-bit)) / (modelled(method) / modelled(16-bit))
+
+with `modelled` the analytic prefill time without this ratio (`modelled_prefill_ms`), so the speed-up the
+roofline already credits (fp8 tensor rate, fewer bytes) is taken back by the ratio, not twice. The
+analytic model multiplies the method's prefill time by it (`recommender.costmodel.analytic`); its prefill
+power then follows from the longer time like any other time off the roofline (u = roofline time / time),
+so the prefill energy grows by less than the ratio, as measured (prefill energy ratio / TTFT ratio to
+16-bit: median 0.6-0.7 for bnb-int8, torchao-fp8, torchao-int4-wo, torchao-int8-dyn; 1.0 for bnb-nf4/fp4,
+torchao-int8-wo). A ratio is never written below PREFILL_RATIO_FLOOR (see there).
 """
 
 from __future__ import annotations
@@ -31,6 +49,17 @@ import numpy as np
 UNQUANTIZED = ("fp32", "fp16", "bf16")
 REFERENCES = ("bf16", "fp16")  # the 16-bit cell a method is compared with, in order of preference
 MIN_PAIRS = 3
+#: The smallest prefill time ratio written. 1: a ratio below 1 says a method's prefill beats the 16-bit
+#: one by more than the roofline credits it (its fp8/int8 rate or fewer bytes), which no (method, engine)
+#: median of our records shows (2026-12 fit: the smallest are bnb-fp4 and bnb-nf4 on hf-compiled, x1.03 and
+#: x1.06; every other x1.14 to x17). Of the 455 pairs, 23 are below 1, all bnb 4-bit and 15 at batch 1
+#: (13 of the 23 hf-compiled batch-1 pairs; the others within 3% of 1): a launch-bound prefill of a few
+#: hundred tokens where the model's credit for the 4-bit bytes (the weight pass is most of its time) does
+#: not appear. So the floor binds on no
+#: shipped value; it keeps a fold with few pairs from crediting a method with a speed-up no median shows.
+PREFILL_RATIO_FLOOR = 1.0
+#: the columns the prefill fit adds to method_overhead.csv (empty where a method has too few pairs)
+PREFILL_COLUMNS = ("prefill_time_ratio", "prefill_p10", "prefill_p90", "prefill_n_pairs")
 
 #: a cell: (gpu, model, quant, engine, batch, prompt, output)
 CellKey = tuple
@@ -75,6 +104,70 @@ def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None],
     return out
 
 
+def _reference(key: CellKey, cells: Mapping[CellKey, float]) -> CellKey | None:
+    """The 16-bit cell (bf16, else fp16) of the same card, model, engine, batch and workload as `key`."""
+    gpu, model, _, engine, batch, prompt, output = key
+    return next((k for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in cells), None)
+
+
+def fit_prefill(ttft_ms: Mapping[CellKey, float], modelled_ms: Mapping[CellKey, float]) -> list[dict]:
+    """Rows {quant_id, engine_id, prefill_time_ratio, prefill_p10, prefill_p90, prefill_n_pairs} from the
+    median measured TTFT (ms) of each cell and its analytic prefill time without the ratio
+    (`modelled_prefill_ms`): per (method, engine) with at least MIN_PAIRS same-cell pairs with the 16-bit
+    cell, the median over the pairs of (measured ratio to 16-bit) / (modelled ratio to 16-bit), never below
+    PREFILL_RATIO_FLOOR; p10/p90 are the pairs' spread, unclipped."""
+    per: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, t in ttft_ms.items():
+        quant, engine = key[2], key[3]
+        if quant in UNQUANTIZED:
+            continue
+        ref_key = _reference(key, ttft_ms)
+        if ref_key is None or key not in modelled_ms or ref_key not in modelled_ms:
+            continue  # no 16-bit cell, or a cell the catalogue cannot model
+        ref, m, m_ref = ttft_ms[ref_key], modelled_ms[key], modelled_ms[ref_key]
+        if not (t > 0 and ref > 0 and m > 0 and m_ref > 0):
+            continue
+        per[(str(quant), str(engine))].append((t / ref) / (m / m_ref))
+    out = []
+    for (quant, engine), ratios in sorted(per.items()):
+        if len(ratios) < MIN_PAIRS:
+            continue
+        r = np.array(ratios)
+        out.append({
+            "quant_id": quant, "engine_id": engine,
+            "prefill_time_ratio": round(max(PREFILL_RATIO_FLOOR, float(np.median(r))), 4),
+            "prefill_p10": round(float(np.percentile(r, 10)), 4),
+            "prefill_p90": round(float(np.percentile(r, 90)), 4),
+            "prefill_n_pairs": len(r),
+        })
+    return out
+
+
+def merge(decode: list[dict], prefill: list[dict]) -> list[dict]:
+    """The rows of method_overhead.csv: each decode row (`fit`) with its (method, engine)'s prefill columns
+    (`fit_prefill`), empty ("") where the prefill has too few pairs; a (method, engine) with a prefill fit and
+    no decode fit gets a row of its own with empty decode columns. Sorted by (method, engine)."""
+    pre = {(r["quant_id"], r["engine_id"]): r for r in prefill}
+    empty = dict.fromkeys(PREFILL_COLUMNS, "")
+    rows = {(r["quant_id"], r["engine_id"]): {**r, **{c: pre.get((r["quant_id"], r["engine_id"]), empty)[c]
+                                                      for c in PREFILL_COLUMNS}} for r in decode}
+    decode_cols = list(decode[0]) if decode else ["quant_id", "engine_id", "per_layer_overhead_ms"]
+    for k, r in pre.items():
+        if k not in rows:
+            rows[k] = {**dict.fromkeys(decode_cols, ""), "quant_id": k[0], "engine_id": k[1],
+                       **{c: r[c] for c in PREFILL_COLUMNS}}
+    return [rows[k] for k in sorted(rows)]
+
+
+def prefill_times(cells: list[CellKey], ttft_ms: list[float]) -> dict[CellKey, float]:
+    """Median measured TTFT (ms) per cell key over its rows; rows without a positive TTFT are left out."""
+    times: dict[CellKey, list[float]] = defaultdict(list)
+    for key, t in zip(cells, ttft_ms, strict=True):
+        if t is not None and np.isfinite(t) and t > 0:
+            times[key].append(float(t))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def step_times(cells: list[CellKey], tokens_per_s: list[float], batch: list[float]) -> dict[CellKey, float]:
     """Median decode step time (ms, batch / tokens_per_s) per cell key over its rows; rows without a
     positive throughput are left out."""
@@ -85,11 +178,7 @@ def step_times(cells: list[CellKey], tokens_per_s: list[float], batch: list[floa
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def modelled_step_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
-    """The analytic decode step time (ms) of each cell (catalogue ids) without any method overhead: the
-    roofline time of its weight, dequantized-copy and KV bytes (or FLOPs) / the engine's efficiency + the
-    engine's per-step overhead (`recommender.costmodel.analytic`). Cells with an id the catalogue does not
-    know are left out."""
+def _modelled(catalog, cells: list[CellKey], prefill: bool) -> dict[CellKey, float]:
     from recommender.candidates import Candidates
     from recommender.costmodel import features as F
 
@@ -101,5 +190,22 @@ def modelled_step_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
     cands = Candidates.from_ids(catalog, cols[0], cols[1], cols[2], cols[3], np.asarray(cols[4], float),
                                 np.asarray(cols[5], float), np.asarray(cols[6], float))
     ph = F.physics(cands)
-    t = np.maximum(ph.t_mem_step, ph.t_comp_step) / ph.efficiency + ph.overhead_s
+    roof = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill) if prefill else np.maximum(ph.t_mem_step, ph.t_comp_step)
+    t = roof / ph.efficiency + ph.overhead_s
     return {k: float(v) * 1e3 for k, v in zip(cells, t, strict=True)}
+
+
+def modelled_step_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
+    """The analytic decode step time (ms) of each cell (catalogue ids) without any method overhead: the
+    roofline time of its weight, dequantized-copy and KV bytes (or FLOPs) / the engine's efficiency + the
+    engine's per-step overhead (`recommender.costmodel.analytic`). Cells with an id the catalogue does not
+    know are left out."""
+    return _modelled(catalog, cells, prefill=False)
+
+
+def modelled_prefill_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
+    """The analytic prefill time (ms) of each cell (catalogue ids) without the method's prefill time ratio:
+    the roofline time of the prefill FLOPs or of one pass over the weights (+ a dequantized copy, + the KV
+    written) / the engine's efficiency + the engine's launch overhead (`recommender.costmodel.analytic`).
+    Cells with an id the catalogue does not know are left out."""
+    return _modelled(catalog, cells, prefill=True)

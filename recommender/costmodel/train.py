@@ -22,8 +22,8 @@ Accuracy change (`train_accuracy`): LightGBM p10/p50/p90 of the cited quant_accu
 on quant / model / task features (`accuracy.py`), validated leave-one-model-out and on random folds against
 the analytic cited mean; served only when better than it on leave-one-model-out, else analytic. Likewise a
 measured target is served learned only when its median APE on the calibration split is no worse than the
-analytic model's. Targets with fewer than MIN_ROWS rows stay analytic too (recorded in metadata.json with the
-reason). The conformal offset
+analytic model's. Targets with fewer than MIN_ROWS rows stay analytic too, and so does peak memory whatever its
+figures (`SERVED_ANALYTIC`: the fit check uses the analytic estimate); metadata.json records the reason. The conformal offset
 is calibrated on leave-one-GPU-out residuals; a target measured on one GPU group only (our H100: peak
 memory, prefill energy) falls back to leave-one-architecture-out, then to random folds (`calibration_scheme`).
 
@@ -78,6 +78,13 @@ TARGETS = {
 }
 #: headline targets of the validation report
 HEADLINE = ("energy_per_token_j", "tokens_per_s")
+#: targets validated but always served analytic, with why: `recommend` decides whether a candidate fits from
+#: `recommender.memory`'s analytic estimate (its ranking pass predicts no memory), so a learned peak memory
+#: could show more GB than the card has on a candidate marked as fitting
+SERVED_ANALYTIC = {
+    "memory_gb": "the memory fit check uses the analytic estimate (recommender/memory.py), so the memory shown "
+                 "is that estimate too",
+}
 #: LightGBM settings (scikit-learn API names); deterministic given the seed and thread count.
 LGBM_PARAMS = {
     "n_estimators": 50,
@@ -335,10 +342,11 @@ class Design:
     #: measured on two cards are twins. Random folds keep twins together; leave-one-GPU-out figures are split
     #: by whether the held-out row's twin was in training.
     twin_group: np.ndarray
-    #: (X, base) of every row with the catalogue constants fitted on measurements (method_overhead.csv)
-    #: refitted on the given rows only (our rows among them are used); None when the catalogue has none.
-    #: Cross-validation calls it per fold with every row outside the held-out group, so held-out rows
-    #: never inform the analytic baseline they are judged against.
+    #: (X, base) of every row with the catalogue constants fitted on measurements refitted without the rows
+    #: not given, the held-out ones (`_fold_refit`: the engines' efficiency, overhead, power floor and slope, then
+    #: method_overhead.csv); None when there is nothing to refit. Cross-validation calls it per fold with
+    #: every row outside the held-out group, so held-out rows never inform the analytic baseline they are
+    #: judged against.
     refit: Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
 
 
@@ -366,38 +374,100 @@ def _features_and_base(frame, catalog) -> tuple[np.ndarray, dict[str, np.ndarray
     return X, base
 
 
-def _method_overhead_refit(frame, catalog, measured_tps: np.ndarray):
-    """`Design.refit` for the method overheads: refit them (recommender/costmodel/method_overhead.py) on
-    our rows among the given ones (a fold's rows outside its held-out group) and rebuild X and the
-    baseline; folds with the same fit share one build."""
+def _method_overhead_refit(frame, catalog, measured_tps: np.ndarray, measured_ttft: np.ndarray | None = None):
+    """`Design.refit` for the method overheads and prefill ratios alone (the engine constants kept as the
+    catalogue has them)."""
+    return _fold_refit(frame, catalog, measured_tps, refit_engine_constants=False, measured_ttft=measured_ttft)
+
+
+def _frame_keys(frame, catalog):
+    """Each training row's silicon, architecture and twin keys (`engine_constants.RowKeys`)."""
+    from recommender.costmodel import engine_constants as EC
+
+    return EC.RowKeys.of(catalog, frame["gpu_id"], frame["model"], frame["quant"], frame["engine"],
+                         frame["batch_size"].tolist(), frame["prompt_tokens"].tolist(),
+                         frame["output_tokens"].tolist(), frame["scope_id"].tolist(), frame["kv_cache_bits"].tolist())
+
+
+def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants: bool = True,
+                power_fallback: str = "catalogue", tool_rows=None, measured_ttft: np.ndarray | None = None):
+    """`Design.refit`: given a fold's training rows (every row outside its held-out groups), refit the
+    catalogue constants fitted on measurements without the held-out rows and rebuild X and the baseline.
+
+    1. With `refit_engine_constants`, the engines' efficiency, per-step overhead, power floor and slope
+       (`engine_constants.ToolRows.refit`: the tools' rows less those whose card silicon, architecture or
+       cell without the card occurs among the held-out rows and not among the training rows);
+    2. the methods' per-layer decode overheads and prefill time ratios (recommender/costmodel/
+       method_overhead.py: `fit` on `measured_tps`, `fit_prefill` on `measured_ttft`, default the frame's
+       `ttft_ms`) on our rows among the training rows, against the analytic step and prefill times of a
+       catalogue holding those engine constants.
+
+    Folds with the same constants share one build. None when there is nothing to refit."""
     import copy
 
+    from recommender.costmodel import engine_constants as EC
     from recommender.costmodel import method_overhead as MO
 
+    tools = None
+    if refit_engine_constants:
+        tools = tool_rows if tool_rows is not None else EC.ToolRows(catalog)
+        if not tools.overhead and not tools.power:
+            tools = None
+    if tools is None and not catalog.method_overhead:
+        return None
     keys = list(zip(frame["gpu_id"], frame["model"], frame["quant"], frame["engine"],
                     frame["batch_size"].tolist(), frame["prompt_tokens"].tolist(),
                     frame["output_tokens"].tolist(), strict=True))
     ours = frame["origin"].to_numpy(str) == "ours"
     batch = frame["batch_size"].to_numpy(float)
+    if measured_ttft is None:
+        measured_ttft = (frame["ttft_ms"].to_numpy(float) if "ttft_ms" in frame
+                         else np.full(len(frame), np.nan))
     layers = {r.id: r.num_layers for r in catalog.models}
-    modelled = MO.modelled_step_ms(catalog, list({keys[i] for i in np.flatnonzero(ours)}))
+    our_cells = list({keys[i] for i in np.flatnonzero(ours)})
+    row_keys = _frame_keys(frame, catalog) if tools is not None else None
+    constants: dict[bytes, tuple] = {}  # held-out mask -> (constants key, catalogue holding them)
+    modelled: dict[tuple, dict] = {}
+    modelled_pre: dict[tuple, dict] = {}
     built: dict[tuple, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 
     def refit(train: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        sel = train[ours[train]]
-        step = MO.step_times([keys[i] for i in sel], measured_tps[sel].tolist(), batch[sel].tolist())
-        rows = MO.fit(step, layers.get, modelled)
-        key = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"]) for r in rows)
-        if key not in built:
-            fold_catalog = copy.copy(catalog)
-            fold_catalog.method_overhead = rows
-            built[key] = _features_and_base(frame, fold_catalog)
-        return built[key]
+        ckey, cat = (), catalog
+        if tools is not None:
+            held = np.ones(len(frame), dtype=bool)
+            held[train] = False
+            mask = np.packbits(held).tobytes()
+            if mask not in constants:
+                fits = tools.refit(catalog, EC.HeldOut.of(row_keys, held), power_fallback)
+                constants[mask] = (EC.constants_key(fits), EC.with_constants(catalog, fits))
+            ckey, cat = constants[mask]
+        mkey = ()
+        if catalog.method_overhead:
+            if ckey not in modelled:
+                modelled[ckey] = MO.modelled_step_ms(cat, our_cells)
+                modelled_pre[ckey] = MO.modelled_prefill_ms(cat, our_cells)
+            sel = train[ours[train]]
+            step = MO.step_times([keys[i] for i in sel], measured_tps[sel].tolist(), batch[sel].tolist())
+            ttft = MO.prefill_times([keys[i] for i in sel], measured_ttft[sel].tolist())
+            rows = MO.merge(MO.fit(step, layers.get, modelled[ckey]), MO.fit_prefill(ttft, modelled_pre[ckey]))
+            mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r["prefill_time_ratio"])
+                         for r in rows)
+            cat = copy.copy(cat)
+            cat.method_overhead = rows
+        if (ckey, mkey) not in built:
+            built[(ckey, mkey)] = _features_and_base(frame, cat)
+        return built[(ckey, mkey)]
 
+    refit.engine_constants = tools is not None
+    refit.method_overhead = bool(catalog.method_overhead)
     return refit
 
 
-def design(frame, catalog) -> Design:
+def design(frame, catalog, refit_engine_constants: bool = True) -> Design:
+    """The training design of `frame`; `refit_engine_constants`: whether cross-validation refits the engine
+    constants per fold (`_fold_refit`; the method overheads always are)."""
+    from recommender.costmodel import engine_constants as EC
+
     X, base = _features_and_base(frame, catalog)
     measured = {}
     for t, (ours, public, _) in TARGETS.items():
@@ -407,15 +477,14 @@ def design(frame, catalog) -> Design:
             v = np.where(pub, frame[public].to_numpy(float), v)
         measured[t] = v
     # GPU ids with identical silicon (bandwidth, memory, fp16 tensor rate) form one group, named by the
-    # ids of it present in the data ("a100-pcie-40gb+a100-sxm-40gb")
-    silicon = {r.id: (r.bandwidth_gbs, r.memory_gb, r.fp16_tensor_tflops) for r in catalog.gpus}
+    # ids of it present in the data ("a100-pcie-40gb+a100-sxm-40gb"); models of one shape, one architecture
+    silicon = EC.silicon(catalog)
     members: dict[tuple, set[str]] = {}
     for gid in frame["gpu_id"]:
         members.setdefault(silicon[gid], set()).add(gid)
     gpu_group = np.array(["+".join(sorted(members[silicon[x]])) for x in frame["gpu_id"]], dtype=object)
     m = catalog.models
-    shape = {r.id: (r.num_layers, r.hidden_size, r.intermediate_size, r.num_attention_heads, r.kv_heads,
-                    r.head_size, r.vocab_size, r.mlp_gated) for r in m}
+    shape = EC.shape(catalog)
     arch_first: dict[tuple, str] = {}
     for mid in m.ids():
         arch_first.setdefault(shape[mid], mid)
@@ -424,7 +493,8 @@ def design(frame, catalog) -> Design:
     cell = _row_keys(frame, key_cols + ["quant"])
     rank = _row_keys(frame, key_cols)
     twin = _row_keys(frame, key_cols[1:] + ["quant"])
-    refit = _method_overhead_refit(frame, catalog, measured["tokens_per_s"]) if catalog.method_overhead else None
+    refit = _fold_refit(frame, catalog, measured["tokens_per_s"], refit_engine_constants,
+                        measured_ttft=measured["ttft_ms"])
     return Design(X, base, measured, gpu_group, arch_group, cell, rank, twin, refit)
 
 
@@ -873,6 +943,14 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
             figs[scheme] = fig
             cv_rows += _cv_records(frame, d, t, scheme, preds)
         f_cal = figs[calib]
+        if t in SERVED_ANALYTIC:
+            targets_meta[t] = {"kind": "analytic", "n_rows": int(len(rows)),
+                               "reason": f"{SERVED_ANALYTIC[t]} (learned median APE on {SCHEME_NAMES[calib]} "
+                                         f"{f_cal.get('median_ape_pct')} % vs analytic "
+                                         f"{f_cal.get('analytic_median_ape_pct')} %, reported, not served)"}
+            validation[t] = figs
+            log(f"{t}: analytic ({targets_meta[t]['reason']})")
+            continue
         if (f_cal.get("median_ape_pct") is not None and f_cal.get("analytic_median_ape_pct") is not None
                 and f_cal["median_ape_pct"] > f_cal["analytic_median_ape_pct"]):
             targets_meta[t] = {"kind": "analytic", "n_rows": int(len(rows)),
@@ -925,10 +1003,12 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
         "catalog_files": catalog_file_hashes(catalog),
         "method_overhead": [{k: r.get(k) for k in ("quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs",
-                                                   "n_models")} for r in catalog.method_overhead],
+                                                   "n_models", "prefill_time_ratio", "prefill_n_pairs")}
+                            for r in catalog.method_overhead],
         "coverage": training_coverage(frame),
         "card_range": training_card_range(frame, catalog),
         "validation": validation,
+        "cv_refitted_per_fold": _refitted_per_fold(d),
         # accuracy_delta is scored in absolute percentage points, not APE: its own block and CV file
         "accuracy_validation": acc_validation,
         "analytic_report": analytic_report(d),
@@ -1061,6 +1141,51 @@ def write_artifact(out: Path, files: dict[str, bytes]) -> Path:
 
 
 # ---- model card ------------------------------------------------------------------------------------
+#: what `_fold_refit` refits per fold (metadata.json `cv_refitted_per_fold`)
+REFIT_ENGINE_CONSTANTS = "engine roofline_efficiency, per_token_overhead_ms, power_floor, power_slope"
+REFIT_METHOD_OVERHEAD = "method_overhead"
+
+
+def _refitted_per_fold(d: Design) -> list[str]:
+    refit = d.refit
+    return ([REFIT_ENGINE_CONSTANTS] if getattr(refit, "engine_constants", False) else []) + (
+        [REFIT_METHOD_OVERHEAD] if getattr(refit, "method_overhead", False) else [])
+
+
+def _refit_paragraph(refitted: list[str] | None) -> list[str]:
+    """The model card's account of which catalogue constants cross-validation refits per fold."""
+    refitted = refitted or []
+    engines = REFIT_ENGINE_CONSTANTS in refitted
+    lines = ["Refitted inside every cross-validation fold, without the held-out rows, so the figures below never",
+             "saw them through the analytic baseline they are judged against:"]
+    if engines:
+        lines += [
+            "the engines' roofline efficiency and per-token overhead (engines.yaml; fitted by",
+            "datasets/catalog/tools/fit_engine_overhead.py on our and the public batch-1 16-bit rows) and decode",
+            "power floor and slope (fit_power_model.py, our 16-bit/fp32 records), in that order, each fit",
+            "leaving out every row of the tools whose card silicon, architecture or cell without the card occurs",
+            "among the held-out rows and not among the training rows (`recommender/costmodel/engine_constants.py`;",
+            "an engine left with fewer rows than the tools need keeps its all-row constants, and those rows stay",
+            "partly optimistic);",
+        ]
+    if REFIT_METHOD_OVERHEAD in refitted:
+        lines += [
+            f"{'then ' if engines else ''}the quantized methods' decode overheads and prefill time ratios",
+            "(datasets/catalog/method_overhead.csv) on our rows outside the held-out group (of any target), against",
+            "the analytic step and prefill times" + (" of the fold's engine constants;" if engines else ";"),
+            "a fold left with fewer than 3 pairs of a method fits none for it (no prefill ratio: 1).",
+        ]
+    if not refitted:
+        lines += ["nothing (the catalogue constants are used as shipped)."]
+    lines += [
+        "Not refitted per fold: " + ("" if engines else "the engines' efficiency, overhead, power floor and slope "
+                                     "(engines.yaml), ")
+        + "analytic.INTERVAL_FACTOR (the analytic p10/p90 band) and the other",
+        "analytic.PARAMS, the GPU specs (gpus.csv) and quants.yaml's dequantize thresholds.",
+    ]
+    return lines
+
+
 def model_card(meta: dict) -> str:
     v = meta["validation"]
     lines = [
@@ -1078,18 +1203,9 @@ def model_card(meta: dict) -> str:
         "metered together) are compared with the analytic end-to-end estimate, and their scope is a feature.",
         "p10/p90 are the quantile models widened by a split-conformal offset from out-of-fold residuals of the",
         "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups); on a card outside",
-        "a target's training cards, by the wider card-weighted offset (see 'by held-out card' below). The quantized",
-        "methods' decode overheads of the analytic model (datasets/catalog/method_overhead.csv, fitted on our",
-        "records) are refitted inside every cross-validation fold from our rows outside its held-out group (of",
-        "any target), so the figures below never saw the held-out rows through them; a fold left with fewer",
-        "than 3 pairs of a method fits none for",
-        "it. The engines' roofline efficiency and per-token overhead (engines.yaml, fitted once on our and the",
-        "public batch-1 16-bit rows) are not refitted per fold, and the overheads are fitted on what the",
-        "analytic model with those engine constants leaves unexplained, so the held-out rows' batch-1 16-bit",
-        "cells reach the folds' overheads through the engine constants. Nor are the engines' decode power",
-        "floor and slope (engines.yaml, fitted once on our H100 and H200 16-bit/fp32 records by",
-        "datasets/catalog/tools/fit_power_model.py): the held-out H100 and H200 rows reach the analytic",
-        "baseline's power through them.",
+        "a target's training cards, by the wider card-weighted offset (see 'by held-out card' below).",
+        "",
+        *_refit_paragraph(meta.get("cv_refitted_per_fold")),
         "",
         "| target | kind | rows | GPU groups | architectures | conformal log offset (calibrated on) | note |",
         "|---|---|---|---|---|---|---|",
@@ -1115,10 +1231,17 @@ def model_card(meta: dict) -> str:
         lines += [f"**{meta['data']['simulated_rows']} rows are simulated (fake meter, named with --measurements): "
                   "a test artifact, not one to ship.**"]
     if meta.get("method_overhead"):
-        lines += ["", "Per-layer decode overheads served (method_overhead.csv; ms per layer per decode step): "
-                  + ", ".join(f"{r['quant_id']} on {r['engine_id']} {float(r['per_layer_overhead_ms']):g} "
-                              f"({r['n_pairs']} pairs, {r['n_models']} models)" for r in meta["method_overhead"])
-                  + ". One with 3 pairs is untested by the cross-validation (its folds keep 2)."]
+        decode = [r for r in meta["method_overhead"] if r.get("per_layer_overhead_ms") not in (None, "")]
+        prefill = [r for r in meta["method_overhead"] if r.get("prefill_time_ratio") not in (None, "")]
+        if decode:
+            lines += ["", "Per-layer decode overheads served (method_overhead.csv; ms per layer per decode step): "
+                      + ", ".join(f"{r['quant_id']} on {r['engine_id']} {float(r['per_layer_overhead_ms']):g} "
+                                  f"({r['n_pairs']} pairs, {r['n_models']} models)" for r in decode)
+                      + ". One with 3 pairs is untested by the cross-validation (its folds keep 2)."]
+        if prefill:
+            lines += ["", "Prefill time ratios served (method_overhead.csv; x the analytic prefill time): "
+                      + ", ".join(f"{r['quant_id']} on {r['engine_id']} x{float(r['prefill_time_ratio']):g} "
+                                  f"({r['prefill_n_pairs']} pairs)" for r in prefill) + "."]
     if meta.get("catalog_files"):
         lines += ["", "Catalogue files the features were computed from (retrain when one changes): "
                   + ", ".join(f"{k} {v[:12]}" for k, v in meta["catalog_files"].items()) + "."]

@@ -43,18 +43,17 @@ Writing: `roofline_efficiency` and `per_token_overhead_ms` of each fitted engine
 engines.yaml, and one sentence that starts with FIT_MARKER is appended to its `analytic.source` (a
 previous one is replaced; the sentence of fit_power_model.py is kept, after it: `rewrite_analytic`), naming this script, the data files, the rows and the fit error. Comments and
 every other line of the file are kept as they are.
+
+The reading and fitting live in recommender/costmodel/engine_overhead.py, which the trainer also uses to
+refit these constants inside every cross-validation fold (recommender/costmodel/engine_constants.py);
+this script adds the paths of this checkout, the printed table and the engines.yaml rewriting.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:  # run as a script from anywhere in the repo
@@ -70,58 +69,23 @@ FIT_MARKER = f"Refit by {SCRIPT}"
 POWER_FIT_MARKER = "Power refit by datasets/catalog/tools/fit_power_model.py"
 #: the sentences fitting tools append to an engine's `analytic.source`, in the order they stand there
 SOURCE_MARKERS = (FIT_MARKER, POWER_FIT_MARKER)
-ENGINES = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
-#: public file -> engines whose rows it contributes
-PUBLIC_FILES = {"mlenergy_v1.csv": ("hf-eager",), "argonne.csv": ("vllm", "tensorrt-llm", "llama.cpp")}
-#: our records contribute to these engines
-OWN_ENGINES = ("hf-eager", "hf-compiled")
-FLOAT_QUANTS = ("fp32", "fp16", "bf16")
-MIN_STABLE = 3
-SIMULATED_SCOPE = "simulated"
-
-
-@dataclass
-class Rows:
-    """Parallel lists of the rows of one engine (ids resolved against the catalogue)."""
-
-    gpu: list[str] = field(default_factory=list)
-    model: list[str] = field(default_factory=list)
-    quant: list[str] = field(default_factory=list)
-    batch: list[float] = field(default_factory=list)
-    prompt: list[float] = field(default_factory=list)
-    output: list[float] = field(default_factory=list)
-    kv_bits: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)  # measured: decode step, or whole request per output token
-    e2e: list[bool] = field(default_factory=list)  # prefill included in `seconds`
-    origin: list[str] = field(default_factory=list)  # data file
-
-    def add(self, **kw) -> None:
-        for k, v in kw.items():
-            getattr(self, k).append(v)
-
-    def __len__(self) -> int:
-        return len(self.seconds)
-
-
-@dataclass
-class Fit:
-    engine: str
-    n: int
-    by_origin: dict[str, int]
-    gpus: list[str]
-    efficiency: float
-    overhead_ms: float
-    overhead_fixed: bool  # the free fit gave a negative overhead
-    efficiency_capped: bool  # the free fit gave an efficiency above 1
-    median_ape_pct: float
-    p80_factor: float  # exp(80th percentile of |log(predicted / measured)|)
-    max_ape_pct: float
-    old_efficiency: float | None
-    old_median_ape_pct: float | None
-    old_p80_factor: float | None
-    stable_only: bool | None  # our records: stable only (None: no records of ours)
-    rows: list[dict] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # rows faster than the roofline
+# the fitting core lives in the package (the trainer refits it inside every cross-validation fold)
+from recommender.costmodel.engine_overhead import (  # noqa: E402,F401  (re-exported: tests and fit_power_model.py)
+    ENGINES,
+    FLOAT_QUANTS,
+    MIN_STABLE,
+    OWN_ENGINES,
+    PUBLIC_FILES,
+    SIMULATED_SCOPE,
+    Fit,
+    Rows,
+    _float,
+    design,
+    fit_engine,
+    ok_records,
+    read_ours,
+)
+from recommender.costmodel.engine_overhead import errors as _errors  # noqa: E402,F401
 
 
 def _catalog():
@@ -132,142 +96,18 @@ def _catalog():
     return extend_catalog(load_catalog_from(catalog_dir()), PUBLIC)
 
 
-def _float(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def read_public(catalog, files=PUBLIC_FILES) -> tuple[dict[str, Rows], list[Path]]:
-    import csv
+    """`engine_overhead.read_public` on this checkout's datasets/public."""
+    from recommender.costmodel import engine_overhead
 
-    out: dict[str, Rows] = {}
-    used = []
-    for name, engines in files.items():
-        path = PUBLIC / name
-        if not path.exists():
-            continue
-        used.append(path)
-        with path.open(newline="", encoding="utf-8") as fh:
-            for r in csv.DictReader(fh):
-                if r.get("excluded_reason") or r["engine"] not in engines or r["quant"] not in FLOAT_QUANTS:
-                    continue
-                if _float(r["batch_size"]) != 1 or _float(r.get("num_gpus") or 1) != 1:
-                    continue
-                tps = _float(r["tokens_per_s"])
-                if not (catalog.gpus.find(r["gpu_id"]) and catalog.models.find(r["model"]) and tps > 0):
-                    continue
-                out.setdefault(r["engine"], Rows()).add(
-                    gpu=r["gpu_id"], model=r["model"], quant=r["quant"], batch=1.0, prompt=_float(r["prompt_tokens"]),
-                    output=_float(r["output_tokens"]), kv_bits=_float(r.get("kv_cache_bits")), seconds=1.0 / tps,
-                    e2e=True, origin=name)
-    return out, used
+    return engine_overhead.read_public(catalog, PUBLIC, files)
 
 
 def measurement_files() -> list[Path]:
     """Our record files: datasets/measurements/<card>/*.jsonl (rejected/ and raw/ lie deeper: not used)."""
-    return sorted(MEASUREMENTS.glob("*/*.jsonl")) + sorted(MEASUREMENTS.glob("*.jsonl"))
+    from recommender.costmodel import engine_overhead
 
-
-def ok_records(files: list[Path]) -> Iterator[tuple[dict, Path]]:
-    """(record, file) for every ok, really measured record of our JSONL files (`measurement_scope: simulated`,
-    the fake meter, never); a torn or unreadable line is skipped. Shared with fit_method_overhead.py."""
-    for path in files:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue  # a torn last line
-            if not isinstance(r, dict) or r.get("status") != "ok":
-                continue
-            if r.get("measurement_scope") == SIMULATED_SCOPE or str(r.get("source", "")).startswith("simulated"):
-                continue
-            yield r, path
-
-
-def read_ours(catalog, files: list[Path]) -> tuple[dict[str, Rows], dict[str, bool]]:
-    """Our ok batch-1 float records per engine; stable ones only where an engine has MIN_STABLE of them."""
-    recs: dict[str, list[tuple[dict, str]]] = {}
-    for r, path in ok_records(files):
-        if r.get("engine") not in OWN_ENGINES or r.get("quant") not in FLOAT_QUANTS or r.get("batch_size") != 1:
-            continue
-        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-        tps = _float(r.get("tokens_per_s"))
-        if gpu is None or catalog.models.find(str(r.get("model"))) is None or not tps > 0:
-            continue
-        r = dict(r, gpu_id=gpu.id)
-        recs.setdefault(r["engine"], []).append((r, f"{path.parent.name}/{path.name}"))
-    out: dict[str, Rows] = {}
-    stable_only: dict[str, bool] = {}
-    for eng, items in recs.items():
-        stable = [x for x in items if x[0].get("is_stable") is True]
-        stable_only[eng] = len(stable) >= MIN_STABLE
-        for r, origin in stable if stable_only[eng] else items:
-            out.setdefault(eng, Rows()).add(
-                gpu=r["gpu_id"], model=r["model"], quant=r["quant"], batch=1.0, prompt=float(r["prompt_tokens"]),
-                output=float(r["output_tokens"]), kv_bits=float("nan"), seconds=1.0 / _float(r["tokens_per_s"]),
-                e2e=False, origin=origin)
-    return out, stable_only
-
-
-def design(catalog, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
-    """(roofline seconds per measured unit X, overhead multiplier Z): y = X / eff + Z x overhead."""
-    from recommender.candidates import Candidates
-    from recommender.costmodel.features import physics
-
-    cands = Candidates.from_ids(catalog, rows.gpu, rows.model, rows.quant, ["hf-eager"] * len(rows), rows.batch,
-                                rows.prompt, rows.output)
-    ph = physics(cands, np.asarray(rows.kv_bits, dtype=np.float64))
-    step = np.maximum(ph.t_mem_step, ph.t_comp_step)
-    pre = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill)
-    n = np.asarray(rows.output, dtype=np.float64)
-    e2e = np.asarray(rows.e2e, dtype=bool)
-    X = np.where(e2e, (pre + n * step) / n, step)
-    Z = np.where(e2e, (n + 1.0) / n, 1.0)
-    return X, Z
-
-
-def _errors(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    ape = np.abs(pred - y) / y * 100.0
-    return (float(np.median(ape)), float(np.exp(np.percentile(np.abs(np.log(pred / y)), 80))), float(ape.max()))
-
-
-def fit_engine(catalog, engine: str, rows: Rows, old_eff: float | None, stable_only: bool | None) -> Fit:
-    X, Z = design(catalog, rows)
-    y = np.asarray(rows.seconds, dtype=np.float64)
-    ok = np.isfinite(X) & np.isfinite(y) & (y >= X)
-    dropped = [f"{rows.origin[i]} {rows.gpu[i]} {rows.model[i]} {rows.prompt[i]:.0f}+{rows.output[i]:.0f}: "
-               f"{y[i] * 1e3:.3f} ms per token < roofline {X[i] * 1e3:.2f} ms" for i in np.flatnonzero(~ok)]
-    keep = np.flatnonzero(ok)
-    rows = Rows(**{k: [getattr(rows, k)[i] for i in keep] for k in rows.__dataclass_fields__})
-    X, Z, y = X[keep], Z[keep], y[keep]
-    A = np.stack([X / y, Z / y], axis=1)  # relative residuals: (X a + Z b - y) / y
-    (a, b), *_ = np.linalg.lstsq(A, np.ones(len(y)), rcond=None)
-    fixed = False
-    if b < 0 or len(set(np.round(X, 12))) < 2:  # not physical, or no leverage to separate the two
-        fixed = True
-        b = 0.0
-        a = float(np.linalg.lstsq((X / y)[:, None], np.ones(len(y)), rcond=None)[0][0])
-    capped = False
-    if a < 1.0:  # efficiency 1 / a above 1: the roofline's own time at most, the rest is overhead
-        capped = True
-        a = 1.0
-        b = max(0.0, float(np.linalg.lstsq((Z / y)[:, None], 1.0 - X / y, rcond=None)[0][0]))
-    pred = X * a + Z * b
-    med, p80, mx = _errors(pred, y)
-    old = (None, None)
-    if old_eff:
-        om, op, _ = _errors(X / old_eff, y)
-        old = (om, op)
-    by_origin: dict[str, int] = {}
-    for o in rows.origin:
-        by_origin[o] = by_origin.get(o, 0) + 1
-    detail = [{"origin": rows.origin[i], "gpu": rows.gpu[i], "model": rows.model[i], "quant": rows.quant[i],
-               "prompt": rows.prompt[i], "output": rows.output[i], "measured_ms": y[i] * 1e3,
-               "fit_ms": pred[i] * 1e3, "roofline_ms": X[i] * 1e3} for i in range(len(y))]
-    return Fit(engine, len(y), by_origin, sorted(set(rows.gpu)), 1.0 / a, b * 1e3, fixed, capped, med, p80, mx,
-               old_eff, old[0], old[1], stable_only, detail, dropped)
+    return engine_overhead.measurement_files(MEASUREMENTS)
 
 
 def fit_all(catalog=None) -> tuple[list[Fit], list[Path]]:

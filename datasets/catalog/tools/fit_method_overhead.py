@@ -1,4 +1,4 @@
-"""Fit each quantization method's decode overhead per layer and engine (datasets/catalog/method_overhead.csv).
+"""Fit each quantization method's decode overhead per layer and prefill time ratio per engine (method_overhead.csv).
 
     python datasets/catalog/tools/fit_method_overhead.py            # print the fit and write the CSV
     python datasets/catalog/tools/fit_method_overhead.py --dry-run  # print only
@@ -21,6 +21,15 @@ the median over the pairs of the difference the analytic model leaves unexplaine
 counted twice (recommender/costmodel/method_overhead.py); p10/p90 give the spread. A negative median is not
 physical and is written as 0. The 16-bit and fp32 methods have none by definition (fp32's extra time at
 large batch is compute, which the roofline models).
+
+Prefill (the columns prefill_time_ratio, prefill_p10, prefill_p90, prefill_n_pairs): the roofline times a
+method's prefill at its compute dtype and bytes, so torchao-fp8 gets the fp8 tensor rate (2x bf16) and the
+weight-only methods their fewer bytes; our records time every quantized prefill slower than bf16's. Per
+(method, engine) with at least MIN_PAIRS same-cell pairs of TTFT against the 16-bit cell, the ratio is the
+median over the pairs of (ttft(method) / ttft(16-bit)) / (modelled(method) / modelled(16-bit)), with
+`modelled` the analytic prefill time without the ratio (`method_overhead.modelled_prefill_ms`), never below
+method_overhead.PREFILL_RATIO_FLOOR (1: see there); the analytic model multiplies the method's prefill time
+by it. A (method, engine) with decode pairs and too few prefill pairs gets empty prefill columns (ratio 1).
 
 Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw/), any batch size,
 `measurement_scope: simulated` never. Public rows have no quantized HF cells and are not used.
@@ -52,26 +61,37 @@ OUT = CATALOG / "method_overhead.csv"
 SCRIPT = "datasets/catalog/tools/fit_method_overhead.py"
 measurement_files = FE.measurement_files
 COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms", "n_pairs", "n_models",
-           "gpus", "source")
+           "gpus", "source", *MO.PREFILL_COLUMNS)
 
 
-def read_cells(files: list[Path], catalog) -> dict[tuple, float]:
-    """Median decode step time (ms) per cell (card id, model, quant, engine, batch, prompt, output)."""
-    keys, tps, batch = [], [], []
+def _records(files: list[Path], catalog, field: str):
+    """(cell keys, values of `field`, batch sizes) of the ok records with a numeric `field` on a known card."""
+    keys, values, batch = [], [], []
     for r, _ in FE.ok_records(files):
         gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-        v = r.get("tokens_per_s")
+        v = r.get(field)
         if gpu is None or not isinstance(v, (int, float)):
             continue
         keys.append((gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"),
                      r.get("prompt_tokens"), r.get("output_tokens")))
-        tps.append(float(v))
+        values.append(float(v))
         batch.append(r.get("batch_size"))
-    return MO.step_times(keys, tps, batch)
+    return keys, values, batch
+
+
+def read_cells(files: list[Path], catalog) -> dict[tuple, float]:
+    """Median decode step time (ms) per cell (card id, model, quant, engine, batch, prompt, output)."""
+    return MO.step_times(*_records(files, catalog, "tokens_per_s"))
+
+
+def read_prefill_cells(files: list[Path], catalog) -> dict[tuple, float]:
+    """Median TTFT (ms) per cell (card id, model, quant, engine, batch, prompt, output)."""
+    keys, ttft, _ = _records(files, catalog, "ttft_ms")
+    return MO.prefill_times(keys, ttft)
 
 
 def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
-    """One row per (method, engine) with at least MIN_PAIRS pairs (COLUMNS)."""
+    """One row per (method, engine) with at least MIN_PAIRS decode or prefill pairs (COLUMNS)."""
     from recommender.catalog import load_catalog
 
     catalog = catalog or load_catalog()
@@ -84,10 +104,13 @@ def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
     names = ", ".join(f"{p.parent.name}/{p.name}" for p in files)
     cells = read_cells(files, catalog)
     modelled = MO.modelled_step_ms(catalog, list(cells))
-    return [{**row, "source": f"{SCRIPT} on {names}: median over same-cell pairs with the 16-bit cell of "
-                              "(t_step(method) - t_step(16-bit) - the same difference in the analytic model "
-                              "without method overheads) / num_layers"}
-            for row in MO.fit(cells, layers, modelled)]
+    decode = [{**row, "source": f"{SCRIPT} on {names}: median over same-cell pairs with the 16-bit cell of "
+                                "(t_step(method) - t_step(16-bit) - the same difference in the analytic model "
+                                "without method overheads) / num_layers"}
+              for row in MO.fit(cells, layers, modelled)]
+    prefill_cells = read_prefill_cells(files, catalog)
+    prefill = MO.fit_prefill(prefill_cells, MO.modelled_prefill_ms(catalog, list(prefill_cells)))
+    return MO.merge(decode, prefill)
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -103,9 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
     args = ap.parse_args(argv)
     rows = fit()
+    print("decode overhead per layer:")
     for r in rows:
-        print(f"{r['quant_id']:17s} {r['engine_id']:12s} {r['per_layer_overhead_ms']:7.3f} ms/layer "
-              f"[p10 {r['p10_ms']:.3f}, p90 {r['p90_ms']:.3f}] over {r['n_pairs']} pairs, {r['n_models']} models")
+        if r["per_layer_overhead_ms"] != "":
+            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} {r['per_layer_overhead_ms']:7.3f} ms/layer "
+                  f"[p10 {r['p10_ms']:.3f}, p90 {r['p90_ms']:.3f}] over {r['n_pairs']} pairs, {r['n_models']} models")
+    print(f"prefill time ratio (x the analytic prefill; floor {MO.PREFILL_RATIO_FLOOR:g}):")
+    for r in rows:
+        if r["prefill_time_ratio"] != "":
+            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r['prefill_time_ratio']:7.3f} "
+                  f"[p10 {r['prefill_p10']:.3f}, p90 {r['prefill_p90']:.3f}] over {r['prefill_n_pairs']} pairs")
+        else:
+            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
     if not args.dry_run:
         OUT.write_text(to_csv(rows), encoding="utf-8")
         print(f"wrote {OUT.relative_to(REPO)}")

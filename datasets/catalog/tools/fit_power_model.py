@@ -19,16 +19,16 @@ are not used: they meter prefill and decode together.
 Writing: `power_floor` and `power_slope` are set (or added after `per_token_overhead_ms`) in each fitted
 engine's `analytic` block, and one sentence that starts with FIT_MARKER is appended to its `analytic.source`
 (a previous one is replaced). Every other line of the file is kept.
+
+The reading and fitting live in recommender/costmodel/power_model.py, which the trainer also uses to refit
+floor and slope inside every cross-validation fold (recommender/costmodel/engine_constants.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[3]
 for _p in (REPO, Path(__file__).resolve().parent):  # run as a script from anywhere in the repo
@@ -37,84 +37,16 @@ for _p in (REPO, Path(__file__).resolve().parent):  # run as a script from anywh
 
 import fit_engine_overhead as feo  # noqa: E402  (reads our records and engines.yaml the same way)
 
+from recommender.costmodel.power_model import (  # noqa: E402,F401  (the fitting core; re-exported for tests)
+    MIN_ROWS,
+    PowerFit,
+    fit_engine,
+    power_rows,
+    utilisation,
+)
+from recommender.costmodel.power_model import errors as _errors  # noqa: E402,F401
+
 FIT_MARKER = feo.POWER_FIT_MARKER  # the sentence this script writes into engines.yaml (the other tool knows it)
-MIN_ROWS = 20
-
-
-@dataclass
-class PowerFit:
-    engine: str
-    n: int
-    gpus: list[str]
-    floor: float
-    slope: float
-    median_ape_pct: float  # of the fitted power
-    p80_factor: float
-    default_median_ape_pct: float  # the defaults (floor 0, slope PARAMS) on the same rows
-    default_p80_factor: float
-
-
-def power_rows(catalog, files: list[Path]) -> dict[str, dict[str, list]]:
-    """Per engine: the float-weight ok records (stable or not) with a measured decode power (lists of fields)."""
-    out: dict[str, dict[str, list]] = {}
-    for r, _ in feo.ok_records(files):
-        if r.get("engine") not in feo.OWN_ENGINES or r.get("quant") not in feo.FLOAT_QUANTS:
-            continue
-        if r.get("measurement_scope") not in (None, "gpu-counter"):
-            continue
-        power = feo._float(r.get("decode_avg_power_w"))
-        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-        if gpu is None or catalog.models.find(str(r.get("model"))) is None or not power > 0:
-            continue
-        d = out.setdefault(r["engine"], {k: [] for k in ("gpu", "model", "quant", "batch", "prompt", "output",
-                                                          "power")})
-        for k, v in (("gpu", gpu.id), ("model", r["model"]), ("quant", r["quant"]),
-                     ("batch", float(r["batch_size"])), ("prompt", float(r["prompt_tokens"])),
-                     ("output", float(r["output_tokens"])), ("power", power)):
-            d[k].append(v)
-    return out
-
-
-def utilisation(catalog, engine: str, rows: dict[str, list]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(u, idle W, TDP W) per row, as `analytic.estimate` computes them with the catalogue's engine constants."""
-    from recommender.candidates import Candidates
-    from recommender.costmodel import analytic
-    from recommender.costmodel.features import physics
-
-    n = len(rows["power"])
-    cands = Candidates.from_ids(catalog, rows["gpu"], rows["model"], rows["quant"], [engine] * n, rows["batch"],
-                                rows["prompt"], rows["output"])
-    ph = physics(cands, np.full(n, np.nan))
-    est = analytic.estimate(ph, cands)
-    u = np.maximum(ph.t_mem_step, ph.t_comp_step) / est.t_step
-    tdp = cands.col("gpu_tdp_w")
-    return u, analytic.PARAMS["idle_fraction_of_tdp"] * tdp, tdp
-
-
-def _errors(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    return (float(np.median(np.abs(pred - y) / y * 100.0)),
-            float(np.exp(np.percentile(np.abs(np.log(pred / y)), 80))))
-
-
-def fit_engine(catalog, engine: str, rows: dict[str, list]) -> PowerFit:
-    from recommender.costmodel import analytic
-
-    u, idle, tdp = utilisation(catalog, engine, rows)
-    y = np.asarray(rows["power"], dtype=np.float64)
-    span = tdp - idle
-    ok = np.isfinite(u) & np.isfinite(span) & (span > 0)
-    u, idle, span, y = u[ok], idle[ok], span[ok], y[ok]
-    A = np.stack([span / y, span * u / y], axis=1)  # (idle + span (floor + slope u) - y) / y
-    (floor, slope), *_ = np.linalg.lstsq(A, 1.0 - idle / y, rcond=None)
-    if not 0.0 <= floor <= 1.0:  # not physical: fix the floor at the nearer bound and refit the slope alone
-        floor = float(np.clip(floor, 0.0, 1.0))
-        slope = float(np.linalg.lstsq(A[:, 1:], 1.0 - idle / y - A[:, 0] * floor, rcond=None)[0][0])
-    pred = idle + span * np.minimum(1.0, floor + slope * u)
-    default = idle + span * np.minimum(1.0, analytic.PARAMS["power_floor"] + analytic.PARAMS["power_slope"] * u)
-    med, p80 = _errors(pred, y)
-    dmed, dp80 = _errors(default, y)
-    gpus = sorted({g for g, k in zip(rows["gpu"], ok, strict=True) if k})
-    return PowerFit(engine, int(ok.sum()), gpus, floor, float(slope), med, p80, dmed, dp80)
 
 
 def fit_all(catalog=None) -> list[PowerFit]:

@@ -1,5 +1,6 @@
-"""The per-layer decode overhead of quantization methods: the fit, its catalogue file, its use in the
-analytic model (decode only), and its refit inside every cross-validation fold."""
+"""The per-layer decode overhead and the prefill time ratio of quantization methods: the fits, their catalogue
+file, their use in the analytic model (the overhead in decode only, the ratio in the prefill only), and
+their refit inside every cross-validation fold."""
 
 from __future__ import annotations
 
@@ -104,10 +105,14 @@ def test_the_catalogue_file_holds_what_the_tool_fits():
     committed = pd.read_csv(ROOT / "datasets" / "catalog" / "method_overhead.csv")
     fitted = pd.DataFrame(tool.fit())
     assert not fitted.empty
-    cols = ["quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs"]
+    cols = ["quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs", "prefill_time_ratio", "prefill_n_pairs"]
+    for c in cols[2:]:
+        fitted[c] = pd.to_numeric(fitted[c], errors="coerce")  # "" (none fitted) reads back as NaN
     pd.testing.assert_frame_equal(committed[cols].reset_index(drop=True), fitted[cols].reset_index(drop=True),
                                   check_dtype=False, obj="method_overhead.csv is stale; run "
                                                         "python datasets/catalog/tools/fit_method_overhead.py")
+    assert list(committed.columns) == list(tool.COLUMNS)
+    assert (committed["prefill_time_ratio"].dropna() >= MO.PREFILL_RATIO_FLOOR).all()
 
 
 def test_the_overhead_slows_decode_only(catalog):
@@ -242,3 +247,153 @@ def test_each_fold_refits_on_every_row_outside_its_held_out_group(shipped_design
         assert not any(g in held for g in group[informs])
         np.testing.assert_array_equal(np.sort(informs), np.flatnonzero(~np.isin(group, list(held))))
         assert np.isin(without_target, informs).any()
+
+
+# ---- the prefill time ratio -------------------------------------------------------------------------
+def test_prefill_fit_takes_the_median_of_measured_over_modelled_ratios_to_the_16_bit_cell():
+    ttft, modelled = {}, {}
+    for model, measured_ratio in (("a", 3.0), ("b", 4.0), ("c", 6.0)):
+        for b in (1, 8):
+            ttft[_cell(model, "bf16", b)], modelled[_cell(model, "bf16", b)] = 100.0 * b, 80.0 * b
+            # the model credits torchao-fp8 half the 16-bit time (its fp8 rate); measured: 3-6x slower
+            ttft[_cell(model, "torchao-fp8", b)] = 100.0 * b * measured_ratio
+            modelled[_cell(model, "torchao-fp8", b)] = 40.0 * b
+            ttft[_cell(model, "bnb-nf4", b)], modelled[_cell(model, "bnb-nf4", b)] = 90.0 * b, 80.0 * b
+    ttft[_cell("a", "fp16", 32)], modelled[_cell("a", "fp16", 32)] = 50.0, 50.0  # fp16 where bf16 is missing
+    ttft[_cell("a", "bnb-int8", 32)], modelled[_cell("a", "bnb-int8", 32)] = 150.0, 50.0
+    ttft[_cell("b", "bnb-int8", 32)] = 999.0  # no 16-bit cell: not a pair
+    rows = {(r["quant_id"], r["engine_id"]): r for r in MO.fit_prefill(ttft, modelled)}
+    fp8 = rows[("torchao-fp8", "hf-eager")]
+    # pairs: (measured / 1) / (40 / 80) = 2 x measured ratio: 6, 6, 8, 8, 12, 12 -> median 8
+    assert fp8["prefill_time_ratio"] == pytest.approx(8.0) and fp8["prefill_n_pairs"] == 6
+    assert fp8["prefill_p10"] == pytest.approx(6.0) and fp8["prefill_p90"] == pytest.approx(12.0)
+    # measured 0.9 x bf16 where the model has 1: the median 0.9 is clipped to the floor, the spread kept
+    assert rows[("bnb-nf4", "hf-eager")]["prefill_time_ratio"] == MO.PREFILL_RATIO_FLOOR == 1.0
+    assert rows[("bnb-nf4", "hf-eager")]["prefill_p10"] == pytest.approx(0.9)
+    assert ("bnb-int8", "hf-eager") not in rows  # 1 pair < MIN_PAIRS
+    assert not any(q in MO.UNQUANTIZED for q, _ in rows)
+    del modelled[_cell("c", "bf16", 1)]  # a cell the catalogue cannot model is no pair
+    assert {r["quant_id"]: r for r in MO.fit_prefill(ttft, modelled)}["torchao-fp8"]["prefill_n_pairs"] == 5
+
+
+def test_prefill_times_take_the_median_of_a_cells_rows():
+    k = _cell("a", "bf16", 8)
+    got = MO.prefill_times([k, k, k, _cell("b", "bf16", 1)], [100.0, 300.0, 200.0, float("nan")])
+    assert got == {k: pytest.approx(200.0)}
+
+
+def test_merge_extends_the_decode_rows_with_the_prefill_columns():
+    decode = [{"quant_id": "bnb-int8", "engine_id": "hf-eager", "per_layer_overhead_ms": 2.0, "n_pairs": 4},
+              {"quant_id": "bnb-nf4", "engine_id": "hf-eager", "per_layer_overhead_ms": 0.3, "n_pairs": 5}]
+    prefill = [{"quant_id": "bnb-int8", "engine_id": "hf-eager", "prefill_time_ratio": 3.0, "prefill_p10": 2.0,
+                "prefill_p90": 4.0, "prefill_n_pairs": 6},
+               {"quant_id": "torchao-fp8", "engine_id": "hf-eager", "prefill_time_ratio": 4.0, "prefill_p10": 3.0,
+                "prefill_p90": 5.0, "prefill_n_pairs": 3}]
+    rows = {(r["quant_id"], r["engine_id"]): r for r in MO.merge(decode, prefill)}
+    assert rows[("bnb-int8", "hf-eager")] == {**decode[0], **{k: v for k, v in prefill[0].items()
+                                                              if k in MO.PREFILL_COLUMNS}}
+    assert all(rows[("bnb-nf4", "hf-eager")][c] == "" for c in MO.PREFILL_COLUMNS)  # too few prefill pairs
+    assert rows[("bnb-nf4", "hf-eager")]["per_layer_overhead_ms"] == 0.3
+    fp8 = rows[("torchao-fp8", "hf-eager")]  # a prefill fit without a decode fit: empty decode columns
+    assert fp8["prefill_time_ratio"] == 4.0 and fp8["per_layer_overhead_ms"] == "" and fp8["n_pairs"] == ""
+    assert MO.merge([], []) == []
+
+
+def test_modelled_prefill_times_are_the_analytic_prefill_without_the_ratio(catalog):
+    cells = [("h100-sxm", "qwen2.5-7b-instruct", q, e, b, 256, 128)
+             for q in ("bf16", "torchao-fp8", "bnb-int8") for e in ("hf-eager", "hf-compiled") for b in (1, 32)]
+    got = MO.modelled_prefill_ms(catalog, cells)
+    plain = copy.copy(catalog)
+    plain.method_overhead = []
+    c = Candidates.from_ids(plain, *[[k[i] for k in cells] for i in range(4)], [k[4] for k in cells], 256, 128)
+    np.testing.assert_allclose([got[k] for k in cells], analytic.estimate(F.physics(c), c).t_prefill * 1e3)
+    fp8, bf16 = (got[("h100-sxm", "qwen2.5-7b-instruct", q, "hf-eager", 32, 256, 128)] for q in ("torchao-fp8", "bf16"))
+    assert fp8 < 0.7 * bf16  # the roofline credits fp8 its tensor rate: what the ratio takes back
+
+
+def test_the_prefill_ratio_scales_the_prefill_only(catalog):
+    cat = copy.copy(catalog)
+    cat.method_overhead = [{"quant_id": "torchao-fp8", "engine_id": "hf-eager", "per_layer_overhead_ms": "",
+                            "prefill_time_ratio": "2.5"},
+                           {"quant_id": "bnb-int8", "engine_id": "hf-eager", "per_layer_overhead_ms": "1.0",
+                            "prefill_time_ratio": ""}]  # empty: no ratio (1)
+    plain = copy.copy(catalog)
+    plain.method_overhead = [{"quant_id": "bnb-int8", "engine_id": "hf-eager", "per_layer_overhead_ms": "1.0"}]
+    args = (["h100-sxm", "rtx4060ti-16gb"], ["qwen2.5-7b-instruct"], ["torchao-fp8", "bnb-int8", "bf16"],
+            ["hf-eager", "hf-compiled"], [1, 32], 256, 128)
+    c_with, c_without = Candidates.grid(cat, *args), Candidates.grid(plain, *args)
+    e1, e0 = analytic.estimate(F.physics(c_with), c_with), analytic.estimate(F.physics(c_without), c_without)
+    hit = (c_with.quant_idx == cat.quants.index["torchao-fp8"]) & (c_with.engine_idx == cat.engines.index["hf-eager"])
+    assert hit.any() and (~hit).any()
+    np.testing.assert_allclose(e1.t_prefill[hit], 2.5 * e0.t_prefill[hit])
+    np.testing.assert_allclose(e1.ttft_ms[hit], 2.5 * e0.ttft_ms[hit])
+    np.testing.assert_allclose(e1.prefill_energy_j, e1.prefill_power_w * e1.t_prefill)
+    # the longer prefill spends less of its time at the roofline: its power never rises
+    assert (e1.prefill_power_w[hit] <= e0.prefill_power_w[hit] + 1e-9).all()
+    assert (e1.prefill_energy_j[hit] > e0.prefill_energy_j[hit]).all()
+    for name in ("t_prefill", "ttft_ms", "prefill_energy_j", "prefill_power_w"):
+        np.testing.assert_allclose(getattr(e1, name)[~hit], getattr(e0, name)[~hit], err_msg=name)
+    for name in ("t_step", "tokens_per_s", "energy_per_token_j", "power_w", "memory_gb"):
+        np.testing.assert_allclose(getattr(e1, name), getattr(e0, name), err_msg=name)  # decode unchanged
+    np.testing.assert_array_equal(F.build(c_with), F.build(c_without))  # no feature reads the ratio
+
+
+def _prefill_frame(catalog, held_out_ttft: float = 50.0):
+    """bf16 and torchao-fp8 rows of four models on an H100: fp8's TTFT is 3, 4, 5 x bf16's for three models
+    and `held_out_ttft` x for the fourth (qwen2.5-7b, the held-out one)."""
+    models = ["qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct", "qwen2.5-3b-instruct", "qwen2.5-7b-instruct"]
+    rows = []
+    for m, x in zip(models, (3.0, 4.0, 5.0, held_out_ttft), strict=True):
+        for quant, ttft in (("bf16", 100.0), ("torchao-fp8", 100.0 * x)):
+            rows.append({"gpu_id": "h100-sxm", "model": m, "quant": quant, "engine": "hf-eager", "batch_size": 32.0,
+                         "prompt_tokens": 256.0, "output_tokens": 128.0, "kv_cache_bits": np.nan,
+                         "scope_id": "gpu-counter", "origin": "ours", "tokens_per_s": 1000.0, "ttft_ms": ttft})
+    return pd.DataFrame(rows)
+
+
+def test_cross_validation_refits_the_prefill_ratio_without_the_held_out_rows(catalog):
+    from recommender.costmodel import train as T
+
+    cat = copy.copy(catalog)
+    cat.method_overhead = [{"quant_id": "torchao-fp8", "engine_id": "hf-eager", "per_layer_overhead_ms": "",
+                            "prefill_time_ratio": "1.0"}]  # something to refit
+    frame = _prefill_frame(catalog)
+    train = np.flatnonzero(frame["model"] != "qwen2.5-7b-instruct")
+    held = np.flatnonzero(frame["model"] == "qwen2.5-7b-instruct")
+    fp8 = held[frame["quant"].to_numpy()[held] == "torchao-fp8"]
+    _, base_fold = T._method_overhead_refit(frame, cat, frame["tokens_per_s"].to_numpy(float))(train)
+    # the held-out TTFTs moved (x50 -> x500, and its bf16 row too): the fold's baseline does not
+    moved = _prefill_frame(catalog, held_out_ttft=500.0)
+    moved.loc[held, "ttft_ms"] *= 7.0
+    _, base_moved = T._method_overhead_refit(moved, cat, moved["tokens_per_s"].to_numpy(float))(train)
+    for t in base_fold:
+        np.testing.assert_array_equal(base_moved[t], base_fold[t], err_msg=t)
+    # given every row, the held-out pair informs the ratio (the median of 4 moves towards it)
+    _, base_all = T._method_overhead_refit(frame, cat, frame["tokens_per_s"].to_numpy(float))(np.arange(len(frame)))
+    assert np.all(base_all["ttft_ms"][fp8] > base_fold["ttft_ms"][fp8])
+    # the fold's ratio: the median over the three training models of measured / modelled ratio to bf16
+    plain = copy.copy(cat)
+    plain.method_overhead = []
+    _, base_none = T._features_and_base(frame, plain)
+    pre = base_none["ttft_ms"]
+    ratios = [x / (pre[q] / pre[b]) for m, x in zip(frame["model"].unique()[:3], (3.0, 4.0, 5.0), strict=True)
+              for q, b in [(np.flatnonzero((frame["model"] == m) & (frame["quant"] == qq))[0]
+                            for qq in ("torchao-fp8", "bf16"))]]
+    np.testing.assert_allclose(base_fold["ttft_ms"][fp8] / pre[fp8], np.median(ratios), rtol=1e-4)
+    bf16 = held[frame["quant"].to_numpy()[held] == "bf16"]
+    np.testing.assert_allclose(base_fold["ttft_ms"][bf16], pre[bf16])  # 16-bit: no ratio
+    no_ttft = frame.assign(ttft_ms=np.nan)  # no prefill pairs: the same decode refit, no ratio
+    _, base_no_ttft = T._method_overhead_refit(no_ttft, cat, no_ttft["tokens_per_s"].to_numpy(float))(train)
+    np.testing.assert_allclose(base_no_ttft["ttft_ms"], pre)
+    for t in ("tokens_per_s", "energy_per_token_j"):
+        np.testing.assert_array_equal(base_fold[t], base_no_ttft[t], err_msg=t)  # decode untouched
+
+
+def test_the_refit_reads_measured_ttft_from_the_design(shipped_design):
+    """`design` hands the refit its measured TTFT (`d.measured["ttft_ms"]`), and the model card says the
+    prefill ratios are refitted per fold."""
+    T, d = shipped_design
+    assert T.REFIT_METHOD_OVERHEAD in T._refitted_per_fold(d)
+    text = " ".join(T._refit_paragraph(T._refitted_per_fold(d)))
+    assert "prefill time ratios" in text
+    assert np.isfinite(d.measured["ttft_ms"]).any()
