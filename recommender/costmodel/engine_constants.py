@@ -154,6 +154,7 @@ class ToolRows:
                                          r["batch"], r["prompt"], r["output"], [EO.OWN_SCOPE] * len(r["power"]),
                                          [None] * len(r["power"])) for e, r in self.power.items()}
         self._xz = {e: EO.design(catalog, r) for e, r in self.overhead.items()}
+        self._catalog = catalog  # the design matrices and fit caches above are of this catalogue
         self._util: dict[tuple, tuple] = {}
         self._fits: dict[tuple, tuple[float, float]] = {}
         self._power_fits: dict[tuple, tuple[float, float]] = {}
@@ -176,7 +177,11 @@ class ToolRows:
         return np.flatnonzero(~out.drops(self.power_keys[engine]) if out else np.ones(n, dtype=bool))
 
     def refit(self, catalog, out: HeldOut, power_fallback: str = "catalogue") -> dict[str, EngineFit]:
-        """Each engine's constants (the tools' engines that `catalog` has) fitted without `out`'s rows."""
+        """Each engine's constants (the tools' engines that `catalog` has) fitted without `out`'s rows;
+        `catalog` must be the one the rows were read with (the cached design matrices and fits are its)."""
+        if catalog is not self._catalog:
+            raise ValueError("ToolRows.refit: a catalogue other than the one its rows were read with; build a "
+                             "new ToolRows(catalog) for it")
         base = {e.id: dict(e.analytic or {}) for e in catalog.engines}
         fits: dict[str, EngineFit] = {}
         for eng in EO.ENGINES:

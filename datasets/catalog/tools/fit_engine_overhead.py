@@ -119,14 +119,15 @@ def fit_all(catalog=None) -> tuple[list[Fit], list[Path]]:
     ours, stable_only = read_ours(catalog, own_files)
     old = {e["id"]: (e.get("analytic") or {}).get("roofline_efficiency")
            for e in yaml.safe_load(ENGINES_YAML.read_text(encoding="utf-8"))}
+    from recommender.costmodel.engine_overhead import MIN_FIT_ROWS
+
     fits = []
     for eng in ENGINES:
         rows = Rows()
         for src in (public.get(eng), ours.get(eng)):
             if src is not None:
-                for k in rows.__dataclass_fields__:
-                    getattr(rows, k).extend(getattr(src, k))
-        if len(rows) >= 3:
+                rows.extend(src)
+        if len(rows) >= MIN_FIT_ROWS:
             fits.append(fit_engine(catalog, eng, rows, old.get(eng), stable_only.get(eng)))
     return fits, used + [p for p in own_files if any(p.name in o for f in fits for o in f.by_origin)]
 

@@ -106,3 +106,20 @@ def test_the_stable_only_rule_is_decided_on_the_rows_kept(shipped):
     h100 = EC.silicon(catalog)["h100-sxm"]
     assert tools.overhead_selection("hf-compiled", EC.HeldOut(silicon=frozenset({h100}))).tolist() == [3, 4]
     assert tools.overhead_selection("hf-compiled", EC.HeldOut()).tolist() == [0, 1, 2, 3]
+
+
+def test_a_shared_tool_rows_refits_each_fold_as_a_fresh_one(shipped):
+    """The trainer shares one ToolRows (and its fit caches) across folds: each fold's constants equal those a
+    fresh ToolRows fits for it, whatever folds ran before (H100 held out: the compiled constants from H200 rows)."""
+    T, frame, catalog, tools = shipped
+    d = T.design(frame, catalog)
+    keys = T._frame_keys(frame, catalog)
+    folds = [g for g in ("h100-sxm", "a40", "h200") if g in set(d.gpu_group)]
+    assert len(folds) == 3
+    shared = [EC.constants_key(tools.refit(catalog, EC.HeldOut.of(keys, d.gpu_group == g))) for g in folds]
+    for g, got in zip(reversed(folds), reversed(shared), strict=True):  # another order, fresh caches
+        fresh = EC.ToolRows(catalog)
+        assert EC.constants_key(fresh.refit(catalog, EC.HeldOut.of(keys, d.gpu_group == g))) == got, g
+    assert len(set(shared)) == 3  # each card's rows move its fold's constants
+    with pytest.raises(ValueError, match="other than the one"):
+        tools.refit(T.load_training_data()[1], EC.HeldOut())
