@@ -22,7 +22,10 @@ same-cell pairs of the measured TTFT ratio to the 16-bit cell / the modelled one
 where nothing was fitted): the roofline credits torchao-fp8 the fp8 tensor rate and weight-only methods
 their fewer bytes, while their quantize/dequantize kernels make every measured prefill slower than bf16's.
 The prefill power follows from the longer time (u = roofline time / t_prefill below), as the decode power
-does from the method overhead, so the prefill energy grows by less than the ratio (as measured).
+does from the method overhead, so the prefill energy grows by less than the ratio (as measured); the prefill
+energy is then multiplied by the method's `prefill_energy_ratio` (same file and tool: the median over the
+same-cell pairs of the measured prefill energy ratio to the 16-bit cell / the one modelled so far; 1 where
+nothing was fitted).
 
 Power: P = P_idle + (TDP - P_idle) x min(1, floor + slope x u), u = max(t_mem, t_comp) / t (the fraction
 of the step spent at the roofline); floor and slope are the engine's fitted `power_floor` / `power_slope`
@@ -136,7 +139,7 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         return Estimate(
             t_step=t_step, t_prefill=t_pre, tokens_per_s=batch / t_step, power_fraction=frac, power_w=power,
             prefill_power_w=power_pre, energy_per_token_j=power * t_step / batch, ttft_ms=t_pre * 1e3,
-            prefill_energy_j=power_pre * t_pre, memory_gb=ph.memory_gb, output_tokens=cands.output_tokens,
+            prefill_energy_j=power_pre * t_pre * ph.prefill_energy_ratio, memory_gb=ph.memory_gb, output_tokens=cands.output_tokens,
             batch=batch,
         )
 

@@ -17,9 +17,10 @@ common physical axes first:
   engine's per-token launch overhead and roofline efficiency (engines.yaml `analytic` block), and the
   method's per-layer decode overhead on that engine (method_overhead.csv: the kernels a quantization
   method adds to every layer, launch-bound at decode, fitted on our records by
-  datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted), and its prefill time ratio on
-  that engine (method_overhead.csv `prefill_time_ratio`, same tool; 1 where none was fitted), which the
-  analytic prefill multiplies; no feature reads it (the `ref16_*` prefill features are the 16-bit ones);
+  datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted), and its prefill time and energy
+  ratios on that engine (method_overhead.csv `prefill_time_ratio`, `prefill_energy_ratio`, same tool; 1 where
+  none was fitted), which the analytic prefill multiplies; no feature reads them (the `ref16_*` prefill
+  features are the 16-bit ones);
 - memory fit margin (`recommender.memory`), card specs, model shape, quant/engine/scope one-hots.
 
 The roofline axes are computed at the reference 16-bit method (`ref16_*`) and the quantization method
@@ -97,6 +98,8 @@ class Physics:
     method_overhead_s: np.ndarray  # the method's per decode step: num_layers x method_overhead.csv (s); 0 = none
     #: multiplier on the method's analytic prefill time (method_overhead.csv `prefill_time_ratio`); 1 = none
     prefill_time_ratio: np.ndarray
+    #: multiplier on the method's analytic prefill energy (method_overhead.csv `prefill_energy_ratio`); 1 = none
+    prefill_energy_ratio: np.ndarray
     #: the engine's fitted power model (engines.yaml `analytic.power_floor` / `power_slope`); NaN = the
     #: analytic model's defaults (`analytic.PARAMS`)
     power_floor: np.ndarray
@@ -181,14 +184,15 @@ def _method_overhead_table(cands: Candidates) -> np.ndarray:
     return out
 
 
-def _prefill_ratio_table(cands: Candidates) -> np.ndarray:
-    """Prefill time ratio of each (quant row, engine row), 1 where none was fitted (an empty value)
-    (datasets/catalog/method_overhead.csv `prefill_time_ratio`, datasets/catalog/tools/fit_method_overhead.py)."""
+def _prefill_ratio_table(cands: Candidates, column: str = "prefill_time_ratio") -> np.ndarray:
+    """A prefill ratio of each (quant row, engine row), 1 where none was fitted (an empty value)
+    (datasets/catalog/method_overhead.csv `prefill_time_ratio` or `prefill_energy_ratio`,
+    datasets/catalog/tools/fit_method_overhead.py)."""
     cat = cands.catalog
     out = np.ones((len(cat.quants), len(cat.engines)))
     for row in cat.method_overhead:
         qj, ej = cat.quants.index.get(row.get("quant_id")), cat.engines.index.get(row.get("engine_id"))
-        v = _f(row.get("prefill_time_ratio"))
+        v = _f(row.get(column))
         if qj is not None and ej is not None and np.isfinite(v) and v > 0:
             out[qj, ej] = v
     return out
@@ -289,6 +293,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
             method_overhead_s=method_ms / 1e3, prefill_time_ratio=_prefill_ratio_table(cands)[qi, ei],
+            prefill_energy_ratio=_prefill_ratio_table(cands, "prefill_energy_ratio")[qi, ei],
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
         )

@@ -60,6 +60,9 @@ MIN_PAIRS = 3
 PREFILL_RATIO_FLOOR = 1.0
 #: the columns the prefill fit adds to method_overhead.csv (empty where a method has too few pairs)
 PREFILL_COLUMNS = ("prefill_time_ratio", "prefill_p10", "prefill_p90", "prefill_n_pairs")
+#: the columns of the prefill energy fit (`fit_prefill_energy`; empty where a method has too few pairs)
+PREFILL_ENERGY_COLUMNS = ("prefill_energy_ratio", "prefill_energy_p10", "prefill_energy_p90",
+                          "prefill_energy_n_pairs")
 
 #: a cell: (gpu, model, quant, engine, batch, prompt, output)
 CellKey = tuple
@@ -110,52 +113,75 @@ def _reference(key: CellKey, cells: Mapping[CellKey, float]) -> CellKey | None:
     return next((k for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in cells), None)
 
 
+def _pair_ratios(measured: Mapping[CellKey, float], modelled: Mapping[CellKey, float]) -> dict[tuple, list[float]]:
+    """Per (method, engine): (measured / measured 16-bit) / (modelled / modelled 16-bit) of every same-cell pair
+    with the 16-bit cell (`_reference`) where all four values are positive and the catalogue models both."""
+    per: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, v in measured.items():
+        quant, engine = key[2], key[3]
+        if quant in UNQUANTIZED:
+            continue
+        ref_key = _reference(key, measured)
+        if ref_key is None or key not in modelled or ref_key not in modelled:
+            continue  # no 16-bit cell, or a cell the catalogue cannot model
+        ref, m, m_ref = measured[ref_key], modelled[key], modelled[ref_key]
+        if not (v > 0 and ref > 0 and m > 0 and m_ref > 0):
+            continue
+        per[(str(quant), str(engine))].append((v / ref) / (m / m_ref))
+    return per
+
+
+def _ratio_rows(per: dict[tuple, list[float]], columns: tuple[str, ...], floor: float | None) -> list[dict]:
+    """{quant_id, engine_id, columns[0]: median (never below `floor`), columns[1..2]: p10/p90 (unclipped),
+    columns[3]: pairs} per (method, engine) with at least MIN_PAIRS pairs."""
+    out = []
+    for (quant, engine), ratios in sorted(per.items()):
+        if len(ratios) < MIN_PAIRS:
+            continue
+        r = np.array(ratios)
+        med = float(np.median(r))
+        out.append({"quant_id": quant, "engine_id": engine,
+                    columns[0]: round(med if floor is None else max(floor, med), 4),
+                    columns[1]: round(float(np.percentile(r, 10)), 4),
+                    columns[2]: round(float(np.percentile(r, 90)), 4), columns[3]: len(r)})
+    return out
+
+
 def fit_prefill(ttft_ms: Mapping[CellKey, float], modelled_ms: Mapping[CellKey, float]) -> list[dict]:
     """Rows {quant_id, engine_id, prefill_time_ratio, prefill_p10, prefill_p90, prefill_n_pairs} from the
     median measured TTFT (ms) of each cell and its analytic prefill time without the ratio
     (`modelled_prefill_ms`): per (method, engine) with at least MIN_PAIRS same-cell pairs with the 16-bit
     cell, the median over the pairs of (measured ratio to 16-bit) / (modelled ratio to 16-bit), never below
     PREFILL_RATIO_FLOOR; p10/p90 are the pairs' spread, unclipped."""
-    per: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for key, t in ttft_ms.items():
-        quant, engine = key[2], key[3]
-        if quant in UNQUANTIZED:
-            continue
-        ref_key = _reference(key, ttft_ms)
-        if ref_key is None or key not in modelled_ms or ref_key not in modelled_ms:
-            continue  # no 16-bit cell, or a cell the catalogue cannot model
-        ref, m, m_ref = ttft_ms[ref_key], modelled_ms[key], modelled_ms[ref_key]
-        if not (t > 0 and ref > 0 and m > 0 and m_ref > 0):
-            continue
-        per[(str(quant), str(engine))].append((t / ref) / (m / m_ref))
-    out = []
-    for (quant, engine), ratios in sorted(per.items()):
-        if len(ratios) < MIN_PAIRS:
-            continue
-        r = np.array(ratios)
-        out.append({
-            "quant_id": quant, "engine_id": engine,
-            "prefill_time_ratio": round(max(PREFILL_RATIO_FLOOR, float(np.median(r))), 4),
-            "prefill_p10": round(float(np.percentile(r, 10)), 4),
-            "prefill_p90": round(float(np.percentile(r, 90)), 4),
-            "prefill_n_pairs": len(r),
-        })
-    return out
+    return _ratio_rows(_pair_ratios(ttft_ms, modelled_ms), PREFILL_COLUMNS, PREFILL_RATIO_FLOOR)
 
 
-def merge(decode: list[dict], prefill: list[dict]) -> list[dict]:
+def fit_prefill_energy(energy_j: Mapping[CellKey, float], modelled_j: Mapping[CellKey, float]) -> list[dict]:
+    """Rows {quant_id, engine_id, prefill_energy_ratio, prefill_energy_p10, prefill_energy_p90,
+    prefill_energy_n_pairs} from the median measured prefill energy (J) of each cell and its analytic prefill
+    energy with the prefill time ratios but without this ratio (`modelled_prefill_energy_j`): the median over
+    the same-cell pairs with the 16-bit cell of (measured ratio) / (modelled ratio), no floor (a longer prefill
+    at lower power can cost less than the power model says, or more). The analytic prefill energy is
+    multiplied by it."""
+    return _ratio_rows(_pair_ratios(energy_j, modelled_j), PREFILL_ENERGY_COLUMNS, None)
+
+
+def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | None = None) -> list[dict]:
     """The rows of method_overhead.csv: each decode row (`fit`) with its (method, engine)'s prefill columns
-    (`fit_prefill`), empty ("") where the prefill has too few pairs; a (method, engine) with a prefill fit and
-    no decode fit gets a row of its own with empty decode columns. Sorted by (method, engine)."""
-    pre = {(r["quant_id"], r["engine_id"]): r for r in prefill}
-    empty = dict.fromkeys(PREFILL_COLUMNS, "")
-    rows = {(r["quant_id"], r["engine_id"]): {**r, **{c: pre.get((r["quant_id"], r["engine_id"]), empty)[c]
-                                                      for c in PREFILL_COLUMNS}} for r in decode}
+    (`fit_prefill`) and, given `prefill_energy`, its prefill energy columns (`fit_prefill_energy`), empty ("")
+    where a fit has too few pairs; a (method, engine) with a prefill fit and no decode fit gets a row of its
+    own with empty decode columns. Sorted by (method, engine)."""
+    parts = [({(r["quant_id"], r["engine_id"]): r for r in prefill}, PREFILL_COLUMNS)]
+    if prefill_energy is not None:
+        parts.append(({(r["quant_id"], r["engine_id"]): r for r in prefill_energy}, PREFILL_ENERGY_COLUMNS))
     decode_cols = list(decode[0]) if decode else ["quant_id", "engine_id", "per_layer_overhead_ms"]
-    for k, r in pre.items():
-        if k not in rows:
-            rows[k] = {**dict.fromkeys(decode_cols, ""), "quant_id": k[0], "engine_id": k[1],
-                       **{c: r[c] for c in PREFILL_COLUMNS}}
+    rows = {(r["quant_id"], r["engine_id"]): dict(r) for r in decode}
+    for fitted, _ in parts:
+        for k in fitted:
+            rows.setdefault(k, {**dict.fromkeys(decode_cols, ""), "quant_id": k[0], "engine_id": k[1]})
+    for k, row in rows.items():
+        for fitted, cols in parts:
+            row.update({c: fitted[k][c] if k in fitted else "" for c in cols})
     return [rows[k] for k in sorted(rows)]
 
 
@@ -204,6 +230,26 @@ def modelled_step_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
     engine's per-step overhead (`recommender.costmodel.analytic`). Cells with an id the catalogue does not
     know are left out."""
     return _modelled(catalog, cells, prefill=False)
+
+
+def modelled_prefill_energy_j(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
+    """The analytic prefill energy (J) of each cell (catalogue ids) as `recommender.costmodel.analytic` gives
+    it with the catalogue's prefill time ratios, without its prefill energy ratio. Cells with an id the
+    catalogue does not know are left out."""
+    from recommender.candidates import Candidates
+    from recommender.costmodel import analytic
+    from recommender.costmodel import features as F
+
+    tables = (catalog.gpus, catalog.models, catalog.quants, catalog.engines)
+    cells = [c for c in cells if all(t.find(str(x)) is not None for t, x in zip(tables, c[:4], strict=True))]
+    if not cells:
+        return {}
+    cols = list(zip(*cells, strict=True))
+    cands = Candidates.from_ids(catalog, cols[0], cols[1], cols[2], cols[3], np.asarray(cols[4], float),
+                                np.asarray(cols[5], float), np.asarray(cols[6], float))
+    ph = F.physics(cands)
+    e = analytic.estimate(ph, cands).prefill_energy_j / ph.prefill_energy_ratio
+    return {k: float(v) for k, v in zip(cells, e, strict=True)}
 
 
 def modelled_prefill_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:

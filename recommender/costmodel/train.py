@@ -390,17 +390,19 @@ def _frame_keys(frame, catalog):
 
 
 def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants: bool = True,
-                power_fallback: str = "catalogue", tool_rows=None, measured_ttft: np.ndarray | None = None):
+                power_fallback: str = "catalogue", tool_rows=None, measured_ttft: np.ndarray | None = None,
+                measured_prefill_j: np.ndarray | None = None):
     """`Design.refit`: given a fold's training rows (every row outside its held-out groups), refit the
     catalogue constants fitted on measurements without the held-out rows and rebuild X and the baseline.
 
     1. With `refit_engine_constants`, the engines' efficiency, per-step overhead, power floor and slope
        (`engine_constants.ToolRows.refit`: the tools' rows less those whose card silicon, architecture or
        cell without the card occurs among the held-out rows and not among the training rows);
-    2. the methods' per-layer decode overheads and prefill time ratios (recommender/costmodel/
-       method_overhead.py: `fit` on `measured_tps`, `fit_prefill` on `measured_ttft`, default the frame's
-       `ttft_ms`) on our rows among the training rows, against the analytic step and prefill times of a
-       catalogue holding those engine constants.
+    2. the methods' per-layer decode overheads, prefill time ratios and prefill energy ratios
+       (recommender/costmodel/method_overhead.py: `fit` on `measured_tps`, `fit_prefill` on `measured_ttft`,
+       `fit_prefill_energy` on `measured_prefill_j`, defaults the frame's `ttft_ms` / `prefill_energy_j`) on our
+       rows among the training rows, against the analytic step and prefill times of a catalogue holding those
+       engine constants (and, for the energy ratio, the fold's time ratios).
 
     Folds with the same constants share one build. None when there is nothing to refit."""
     import copy
@@ -423,12 +425,16 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
     if measured_ttft is None:
         measured_ttft = (frame["ttft_ms"].to_numpy(float) if "ttft_ms" in frame
                          else np.full(len(frame), np.nan))
+    if measured_prefill_j is None:
+        measured_prefill_j = (frame["prefill_energy_j"].to_numpy(float) if "prefill_energy_j" in frame
+                              else np.full(len(frame), np.nan))
     layers = {r.id: r.num_layers for r in catalog.models}
     our_cells = list({keys[i] for i in np.flatnonzero(ours)})
     row_keys = _frame_keys(frame, catalog) if tools is not None else None
     constants: dict[bytes, tuple] = {}  # held-out mask -> (constants key, catalogue holding them)
     modelled: dict[tuple, dict] = {}
     modelled_pre: dict[tuple, dict] = {}
+    modelled_energy: dict[tuple, dict] = {}
     built: dict[tuple, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 
     def refit(train: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -449,10 +455,16 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
             sel = train[ours[train]]
             step = MO.step_times([keys[i] for i in sel], measured_tps[sel].tolist(), batch[sel].tolist())
             ttft = MO.prefill_times([keys[i] for i in sel], measured_ttft[sel].tolist())
-            rows = MO.merge(MO.fit(step, layers.get, modelled[ckey]), MO.fit_prefill(ttft, modelled_pre[ckey]))
-            mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r["prefill_time_ratio"])
-                         for r in rows)
+            decode, prefill = MO.fit(step, layers.get, modelled[ckey]), MO.fit_prefill(ttft, modelled_pre[ckey])
             cat = copy.copy(cat)
+            cat.method_overhead = MO.merge(decode, prefill)
+            tkey = (ckey, tuple((r["quant_id"], r["engine_id"], r["prefill_time_ratio"]) for r in prefill))
+            if tkey not in modelled_energy:  # the analytic prefill energy with this fold's time ratios
+                modelled_energy[tkey] = MO.modelled_prefill_energy_j(cat, our_cells)
+            energy = MO.prefill_times([keys[i] for i in sel], measured_prefill_j[sel].tolist())
+            rows = MO.merge(decode, prefill, MO.fit_prefill_energy(energy, modelled_energy[tkey]))
+            mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r["prefill_time_ratio"],
+                          r["prefill_energy_ratio"]) for r in rows)
             cat.method_overhead = rows
         if (ckey, mkey) not in built:
             built[(ckey, mkey)] = _features_and_base(frame, cat)
@@ -1003,7 +1015,8 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
         "catalog_files": catalog_file_hashes(catalog),
         "method_overhead": [{k: r.get(k) for k in ("quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs",
-                                                   "n_models", "prefill_time_ratio", "prefill_n_pairs")}
+                                                   "n_models", "prefill_time_ratio", "prefill_n_pairs",
+                                                   "prefill_energy_ratio", "prefill_energy_n_pairs")}
                             for r in catalog.method_overhead],
         "coverage": training_coverage(frame),
         "card_range": training_card_range(frame, catalog),
@@ -1170,9 +1183,10 @@ def _refit_paragraph(refitted: list[str] | None) -> list[str]:
         ]
     if REFIT_METHOD_OVERHEAD in refitted:
         lines += [
-            f"{'then ' if engines else ''}the quantized methods' decode overheads and prefill time ratios",
-            "(datasets/catalog/method_overhead.csv) on our rows outside the held-out group (of any target), against",
-            "the analytic step and prefill times" + (" of the fold's engine constants;" if engines else ";"),
+            f"{'then ' if engines else ''}the quantized methods' decode overheads, prefill time ratios and prefill",
+            "energy ratios (datasets/catalog/method_overhead.csv) on our rows outside the held-out group (of any",
+            "target), against the analytic step and prefill times"
+            + (" of the fold's engine constants;" if engines else ";"),
             "a fold left with fewer than 3 pairs of a method fits none for it (no prefill ratio: 1).",
         ]
     if not refitted:
@@ -1242,6 +1256,12 @@ def model_card(meta: dict) -> str:
             lines += ["", "Prefill time ratios served (method_overhead.csv; x the analytic prefill time): "
                       + ", ".join(f"{r['quant_id']} on {r['engine_id']} x{float(r['prefill_time_ratio']):g} "
                                   f"({r['prefill_n_pairs']} pairs)" for r in prefill) + "."]
+        energy = [r for r in meta["method_overhead"] if r.get("prefill_energy_ratio") not in (None, "")]
+        if energy:
+            lines += ["", "Prefill energy ratios served (method_overhead.csv; x the analytic prefill energy with the "
+                      "time ratio): " + ", ".join(f"{r['quant_id']} on {r['engine_id']} "
+                                                  f"x{float(r['prefill_energy_ratio']):g} "
+                                                  f"({r['prefill_energy_n_pairs']} pairs)" for r in energy) + "."]
     if meta.get("catalog_files"):
         lines += ["", "Catalogue files the features were computed from (retrain when one changes): "
                   + ", ".join(f"{k} {v[:12]}" for k, v in meta["catalog_files"].items()) + "."]

@@ -31,6 +31,11 @@ median over the pairs of (ttft(method) / ttft(16-bit)) / (modelled(method) / mod
 method_overhead.PREFILL_RATIO_FLOOR (1: see there); the analytic model multiplies the method's prefill time
 by it. A (method, engine) with decode pairs and too few prefill pairs gets empty prefill columns (ratio 1).
 
+Prefill energy (prefill_energy_ratio, prefill_energy_p10, prefill_energy_p90, prefill_energy_n_pairs): with the
+time ratios in place, the analytic prefill energy (the power model at the longer time) is compared in the same
+way with the measured prefill_energy_j of the same pairs; the median of (measured ratio to 16-bit) / (modelled
+ratio to 16-bit), no floor, multiplies the method's analytic prefill energy.
+
 Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw/), any batch size,
 `measurement_scope: simulated` never. Public rows have no quantized HF cells and are not used.
 
@@ -42,6 +47,7 @@ informs them.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import sys
@@ -61,7 +67,7 @@ OUT = CATALOG / "method_overhead.csv"
 SCRIPT = "datasets/catalog/tools/fit_method_overhead.py"
 measurement_files = FE.measurement_files
 COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms", "n_pairs", "n_models",
-           "gpus", "source", *MO.PREFILL_COLUMNS)
+           "gpus", "source", *MO.PREFILL_COLUMNS, *MO.PREFILL_ENERGY_COLUMNS)
 
 
 def _records(files: list[Path], catalog, field: str):
@@ -110,7 +116,12 @@ def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
               for row in MO.fit(cells, layers, modelled)]
     prefill_cells = read_prefill_cells(files, catalog)
     prefill = MO.fit_prefill(prefill_cells, MO.modelled_prefill_ms(catalog, list(prefill_cells)))
-    return MO.merge(decode, prefill)
+    # the prefill energy ratio is what the analytic model with those time ratios still leaves unexplained
+    with_time = copy.copy(catalog)
+    with_time.method_overhead = MO.merge(decode, prefill)
+    energy_cells = MO.prefill_times(*_records(files, catalog, "prefill_energy_j")[:2])
+    energy = MO.fit_prefill_energy(energy_cells, MO.modelled_prefill_energy_j(with_time, list(energy_cells)))
+    return MO.merge(decode, prefill, energy)
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -136,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         if r["prefill_time_ratio"] != "":
             print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r['prefill_time_ratio']:7.3f} "
                   f"[p10 {r['prefill_p10']:.3f}, p90 {r['prefill_p90']:.3f}] over {r['prefill_n_pairs']} pairs")
+        else:
+            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
+    print("prefill energy ratio (x the analytic prefill energy with the time ratio):")
+    for r in rows:
+        if r["prefill_energy_ratio"] != "":
+            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r['prefill_energy_ratio']:7.3f} "
+                  f"[p10 {r['prefill_energy_p10']:.3f}, p90 {r['prefill_energy_p90']:.3f}] over "
+                  f"{r['prefill_energy_n_pairs']} pairs")
         else:
             print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
     if not args.dry_run:

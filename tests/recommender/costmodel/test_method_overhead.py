@@ -105,7 +105,8 @@ def test_the_catalogue_file_holds_what_the_tool_fits():
     committed = pd.read_csv(ROOT / "datasets" / "catalog" / "method_overhead.csv")
     fitted = pd.DataFrame(tool.fit())
     assert not fitted.empty
-    cols = ["quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs", "prefill_time_ratio", "prefill_n_pairs"]
+    cols = ["quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs", "prefill_time_ratio", "prefill_n_pairs",
+            "prefill_energy_ratio", "prefill_energy_n_pairs"]
     for c in cols[2:]:
         fitted[c] = pd.to_numeric(fitted[c], errors="coerce")  # "" (none fitted) reads back as NaN
     pd.testing.assert_frame_equal(committed[cols].reset_index(drop=True), fitted[cols].reset_index(drop=True),
@@ -410,3 +411,63 @@ def test_the_refit_fits_the_prefill_ratio_on_the_ttfts_it_is_given():
     text = " ".join(T._refit_paragraph([T.REFIT_ENGINE_CONSTANTS, T.REFIT_METHOD_OVERHEAD]))
     assert "prefill time ratios" in text
 
+
+
+def test_prefill_energy_ratio_is_the_median_pair_ratio_without_a_floor():
+    energy, modelled = {}, {}
+    for model, measured in (("a", 0.8), ("b", 1.2), ("c", 1.5)):
+        energy[_cell(model, "bf16", 8)], modelled[_cell(model, "bf16", 8)] = 100.0, 50.0
+        energy[_cell(model, "torchao-int4-wo", 8)] = 100.0 * measured
+        modelled[_cell(model, "torchao-int4-wo", 8)] = 50.0
+    rows = {r["quant_id"]: r for r in MO.fit_prefill_energy(energy, modelled)}
+    r = rows["torchao-int4-wo"]
+    assert r["prefill_energy_ratio"] == pytest.approx(1.2) and r["prefill_energy_n_pairs"] == 3
+    assert r["prefill_energy_p10"] == pytest.approx(0.88)  # unclipped spread
+    energy[_cell("b", "torchao-int4-wo", 8)] = 10.0  # the median falls below 1: kept (no floor)
+    assert MO.fit_prefill_energy(energy, modelled)[0]["prefill_energy_ratio"] == pytest.approx(0.8)
+    merged = MO.merge([], [], MO.fit_prefill_energy(energy, modelled))
+    assert merged[0]["prefill_time_ratio"] == "" and merged[0]["prefill_energy_ratio"] == pytest.approx(0.8)
+
+
+def test_the_prefill_energy_ratio_scales_the_prefill_energy_only(catalog):
+    cat = copy.copy(catalog)
+    cat.method_overhead = [{"quant_id": "torchao-fp8", "engine_id": "hf-eager", "per_layer_overhead_ms": "",
+                            "prefill_time_ratio": "2.5", "prefill_energy_ratio": "1.3"}]
+    plain = copy.copy(catalog)
+    plain.method_overhead = [{**cat.method_overhead[0], "prefill_energy_ratio": ""}]
+    args = (["h100-sxm"], ["qwen2.5-7b-instruct"], ["torchao-fp8", "bf16"], ["hf-eager"], [1, 32], 256, 128)
+    c1, c0 = Candidates.grid(cat, *args), Candidates.grid(plain, *args)
+    e1, e0 = analytic.estimate(F.physics(c1), c1), analytic.estimate(F.physics(c0), c0)
+    hit = c1.quant_idx == cat.quants.index["torchao-fp8"]
+    np.testing.assert_allclose(e1.prefill_energy_j[hit], 1.3 * e0.prefill_energy_j[hit])
+    np.testing.assert_allclose(e1.prefill_energy_j[~hit], e0.prefill_energy_j[~hit])
+    for name in ("t_prefill", "ttft_ms", "prefill_power_w", "energy_per_token_j", "tokens_per_s"):
+        np.testing.assert_allclose(getattr(e1, name), getattr(e0, name), err_msg=name)
+    # what the fit compares with: the analytic prefill energy with the time ratio, without the energy ratio
+    cells = [("h100-sxm", "qwen2.5-7b-instruct", q, "hf-eager", b, 256, 128) for q in ("torchao-fp8", "bf16")
+             for b in (1, 32)]
+    got = MO.modelled_prefill_energy_j(cat, cells)
+    fp8 = ("h100-sxm", "qwen2.5-7b-instruct", "torchao-fp8", "hf-eager", 32, 256, 128)
+    i = int(np.flatnonzero(hit & (c1.batch_size == 32))[0])
+    assert got[fp8] == pytest.approx(e0.prefill_energy_j[i])
+
+
+def test_a_folds_prefill_energy_ratio_ignores_the_held_out_prefill_energies():
+    """Perturbing the held-out card's measured prefill energies leaves the fold's baseline as it was, while the
+    same perturbation of every row moves the all-row fit."""
+    from recommender.costmodel import train as T
+
+    data, catalog = T.load_training_data()
+    frame = data.frame
+    tps, pre = frame["tokens_per_s"].to_numpy(float), frame["prefill_energy_j"].to_numpy(float)
+    held = (frame["gpu_id"] == "h200").to_numpy()
+    train = np.flatnonzero(~held)
+    quant = ~frame["quant"].isin(["bf16", "fp16", "fp32"]).to_numpy()
+    moved = np.where(held & quant, 3 * pre, pre)
+    fit = lambda p: T._fold_refit(frame, catalog, tps, refit_engine_constants=False, measured_prefill_j=p)  # noqa: E731
+    _, b0 = fit(pre)(train)
+    _, b1 = fit(moved)(train)
+    np.testing.assert_array_equal(b1["prefill_energy_j"], b0["prefill_energy_j"])
+    _, a0 = fit(pre)(np.arange(len(frame)))
+    _, a1 = fit(np.where(quant, 3 * pre, pre))(np.arange(len(frame)))
+    assert not np.allclose(a1["prefill_energy_j"], a0["prefill_energy_j"])
