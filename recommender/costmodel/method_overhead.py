@@ -36,7 +36,10 @@ analytic model multiplies the method's prefill time by it (`recommender.costmode
 power then follows from the longer time like any other time off the roofline (u = roofline time / time),
 so the prefill energy grows by less than the ratio, as measured (prefill energy ratio / TTFT ratio to
 16-bit: median 0.6-0.7 for bnb-int8, torchao-fp8, torchao-int4-wo, torchao-int8-dyn; 1.0 for bnb-nf4/fp4,
-torchao-int8-wo). A ratio is never written below PREFILL_RATIO_FLOOR (see there).
+torchao-int8-wo). A ratio is never written below PREFILL_RATIO_FLOOR (see there). The power model undershoots
+that energy, so `fit_prefill_energy` fits a second ratio the same way, on the measured prefill energy against
+the analytic one with the time ratio in place (`modelled_prefill_energy_j`; no floor), which the analytic model
+multiplies into the prefill energy.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ REFERENCES = ("bf16", "fp16")  # the 16-bit cell a method is compared with, in o
 MIN_PAIRS = 3
 #: The smallest prefill time ratio written. 1: a ratio below 1 says a method's prefill beats the 16-bit
 #: one by more than the roofline credits it (its fp8/int8 rate or fewer bytes), which no (method, engine)
-#: median of our records shows (2026-12 fit: the smallest are bnb-fp4 and bnb-nf4 on hf-compiled, x1.03 and
+#: median of our records shows (2026-11-27 fit: the smallest are bnb-fp4 and bnb-nf4 on hf-compiled, x1.03 and
 #: x1.06; every other x1.14 to x17). Of the 455 pairs, 23 are below 1, all bnb 4-bit and 15 at batch 1
 #: (13 of the 23 hf-compiled batch-1 pairs; the others within 3% of 1): a launch-bound prefill of a few
 #: hundred tokens where the model's credit for the 4-bit bytes (the weight pass is most of its time) does
