@@ -154,6 +154,10 @@ class ToolRows:
                                          r["batch"], r["prompt"], r["output"], [EO.OWN_SCOPE] * len(r["power"]),
                                          [None] * len(r["power"])) for e, r in self.power.items()}
         self._xz = {e: EO.design(catalog, r) for e, r in self.overhead.items()}
+        #: per engine, the rows `fit_engine` keeps (finite, measured no faster than the roofline)
+        self._fittable = {e: np.isfinite(X) & np.isfinite(y) & (y >= X) for e, (X, y) in
+                          ((e, (self._xz[e][0], np.asarray(r.seconds, dtype=np.float64)))
+                           for e, r in self.overhead.items())}
         self._catalog = catalog  # the design matrices and fit caches above are of this catalogue
         self._util: dict[tuple, tuple] = {}
         self._fits: dict[tuple, tuple[float, float]] = {}
@@ -192,7 +196,7 @@ class ToolRows:
                 continue
             sel = self.overhead_selection(eng, out)
             f.n_overhead = len(sel)
-            if len(sel) < EO.MIN_FIT_ROWS:
+            if int(self._fittable[eng][sel].sum()) < EO.MIN_FIT_ROWS:  # counted after fit_engine's own drop
                 f.kept += ("roofline_efficiency", "per_token_overhead_ms")
                 continue
             key = (eng, sel.tobytes())

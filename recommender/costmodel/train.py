@@ -374,12 +374,6 @@ def _features_and_base(frame, catalog) -> tuple[np.ndarray, dict[str, np.ndarray
     return X, base
 
 
-def _method_overhead_refit(frame, catalog, measured_tps: np.ndarray, measured_ttft: np.ndarray | None = None):
-    """`Design.refit` for the method overheads and prefill ratios alone (the engine constants kept as the
-    catalogue has them)."""
-    return _fold_refit(frame, catalog, measured_tps, refit_engine_constants=False, measured_ttft=measured_ttft)
-
-
 def _frame_keys(frame, catalog):
     """Each training row's silicon, architecture and twin keys (`engine_constants.RowKeys`)."""
     from recommender.costmodel import engine_constants as EC

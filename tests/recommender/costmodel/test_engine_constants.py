@@ -123,3 +123,18 @@ def test_a_shared_tool_rows_refits_each_fold_as_a_fresh_one(shipped):
     assert len(set(shared)) == 3  # each card's rows move its fold's constants
     with pytest.raises(ValueError, match="other than the one"):
         tools.refit(T.load_training_data()[1], EC.HeldOut())
+
+
+def test_an_engine_left_with_too_few_fittable_rows_keeps_its_constants():
+    """The row count that decides whether an engine is refitted is taken after fit_engine's own drop of rows
+    measured faster than the roofline: a fold whose remaining rows are mostly such keeps the catalogue values."""
+    from recommender.costmodel import train as T
+
+    data, catalog = T.load_training_data()
+    tools = EC.ToolRows(catalog)
+    assert not tools.refit(catalog, EC.HeldOut())["hf-compiled"].kept
+    fittable = tools._fittable["hf-compiled"]
+    fittable[np.flatnonzero(fittable)[EO.MIN_FIT_ROWS - 1:]] = False  # only MIN_FIT_ROWS - 1 rows left to fit
+    fit = tools.refit(catalog, EC.HeldOut())["hf-compiled"]
+    assert {"roofline_efficiency", "per_token_overhead_ms"} <= set(fit.kept)
+    assert fit.n_overhead > EO.MIN_FIT_ROWS  # the rows were there; too few of them could be fitted

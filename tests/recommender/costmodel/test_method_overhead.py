@@ -156,7 +156,7 @@ def test_cross_validation_refits_the_overhead_without_the_held_out_rows(catalog)
         [(r["gpu_id"], r["model"], r["quant"], r["engine"], r["batch_size"], r["prompt_tokens"],
           r["output_tokens"]) for r in rows], [r["tokens_per_s"] for r in rows], [1.0] * len(rows)),
         lambda m: catalog.model(m).num_layers)
-    refit = T._method_overhead_refit(frame, cat, frame["tokens_per_s"].to_numpy(float))
+    refit = T._fold_refit(frame, cat, frame["tokens_per_s"].to_numpy(float), refit_engine_constants=False)
     held_out = np.flatnonzero(frame["model"] == "qwen2.5-7b-instruct")
     train = np.flatnonzero(frame["model"] != "qwen2.5-7b-instruct")
     _, base_fold = refit(train)
@@ -362,15 +362,15 @@ def test_cross_validation_refits_the_prefill_ratio_without_the_held_out_rows(cat
     train = np.flatnonzero(frame["model"] != "qwen2.5-7b-instruct")
     held = np.flatnonzero(frame["model"] == "qwen2.5-7b-instruct")
     fp8 = held[frame["quant"].to_numpy()[held] == "torchao-fp8"]
-    _, base_fold = T._method_overhead_refit(frame, cat, frame["tokens_per_s"].to_numpy(float))(train)
+    _, base_fold = T._fold_refit(frame, cat, frame["tokens_per_s"].to_numpy(float), refit_engine_constants=False)(train)
     # the held-out TTFTs moved (x50 -> x500, and its bf16 row too): the fold's baseline does not
     moved = _prefill_frame(catalog, held_out_ttft=500.0)
     moved.loc[held, "ttft_ms"] *= 7.0
-    _, base_moved = T._method_overhead_refit(moved, cat, moved["tokens_per_s"].to_numpy(float))(train)
+    _, base_moved = T._fold_refit(moved, cat, moved["tokens_per_s"].to_numpy(float), refit_engine_constants=False)(train)
     for t in base_fold:
         np.testing.assert_array_equal(base_moved[t], base_fold[t], err_msg=t)
     # given every row, the held-out pair informs the ratio (the median of 4 moves towards it)
-    _, base_all = T._method_overhead_refit(frame, cat, frame["tokens_per_s"].to_numpy(float))(np.arange(len(frame)))
+    _, base_all = T._fold_refit(frame, cat, frame["tokens_per_s"].to_numpy(float), refit_engine_constants=False)(np.arange(len(frame)))
     assert np.all(base_all["ttft_ms"][fp8] > base_fold["ttft_ms"][fp8])
     # the fold's ratio: the median over the three training models of measured / modelled ratio to bf16
     plain = copy.copy(cat)
@@ -384,7 +384,7 @@ def test_cross_validation_refits_the_prefill_ratio_without_the_held_out_rows(cat
     bf16 = held[frame["quant"].to_numpy()[held] == "bf16"]
     np.testing.assert_allclose(base_fold["ttft_ms"][bf16], pre[bf16])  # 16-bit: no ratio
     no_ttft = frame.assign(ttft_ms=np.nan)  # no prefill pairs: the same decode refit, no ratio
-    _, base_no_ttft = T._method_overhead_refit(no_ttft, cat, no_ttft["tokens_per_s"].to_numpy(float))(train)
+    _, base_no_ttft = T._fold_refit(no_ttft, cat, no_ttft["tokens_per_s"].to_numpy(float), refit_engine_constants=False)(train)
     np.testing.assert_allclose(base_no_ttft["ttft_ms"], pre)
     for t in ("tokens_per_s", "energy_per_token_j"):
         np.testing.assert_array_equal(base_fold[t], base_no_ttft[t], err_msg=t)  # decode untouched
