@@ -250,14 +250,20 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['prompt']:6.0f}+{r['output']:<6.0f} measured {r['measured_ms']:8.2f} ms  "
                       f"fit {r['fit_ms']:8.2f} ms  roofline {r['roofline_ms']:7.2f} ms")
     if not args.dry_run:
-        text = ENGINES_YAML.read_text(encoding="utf-8")
-        new = update_yaml(text, fits)
-        if new != text:
-            ENGINES_YAML.write_text(new, encoding="utf-8")
-            print(f"wrote {ENGINES_YAML.relative_to(REPO)}")
-        else:
-            print(f"{ENGINES_YAML.relative_to(REPO)} unchanged")
+        write_engines_yaml(update_yaml, fits)
     return 0
+
+
+def write_engines_yaml(update, fits) -> None:
+    """Rewrite engines.yaml with `update(text, fits)` (this tool's or fit_power_model's `update_yaml`) and say
+    whether it changed."""
+    text = ENGINES_YAML.read_text(encoding="utf-8")
+    new = update(text, fits)
+    if new != text:
+        ENGINES_YAML.write_text(new, encoding="utf-8")
+        print(f"wrote {ENGINES_YAML.relative_to(REPO)}")
+    else:
+        print(f"{ENGINES_YAML.relative_to(REPO)} unchanged")
 
 
 if __name__ == "__main__":

@@ -88,14 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{f.engine:13s} {f.n:4d} {f.floor:6.3f} {f.slope:6.3f} {f.median_ape_pct:12.1f} {f.p80_factor:5.2f}   "
               f"{f.default_median_ape_pct:.1f}, {f.default_p80_factor:.2f}   ({', '.join(f.gpus)})")
     if not args.dry_run:
-        path = feo.ENGINES_YAML
-        text = path.read_text(encoding="utf-8")
-        new = update_yaml(text, fits)
-        if new != text:
-            path.write_text(new, encoding="utf-8")
-            print(f"wrote {path.relative_to(REPO)}")
-        else:
-            print(f"{path.relative_to(REPO)} unchanged")
+        feo.write_engines_yaml(update_yaml, fits)
     return 0
 
 
