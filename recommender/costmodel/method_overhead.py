@@ -210,18 +210,26 @@ def step_times(cells: list[CellKey], tokens_per_s: list[float], batch: list[floa
                                     for tps, b in zip(tokens_per_s, batch, strict=True)])
 
 
-def _modelled(catalog, cells: list[CellKey], prefill: bool) -> dict[CellKey, float]:
+def _physics(catalog, cells: list[CellKey]):
+    """(the cells whose ids the catalogue knows, their Candidates, their features.Physics); None if none."""
     from recommender.candidates import Candidates
     from recommender.costmodel import features as F
 
     tables = (catalog.gpus, catalog.models, catalog.quants, catalog.engines)
     cells = [c for c in cells if all(t.find(str(x)) is not None for t, x in zip(tables, c[:4], strict=True))]
     if not cells:
-        return {}
+        return None
     cols = list(zip(*cells, strict=True))
     cands = Candidates.from_ids(catalog, cols[0], cols[1], cols[2], cols[3], np.asarray(cols[4], float),
                                 np.asarray(cols[5], float), np.asarray(cols[6], float))
-    ph = F.physics(cands)
+    return cells, cands, F.physics(cands)
+
+
+def _modelled(catalog, cells: list[CellKey], prefill: bool) -> dict[CellKey, float]:
+    got = _physics(catalog, cells)
+    if got is None:
+        return {}
+    cells, _, ph = got
     roof = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill) if prefill else np.maximum(ph.t_mem_step, ph.t_comp_step)
     t = roof / ph.efficiency + ph.overhead_s
     return {k: float(v) * 1e3 for k, v in zip(cells, t, strict=True)}
@@ -239,18 +247,12 @@ def modelled_prefill_energy_j(catalog, cells: list[CellKey]) -> dict[CellKey, fl
     """The analytic prefill energy (J) of each cell (catalogue ids) as `recommender.costmodel.analytic` gives
     it with the catalogue's prefill time ratios, without its prefill energy ratio. Cells with an id the
     catalogue does not know are left out."""
-    from recommender.candidates import Candidates
     from recommender.costmodel import analytic
-    from recommender.costmodel import features as F
 
-    tables = (catalog.gpus, catalog.models, catalog.quants, catalog.engines)
-    cells = [c for c in cells if all(t.find(str(x)) is not None for t, x in zip(tables, c[:4], strict=True))]
-    if not cells:
+    got = _physics(catalog, cells)
+    if got is None:
         return {}
-    cols = list(zip(*cells, strict=True))
-    cands = Candidates.from_ids(catalog, cols[0], cols[1], cols[2], cols[3], np.asarray(cols[4], float),
-                                np.asarray(cols[5], float), np.asarray(cols[6], float))
-    ph = F.physics(cands)
+    cells, cands, ph = got
     e = analytic.estimate(ph, cands).prefill_energy_j / ph.prefill_energy_ratio
     return {k: float(v) for k, v in zip(cells, e, strict=True)}
 
