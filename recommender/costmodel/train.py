@@ -949,22 +949,20 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
             figs[scheme] = fig
             cv_rows += _cv_records(frame, d, t, scheme, preds)
         f_cal = figs[calib]
+        analytic_reason = None
         if t in SERVED_ANALYTIC:
-            targets_meta[t] = {"kind": "analytic", "n_rows": int(len(rows)),
-                               "reason": f"{SERVED_ANALYTIC[t]} (learned median APE on {SCHEME_NAMES[calib]} "
-                                         f"{f_cal.get('median_ape_pct')} % vs analytic "
-                                         f"{f_cal.get('analytic_median_ape_pct')} %, reported, not served)"}
-            validation[t] = figs
-            log(f"{t}: analytic ({targets_meta[t]['reason']})")
-            continue
-        if (f_cal.get("median_ape_pct") is not None and f_cal.get("analytic_median_ape_pct") is not None
+            analytic_reason = (f"{SERVED_ANALYTIC[t]} (learned median APE on {SCHEME_NAMES[calib]} "
+                               f"{f_cal.get('median_ape_pct')} % vs analytic "
+                               f"{f_cal.get('analytic_median_ape_pct')} %, reported, not served)")
+        elif (f_cal.get("median_ape_pct") is not None and f_cal.get("analytic_median_ape_pct") is not None
                 and f_cal["median_ape_pct"] > f_cal["analytic_median_ape_pct"]):
-            targets_meta[t] = {"kind": "analytic", "n_rows": int(len(rows)),
-                               "reason": f"learned model not better than the analytic model on "
-                                         f"{SCHEME_NAMES[calib]} (median APE {f_cal['median_ape_pct']} % vs "
-                                         f"{f_cal['analytic_median_ape_pct']} %): analytic served"}
+            analytic_reason = (f"learned model not better than the analytic model on {SCHEME_NAMES[calib]} "
+                               f"(median APE {f_cal['median_ape_pct']} % vs {f_cal['analytic_median_ape_pct']} %): "
+                               "analytic served")
+        if analytic_reason is not None:
+            targets_meta[t] = {"kind": "analytic", "n_rows": int(len(rows)), "reason": analytic_reason}
             validation[t] = figs
-            log(f"{t}: analytic ({targets_meta[t]['reason']})")
+            log(f"{t}: analytic ({analytic_reason})")
             continue
         score = np.maximum(oofs[calib]["p10"][rows] - y, y - oofs[calib]["p90"][rows])
         offset = conformal_offset(score)
