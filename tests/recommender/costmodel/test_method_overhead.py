@@ -60,14 +60,20 @@ def test_fit_with_modelled_times_keeps_only_what_the_analytic_model_leaves_unexp
     assert raw["bnb-nf4"]["p90_ms"] - raw["bnb-nf4"]["p10_ms"] > 0.1  # without: the dequantized copy spreads it
 
 
+def _estimate_without_method_fits(catalog, cells):
+    """The analytic estimate of 256/128 `cells` with no method_overhead.csv row (no decode overhead, prefill
+    ratios 1): what the modelled_* functions compare measurements with."""
+    plain = copy.copy(catalog)
+    plain.method_overhead = []
+    c = Candidates.from_ids(plain, *[[k[i] for k in cells] for i in range(4)], [k[4] for k in cells], 256, 128)
+    return analytic.estimate(F.physics(c), c)
+
+
 def test_modelled_step_times_are_the_analytic_step_without_method_overheads(catalog, monkeypatch):
     cells = [("h100-sxm", "qwen2.5-7b-instruct", q, e, b, 256, 128)
              for q in ("bf16", "bnb-nf4", "bnb-int8") for e in ("hf-eager", "hf-compiled") for b in (1, 8)]
     got = MO.modelled_step_ms(catalog, cells)
-    plain = copy.copy(catalog)
-    plain.method_overhead = []
-    c = Candidates.from_ids(plain, *[[k[i] for k in cells] for i in range(4)], [k[4] for k in cells], 256, 128)
-    np.testing.assert_allclose([got[k] for k in cells], analytic.estimate(F.physics(c), c).t_step * 1e3)
+    np.testing.assert_allclose([got[k] for k in cells], _estimate_without_method_fits(catalog, cells).t_step * 1e3)
     nf4 = [got[("h100-sxm", "qwen2.5-7b-instruct", "bnb-nf4", "hf-eager", b, 256, 128)] for b in (1, 8)]
     assert nf4[1] > nf4[0] + 1.0  # the dequantized bf16 copy above 4 tokens per matmul on an H100
     assert MO.modelled_step_ms(catalog, []) == {}
@@ -304,10 +310,7 @@ def test_modelled_prefill_times_are_the_analytic_prefill_without_the_ratio(catal
     cells = [("h100-sxm", "qwen2.5-7b-instruct", q, e, b, 256, 128)
              for q in ("bf16", "torchao-fp8", "bnb-int8") for e in ("hf-eager", "hf-compiled") for b in (1, 32)]
     got = MO.modelled_prefill_ms(catalog, cells)
-    plain = copy.copy(catalog)
-    plain.method_overhead = []
-    c = Candidates.from_ids(plain, *[[k[i] for k in cells] for i in range(4)], [k[4] for k in cells], 256, 128)
-    np.testing.assert_allclose([got[k] for k in cells], analytic.estimate(F.physics(c), c).t_prefill * 1e3)
+    np.testing.assert_allclose([got[k] for k in cells], _estimate_without_method_fits(catalog, cells).t_prefill * 1e3)
     fp8, bf16 = (got[("h100-sxm", "qwen2.5-7b-instruct", q, "hf-eager", 32, 256, 128)] for q in ("torchao-fp8", "bf16"))
     assert fp8 < 0.7 * bf16  # the roofline credits fp8 its tensor rate: what the ratio takes back
 
