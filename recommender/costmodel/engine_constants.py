@@ -154,10 +154,8 @@ class ToolRows:
                                          r["batch"], r["prompt"], r["output"], [EO.OWN_SCOPE] * len(r["power"]),
                                          [None] * len(r["power"])) for e, r in self.power.items()}
         self._xz = {e: EO.design(catalog, r) for e, r in self.overhead.items()}
-        #: per engine, the rows `fit_engine` keeps (finite, measured no faster than the roofline)
-        self._fittable = {e: np.isfinite(X) & np.isfinite(y) & (y >= X) for e, (X, y) in
-                          ((e, (self._xz[e][0], np.asarray(r.seconds, dtype=np.float64)))
-                           for e, r in self.overhead.items())}
+        #: per engine, the rows `fit_engine` keeps (EO.fittable)
+        self._fittable = {e: EO.fittable(self._xz[e][0], r.seconds) for e, r in self.overhead.items()}
         self._catalog = catalog  # the design matrices and fit caches above are of this catalogue
         self._util: dict[tuple, tuple] = {}
         self._fits: dict[tuple, tuple[float, float]] = {}

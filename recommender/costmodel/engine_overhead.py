@@ -224,13 +224,19 @@ def errors(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return (float(np.median(ape)), float(np.exp(np.percentile(np.abs(np.log(pred / y)), 80))), float(ape.max()))
 
 
+def fittable(X: np.ndarray, seconds) -> np.ndarray:
+    """The rows `fit_engine` fits: finite, and measured no faster than their roofline time `X` (s)."""
+    y = np.asarray(seconds, dtype=np.float64)
+    return np.isfinite(X) & np.isfinite(y) & (y >= X)
+
+
 def fit_engine(catalog, engine: str, rows: Rows, old_eff: float | None, stable_only: bool | None,
                xz: tuple[np.ndarray, np.ndarray] | None = None) -> Fit:
     """Efficiency and overhead (ms per step) of one engine on its rows; `old_eff`: the efficiency to compare
     with (None: no comparison); `xz`: `design(catalog, rows)` when already computed."""
     X, Z = design(catalog, rows) if xz is None else xz
     y = np.asarray(rows.seconds, dtype=np.float64)
-    ok = np.isfinite(X) & np.isfinite(y) & (y >= X)
+    ok = fittable(X, y)
     dropped = [f"{rows.origin[i]} {rows.gpu[i]} {rows.model[i]} {rows.prompt[i]:.0f}+{rows.output[i]:.0f}: "
                f"{y[i] * 1e3:.3f} ms per token < roofline {X[i] * 1e3:.2f} ms" for i in np.flatnonzero(~ok)]
     keep = np.flatnonzero(ok)
