@@ -137,16 +137,9 @@ class ToolRows:
         files = EO.measurement_files(data_dir / "measurements")
         public, _ = EO.read_public(catalog, data_dir / "public")
         ours = EO.own_rows(catalog, files)
-        self.overhead: dict[str, EO.Rows] = {}  # per engine: public rows, then our candidates (stable or not)
-        self.own: dict[str, np.ndarray] = {}
-        for eng in EO.ENGINES:
-            rows = EO.Rows()
-            for src in (public.get(eng), ours.get(eng)):
-                if src is not None:
-                    rows.extend(src)
-            if len(rows):
-                self.overhead[eng] = rows
-                self.own[eng] = np.array([s is not None for s in rows.stable], dtype=bool)
+        #: per engine: public rows, then our candidates (stable or not)
+        self.overhead: dict[str, EO.Rows] = EO.engine_rows(public, ours)
+        self.own = {e: np.array([s is not None for s in r.stable], dtype=bool) for e, r in self.overhead.items()}
         self.overhead_keys = {e: RowKeys.of(catalog, r.gpu, r.model, r.quant, [e] * len(r), r.batch, r.prompt,
                                             r.output, r.scope, r.kv_bits) for e, r in self.overhead.items()}
         self.power = PM.power_rows(catalog, files)

@@ -201,6 +201,19 @@ def read_ours(catalog, files: list[Path]) -> tuple[dict[str, Rows], dict[str, bo
     return out, stable_only
 
 
+def engine_rows(public: dict[str, Rows], ours: dict[str, Rows]) -> dict[str, Rows]:
+    """Per engine of ENGINES with any row: its public rows, then ours (the rows one engine's fit reads)."""
+    out: dict[str, Rows] = {}
+    for eng in ENGINES:
+        rows = Rows()
+        for src in (public.get(eng), ours.get(eng)):
+            if src is not None:
+                rows.extend(src)
+        if len(rows):
+            out[eng] = rows
+    return out
+
+
 def design(catalog, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
     """(roofline seconds per measured unit X, overhead multiplier Z): y = X / eff + Z x overhead (s)."""
     from recommender.candidates import Candidates

@@ -73,6 +73,7 @@ SOURCE_MARKERS = (FIT_MARKER, POWER_FIT_MARKER)
 from recommender.costmodel.engine_overhead import (  # noqa: E402,F401  (re-exported: tests and fit_power_model.py)
     ENGINES,
     FLOAT_QUANTS,
+    MIN_FIT_ROWS,
     MIN_STABLE,
     OWN_ENGINES,
     PUBLIC_FILES,
@@ -81,6 +82,7 @@ from recommender.costmodel.engine_overhead import (  # noqa: E402,F401  (re-expo
     Rows,
     _float,
     design,
+    engine_rows,
     fit_engine,
     ok_records,
     read_ours,
@@ -119,16 +121,8 @@ def fit_all(catalog=None) -> tuple[list[Fit], list[Path]]:
     ours, stable_only = read_ours(catalog, own_files)
     old = {e["id"]: (e.get("analytic") or {}).get("roofline_efficiency")
            for e in yaml.safe_load(ENGINES_YAML.read_text(encoding="utf-8"))}
-    from recommender.costmodel.engine_overhead import MIN_FIT_ROWS
-
-    fits = []
-    for eng in ENGINES:
-        rows = Rows()
-        for src in (public.get(eng), ours.get(eng)):
-            if src is not None:
-                rows.extend(src)
-        if len(rows) >= MIN_FIT_ROWS:
-            fits.append(fit_engine(catalog, eng, rows, old.get(eng), stable_only.get(eng)))
+    fits = [fit_engine(catalog, eng, rows, old.get(eng), stable_only.get(eng))
+            for eng, rows in engine_rows(public, ours).items() if len(rows) >= MIN_FIT_ROWS]
     return fits, used + [p for p in own_files if any(p.name in o for f in fits for o in f.by_origin)]
 
 
