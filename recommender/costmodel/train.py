@@ -500,7 +500,7 @@ def design(frame, catalog, refit_engine_constants: bool = True) -> Design:
     rank = _row_keys(frame, key_cols)
     twin = _row_keys(frame, key_cols[1:] + ["quant"])
     refit = _fold_refit(frame, catalog, measured["tokens_per_s"], refit_engine_constants,
-                        measured_ttft=measured["ttft_ms"])
+                        measured_ttft=measured["ttft_ms"], measured_prefill_j=measured["prefill_energy_j"])
     return Design(X, base, measured, gpu_group, arch_group, cell, rank, twin, refit)
 
 
