@@ -70,30 +70,27 @@ COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms",
            "gpus", "source", *MO.PREFILL_COLUMNS, *MO.PREFILL_ENERGY_COLUMNS)
 
 
-def _records(files: list[Path], catalog, field: str):
-    """(cell keys, values of `field`, batch sizes) of the ok records with a numeric `field` on a known card."""
-    keys, values, batch = [], [], []
+#: the record fields the fits read: decode throughput, TTFT (ms), prefill energy (J)
+FIELDS = ("tokens_per_s", "ttft_ms", "prefill_energy_j")
+
+
+def _records(files: list[Path], catalog) -> dict[str, tuple[list, list, list]]:
+    """Per field of FIELDS, (cell keys, values, batch sizes) of the ok records on a known card that have a numeric
+    value of it; the files are read once."""
+    out = {f: ([], [], []) for f in FIELDS}
     for r, _ in FE.ok_records(files):
         gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
-        v = r.get(field)
-        if gpu is None or not isinstance(v, (int, float)):
+        if gpu is None:
             continue
-        keys.append((gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"),
-                     r.get("prompt_tokens"), r.get("output_tokens")))
-        values.append(float(v))
-        batch.append(r.get("batch_size"))
-    return keys, values, batch
-
-
-def read_cells(files: list[Path], catalog) -> dict[tuple, float]:
-    """Median decode step time (ms) per cell (card id, model, quant, engine, batch, prompt, output)."""
-    return MO.step_times(*_records(files, catalog, "tokens_per_s"))
-
-
-def read_prefill_cells(files: list[Path], catalog) -> dict[tuple, float]:
-    """Median TTFT (ms) per cell (card id, model, quant, engine, batch, prompt, output)."""
-    keys, ttft, _ = _records(files, catalog, "ttft_ms")
-    return MO.prefill_times(keys, ttft)
+        key = (gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"), r.get("prompt_tokens"),
+               r.get("output_tokens"))
+        for f, (keys, values, batch) in out.items():
+            v = r.get(f)
+            if isinstance(v, (int, float)):
+                keys.append(key)
+                values.append(float(v))
+                batch.append(r.get("batch_size"))
+    return out
 
 
 def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
@@ -108,18 +105,19 @@ def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
         return m.num_layers if m is not None else None
 
     names = ", ".join(f"{p.parent.name}/{p.name}" for p in files)
-    cells = read_cells(files, catalog)
+    recs = _records(files, catalog)
+    cells = MO.step_times(*recs["tokens_per_s"])
     modelled = MO.modelled_step_ms(catalog, list(cells))
     decode = [{**row, "source": f"{SCRIPT} on {names}: median over same-cell pairs with the 16-bit cell of "
                                 "(t_step(method) - t_step(16-bit) - the same difference in the analytic model "
                                 "without method overheads) / num_layers"}
               for row in MO.fit(cells, layers, modelled)]
-    prefill_cells = read_prefill_cells(files, catalog)
+    prefill_cells = MO.prefill_times(*recs["ttft_ms"][:2])
     prefill = MO.fit_prefill(prefill_cells, MO.modelled_prefill_ms(catalog, list(prefill_cells)))
     # the prefill energy ratio is what the analytic model with those time ratios still leaves unexplained
     with_time = copy.copy(catalog)
     with_time.method_overhead = MO.merge(decode, prefill)
-    energy_cells = MO.prefill_times(*_records(files, catalog, "prefill_energy_j")[:2])
+    energy_cells = MO.prefill_times(*recs["prefill_energy_j"][:2])
     energy = MO.fit_prefill_energy(energy_cells, MO.modelled_prefill_energy_j(with_time, list(energy_cells)))
     return MO.merge(decode, prefill, energy)
 
@@ -142,21 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         if r["per_layer_overhead_ms"] != "":
             print(f"  {r['quant_id']:17s} {r['engine_id']:12s} {r['per_layer_overhead_ms']:7.3f} ms/layer "
                   f"[p10 {r['p10_ms']:.3f}, p90 {r['p90_ms']:.3f}] over {r['n_pairs']} pairs, {r['n_models']} models")
-    print(f"prefill time ratio (x the analytic prefill; floor {MO.PREFILL_RATIO_FLOOR:g}):")
-    for r in rows:
-        if r["prefill_time_ratio"] != "":
-            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r['prefill_time_ratio']:7.3f} "
-                  f"[p10 {r['prefill_p10']:.3f}, p90 {r['prefill_p90']:.3f}] over {r['prefill_n_pairs']} pairs")
-        else:
-            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
-    print("prefill energy ratio (x the analytic prefill energy with the time ratio):")
-    for r in rows:
-        if r["prefill_energy_ratio"] != "":
-            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r['prefill_energy_ratio']:7.3f} "
-                  f"[p10 {r['prefill_energy_p10']:.3f}, p90 {r['prefill_energy_p90']:.3f}] over "
-                  f"{r['prefill_energy_n_pairs']} pairs")
-        else:
-            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
+    for title, (ratio, p10, p90, n) in ((f"prefill time ratio (x the analytic prefill; floor "
+                                         f"{MO.PREFILL_RATIO_FLOOR:g}):", MO.PREFILL_COLUMNS),
+                                        ("prefill energy ratio (x the analytic prefill energy with the time ratio):",
+                                         MO.PREFILL_ENERGY_COLUMNS)):
+        print(title)
+        for r in rows:
+            if r[ratio] != "":
+                print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r[ratio]:7.3f} [p10 {r[p10]:.3f}, p90 "
+                      f"{r[p90]:.3f}] over {r[n]} pairs")
+            else:
+                print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
     if not args.dry_run:
         OUT.write_text(to_csv(rows), encoding="utf-8")
         print(f"wrote {OUT.relative_to(REPO)}")
