@@ -171,29 +171,17 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
     return out
 
 
-def _method_overhead_table(cands: Candidates) -> np.ndarray:
-    """Per-layer decode overhead (ms) of each (quant row, engine row), 0 where none was fitted
-    (datasets/catalog/method_overhead.csv, datasets/catalog/tools/fit_method_overhead.py)."""
+def _method_table(cands: Candidates, column: str, default: float, positive: bool = False) -> np.ndarray:
+    """A method_overhead.csv column per (quant row, engine row) (datasets/catalog/tools/fit_method_overhead.py):
+    `per_layer_overhead_ms` (per-layer decode overhead, ms; `default` 0), `prefill_time_ratio` or
+    `prefill_energy_ratio` (multipliers; `default` 1, `positive`: only values above 0 count); `default` where
+    nothing was fitted (an empty value)."""
     cat = cands.catalog
-    out = np.zeros((len(cat.quants), len(cat.engines)))
-    for row in cat.method_overhead:
-        qj, ej = cat.quants.index.get(row.get("quant_id")), cat.engines.index.get(row.get("engine_id"))
-        v = _f(row.get("per_layer_overhead_ms"))
-        if qj is not None and ej is not None and np.isfinite(v):
-            out[qj, ej] = v
-    return out
-
-
-def _prefill_ratio_table(cands: Candidates, column: str = "prefill_time_ratio") -> np.ndarray:
-    """A prefill ratio of each (quant row, engine row), 1 where none was fitted (an empty value)
-    (datasets/catalog/method_overhead.csv `prefill_time_ratio` or `prefill_energy_ratio`,
-    datasets/catalog/tools/fit_method_overhead.py)."""
-    cat = cands.catalog
-    out = np.ones((len(cat.quants), len(cat.engines)))
+    out = np.full((len(cat.quants), len(cat.engines)), float(default))
     for row in cat.method_overhead:
         qj, ej = cat.quants.index.get(row.get("quant_id")), cat.engines.index.get(row.get("engine_id"))
         v = _f(row.get(column))
-        if qj is not None and ej is not None and np.isfinite(v) and v > 0:
+        if qj is not None and ej is not None and np.isfinite(v) and (v > 0 or not positive):
             out[qj, ej] = v
     return out
 
@@ -282,7 +270,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     path, fb, peak = used[gi, wanted], fallback[gi, wanted], peak_tab[gi, wanted]
     bw = cands.catalog.gpus.array("bandwidth_gbs")[gi] * 1e9
     params = mt["params"][mi]
-    method_ms = np.nan_to_num(mt["layers"][mi]) * _method_overhead_table(cands)[qi, ei]
+    method_ms = np.nan_to_num(mt["layers"][mi]) * _method_table(cands, "per_layer_overhead_ms", 0.0)[qi, ei]
     with np.errstate(divide="ignore", invalid="ignore"):
         return Physics(
             params=params, weight_bits=weight_bytes * 8.0 / params, kv_bits=kv_bits, weight_bytes=weight_bytes,
@@ -292,8 +280,8 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             t_mem_prefill=(weight_bytes + deq_prefill + batch * prompt * kv_per_token) / bw,
             t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
-            method_overhead_s=method_ms / 1e3, prefill_time_ratio=_prefill_ratio_table(cands)[qi, ei],
-            prefill_energy_ratio=_prefill_ratio_table(cands, "prefill_energy_ratio")[qi, ei],
+            method_overhead_s=method_ms / 1e3, prefill_time_ratio=_method_table(cands, "prefill_time_ratio", 1.0, positive=True)[qi, ei],
+            prefill_energy_ratio=_method_table(cands, "prefill_energy_ratio", 1.0, positive=True)[qi, ei],
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
         )
