@@ -61,10 +61,6 @@ def _digits():
     return DIGITS
 
 
-SHORT = {"roofline_efficiency": "eff", "per_token_overhead_ms": "ovh ms", "power_floor": "floor",
-         "power_slope": "slope"}
-
-
 def fold_constants(T, frame, catalog, d, tools, power_fallback: str) -> tuple[dict, dict]:
     """(all-card refit, {card: the refit without it}) as `EngineFit`s per engine."""
     from recommender.costmodel import engine_constants as EC
