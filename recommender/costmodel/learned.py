@@ -483,7 +483,7 @@ def _parsed(path: str, mtime_ns: int, size: int) -> tuple[dict, ...]:
 def _cell_key(catalog, r: dict) -> tuple | None:
     """(gpu id, architecture id, quant id, engine id, batch, prompt, output) of a record, or None when a name
     is not in the catalogue or a size is missing."""
-    gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+    gpu = catalog.record_gpu(r)
     quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
     if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
         return None

@@ -50,7 +50,7 @@ def power_rows(catalog, files: list[Path]) -> dict[str, dict[str, list]]:
         if r.get("measurement_scope") not in (None, EO.OWN_SCOPE):
             continue
         power = EO._float(r.get("decode_avg_power_w"))
-        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+        gpu = catalog.record_gpu(r)
         if gpu is None or catalog.models.find(str(r.get("model"))) is None or not power > 0:
             continue
         d = out.setdefault(r["engine"], {k: [] for k in FIELDS})

@@ -79,7 +79,7 @@ def _records(files: list[Path], catalog) -> dict[str, tuple[list, list, list]]:
     value of it; the files are read once."""
     out = {f: ([], [], []) for f in FIELDS}
     for r, _ in FE.ok_records(files):
-        gpu = catalog.gpus.find(r.get("gpu_id") or "") or catalog.gpus.find(r.get("gpu_name") or "")
+        gpu = catalog.record_gpu(r)
         if gpu is None:
             continue
         key = (gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"), r.get("prompt_tokens"),
