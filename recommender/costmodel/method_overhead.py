@@ -188,24 +188,24 @@ def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | 
     return [rows[k] for k in sorted(rows)]
 
 
-def _median_per_cell(cells: list[CellKey], ms: list[float | None]) -> dict[CellKey, float]:
-    """Median of the positive, finite times (ms) per cell key; None and the rest are left out."""
-    times: dict[CellKey, list[float]] = defaultdict(list)
-    for key, t in zip(cells, ms, strict=True):
-        if t is not None and np.isfinite(t) and t > 0:
-            times[key].append(float(t))
-    return {k: float(np.median(v)) for k, v in times.items()}
+def median_per_cell(cells: list[CellKey], values: list[float | None]) -> dict[CellKey, float]:
+    """Median of the positive, finite values (ms, J) per cell key; None and the rest are left out."""
+    per: dict[CellKey, list[float]] = defaultdict(list)
+    for key, v in zip(cells, values, strict=True):
+        if v is not None and np.isfinite(v) and v > 0:
+            per[key].append(float(v))
+    return {k: float(np.median(v)) for k, v in per.items()}
 
 
 def prefill_times(cells: list[CellKey], ttft_ms: list[float]) -> dict[CellKey, float]:
     """Median measured TTFT (ms) per cell key over its rows; rows without a positive TTFT are left out."""
-    return _median_per_cell(cells, ttft_ms)
+    return median_per_cell(cells, ttft_ms)
 
 
 def step_times(cells: list[CellKey], tokens_per_s: list[float], batch: list[float]) -> dict[CellKey, float]:
     """Median decode step time (ms, batch / tokens_per_s) per cell key over its rows; rows without a
     positive throughput are left out."""
-    return _median_per_cell(cells, [1000.0 * float(b) / float(tps)
+    return median_per_cell(cells, [1000.0 * float(b) / float(tps)
                                     if tps is not None and np.isfinite(tps) and tps > 0 and b else None
                                     for tps, b in zip(tokens_per_s, batch, strict=True)])
 

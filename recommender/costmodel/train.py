@@ -455,7 +455,7 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
             tkey = (ckey, tuple((r["quant_id"], r["engine_id"], r["prefill_time_ratio"]) for r in prefill))
             if tkey not in modelled_energy:  # the analytic prefill energy with this fold's time ratios
                 modelled_energy[tkey] = MO.modelled_prefill_energy_j(cat, our_cells)
-            energy = MO.prefill_times([keys[i] for i in sel], measured_prefill_j[sel].tolist())
+            energy = MO.median_per_cell([keys[i] for i in sel], measured_prefill_j[sel].tolist())
             rows = MO.merge(decode, prefill, MO.fit_prefill_energy(energy, modelled_energy[tkey]))
             mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r["prefill_time_ratio"],
                           r["prefill_energy_ratio"]) for r in rows)

@@ -117,7 +117,7 @@ def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
     # the prefill energy ratio is what the analytic model with those time ratios still leaves unexplained
     with_time = copy.copy(catalog)
     with_time.method_overhead = MO.merge(decode, prefill)
-    energy_cells = MO.prefill_times(*recs["prefill_energy_j"][:2])
+    energy_cells = MO.median_per_cell(*recs["prefill_energy_j"][:2])
     energy = MO.fit_prefill_energy(energy_cells, MO.modelled_prefill_energy_j(with_time, list(energy_cells)))
     return MO.merge(decode, prefill, energy)
 
