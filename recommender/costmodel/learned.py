@@ -405,6 +405,12 @@ def load_default(model_dir=None):
 _MEASURED_FIELDS = {"decode_energy_per_token_j": "energy_per_token_j", "tokens_per_s": "tokens_per_s",
                     "ttft_ms": "ttft_ms", "prefill_energy_j": "prefill_energy_j", "peak_mem_nvml_gb": "memory_gb"}
 _MEASURED_TARGETS = tuple(_MEASURED_FIELDS.values())
+#: The record fields that the measured-value and measured-failure indexes read (`_cell_key`, `is_simulated`,
+#: `_build_index`, `_failure_index`): `_parsed` keeps only these. Holding every record whole (~90 fields)
+#: cost the `recommend` cold start ~15 ms (allocation, garbage collection, interpreter teardown).
+_RECORD_FIELDS = ("status", "measurement_scope", "source", "gpu_id", "gpu_name", "gpu_uuid", "model", "quant",
+                  "engine", "batch_size", "prompt_tokens", "output_tokens", "is_stable", "other_gpu_processes",
+                  "error", "created_at", *_MEASURED_FIELDS)
 _INDEX_CACHE: dict[tuple, dict] = {}
 #: A measured cell's p10/p90 are at least its median x exp(-/+ band), band = the 80th percentile of
 #: |log(value on one GPU unit / value on another)| over the served cells measured on two or more units
@@ -453,9 +459,10 @@ def _arch_id(catalog, model_id: str) -> str:
 
 
 def _json_records(files: list[Path]):
-    """(file, record dict) for every parseable line of the JSONL files; a torn last line (measure/store.py) or
-    a bad line is skipped here (train-cost-model reports those). Each file is parsed once per process (and
-    again only when it changes): the measured-values and the measured-failures indexes share the parse."""
+    """(file, record dict with the `_RECORD_FIELDS` it has) for every parseable line of the JSONL files; a torn
+    last line (measure/store.py) or a bad line is skipped here (train-cost-model reports those). Each file is
+    parsed once per process (and again only when it changes): the measured-values and the measured-failures
+    indexes share the parse."""
     for path in files:
         for r in _parsed(str(path), *_stamp(path)):
             yield path, r
@@ -476,7 +483,7 @@ def _parsed(path: str, mtime_ns: int, size: int) -> tuple[dict, ...]:
             except ValueError:
                 continue
             if isinstance(r, dict):
-                out.append(r)
+                out.append({k: r[k] for k in _RECORD_FIELDS if k in r})
     return tuple(out)
 
 
@@ -518,7 +525,7 @@ def _build_index(catalog, files: list[Path], simulated_ok=frozenset()) -> dict:
             v = r.get(fld)
             if t == "memory_gb" and r.get("other_gpu_processes"):
                 v = None
-            if isinstance(v, int | float) and np.isfinite(v) and v > 0:
+            if isinstance(v, int | float) and math.isfinite(v) and v > 0:
                 values[t] = float(v) * (1e9 / gib if t == "memory_gb" else 1.0)
                 cell[t].append(values[t])
         if r.get("gpu_uuid"):

@@ -238,6 +238,42 @@ def test_measured_lookup_ignores_torn_lines_and_caches(tmp_path, catalog, record
     assert len(L._INDEX_CACHE) >= 1
 
 
+def test_the_indexes_read_only_the_record_fields_that_the_parse_keeps(tmp_path, catalog, record_factory,
+                                                                    records_writer, monkeypatch):
+    """`_parsed` keeps only `_RECORD_FIELDS` of each record (the cold start): the measured-value and the
+    measured-failure indexes must read no other field, or they would silently see None."""
+    read: set[str] = set()
+
+    class Spy(dict):
+        def get(self, key, default=None):
+            read.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+        def __contains__(self, key):
+            read.add(key)
+            return super().__contains__(key)
+
+    path = records_writer(tmp_path / "r.jsonl", [
+        record_factory(0, gpu_uuid="GPU-a", is_stable=True, other_gpu_processes=1),
+        record_factory(1, gpu_uuid="GPU-b", is_stable=False),
+        record_factory(2, batch_size=8, status="failed", error="OOM", tokens_per_s=None,
+                       decode_energy_per_token_j=None, energy_total_j=None, duration_s=None),
+        record_factory(3, measurement_scope="simulated", source="simulated:fake-meter")])
+    full = [Spy(json.loads(line)) for line in path.read_text().splitlines()]
+    assert set(L._RECORD_FIELDS) < set(full[0])  # the records carry more than the parse keeps
+    monkeypatch.setattr(L, "_json_records", lambda files: ((path, r) for r in full))
+    index = L._build_index(catalog, [path], frozenset({path}))
+    failures = L._failure_index(catalog, [path])
+    assert index and failures  # every branch ran: served cells and a failed cell
+    assert read <= set(L._RECORD_FIELDS), sorted(read - set(L._RECORD_FIELDS))
+    monkeypatch.undo()
+    assert [set(r) for r in L._parsed(str(path), *L._stamp(path))] == [set(L._RECORD_FIELDS) & set(r) for r in full]
+
+
 def test_measurement_folders_one_level_deep_without_rejected(tmp_path):
     for rel in ("a.jsonl", "h100/b.jsonl", "h100/rejected/c.jsonl", "h100/raw/x/d.jsonl", "rejected/e.jsonl"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
