@@ -83,6 +83,11 @@ class Summary:
     elapsed_s: float = 0.0
     cooldown_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (cell label, error)
+    # the cell an interrupt (Ctrl-C, a wrapper's hard deadline) stopped mid-measurement: nothing of it is
+    # recorded, so the summary names it, with the seconds it had run and the time budget's estimate of it
+    interrupted_cell: str | None = None
+    interrupted_after_s: float | None = None
+    interrupted_estimate_s: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -100,6 +105,10 @@ class Summary:
             s += f", {self.claimed_elsewhere} left to other processes"
         if self.stopped:
             s += f"; stopped: {self.stopped}"
+        if self.interrupted_cell:
+            est = (f", estimated {self.interrupted_estimate_s:.0f} s" if self.interrupted_estimate_s is not None
+                   else "")
+            s += f" in {self.interrupted_cell} after {self.interrupted_after_s:.0f} s{est}, not recorded"
         return s + f"; {self.elapsed_s:.0f} s ({self.cooldown_s:.0f} s cooldown)"
 
 
@@ -767,7 +776,9 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
       finish within this many seconds from the call (`_Estimator.estimate_cell` x 1.1 plus the expected
       cooldown).
     - `meter.temperature_c()` feeds adaptive cooldown; `clock` (`now()`, `sleep()`) is injectable.
-    - Ctrl-C stops after recording nothing for the interrupted cell (`stopped="interrupted"`).
+    - Ctrl-C stops after recording nothing for the interrupted cell (`stopped="interrupted"`; the summary
+      names the cell, how long it ran and its estimate: `interrupted_cell`, `interrupted_after_s`,
+      `interrupted_estimate_s`).
     - `close_runner`: call `runner.close()` at the end.
     - `claims`: share the grid with other processes through a claim directory (see `ClaimDir`).
     """
@@ -799,6 +810,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
             prog.console.print(msg, markup=False, highlight=False)
     task = prog.add_task(f"grid {spec.name}", total=len(todo))
     last_group: tuple | None = None
+    running: tuple[Cell, float, float | None] | None = None  # the cell being measured, its start, its estimate
     try:
         with prog:
             cooldown.start()
@@ -811,16 +823,15 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                     continue
                 new_group = (cell.gpu, cell.group_key) != last_group
                 wait_est = cooldown.estimate() if summary.ran else 0.0
+                cell_est = estimator.estimate_cell(cell, new_group)
                 # a cell that would overrun the budget is passed over, not the rest of the list: with per-method
                 # estimates a slow LLM.int8 block must not keep a worker from the 16-bit cells after it
-                if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est,
-                                                           estimator.estimate_cell(cell, new_group), time_budget_s):
+                if time_budget_s is not None and not _fits(clock.now() - t_start, wait_est, cell_est, time_budget_s):
                     summary.stopped = "time_budget"
                     continue
                 waited = cooldown.wait() if summary.ran else 0.0
                 summary.cooldown_s += waited
-                if time_budget_s is not None and waited and not _fits(clock.now() - t_start, 0.0,
-                                                                      estimator.estimate_cell(cell, new_group),
+                if time_budget_s is not None and waited and not _fits(clock.now() - t_start, 0.0, cell_est,
                                                                       time_budget_s):
                     summary.stopped = "time_budget"
                     continue
@@ -829,7 +840,9 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                     continue
                 prog.update(task, description=f"{cell.label()}")
                 t0 = clock.now()
+                running = (cell, t0, cell_est)
                 rec = safe_run(runner, cell)
+                running = None
                 wall = clock.now() - t0
                 finish_record(rec, device_name=device_name, cooldown_s=waited, grid_file=spec.source_path)
                 store.append(rec)
@@ -844,6 +857,10 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                     emit(_cell_line(summary.ran, len(todo), cell, rec, wall, waited))
     except KeyboardInterrupt:
         summary.stopped = "interrupted"
+        if running is not None:
+            summary.interrupted_cell = running[0].label()
+            summary.interrupted_after_s = clock.now() - running[1]
+            summary.interrupted_estimate_s = running[2]
     finally:
         if close_runner:
             try:

@@ -166,6 +166,23 @@ def test_interrupt_keeps_what_was_recorded(tmp_path):
     s = go(make_spec(), FakeRunner(FakeClock(), {cells[3].label(): "interrupt"}), store, cells)
     assert s.stopped == "interrupted" and s.ran == 3 and s.remaining == 5
     assert len(store.records()) == 3
+    # the summary names the cell the interrupt stopped (nothing of it is recorded) and how long it had run
+    assert s.interrupted_cell == cells[3].label() and s.interrupted_after_s == pytest.approx(1.0)
+    assert f"stopped: interrupted in {cells[3].label()} after 1 s" in s.line()
+    assert s.to_dict()["interrupted_cell"] == cells[3].label()
+
+
+def test_an_interrupt_between_cells_names_no_cell(tmp_path):
+    cells = make_cells()
+
+    class StopInCooldown(FakeClock):
+        def sleep(self, seconds):
+            raise KeyboardInterrupt
+
+    spec = make_spec(cooldown={"mode": "fixed", "seconds": 5.0})
+    s = go(spec, FakeRunner(StopInCooldown()), Store(tmp_path / "m.jsonl"), cells)
+    assert s.stopped == "interrupted" and s.ran == 1 and s.interrupted_cell is None
+    assert " in " not in s.line().split("stopped:")[1]
 
 
 # ---------------------------------------------------------------------------------------------- cooldown
