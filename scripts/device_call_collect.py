@@ -1,0 +1,138 @@
+"""File what one device call returned: stores over the repository's, set-up files into a raw folder, and the
+device tool's reply as the folder's `device-call.json`.
+
+    python scripts/device_call_collect.py REPLY.json --raw-dir datasets/measurements/h200/raw/2026-11-27-s11-a \
+        --kind nvidia-h200-x2 [--needs-h200] --command "DEADLINE_S=550 bash scripts/device_run_plan.sh ..." \
+        [--timeout-s 600] [--session s11] [--store h200/campaign.jsonl ...]
+
+REPLY.json is the tool's JSON reply to the call, saved as it came (`-` reads it from stdin). Every file the reply
+lists under `files` (`files_at`) that is a measurement store (`*.jsonl`) replaces the repository's store of
+the same name: the one given with `--store` (path under datasets/measurements/), else the only store of that
+name under datasets/measurements/ (refused when none or several match). The other returned files (`doctor.json`,
+`grid.log`, `host.txt`, `nvidia-smi.csv`, `pip-versions.txt`, a self-check's files) are copied into `--raw-dir`,
+and `device-call.json` is written there: the call as asked (kind, needs_h200, command, timeout) and the reply's
+`rc`, `wall_s`, `warm`, `device` and lease, with `grid_wall_s_per_step` read from the output's `grid wall N s`
+lines (the last one `grid_wall_s`; null when the output has none). A store is never replaced by a shorter one
+(a resumable store only grows): that is refused, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MEASUREMENTS = REPO / "datasets" / "measurements"
+GRID_WALL = re.compile(r"grid wall (\d+(?:\.\d+)?) s")
+
+
+def grid_walls(output: str) -> list[float]:
+    """The `grid wall N s` figures of a call's output, in order (one per plan step that ran a grid)."""
+    return [float(m) if "." in m else int(m) for m in GRID_WALL.findall(output or "")]
+
+
+def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeout_s: int,
+                session: str | None) -> dict:
+    """The `device-call.json` of a call from the tool's reply and what was asked."""
+    walls = grid_walls(reply.get("output_tail", ""))
+    lease = reply.get("lease") or {}
+    return {
+        "source": (f"the device tool's reply to this call{f' (session {session})' if session else ''}, filed by "
+                   "scripts/device_call_collect.py: `wall_s` the command's run time, `grid_wall_s` the wrapper's "
+                   "last 'grid wall N s' line (`grid_wall_s_per_step` one per plan step that ran a grid), "
+                   "`lease_*` the session's device time held and left after the call"
+                   + ("; asked with needs_h200 true" if needs_h200 else "")),
+        "kind_asked": kind,
+        "needs_h200": needs_h200,
+        "command": command,
+        "device": reply.get("device"),
+        "rc": reply.get("rc"),
+        "wall_s": reply.get("wall_s"),
+        "grid_wall_s": walls[-1] if walls else None,
+        "grid_wall_s_per_step": walls,
+        "timeout_s": timeout_s,
+        "warm": reply.get("warm"),
+        "lease_held_s": lease.get("held_s"),
+        "lease_budget_left_s": lease.get("budget_left_s"),
+    }
+
+
+def _lines(path: Path) -> int:
+    return sum(1 for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip())
+
+
+def store_target(name: str, stores: list[str], measurements: Path) -> Path:
+    """The repository store a returned `name` replaces: the `--store` path with that file name, else the only
+    store of that name under `measurements` (rejected/ and raw/ left out)."""
+    named = [measurements / s for s in stores if Path(s).name == name]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise SystemExit(f"collect: --store names {name} twice")
+    found = [p for p in measurements.rglob(name) if not {"rejected", "raw"} & set(p.relative_to(measurements).parts)]
+    if len(found) != 1:
+        where = ", ".join(str(p.relative_to(measurements)) for p in found) or "none"
+        raise SystemExit(f"collect: {len(found)} stores named {name} under {measurements} ({where}); "
+                         f"name the one it replaces with --store PATH (relative to datasets/measurements)")
+    return found[0]
+
+
+def collect(reply: dict, raw_dir: Path, *, kind: str, needs_h200: bool, command: str, timeout_s: int,
+            session: str | None = None, stores: list[str] = (), measurements: Path | None = None) -> dict:
+    """Do the filing (see the module docstring; `measurements` default: datasets/measurements); returns
+    {"stores": [(target, lines before, after)], "raw": [names copied]}."""
+    measurements = MEASUREMENTS if measurements is None else measurements
+    files = [Path(f) for f in reply.get("files", [])]
+    jsonl = [f for f in files if f.suffix == ".jsonl"]
+    plan = [(f, store_target(f.name, list(stores), measurements)) for f in jsonl]
+    for src, dst in plan:  # check them all before writing anything
+        if dst.exists() and _lines(src) < _lines(dst):
+            raise SystemExit(f"collect: returned {src.name} has {_lines(src)} records, fewer than the "
+                             f"{_lines(dst)} of {dst}: not replaced (a resumable store only grows)")
+    done = {"stores": [], "raw": []}
+    for src, dst in plan:
+        before = _lines(dst) if dst.exists() else 0
+        shutil.copyfile(src, dst)
+        done["stores"].append((str(dst), before, _lines(dst)))
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if f.suffix != ".jsonl":
+            shutil.copyfile(f, raw_dir / f.name)
+            done["raw"].append(f.name)
+    record = call_record(reply, kind=kind, needs_h200=needs_h200, command=command, timeout_s=timeout_s,
+                         session=session)
+    (raw_dir / "device-call.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("reply", help="the device tool's JSON reply, saved to a file (- for stdin)")
+    ap.add_argument("--raw-dir", required=True, type=Path, help="the call's raw folder (created)")
+    ap.add_argument("--kind", required=True, help="the kind asked for, e.g. nvidia-h200-x2")
+    ap.add_argument("--needs-h200", action="store_true", help="the call passed needs_h200 true")
+    ap.add_argument("--command", required=True, help="the command the call ran")
+    ap.add_argument("--timeout-s", type=int, default=600, help="the call's timeout_s (default 600)")
+    ap.add_argument("--session", help="a session label for the record's source, e.g. s11")
+    ap.add_argument("--store", action="append", default=[],
+                    help="a store a returned file replaces, relative to datasets/measurements (repeatable)")
+    args = ap.parse_args(argv)
+    text = sys.stdin.read() if args.reply == "-" else Path(args.reply).read_text(encoding="utf-8")
+    try:
+        reply = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"collect: the reply is not JSON ({e}); save the tool's reply as it came") from None
+    done = collect(reply, args.raw_dir, kind=args.kind, needs_h200=args.needs_h200, command=args.command,
+                   timeout_s=args.timeout_s, session=args.session, stores=args.store)
+    for dst, before, after in done["stores"]:
+        print(f"{dst}: {before} -> {after} records")
+    print(f"{args.raw_dir}: {', '.join(done['raw'] + ['device-call.json'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""scripts/device_call_collect.py: a device call's returned stores replace the repository's, its set-up files
+and the tool's reply land in the call's raw folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("device_call_collect", REPO / "scripts" / "device_call_collect.py")
+collect_mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(collect_mod)
+
+OUTPUT = ("plan: step 1 with 549 s left: ...\ngpu0 [1/115] a ok\ngrid wall 139 s on 2 GPUs; records: 222\n"
+          "plan: step 1 exit 0\nplan: step 2 with 400 s left\ngrid wall 369 s on 2 GPUs; records: 231\n")
+
+
+def _store(path: Path, n: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"record_id": i}) + "\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def call(tmp_path):
+    meas = tmp_path / "measurements"
+    _store(meas / "h100" / "campaign.jsonl", 5)
+    _store(meas / "h200" / "campaign.jsonl", 2)
+    _store(meas / "h200" / "rejected" / "campaign.jsonl", 1)  # never a target
+    back = tmp_path / "device" / "2"
+    _store(back / "campaign.jsonl", 4)
+    for name, text in (("doctor.json", "{}"), ("grid.log", "log\n"), ("host.txt", "32\n")):
+        (back / name).write_text(text, encoding="utf-8")
+    reply = {"rc": 0, "wall_s": 445.2, "warm": False, "device": "2 NVIDIA H200 GPUs of one host",
+             "output_tail": OUTPUT, "files": [str(back / n) for n in ("campaign.jsonl", "doctor.json", "grid.log",
+                                                                       "host.txt")],
+             "lease": {"held_s": 486.5, "budget_left_s": 1313, "warm": True}}
+    return meas, back, reply
+
+
+def test_the_returned_store_replaces_the_named_one_and_the_reply_is_filed(call, tmp_path):
+    meas, back, reply = call
+    raw = tmp_path / "raw" / "2026-11-27-s11-a"
+    done = collect_mod.collect(reply, raw, kind="nvidia-h200-x2", needs_h200=True, command="DEADLINE_S=550 bash x",
+                               timeout_s=600, session="s11", stores=["h200/campaign.jsonl"], measurements=meas)
+    assert done["stores"] == [(str(meas / "h200" / "campaign.jsonl"), 2, 4)]
+    assert (meas / "h200" / "campaign.jsonl").read_text() == (back / "campaign.jsonl").read_text()
+    assert len((meas / "h100" / "campaign.jsonl").read_text().splitlines()) == 5  # the other card's untouched
+    assert sorted(p.name for p in raw.iterdir()) == ["device-call.json", "doctor.json", "grid.log", "host.txt"]
+    rec = json.loads((raw / "device-call.json").read_text())
+    assert rec["grid_wall_s_per_step"] == [139, 369] and rec["grid_wall_s"] == 369
+    assert (rec["rc"], rec["wall_s"], rec["warm"], rec["lease_held_s"], rec["lease_budget_left_s"]) == (
+        0, 445.2, False, 486.5, 1313)
+    assert rec["kind_asked"] == "nvidia-h200-x2" and rec["needs_h200"] is True and rec["timeout_s"] == 600
+    assert rec["command"] == "DEADLINE_S=550 bash x" and "session s11" in rec["source"]
+
+
+def test_an_ambiguous_store_name_or_a_shorter_store_is_refused_before_anything_is_written(call, tmp_path):
+    meas, back, reply = call
+    raw = tmp_path / "raw" / "x"
+    with pytest.raises(SystemExit, match="2 stores named campaign.jsonl"):  # h100 and h200, not rejected/
+        collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600, measurements=meas)
+    _store(back / "campaign.jsonl", 1)  # the call returned fewer records than the repository holds
+    with pytest.raises(SystemExit, match="fewer than the 2"):
+        collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
+                            stores=["h200/campaign.jsonl"], measurements=meas)
+    assert not raw.exists() and len((meas / "h200" / "campaign.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_command_line_reads_a_saved_reply(call, tmp_path, monkeypatch, capsys):
+    meas, _, reply = call
+    monkeypatch.setattr(collect_mod, "MEASUREMENTS", meas)
+    (tmp_path / "reply.json").write_text(json.dumps({**reply, "output_tail": "no grid ran"}), encoding="utf-8")
+    raw = tmp_path / "raw" / "y"
+    assert collect_mod.main([str(tmp_path / "reply.json"), "--raw-dir", str(raw), "--kind", "nvidia-h100-x1",
+                             "--command", "c", "--store", "h200/campaign.jsonl"]) == 0
+    rec = json.loads((raw / "device-call.json").read_text())
+    assert rec["grid_wall_s"] is None and rec["grid_wall_s_per_step"] == [] and rec["needs_h200"] is False
+    assert "2 -> 4 records" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("the tool said: busy", encoding="utf-8")
+    with pytest.raises(SystemExit, match="not JSON"):
+        collect_mod.main([str(tmp_path / "bad.json"), "--raw-dir", str(raw), "--kind", "k", "--command", "c"])
