@@ -842,10 +842,10 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
                 t0 = clock.now()
                 running = (cell, t0, cell_est)
                 rec = safe_run(runner, cell)
-                running = None
                 wall = clock.now() - t0
                 finish_record(rec, device_name=device_name, cooldown_s=waited, grid_file=spec.source_path)
                 store.append(rec)
+                running = None  # recorded: an interrupt from here on loses nothing of it
                 # a failed or skipped cell's time says nothing of its shape's cost: not scaled to others
                 estimator.add(wall, new_group, cell.engine, cell.quant, cell=cell if rec.status == "ok" else None,
                               failed=rec.status == "failed")

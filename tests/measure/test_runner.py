@@ -14,6 +14,7 @@ from measure.meter.fake import FakeGpuMeter  # noqa: E402
 from measure.record import Record  # noqa: E402
 from measure.runner import CellRunner, RunContext  # noqa: E402
 from measure.store import Store  # noqa: E402
+from tests.fixtures.cpu_timing import run_resolved  # noqa: E402
 from tests.fixtures.rapl import rapl_zone  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def runner():
 
 
 def test_cell_record_is_complete_and_consistent(runner):
-    rec = runner.run(Cell("tiny-test", "fp32", "hf-eager", 2, 16, 32, repetitions=3))
+    rec = run_resolved(runner, Cell("tiny-test", "fp32", "hf-eager", 2, 16, 32, repetitions=3))
     assert rec.status == "ok", rec.error
     Record.from_dict(rec.to_dict())  # schema round trip
     assert rec.gpu_id == "h100-sxm" and rec.gpu_name == "NVIDIA H100 80GB HBM3"
@@ -79,7 +80,7 @@ def test_cpu_package_energy_from_rapl(tmp_path):
 
 @pytest.mark.parametrize("quant", ["bf16", "bnb-int8", "bnb-nf4", "torchao-int8-wo", "torchao-int8-dyn"])
 def test_quantized_cells_run_on_cpu(runner, quant):
-    rec = runner.run(Cell("tiny-test", quant, "hf-eager", 1, 8, 32))
+    rec = run_resolved(runner, Cell("tiny-test", quant, "hf-eager", 1, 8, 32))
     assert rec.status == "ok", rec.error
     assert rec.quantize_time_s is not None and rec.weights_gb > 0
 

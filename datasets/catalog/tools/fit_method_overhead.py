@@ -3,6 +3,10 @@
     python datasets/catalog/tools/fit_method_overhead.py            # print the fit and write the CSV
     python datasets/catalog/tools/fit_method_overhead.py --dry-run  # print only
 
+Run it after fit_engine_overhead.py and fit_power_model.py (README, "Training the cost model"): its fits are
+against the analytic step and prefill times of engines.yaml's efficiency and overhead, and its prefill energy
+ratio against the prefill energy of engines.yaml's power floor and slope.
+
 The roofline says a method that reads fewer weight bytes decodes faster. Our H100 records say the
 opposite for HF transformers without vLLM-class kernels: LLM.int8 decodes 3.5-5.6x slower than bf16,
 torchao's fp8 7x, and their time per step grows with the number of layers, not with the bytes. The extra
