@@ -40,6 +40,26 @@ def runner():
     r.close()
 
 
+def test_run_resolved_measures_again_only_an_unresolved_decode():
+    class Scripted:
+        def __init__(self, outcomes):
+            self.outcomes, self.calls = list(outcomes), 0
+
+        def run(self, cell):
+            self.calls += 1
+            status, error = self.outcomes.pop(0)
+            return Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8,
+                          output_tokens=4, status=status, error=error)
+
+    unresolved = ("failed", "DecodeNotResolved: decode not resolvable: ...")
+    r = Scripted([unresolved, unresolved, ("ok", None)])
+    assert run_resolved(r, None).status == "ok" and r.calls == 3
+    r = Scripted([unresolved, unresolved, unresolved, ("ok", None)])
+    assert run_resolved(r, None).error.startswith("DecodeNotResolved") and r.calls == 3  # at most three runs
+    r = Scripted([("failed", "runner raised RuntimeError: boom"), ("ok", None)])
+    assert run_resolved(r, None).status == "failed" and r.calls == 1  # any other failure at once
+
+
 def test_cell_record_is_complete_and_consistent(runner):
     rec = run_resolved(runner, Cell("tiny-test", "fp32", "hf-eager", 2, 16, 32, repetitions=3))
     assert rec.status == "ok", rec.error
