@@ -88,16 +88,18 @@ def collect(reply: dict, raw_dir: Path, *, kind: str, needs_h200: bool, command:
     measurements = MEASUREMENTS if measurements is None else measurements
     files = [Path(f) for f in reply.get("files", [])]
     jsonl = [f for f in files if f.suffix == ".jsonl"]
-    plan = [(f, store_target(f.name, list(stores), measurements)) for f in jsonl]
-    for src, dst in plan:  # check them all before writing anything
-        if dst.exists() and _lines(src) < _lines(dst):
-            raise SystemExit(f"collect: returned {src.name} has {_lines(src)} records, fewer than the "
-                             f"{_lines(dst)} of {dst}: not replaced (a resumable store only grows)")
+    plan = []  # (returned store, the repository's, their records), each file counted once
+    for src in jsonl:
+        dst = store_target(src.name, list(stores), measurements)
+        plan.append((src, dst, _lines(src), _lines(dst) if dst.exists() else 0))
+    for src, dst, n_src, n_dst in plan:  # check them all before writing anything
+        if n_src < n_dst:
+            raise SystemExit(f"collect: returned {src.name} has {n_src} records, fewer than the "
+                             f"{n_dst} of {dst}: not replaced (a resumable store only grows)")
     done = {"stores": [], "raw": []}
-    for src, dst in plan:
-        before = _lines(dst) if dst.exists() else 0
+    for src, dst, n_src, n_dst in plan:
         shutil.copyfile(src, dst)
-        done["stores"].append((str(dst), before, _lines(dst)))
+        done["stores"].append((str(dst), n_dst, n_src))
     raw_dir.mkdir(parents=True, exist_ok=True)
     for f in files:
         if f.suffix != ".jsonl":

@@ -3,16 +3,15 @@ and the tool's reply land in the call's raw folder."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("device_call_collect", REPO / "scripts" / "device_call_collect.py")
-collect_mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(collect_mod)
+collect_mod = load_script(REPO / "scripts" / "device_call_collect.py")
 
 OUTPUT = ("plan: step 1 with 549 s left: ...\ngpu0 [1/115] a ok\ngrid wall 139 s on 2 GPUs; records: 222\n"
           "plan: step 1 exit 0\nplan: step 2 with 400 s left\ngrid wall 369 s on 2 GPUs; records: 231\n")

@@ -3,16 +3,15 @@ byte."""
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("slim_wheel", REPO / "scripts" / "slim_wheel.py")
-slim_wheel = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(slim_wheel)
+slim_wheel = load_script(REPO / "scripts" / "slim_wheel.py")
 
 RECORD = "pkg-1.0.dist-info/RECORD"
 
