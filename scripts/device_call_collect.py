@@ -12,8 +12,10 @@ name under datasets/measurements/ (refused when none or several match). The othe
 `grid.log`, `host.txt`, `nvidia-smi.csv`, `pip-versions.txt`, a self-check's files) are copied into `--raw-dir`,
 and `device-call.json` is written there: the call as asked (kind, needs_h200, command, timeout) and the reply's
 `rc`, `wall_s`, `warm`, `device` and lease, with `grid_wall_s_per_step` read from the output's `grid wall N s`
-lines (the last one `grid_wall_s`; null when the output has none). A store is never replaced by a shorter one
-(a resumable store only grows): that is refused, nothing written.
+lines (the last one `grid_wall_s`; null when the output has none), or, where the reply's output has no such line
+(a reply saved in part), from the returned `grid.log`, into which scripts/device_run_multi.sh writes the same
+lines since s12 (`grid_wall_source` says which). A store is never replaced by a shorter one (a resumable store
+only grows): that is refused, nothing written.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ def grid_walls(output: str) -> list[float]:
 
 
 def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeout_s: int,
-                session: str | None) -> dict:
-    """The `device-call.json` of a call from the tool's reply and what was asked."""
-    walls = grid_walls(reply.get("output_tail", ""))
+                session: str | None, grid_log: str = "") -> dict:
+    """The `device-call.json` of a call from the tool's reply and what was asked; `grid_log` (the returned
+    grid.log's text) gives the grid wall times where the reply's output has none."""
+    walls, source = grid_walls(reply.get("output_tail", "")), "output_tail"
+    if not walls:
+        walls, source = grid_walls(grid_log), "grid.log"
     lease = reply.get("lease") or {}
     return {
         "source": (f"the device tool's reply to this call{f' (session {session})' if session else ''}, filed by "
@@ -54,6 +59,7 @@ def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeo
         "wall_s": reply.get("wall_s"),
         "grid_wall_s": walls[-1] if walls else None,
         "grid_wall_s_per_step": walls,
+        "grid_wall_source": source if walls else None,
         "timeout_s": timeout_s,
         "warm": reply.get("warm"),
         "lease_held_s": lease.get("held_s"),
@@ -105,8 +111,9 @@ def collect(reply: dict, raw_dir: Path, *, kind: str, needs_h200: bool, command:
         if f.suffix != ".jsonl":
             shutil.copyfile(f, raw_dir / f.name)
             done["raw"].append(f.name)
+    log = next((f for f in files if f.name == "grid.log"), None)
     record = call_record(reply, kind=kind, needs_h200=needs_h200, command=command, timeout_s=timeout_s,
-                         session=session)
+                         session=session, grid_log=log.read_text(encoding="utf-8", errors="replace") if log else "")
     (raw_dir / "device-call.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return done
 

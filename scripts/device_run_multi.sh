@@ -72,4 +72,5 @@ python3 -m measure.cli merge "$OUT/$name.jsonl" "$work"/gpu*.jsonl
 cat "$work/step.log" >> "$OUT/grid.log"   # appended: the steps of one plan share $OUT
 cat "$work"/selfcheck*.log | tail -n 25
 grep -E "J/tok|failed|skipped" "$work/step.log" | cut -c1-200 | tail -n 60; grep -h "already done" "$work"/gpu*.log
-echo "grid wall $(( $(date +%s) - start )) s on $n GPUs; records: $(wc -l < "$OUT/$name.jsonl")"
+# also into grid.log, so that the call's grid wall times come back in $OUT even where the tool's reply is not saved
+echo "grid wall $(( $(date +%s) - start )) s on $n GPUs; records: $(wc -l < "$OUT/$name.jsonl")" | tee -a "$OUT/grid.log"

@@ -78,7 +78,25 @@ def test_the_command_line_reads_a_saved_reply(call, tmp_path, monkeypatch, capsy
                              "--command", "c", "--store", "h200/campaign.jsonl"]) == 0
     rec = json.loads((raw / "device-call.json").read_text())
     assert rec["grid_wall_s"] is None and rec["grid_wall_s_per_step"] == [] and rec["needs_h200"] is False
+    assert rec["grid_wall_source"] is None  # neither the output nor the returned grid.log has a grid wall line
     assert "2 -> 4 records" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text("the tool said: busy", encoding="utf-8")
     with pytest.raises(SystemExit, match="not JSON"):
         collect_mod.main([str(tmp_path / "bad.json"), "--raw-dir", str(raw), "--kind", "k", "--command", "c"])
+
+
+def test_grid_walls_come_from_the_returned_grid_log_where_the_reply_has_none(call, tmp_path):
+    meas, back, reply = call
+    (back / "grid.log").write_text("gpu0 [1/75] a ok\ngrid wall 396 s on 4 GPUs; records: 310\n"
+                                   "== plan step 2\ngrid wall 57 s on 4 GPUs; records: 314\n", encoding="utf-8")
+    raw = tmp_path / "raw" / "z"
+    collect_mod.collect({**reply, "output_tail": "plan: 2 step(s) in 463 s"}, raw, kind="k", needs_h200=False,
+                        command="c", timeout_s=600, stores=["h200/campaign.jsonl"], measurements=meas)
+    rec = json.loads((raw / "device-call.json").read_text())
+    assert rec["grid_wall_s_per_step"] == [396, 57] and rec["grid_wall_s"] == 57
+    assert rec["grid_wall_source"] == "grid.log"
+    # the reply's own lines win where it has them
+    collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
+                        stores=["h200/campaign.jsonl"], measurements=meas)
+    rec = json.loads((raw / "device-call.json").read_text())
+    assert rec["grid_wall_s_per_step"] == [139, 369] and rec["grid_wall_source"] == "output_tail"

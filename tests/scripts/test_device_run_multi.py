@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -60,4 +61,7 @@ def test_a_second_step_resumes_the_store_of_the_first(tmp_path):
     assert {r["seen_before"] for r in second} == {3}
     log = (out / "grid.log").read_text()
     assert "== plan step 1: first.yaml" in log and "== plan step 2: second.yaml" in log
+    # each step's grid wall line comes back in grid.log too, after its step's lines (the store then held 3, then 5)
+    walls = re.findall(r"grid wall \d+ s on 2 GPUs; records: (\d+)", log)
+    assert walls == ["3", "5"] and log.index("records: 3") < log.index("== plan step 2")
     assert (work / "stores" / "camp.jsonl").read_text() == '{"record_id": "old"}\n'  # the repository copy untouched
