@@ -2665,7 +2665,7 @@ def plot_card_effect(t: pd.DataFrame, path: Path, machine_spread_pct: float | No
                                     f"two {base} machines"))
     ax.set_xticks(range(len(quants)), quants, rotation=25, ha="right", fontsize=8)
     ax.set_ylabel(f"decode J/token, {card} / {base} (same cell)")
-    ax.legend(handles=handles, fontsize=7, loc="upper left")
+    ax.legend(handles=handles, fontsize=7, loc="best")  # "best": never over a cell's dot where it can avoid it
     ax.set_title(f"energy per output token: {len(t)} cells, {t['model'].nunique()} architectures (< 1: the {card} "
                  "uses less)", fontsize=9)
     if "speedup_if_bandwidth" in t:

@@ -12,9 +12,10 @@ name under datasets/measurements/ (refused when none or several match). The othe
 `grid.log`, `host.txt`, `nvidia-smi.csv`, `pip-versions.txt`, a self-check's files) are copied into `--raw-dir`,
 and `device-call.json` is written there: the call as asked (kind, needs_h200, command, timeout) and the reply's
 `rc`, `wall_s`, `warm`, `device` and lease, with `grid_wall_s_per_step` read from the output's `grid wall N s`
-lines (the last one `grid_wall_s`; null when the output has none), or, where the reply's output has no such line
-(a reply saved in part), from the returned `grid.log`, into which scripts/device_run_multi.sh writes the same
-lines since s12 (`grid_wall_source` says which). A store is never replaced by a shorter one (a resumable store
+lines (the last one `grid_wall_s`; null when there is none), or from the returned `grid.log`, into which
+scripts/device_run_multi.sh writes the same lines (calls after s12), where it holds at least as many: the reply
+keeps only the output's last 12,000 characters, so a long call's first steps can be cut from it, and a reply
+may be saved in part (`grid_wall_source` says which). A store is never replaced by a shorter one (a resumable store
 only grows): that is refused, nothing written.
 """
 
@@ -40,10 +41,11 @@ def grid_walls(output: str) -> list[float]:
 def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeout_s: int,
                 session: str | None, grid_log: str = "") -> dict:
     """The `device-call.json` of a call from the tool's reply and what was asked; `grid_log` (the returned
-    grid.log's text) gives the grid wall times where the reply's output has none."""
+    grid.log's text) gives the grid wall times where it holds at least as many as the reply's output."""
     walls, source = grid_walls(reply.get("output_tail", "")), "output_tail"
-    if not walls:
-        walls, source = grid_walls(grid_log), "grid.log"
+    from_log = grid_walls(grid_log)
+    if from_log and len(from_log) >= len(walls):
+        walls, source = from_log, "grid.log"
     lease = reply.get("lease") or {}
     return {
         "source": (f"the device tool's reply to this call{f' (session {session})' if session else ''}, filed by "

@@ -677,9 +677,12 @@ def test_load_cards_holds_both_cards_and_their_machines():
     # named by its GPU count and first GPU (the s5 and s12 4-GPU machines, the s10 and s11 2-GPU ones), no '?'
     machines = set(h200["machine"])
     assert all(re.fullmatch(r"[248]-GPU machine \([0-9a-f]{8}\)", m) for m in machines), machines
-    assert len(machines) >= 2 and {m.split("-")[0] for m in machines} >= {"4"}, machines
-    # one machine per device session folder: the records of one GPU unit never span two machines
-    assert (h200.groupby("gpu_uuid")["machine"].nunique() == 1).all()
+    # a machine's name counts the GPUs its sessions' nvidia-smi.csv list, and a GPU belongs to one machine
+    smi = ca.gpu_machines(ca.H200_MEASUREMENTS)
+    assert machines == set(smi["machine"]) and len(machines) >= 2
+    assert (smi.groupby("uuid")["machine"].nunique() == 1).all()
+    for m, uuids in smi.groupby("machine")["uuid"].nunique().items():
+        assert int(m.split("-")[0]) == uuids, (m, uuids)
     assert not machines & set(cards.loc[cards["gpu_id"] == H100, "machine"])
 
 

@@ -95,7 +95,14 @@ def test_grid_walls_come_from_the_returned_grid_log_where_the_reply_has_none(cal
     rec = json.loads((raw / "device-call.json").read_text())
     assert rec["grid_wall_s_per_step"] == [396, 57] and rec["grid_wall_s"] == 57
     assert rec["grid_wall_source"] == "grid.log"
-    # the reply's own lines win where it has them
+    # a tail cut before the first step's line: grid.log holds both steps and wins
+    collect_mod.collect({**reply, "output_tail": "grid wall 57 s on 4 GPUs; records: 314\n"}, raw, kind="k",
+                        needs_h200=False, command="c", timeout_s=600, stores=["h200/campaign.jsonl"],
+                        measurements=meas)
+    rec = json.loads((raw / "device-call.json").read_text())
+    assert rec["grid_wall_s_per_step"] == [396, 57] and rec["grid_wall_source"] == "grid.log"
+    # the reply's lines win where they are more (a grid.log of a call before the change holds none of them)
+    (back / "grid.log").write_text("gpu0 [1/75] a ok\ngrid wall 396 s on 4 GPUs; records: 310\n", encoding="utf-8")
     collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
                         stores=["h200/campaign.jsonl"], measurements=meas)
     rec = json.loads((raw / "device-call.json").read_text())
