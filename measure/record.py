@@ -13,10 +13,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 #: Versions `upgrade()` reads. 1.1 added the host CPU fields (`cpu_model`, `cpu_count`, `load_avg_1m`): null in
-#: records written as 1.0.
-READABLE_VERSIONS = ("1.0", "1.1")
+#: records written as 1.0. 1.2 added `prefill_power_capped_frac` and `decode_power_capped_frac`: null in records
+#: written as 1.0 or 1.1.
+READABLE_VERSIONS = ("1.0", "1.1", "1.2")
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -123,6 +124,10 @@ class Record:
     temp_start_c: float | None = None
     temp_end_c: float | None = None
     throttle_reasons: list[str] = field(default_factory=list)
+    #: share of the prefill / decode time the clocks were held below application clocks by the power limit
+    #: (0..1, NVML's power violation time; null where the driver does not report it)
+    prefill_power_capped_frac: float | None = None
+    decode_power_capped_frac: float | None = None
     other_gpu_processes: int | None = None
     is_stable: bool | None = None
     unstable_reason: str | None = None
@@ -180,7 +185,7 @@ class SchemaError(ValueError):
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older record to SCHEMA_VERSION: 1.0 -> 1.1 only adds nullable fields."""
+    """Bring an older record to SCHEMA_VERSION: 1.0 -> 1.1 -> 1.2 only add nullable fields."""
     version = data.get("schema_version", SCHEMA_VERSION)
     if version not in READABLE_VERSIONS:
         raise SchemaError(f"unsupported schema_version {version!r} (this code reads "

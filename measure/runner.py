@@ -283,7 +283,8 @@ class CellRunner:
         cpu = self._rapl.poll() - cpu0 if self._rapl is not None else None
         per = 1.0 / n
         return {"time_s": w.duration_s * per, "energy_j": _scale(w.energy_j, per), "calls": n, "w": w,
-                "e1hz": _scale(w.energy_1hz_j, per), "cpu_j": _scale(cpu, per)}
+                "e1hz": _scale(w.energy_1hz_j, per), "cpu_j": _scale(cpu, per),
+                "capped_s": _scale(w.power_capped_s, per)}
 
     def _fill(self, rec: Record, cell: Cell, pre: dict, reps: list[dict], dev: DeviceInfo) -> None:
         from measure.meter.base import stability
@@ -326,6 +327,7 @@ class CellRunner:
                 rec.energy_active_j = max(rec.energy_total_j - self._idle.power_w * rec.duration_s, 0.0)
             throttle = sorted({t for r in [pre, *reps] for t in (r["w"].throttle_reasons or [])})
             rec.throttle_reasons = throttle
+            self._power_capped(rec, pre, reps, dec_times)
             peaks = [r["w"].peak_mem_used_gb for r in reps if r["w"].peak_mem_used_gb is not None]
             rec.peak_mem_nvml_gb = max(peaks) if peaks else None
         else:  # CPU without a meter: time only, energy unknown
@@ -341,6 +343,18 @@ class CellRunner:
         rec.is_stable, rec.unstable_reason, rec.energy_cv, rec.tokens_per_s_cv = stable, why, e_cv, t_cv
         self._bandwidth(rec, cell, statistics.fmean(dec_times))
         self._slow_path(rec, cell)
+
+    @staticmethod
+    def _power_capped(rec: Record, pre: dict, reps: list[dict], dec_times: list[float]) -> None:
+        """Share of the prefill and of the decode the clocks were held by the power limit (0..1): the prefill
+        window's own, and the generate calls' less the prefill's per call over the decode time. The clocks-event
+        bit `sw_power_cap` (in `throttle_reasons`) says only that it happened at some poll of some window."""
+        caps = [pre.get("capped_s"), *(r.get("capped_s") for r in reps)]
+        if any(c is None for c in caps) or pre["time_s"] <= 0:
+            return
+        rec.prefill_power_capped_frac = min(1.0, caps[0] / pre["time_s"])
+        decode_capped_s = max(0.0, statistics.fmean(caps[1:]) - caps[0])
+        rec.decode_power_capped_frac = min(1.0, decode_capped_s / statistics.fmean(dec_times))
 
     def _bandwidth(self, rec: Record, cell: Cell, decode_time_s: float) -> None:
         """Achieved decode bandwidth (weights + KV read per step) / the card's spec bandwidth."""

@@ -168,6 +168,13 @@ class GpuMeter(ABC):
     def processes(self) -> list[GpuProcess]:
         """Every process with a context on this GPU, ours included."""
 
+    def power_capped_ns(self) -> int | None:
+        """Cumulative time the clocks were held below their application clocks by the power limit, ns (NVML's
+        violation status of the power policy); None where the driver does not report it. A window's difference
+        says how long inside it the card ran power-capped, which the clocks-event bit (`sw_power_cap`, set if
+        it happened at any poll) cannot."""
+        return None
+
     def throttle_reasons(self) -> list[str]:
         """Active clocks-event reasons by name (benign ones included; see BENIGN_THROTTLE)."""
         return decode_throttle_reasons(self.throttle_mask())
@@ -252,6 +259,7 @@ class WindowResult:
     temp_max_c: float | None = None
     peak_mem_used_gb: float | None = None  # NVML, all processes
     throttle_reasons: list[str] = field(default_factory=list)  # significant ones seen in the window
+    power_capped_s: float | None = None  # time held below application clocks by the power limit (None: unknown)
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,6 +285,7 @@ class EnergyWindow:
         self.sync = sync if sync is not None else session.sync
         self.result = WindowResult(name=name, gpu_index=session.meter.index)
         self._e0: int | None = None
+        self._capped0: int | None = None
         self._open = False
 
     def begin(self) -> WindowResult:
@@ -288,6 +297,7 @@ class EnergyWindow:
             self.sync()
         self.result.start_s = s.clock.now()
         self._e0 = s.meter.energy_mj() if s.meter.supports_energy_counter else None
+        self._capped0 = _power_capped_ns(s.meter)
         s.sampler.poll_now()
         self._open = True
         return self.result
@@ -300,9 +310,12 @@ class EnergyWindow:
             self.sync()
         t1 = s.clock.now()
         e1 = s.meter.energy_mj() if self._e0 is not None else None
+        capped1 = _power_capped_ns(s.meter) if self._capped0 is not None else None
         s.sampler.poll_now()
         self._open = False
         _fill(r, s, r.start_s, t1, self._e0, e1)
+        if capped1 is not None and capped1 >= self._capped0:
+            r.power_capped_s = (capped1 - self._capped0) / 1e9
         return r
 
     def __enter__(self) -> WindowResult:
@@ -310,6 +323,14 @@ class EnergyWindow:
 
     def __exit__(self, *exc) -> None:
         self.end()
+
+
+def _power_capped_ns(meter: GpuMeter) -> int | None:
+    """The meter's power-capped time, ns; None where it has none or the reading fails (never loses a window)."""
+    try:
+        return meter.power_capped_ns()
+    except Exception:
+        return None
 
 
 def _fill(r: WindowResult, s: MeterSession, t0: float, t1: float, e0: int | None, e1: int | None) -> None:

@@ -108,6 +108,7 @@ class FakeGpuMeter(GpuMeter):
     `trace`: None (idle), a constant in W, a callable `t -> W`, or `(t, W)` samples (linear in
     between). Before t = 0 the card is assumed idle. `utilization_pct` and `temperature_c` are
     constants or callables of t; utilisation defaults to 100 % while power exceeds 1.1 x idle.
+    The card counts as power-capped (`power_capped_ns`) while the trace is at or above `power_limit_w`.
     Inject other processes with `add_process()` and clock-event reasons with `set_throttle_reasons()`.
     """
 
@@ -138,6 +139,7 @@ class FakeGpuMeter(GpuMeter):
         self._sm, self._mem_clock, self._mem_used = sm_clock_mhz, mem_clock_mhz, memory_used_gb
         self._h = float(integration_step_s)
         self._cum = [0.0]  # energy (J) at grid points k * h
+        self._capped = [0.0]  # time (s) at or above the power limit up to grid points k * h
         self._lock = threading.Lock()
         self._offset_mj = int(energy_offset_mj)
         # identity
@@ -168,6 +170,20 @@ class FakeGpuMeter(GpuMeter):
             base = cum[k]
         dt = t - k * h
         return base + dt * (p(k * h) + p(t)) / 2
+
+    def capped_at_s(self, t: float) -> float:
+        """Time from 0 to t the trace spent at or above `power_limit_w`, s (on the integration grid)."""
+        if t <= 0 or self.power_limit_w is None:
+            return 0.0
+        h, p, limit = self._h, self.power_fn, self.power_limit_w
+        k = int(t / h)
+        with self._lock:
+            cum = self._capped
+            while len(cum) <= k:
+                j = len(cum) - 1
+                cum.append(cum[j] + (h if p((j + 0.5) * h) >= limit else 0.0))
+            base = cum[k]
+        return base + ((t - k * h) if p(t) >= limit else 0.0)
 
     def _tick(self, t: float) -> float:
         """Time of the last counter/power refresh at or before t."""
@@ -205,6 +221,9 @@ class FakeGpuMeter(GpuMeter):
 
     def throttle_mask(self) -> int:
         return self._throttle
+
+    def power_capped_ns(self) -> int | None:
+        return int(round(self.capped_at_s(self.t()) * 1e9))
 
     def memory_used_gb(self) -> float:
         return float(self._mem_used)

@@ -2,7 +2,8 @@
 
 Energy: `nvmlDeviceGetTotalEnergyConsumption` (mJ since driver load; Volta and newer).
 Power: field `NVML_FI_DEV_POWER_INSTANT` where the driver has it, else `nvmlDeviceGetPowerUsage`
-(which averages over 1 s on Ampere and newer, except GA100). NVML is thread-safe; each meter holds one
+(which averages over 1 s on Ampere and newer, except GA100). Power-capped time: `nvmlDeviceGetViolationStatus`
+with `NVML_PERF_POLICY_POWER` (ns held below application clocks by the power limit, cumulative). NVML is thread-safe; each meter holds one
 `nvmlInit` reference and releases it in `close()`.
 """
 
@@ -147,6 +148,13 @@ class NvidiaGpuMeter(GpuMeter):
         if self._reasons_fn is None:
             raise RuntimeError(f"{self.name}: clocks-event reasons not supported")
         return int(self._reasons_fn(self._h))
+
+    def power_capped_ns(self) -> int | None:
+        nv = self._nv
+        try:
+            return int(nv.nvmlDeviceGetViolationStatus(self._h, nv.NVML_PERF_POLICY_POWER).violationTime)
+        except (nv.NVMLError, AttributeError):  # not supported on this card or driver, or an older pynvml
+            return None
 
     def memory_used_gb(self) -> float:
         return self._nv.nvmlDeviceGetMemoryInfo(self._h).used / 1e9

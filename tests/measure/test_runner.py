@@ -85,6 +85,17 @@ def test_cell_record_is_complete_and_consistent(runner):
     assert rec.energy_1hz_j is not None and rec.energy_1hz_error_pct is not None
     assert rec.is_stable in (True, False) and rec.energy_cv is not None
     assert rec.cpu_energy_j is None and rec.cpu_energy_note  # no RAPL in the test's fake sysfs: a reason
+    # 250 W on a card whose limit is 700 W: never power-capped, in either phase (measured, not unknown)
+    assert rec.prefill_power_capped_frac == 0.0 and rec.decode_power_capped_frac == 0.0
+
+
+def test_a_card_at_its_power_limit_is_power_capped_in_both_phases():
+    r = _runner(power_w=700.0)  # the fake card's limit is 700 W: capped whenever it runs
+    rec = run_resolved(r, Cell("tiny-test", "fp32", "hf-eager", 1, 8, 32))
+    r.close()
+    assert rec.status == "ok", rec.error
+    assert rec.prefill_power_capped_frac == pytest.approx(1.0, abs=0.02)
+    assert rec.decode_power_capped_frac == pytest.approx(1.0, abs=0.02)
 
 
 def test_cpu_package_energy_from_rapl(tmp_path):

@@ -43,6 +43,11 @@ def nvml(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         state.inits -= 1
 
     procs = [SimpleNamespace(pid=os.getpid(), usedGpuMemory=int(3e9)), SimpleNamespace(pid=777, usedGpuMemory=None)]
+
+    def violation(h, policy):  # GPU 1 does not report it
+        if h == 1 or policy != nv.NVML_PERF_POLICY_POWER:
+            raise nv.NVMLError(nv.NVML_ERROR_NOT_SUPPORTED)
+        return SimpleNamespace(referenceTime=1, violationTime=2_500_000_000)
     fakes = {
         "nvmlInit": init, "nvmlShutdown": shutdown, "nvmlDeviceGetCount": lambda: 2,
         "nvmlDeviceGetHandleByIndex": lambda i: i,
@@ -61,6 +66,7 @@ def nvml(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         "nvmlDeviceGetComputeRunningProcesses": lambda h: procs,
         "nvmlDeviceGetGraphicsRunningProcesses": lambda h: procs[1:],
         "nvmlSystemGetProcessName": lambda pid: "/usr/bin/python3",
+        "nvmlDeviceGetViolationStatus": violation,
     }
     for name, fn in fakes.items():
         monkeypatch.setattr(nv, name, fn)
@@ -82,6 +88,7 @@ def test_nvidia_meter_reads_identity_and_values(nvml):
     assert m0.other_processes() == [(777, "python3", None)]  # ours excluded, duplicates merged
     assert (m0.temperature_c(), m0.sm_clock_mhz(), m0.mem_clock_mhz(), m0.utilization_pct()) == (45, 1980, 2619, 97)
     assert m0.memory_used_gb() == 2.5
+    assert m0.power_capped_ns() == 2_500_000_000 and m1.power_capped_ns() is None  # the power policy's time
     assert m0.sample(1.0).energy_mj is None  # the slow counter read is opt-in
     s = m0.sample(1.0, energy=True)
     assert s.energy_mj is not None and s.power_w == pytest.approx(312.345) and s.throttle_mask == 5

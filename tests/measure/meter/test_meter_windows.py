@@ -155,3 +155,31 @@ def test_window_api_misuse_raises():
         w.begin()
     clock.sleep(1.5)
     assert w.end().energy_j == pytest.approx(150, rel=0.07)
+
+
+def test_window_reports_how_long_the_card_was_power_capped():
+    # at its 700 W limit from 1.0 to 2.0 s, below it otherwise; the window 0.5 -> 2.5 s holds that second
+    clock, meter, s = _session(lambda t: 700.0 if 1.0 <= t < 2.0 else 300.0, power_limit_w=700.0)
+    clock.sleep(0.5)
+    with s.window("half capped") as w:
+        clock.sleep(2.0)
+    assert w.power_capped_s == pytest.approx(1.0, abs=0.002)
+    with s.window("after") as later:  # 2.5 -> 3.5 s: below the limit throughout
+        clock.sleep(1.0)
+    assert later.power_capped_s == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_meter_without_the_power_capped_time_leaves_it_unknown():
+    clock, meter, s = _session(700.0)
+    meter.power_capped_ns = lambda: None  # a driver that does not report it
+    with s.window("unknown") as w:
+        clock.sleep(1.0)
+    assert w.power_capped_s is None and w.energy_j is not None
+
+    def broken():
+        raise RuntimeError("NVML went away")
+
+    meter.power_capped_ns = broken  # a failing read never loses the window
+    with s.window("failing") as w2:
+        clock.sleep(1.0)
+    assert w2.power_capped_s is None and w2.energy_j == pytest.approx(700.0, rel=0.1)
