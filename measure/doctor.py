@@ -41,6 +41,7 @@ class GpuCheck:
     memory_total_gb: float | None
     throttle_reasons: list[str] = field(default_factory=list)  # significant ones only
     other_processes: list[dict[str, Any]] = field(default_factory=list)
+    power_capped_time: bool = False  # the driver reports the power-capped time (records' *_power_capped_frac)
 
 
 @dataclass
@@ -98,6 +99,7 @@ def run_doctor(meters: Sequence[GpuMeter], clock: Clock | None = None, detect_s:
             memory_total_gb=m.memory_total_gb,
             throttle_reasons=significant_throttle_reasons(_read(m.throttle_reasons) or []),
             other_processes=[p._asdict() for p in procs],
+            power_capped_time=_read(m.power_capped_ns) is not None,
         )
         gpus.append(g)
         tag = f"GPU {m.index}"
@@ -147,6 +149,7 @@ def render_doctor(r: DoctorReport) -> str:
             f"  temperature         {_f(g.temperature_c, '.0f', ' C')}; utilisation {_f(g.utilization_pct, '.0f', ' %')}",
             f"  memory used         {_f(g.memory_used_gb, '.2f')} / {_f(g.memory_total_gb, '.1f', ' GB')}",
             f"  clocks limited by   {', '.join(g.throttle_reasons) or 'nothing'}",
+            f"  power-capped time   {'reported' if g.power_capped_time else 'not reported (records: null)'}",
             "  other processes     " + (", ".join(f"{p['pid']} {p['name']} ({_f(p['used_gb'], '.2f', ' GB')})"
                                                  for p in g.other_processes) or "none"),
         ]

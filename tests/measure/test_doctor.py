@@ -40,6 +40,12 @@ def test_doctor_report_on_fake_gpus(tmp_path):
     assert "catalogue id        h100-sxm" in text and "not in catalogue" in text
     assert "NO (sampled power)" in text and "4242 jupyter (7.00 GB)" in text
     assert json.loads(json.dumps(report.to_dict()))["gpus"][1]["energy_counter"] is False
+    # the fake card reports its power-capped time; a card whose driver does not is named so
+    assert g0.power_capped_time is True
+    old.power_capped_ns = lambda: None
+    report = run_doctor([good, old], clock, detect_s=1.0, rapl_root=tmp_path)
+    assert report.gpus[1].power_capped_time is False
+    assert "power-capped time   not reported" in render_doctor(report)
 
 
 def test_default_catalogue_resolver_never_raises():
