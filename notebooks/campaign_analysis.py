@@ -1384,6 +1384,25 @@ def noise_table(df: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index(drop=True)
 
 
+def unstable_reasons(df: pd.DataFrame, by: Sequence[str] = ("gpu_id", "engine", "workload")) -> pd.DataFrame:
+    """Why ok records are flagged unstable, per group (`by`): records, the share flagged (`is_stable` false), the
+    share whose `unstable_reason` names a repetition CV above the threshold (`cv_share`), names `sw_power_cap`
+    (`power_cap_share`) and names nothing else (`power_cap_only_share`), and for the power-capped ones the median
+    decode power over the card's power limit (`capped_decode_power_over_limit`, W / W): far below 1 the decode
+    did not run at the limit, so the cap happened elsewhere in the cell's windows (most likely the prefill)."""
+    d = ok(df).assign(workload=lambda x: workload_of(x))
+    why = d["unstable_reason"].fillna("")
+    d = d.assign(flagged=d["is_stable"].eq(False),
+                 cv=why.str.contains("CV"), cap=why.str.contains("sw_power_cap"),
+                 cap_only=why.str.fullmatch(r"throttled: sw_power_cap"),
+                 power_over_limit=d["decode_avg_power_w"] / d["power_limit_w"])
+    g = d.groupby(list(by))
+    out = pd.DataFrame({"records": g.size(), "flagged_share": g["flagged"].mean(), "cv_share": g["cv"].mean(),
+                        "power_cap_share": g["cap"].mean(), "power_cap_only_share": g["cap_only"].mean()})
+    out["capped_decode_power_over_limit"] = d[d["cap"]].groupby(list(by))["power_over_limit"].median()
+    return out
+
+
 def noise_summary(noise: pd.DataFrame) -> pd.DataFrame:
     """Median / 90th percentile CV per (slice, engine, workload), and per card type first (`gpu_id`) where the
     table holds several (their files share names): the noise floor a predictor is judged against (a longer

@@ -170,6 +170,28 @@ def test_noise_table_covers_every_ok_cell(records):
     assert s["cells"].sum() == len(okd)
 
 
+def test_unstable_reasons_separate_spread_from_a_power_cap(records):
+    cap, cv = "throttled: sw_power_cap", "energy CV 0.070 > 0.05"
+    df = _cells(records, [  # 700 W limit; decode power = J/token x tokens/s (100 tokens/s)
+        {"is_stable": True, "unstable_reason": None, "decode_energy_per_token_j": 3.0, "power_limit_w": 700.0},
+        {"is_stable": False, "unstable_reason": cap, "decode_energy_per_token_j": 2.0, "power_limit_w": 700.0,
+         "batch_size": 8},
+        {"is_stable": False, "unstable_reason": f"{cv}; {cap}", "decode_energy_per_token_j": 4.0,
+         "power_limit_w": 700.0, "batch_size": 32},
+        {"is_stable": False, "unstable_reason": cv, "decode_energy_per_token_j": 1.0, "power_limit_w": 700.0,
+         "batch_size": 64},
+        {"is_stable": False, "unstable_reason": cap, "decode_energy_per_token_j": 7.0, "power_limit_w": 700.0,
+         "prompt_tokens": LONG[0], "output_tokens": LONG[1]},
+    ])
+    t = ca.unstable_reasons(df)
+    ref = t.xs(f"{SHORT[0]}/{SHORT[1]}", level="workload").iloc[0]
+    assert ref["records"] == 4 and ref["flagged_share"] == 0.75
+    assert ref["cv_share"] == 0.5 and ref["power_cap_share"] == 0.5 and ref["power_cap_only_share"] == 0.25
+    assert ref["capped_decode_power_over_limit"] == pytest.approx(300 / 700)  # median of 200 and 400 W
+    long = t.xs(f"{LONG[0]}/{LONG[1]}", level="workload").iloc[0]
+    assert long["records"] == 1 and long["capped_decode_power_over_limit"] == pytest.approx(1.0)
+
+
 def test_onehz_table_and_stale_reading_explanation(records):
     sc = ca.load_selfcheck()
     t = ca.onehz_table(records, sc)
