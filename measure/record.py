@@ -15,8 +15,8 @@ from typing import Any
 
 SCHEMA_VERSION = "1.2"
 #: Versions `upgrade()` reads. 1.1 added the host CPU fields (`cpu_model`, `cpu_count`, `load_avg_1m`): null in
-#: records written as 1.0. 1.2 added `prefill_power_capped_frac` and `decode_power_capped_frac`: null in records
-#: written as 1.0 or 1.1.
+#: records written as 1.0. 1.2 added `prefill_power_capped_frac`, `decode_power_capped_frac` and
+#: `rep_power_capped_s`: null in records written as 1.0 or 1.1.
 READABLE_VERSIONS = ("1.0", "1.1", "1.2")
 STATUSES = ("ok", "failed", "skipped")
 
@@ -128,6 +128,7 @@ class Record:
     #: (0..1, NVML's power violation time; null where the driver does not report it)
     prefill_power_capped_frac: float | None = None
     decode_power_capped_frac: float | None = None
+    rep_power_capped_s: list[float] | None = None  # per generate call, each repetition, s (the raw figure)
     other_gpu_processes: int | None = None
     is_stable: bool | None = None
     unstable_reason: str | None = None

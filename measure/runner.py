@@ -349,12 +349,15 @@ class CellRunner:
         """Share of the prefill and of the decode the clocks were held by the power limit (0..1): the prefill
         window's own, and the generate calls' less the prefill's per call over the decode time. The clocks-event
         bit `sw_power_cap` (in `throttle_reasons`) says only that it happened at some poll of some window."""
-        caps = [pre.get("capped_s"), *(r.get("capped_s") for r in reps)]
-        if any(c is None for c in caps) or pre["time_s"] <= 0:
+        pre_capped, rep_capped = pre.get("capped_s"), [r.get("capped_s") for r in reps]
+        if pre_capped is not None and pre["time_s"] > 0:
+            rec.prefill_power_capped_frac = min(1.0, pre_capped / pre["time_s"])
+        if any(c is None for c in rep_capped):
             return
-        rec.prefill_power_capped_frac = min(1.0, caps[0] / pre["time_s"])
-        decode_capped_s = max(0.0, statistics.fmean(caps[1:]) - caps[0])
-        rec.decode_power_capped_frac = min(1.0, decode_capped_s / statistics.fmean(dec_times))
+        rec.rep_power_capped_s = rep_capped
+        if pre_capped is not None:
+            decode_capped_s = max(0.0, statistics.fmean(rep_capped) - pre_capped)
+            rec.decode_power_capped_frac = min(1.0, decode_capped_s / statistics.fmean(dec_times))
 
     def _bandwidth(self, rec: Record, cell: Cell, decode_time_s: float) -> None:
         """Achieved decode bandwidth (weights + KV read per step) / the card's spec bandwidth."""

@@ -108,7 +108,8 @@ class FakeGpuMeter(GpuMeter):
     `trace`: None (idle), a constant in W, a callable `t -> W`, or `(t, W)` samples (linear in
     between). Before t = 0 the card is assumed idle. `utilization_pct` and `temperature_c` are
     constants or callables of t; utilisation defaults to 100 % while power exceeds 1.1 x idle.
-    The card counts as power-capped (`power_capped_ns`) while the trace is at or above `power_limit_w`.
+    The card counts as power-capped (`power_capped_ns`) while the trace is at or above `power_limit_w` (never
+    with `power_limit_w` None).
     Inject other processes with `add_process()` and clock-event reasons with `set_throttle_reasons()`.
     """
 
@@ -183,7 +184,7 @@ class FakeGpuMeter(GpuMeter):
                 j = len(cum) - 1
                 cum.append(cum[j] + (h if p((j + 0.5) * h) >= limit else 0.0))
             base = cum[k]
-        return base + ((t - k * h) if p(t) >= limit else 0.0)
+        return base + ((t - k * h) if p((k + 0.5) * h) >= limit else 0.0)  # the step's own midpoint: monotonic
 
     def _tick(self, t: float) -> float:
         """Time of the last counter/power refresh at or before t."""

@@ -89,6 +89,26 @@ def test_cell_record_is_complete_and_consistent(runner):
     assert rec.prefill_power_capped_frac == 0.0 and rec.decode_power_capped_frac == 0.0
 
 
+def test_power_capped_shares_are_per_call_and_the_decode_share_excludes_the_prefill():
+    rec = Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8, output_tokens=4)
+    # per call: a 0.1 s prefill capped 0.05 s; generate calls of 0.5 s capped 0.25 s, so the 0.4 s decode 0.2 s
+    pre = {"time_s": 0.1, "capped_s": 0.05}
+    reps = [{"time_s": 0.5, "capped_s": 0.25}, {"time_s": 0.5, "capped_s": 0.25}]
+    CellRunner._power_capped(rec, pre, reps, [0.4, 0.4])
+    assert rec.prefill_power_capped_frac == pytest.approx(0.5) and rec.decode_power_capped_frac == pytest.approx(0.5)
+    assert rec.rep_power_capped_s == [0.25, 0.25]
+    # capped in the prefill window alone, never inside the generate calls: the decode share is 0, not negative
+    rec = Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8, output_tokens=4)
+    CellRunner._power_capped(rec, pre, [{"time_s": 0.5, "capped_s": 0.0}], [0.4])
+    assert rec.prefill_power_capped_frac == pytest.approx(0.5) and rec.decode_power_capped_frac == 0.0
+    # one generate window without the reading: the prefill's share stays, the decode's is unknown
+    rec = Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8, output_tokens=4)
+    CellRunner._power_capped(rec, pre, [{"time_s": 0.5, "capped_s": 0.25}, {"time_s": 0.5, "capped_s": None}],
+                             [0.4, 0.4])
+    assert rec.prefill_power_capped_frac == pytest.approx(0.5)
+    assert rec.decode_power_capped_frac is None and rec.rep_power_capped_s is None
+
+
 def test_a_card_at_its_power_limit_is_power_capped_in_both_phases():
     r = _runner(power_w=700.0)  # the fake card's limit is 700 W: capped whenever it runs
     rec = run_resolved(r, Cell("tiny-test", "fp32", "hf-eager", 1, 8, 32))

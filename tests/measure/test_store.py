@@ -200,12 +200,13 @@ def test_records_of_schema_1_0_are_read_and_upgraded(tmp_path):
     (r,) = Store(path).records(strict=True)
     assert r.schema_version == SCHEMA_VERSION and r.cpu_model is None and r.record_id == "old"
     row = rec(record_id="v11").to_dict()  # 1.1: before the power-capped shares
-    for f in ("prefill_power_capped_frac", "decode_power_capped_frac"):
+    for f in ("prefill_power_capped_frac", "decode_power_capped_frac", "rep_power_capped_s"):
         del row[f]
     row["schema_version"] = "1.1"
     path.write_text(json.dumps(row) + "\n")
     (r,) = Store(path).records(strict=True)
     assert r.schema_version == SCHEMA_VERSION and r.decode_power_capped_frac is None and r.record_id == "v11"
+    assert r.rep_power_capped_s is None
     row["schema_version"] = "0.9"
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(SchemaError, match="unsupported schema_version"):

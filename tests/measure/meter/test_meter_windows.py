@@ -167,6 +167,11 @@ def test_window_reports_how_long_the_card_was_power_capped():
     with s.window("after") as later:  # 2.5 -> 3.5 s: below the limit throughout
         clock.sleep(1.0)
     assert later.power_capped_s == pytest.approx(0.0, abs=1e-9)
+    # the fake's capped time never goes back, even within the integration step where the trace leaves the limit
+    fake = FakeGpuMeter(FakeClock(), lambda t: 700.0 if t < 1.0004 else 300.0, power_limit_w=700.0)
+    times = [1.0 + k * 0.0001 for k in range(20)]
+    capped = [fake.capped_at_s(t) for t in times]
+    assert all(b >= a for a, b in zip(capped, capped[1:], strict=False))
 
 
 def test_a_meter_without_the_power_capped_time_leaves_it_unknown():
@@ -178,6 +183,12 @@ def test_a_meter_without_the_power_capped_time_leaves_it_unknown():
 
     def broken():
         raise RuntimeError("NVML went away")
+
+    readings = iter([5_000_000_000, 1_000_000])  # the counter went back (a GPU reset inside the window)
+    meter.power_capped_ns = lambda: next(readings)
+    with s.window("reset") as w_reset:
+        clock.sleep(1.0)
+    assert w_reset.power_capped_s is None and w_reset.energy_j is not None
 
     meter.power_capped_ns = broken  # a failing read never loses the window
     with s.window("failing") as w2:
