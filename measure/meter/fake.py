@@ -163,12 +163,7 @@ class FakeGpuMeter(GpuMeter):
             return self.idle_power_w * t
         h, p = self._h, self.power_fn
         k = int(t / h)
-        with self._lock:
-            cum = self._cum
-            while len(cum) <= k:
-                j = len(cum) - 1
-                cum.append(cum[j] + h * (p(j * h) + p((j + 1) * h)) / 2)
-            base = cum[k]
+        base = self._grid_sum(self._cum, k, lambda j: h * (p(j * h) + p((j + 1) * h)) / 2)
         dt = t - k * h
         return base + dt * (p(k * h) + p(t)) / 2
 
@@ -178,13 +173,15 @@ class FakeGpuMeter(GpuMeter):
             return 0.0
         h, p, limit = self._h, self.power_fn, self.power_limit_w
         k = int(t / h)
-        with self._lock:
-            cum = self._capped
-            while len(cum) <= k:
-                j = len(cum) - 1
-                cum.append(cum[j] + (h if p((j + 0.5) * h) >= limit else 0.0))
-            base = cum[k]
+        base = self._grid_sum(self._capped, k, lambda j: h if p((j + 0.5) * h) >= limit else 0.0)
         return base + ((t - k * h) if p((k + 0.5) * h) >= limit else 0.0)  # the step's own midpoint: monotonic
+
+    def _grid_sum(self, cum: list[float], k: int, step) -> float:
+        """`cum[k]`, the running sum of `step(j)` over the grid steps j < k, extended as far as k (cached)."""
+        with self._lock:
+            while len(cum) <= k:
+                cum.append(cum[-1] + step(len(cum) - 1))
+            return cum[k]
 
     def _tick(self, t: float) -> float:
         """Time of the last counter/power refresh at or before t."""

@@ -40,6 +40,12 @@ def runner():
     r.close()
 
 
+def _bare_record(status: str = "ok", error: str | None = None) -> Record:
+    """A record of no real cell, for the tests of code that only fills or reads its fields."""
+    return Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8, output_tokens=4,
+                  status=status, error=error)
+
+
 def test_run_resolved_measures_again_only_an_unresolved_decode():
     class Scripted:
         def __init__(self, outcomes):
@@ -48,8 +54,7 @@ def test_run_resolved_measures_again_only_an_unresolved_decode():
         def run(self, cell):
             self.calls += 1
             status, error = self.outcomes.pop(0)
-            return Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8,
-                          output_tokens=4, status=status, error=error)
+            return _bare_record(status, error)
 
     unresolved = ("failed", "DecodeNotResolved: decode not resolvable: ...")
     r = Scripted([unresolved, unresolved, ("ok", None)])
@@ -90,7 +95,7 @@ def test_cell_record_is_complete_and_consistent(runner):
 
 
 def test_power_capped_shares_are_per_call_and_the_decode_share_excludes_the_prefill():
-    rec = Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8, output_tokens=4)
+    rec = _bare_record()
     # per call: a 0.1 s prefill capped 0.05 s; generate calls of 0.5 s capped 0.25 s, so the 0.4 s decode 0.2 s
     pre = {"time_s": 0.1, "capped_s": 0.05}
     reps = [{"time_s": 0.5, "capped_s": 0.25}, {"time_s": 0.5, "capped_s": 0.25}]
@@ -98,11 +103,11 @@ def test_power_capped_shares_are_per_call_and_the_decode_share_excludes_the_pref
     assert rec.prefill_power_capped_frac == pytest.approx(0.5) and rec.decode_power_capped_frac == pytest.approx(0.5)
     assert rec.rep_power_capped_s == [0.25, 0.25]
     # capped in the prefill window alone, never inside the generate calls: the decode share is 0, not negative
-    rec = Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8, output_tokens=4)
+    rec = _bare_record()
     CellRunner._power_capped(rec, pre, [{"time_s": 0.5, "capped_s": 0.0}], [0.4])
     assert rec.prefill_power_capped_frac == pytest.approx(0.5) and rec.decode_power_capped_frac == 0.0
     # one generate window without the reading: the prefill's share stays, the decode's is unknown
-    rec = Record(cell_hash="h", model="m", quant="q", engine="e", batch_size=1, prompt_tokens=8, output_tokens=4)
+    rec = _bare_record()
     CellRunner._power_capped(rec, pre, [{"time_s": 0.5, "capped_s": 0.25}, {"time_s": 0.5, "capped_s": None}],
                              [0.4, 0.4])
     assert rec.prefill_power_capped_frac == pytest.approx(0.5)
