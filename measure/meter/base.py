@@ -22,7 +22,7 @@ import os
 import statistics
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -541,3 +541,20 @@ def stability(rep_energies: Sequence[float], rep_tps: Sequence[float], throttle_
     if n_other:
         reasons.append(f"{n_other} other process(es) on the GPU")
     return (not reasons, "; ".join(reasons) or None, e_cv, t_cv)
+
+
+POWER_CAP_ONLY = "throttled: sw_power_cap"
+
+
+def decode_is_stable(record: Mapping[str, Any], cv_threshold: float = 0.05) -> bool:
+    """Whether a record's decode figures (tokens/s, decode J/token) are stable: `is_stable`, or unstable only
+    because the power cap was seen (`unstable_reason` exactly "throttled: sw_power_cap") while the decode spent
+    at most `cv_threshold` of its time capped (`decode_power_capped_frac`, schema 1.2). Clocks slowed by any
+    amount in a share f of the decode move its time by at most f, so such a decode moved less than the spread
+    that makes a record unstable. Without the share (records before 1.2, a driver that does not report it)
+    the record's `is_stable` stands."""
+    if record.get("is_stable") is True:
+        return True
+    frac = record.get("decode_power_capped_frac")
+    return (record.get("is_stable") is False and record.get("unstable_reason") == POWER_CAP_ONLY
+            and isinstance(frac, int | float) and 0.0 <= frac <= cv_threshold)

@@ -15,7 +15,8 @@ least squares in relative terms (every residual divided by the measured time):
 
 A negative free-fit overhead is fixed at 0, an efficiency above 1 at 1; rows faster than the datasheet
 roofline itself are dropped. Rows: batch 1, one GPU, unquantized float weights; ours ok and really
-measured (never the fake meter), stable ones only where an engine has at least MIN_STABLE of them. Used by
+measured (never the fake meter), decode-stable ones only (`measure.meter.base.decode_is_stable`) where an
+engine has at least MIN_STABLE of them. Used by
 datasets/catalog/tools/fit_engine_overhead.py (writes engines.yaml) and by the trainer's per-fold refit
 (`engine_constants.py`).
 """
@@ -50,7 +51,7 @@ OPTIONAL_COLUMNS = ("scope", "stable")
 class Rows:
     """Parallel lists of the rows of one engine (ids resolved against the catalogue). `seconds`: measured
     decode step, or whole request per output token (`e2e`); `scope` (the row's measurement scope id) and
-    `stable` (ours: `is_stable`) are None where not known."""
+    `stable` (ours: `decode_is_stable`) are None where not known."""
 
     gpu: list[str] = field(default_factory=list)
     model: list[str] = field(default_factory=list)
@@ -167,7 +168,11 @@ def ok_records(files: list[Path]) -> Iterator[tuple[dict, Path]]:
 
 
 def own_rows(catalog, files: list[Path]) -> dict[str, Rows]:
-    """Our ok batch-1 float records per engine, stable or not (`Rows.stable`): the candidates of `read_ours`."""
+    """Our ok batch-1 float records per engine, decode-stable or not (`Rows.stable`, by
+    `measure.meter.base.decode_is_stable`: a cap seen only outside the decode leaves it stable): the candidates
+    of `read_ours`."""
+    from measure.meter.base import decode_is_stable  # the measuring side's rule; imported only to fit
+
     out: dict[str, Rows] = {}
     for r, path in ok_records(files):
         if r.get("engine") not in OWN_ENGINES or r.get("quant") not in FLOAT_QUANTS or r.get("batch_size") != 1:
@@ -179,7 +184,7 @@ def own_rows(catalog, files: list[Path]) -> dict[str, Rows]:
         out.setdefault(r["engine"], Rows()).add(
             gpu=gpu.id, model=r["model"], quant=r["quant"], batch=1.0, prompt=float(r["prompt_tokens"]),
             output=float(r["output_tokens"]), kv_bits=float("nan"), seconds=1.0 / tps, e2e=False,
-            origin=f"{path.parent.name}/{path.name}", scope=OWN_SCOPE, stable=r.get("is_stable") is True)
+            origin=f"{path.parent.name}/{path.name}", scope=OWN_SCOPE, stable=decode_is_stable(r))
     return out
 
 

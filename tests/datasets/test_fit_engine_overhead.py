@@ -69,6 +69,27 @@ def test_only_ok_unquantized_batch1_rows(fitted, tmp_path, monkeypatch):
     assert len(rows["hf-eager"]) == 1 and stable_only["hf-eager"] is False  # 1 stable < MIN_STABLE: all ok ones
 
 
+def test_a_cap_outside_the_decode_keeps_a_row_stable(fitted, tmp_path):
+    """Rows flagged only for the power cap count as stable when the decode spent at most 5 % of its time capped
+    (schema 1.2), and stay unstable without the share or above it."""
+    import json
+
+    mod, _, _ = fitted
+    rec = {"status": "ok", "engine": "hf-eager", "quant": "bf16", "batch_size": 1, "model": "qwen2.5-7b-instruct",
+           "gpu_id": "h100-sxm", "tokens_per_s": 40.0, "prompt_tokens": 256, "output_tokens": 128,
+           "is_stable": False, "unstable_reason": "throttled: sw_power_cap", "measurement_scope": "gpu-counter",
+           "source": "measured:x"}
+    fracs = [0.02] * mod.MIN_STABLE + [0.2, None]
+    path = tmp_path / "h.jsonl"
+    path.write_text("".join(json.dumps({**rec, "decode_power_capped_frac": f}) + "\n" for f in fracs))
+    from recommender.costmodel.engine_overhead import own_rows
+
+    rows = own_rows(mod._catalog(), [path])["hf-eager"]
+    assert rows.stable == [True] * mod.MIN_STABLE + [False, False]
+    kept, stable_only = mod.read_ours(mod._catalog(), [path])
+    assert stable_only["hf-eager"] is True and len(kept["hf-eager"]) == mod.MIN_STABLE
+
+
 def test_analytic_model_uses_the_overhead():
     from recommender.candidates import Candidates
     from recommender.catalog import load_catalog

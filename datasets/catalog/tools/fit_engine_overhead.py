@@ -131,7 +131,7 @@ def describe(f: Fit) -> str:
     origins = ", ".join(f"{k} {v}" for k, v in sorted(f.by_origin.items()))
     ours = ""
     if f.stable_only is not None:
-        ours = (" (our records: stable ones only)" if f.stable_only else
+        ours = (" (our records: decode-stable ones only)" if f.stable_only else
                 f" (our records: every ok record, fewer than {MIN_STABLE} are stable)")
     fixed = "; the free fit gave a negative overhead, fixed at 0" if f.overhead_fixed else ""
     if f.efficiency_capped:
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'':13s} rows: " + ", ".join(f"{k} {v}" for k, v in sorted(f.by_origin.items()))
               + f"; GPUs: {', '.join(f.gpus)}"
               + ("" if f.stable_only is None else
-                 "; ours: stable only" if f.stable_only else f"; ours: all ok (< {MIN_STABLE} stable)"))
+                 "; ours: decode-stable only" if f.stable_only else f"; ours: all ok (< {MIN_STABLE} stable)"))
         for d in f.dropped:
             print(f"{'':13s} dropped (faster than the roofline): {d}")
         if args.rows:

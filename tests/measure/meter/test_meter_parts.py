@@ -22,7 +22,7 @@ from measure.meter import (
     significant_throttle_reasons,
     stability,
 )
-from measure.meter.base import encode_throttle_reasons
+from measure.meter.base import decode_is_stable, encode_throttle_reasons
 from measure.meter.rapl import wrap_delta_uj
 from tests.fixtures.rapl import rapl_zone
 
@@ -73,6 +73,21 @@ def test_stability_flags_spread_throttling_and_neighbours():
     ok, reason, e_cv, t_cv = stability([100], [50])  # one repetition: no CV, not unstable for that
     assert ok and e_cv is None and t_cv is None
     assert stability([100, 108], [1, 1], cv_threshold=0.1)[0]
+
+
+def test_decode_is_stable_forgives_a_cap_outside_the_decode_only():
+    capped = {"is_stable": False, "unstable_reason": "throttled: sw_power_cap", "decode_power_capped_frac": 0.03}
+    assert decode_is_stable({"is_stable": True, "unstable_reason": None})
+    assert decode_is_stable(capped)  # the cap took 3 % of the decode: moved it by at most 3 %
+    assert decode_is_stable({**capped, "decode_power_capped_frac": 0.05})  # at the threshold
+    assert not decode_is_stable({**capped, "decode_power_capped_frac": 0.056})
+    assert decode_is_stable({**capped, "decode_power_capped_frac": 0.08}, cv_threshold=0.1)
+    assert not decode_is_stable({**capped, "decode_power_capped_frac": None})  # before schema 1.2: is_stable
+    assert not decode_is_stable({k: v for k, v in capped.items() if k != "decode_power_capped_frac"})
+    assert not decode_is_stable({**capped, "unstable_reason": "tokens/s CV 0.073 > 0.05; throttled: sw_power_cap"})
+    assert not decode_is_stable({**capped, "unstable_reason": "throttled: sw_power_cap,sw_thermal"})
+    assert not decode_is_stable({**capped, "is_stable": None})  # not judged
+    assert not decode_is_stable({**capped, "decode_power_capped_frac": -0.1})
 
 
 # -- RAPL ---------------------------------------------------------------------------------------
