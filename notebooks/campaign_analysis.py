@@ -785,6 +785,21 @@ def compiled_method_summary(mc: pd.DataFrame, workload: str | None = "256/128") 
     return pd.DataFrame(rows, columns=cols).set_index("quant")
 
 
+def pairs_summary(pairs: pd.DataFrame, by: Sequence[str] = ("gpu_id", "quant")) -> pd.DataFrame:
+    """`paired_energy` rows summarised per group (`by`): pairs, architectures, the decode J/token ratio method /
+    baseline (median, min, max), how many pairs use less energy at all (`lower`), save beyond the repetition
+    noise, cost more beyond it or lie within it, and the median speed ratio."""
+    ratio = pairs["energy_ratio"]
+    beyond = ~pairs["within_noise"].astype(bool)
+    d = pairs.assign(lower=ratio < 1, saves=beyond & (ratio < 1), costs=beyond & (ratio > 1), within=~beyond)
+    g = d.groupby(list(by), sort=False)
+    return pd.DataFrame({"pairs": g.size(), "architectures": g["model"].nunique(),
+                         "energy_ratio_median": g["energy_ratio"].median(), "energy_ratio_min": g["energy_ratio"].min(),
+                         "energy_ratio_max": g["energy_ratio"].max(), "lower": g["lower"].sum(),
+                         "saves_beyond_noise": g["saves"].sum(), "costs_beyond_noise": g["costs"].sum(),
+                         "within_noise": g["within"].sum(), "speedup_median": g["speedup"].median()})
+
+
 def compiled_pairs_side_by_side(df: pd.DataFrame, models: pd.DataFrame, reference: pd.DataFrame | None = None,
                                 baseline: str = "bf16") -> pd.DataFrame:
     """`method_cost_by_engine` rows of the compiled non-16-bit cells of `df` (one store: e.g. the repeats,
@@ -1400,6 +1415,37 @@ def unstable_reasons(df: pd.DataFrame, by: Sequence[str] = ("gpu_id", "engine", 
     out = pd.DataFrame({"records": g.size(), "flagged_share": g["flagged"].mean(), "cv_share": g["cv"].mean(),
                         "power_cap_share": g["cap"].mean(), "power_cap_only_share": g["cap_only"].mean()})
     out["capped_decode_power_over_limit"] = d[d["cap"]].groupby(list(by))["power_over_limit"].median()
+    return out
+
+
+def power_capped_by_phase(df: pd.DataFrame, by: Sequence[str] = ("gpu_id", "engine", "workload")) -> pd.DataFrame:
+    """Where the power cap held the clocks, from the ok records that carry the per-phase shares (schema 1.2:
+    `prefill_power_capped_frac`, `decode_power_capped_frac`, each the share of that phase's time capped), per
+    group (`by`): records with the shares, those flagged `sw_power_cap` (`flagged`), and for the flagged ones the
+    median and largest prefill and decode shares and the median prefill power over the card's limit (prefill J
+    / TTFT over the limit, W / W); `decode_stable_by_share`: the records the flag alone made unstable whose
+    decode was capped at most 5 % of its time (`measure.meter.base.decode_is_stable`), which the decode fits
+    count as stable. Empty where no record carries the shares."""
+    from measure.meter.base import decode_is_stable
+
+    cols = ["prefill_power_capped_frac", "decode_power_capped_frac"]
+    d = ok(df)
+    if not set(cols) <= set(d.columns):
+        return pd.DataFrame()
+    d = d[d[cols].notna().all(axis=1)].assign(workload=lambda x: workload_of(x))
+    if d.empty:
+        return pd.DataFrame()
+    d = d.assign(flagged=d["unstable_reason"].fillna("").str.contains("sw_power_cap"),
+                 prefill_power_over_limit=d["prefill_energy_j"] / (d["ttft_ms"] / 1000.0) / d["power_limit_w"],
+                 forgiven=[r.get("is_stable") is not True and decode_is_stable(r) for r in d.to_dict("records")])
+    g, f = d.groupby(list(by)), d[d["flagged"]].groupby(list(by))
+    out = pd.DataFrame({"records": g.size(), "flagged": g["flagged"].sum()})
+    for phase in ("prefill", "decode"):
+        out[f"{phase}_capped_median"] = f[f"{phase}_power_capped_frac"].median()
+        out[f"{phase}_capped_max"] = f[f"{phase}_power_capped_frac"].max()
+    out["unflagged_prefill_capped_max"] = d[~d["flagged"]].groupby(list(by))["prefill_power_capped_frac"].max()
+    out["flagged_prefill_power_over_limit"] = f["prefill_power_over_limit"].median()
+    out["decode_stable_by_share"] = g["forgiven"].sum()
     return out
 
 

@@ -192,6 +192,47 @@ def test_unstable_reasons_separate_spread_from_a_power_cap(records):
     assert long["records"] == 1 and long["capped_decode_power_over_limit"] == pytest.approx(1.0)
 
 
+def test_pairs_summary_counts_savings_and_costs_beyond_noise():
+    pairs = pd.DataFrame({
+        "gpu_id": ["h200"] * 4, "quant": ["bnb-nf4", "bnb-nf4", "bnb-nf4", "fp16"], "model": ["a", "b", "b", "a"],
+        "energy_ratio": [0.8, 1.5, 0.97, 1.1], "within_noise": [False, False, True, True],
+        "speedup": [1.2, 0.6, 1.0, 0.9]})
+    t = ca.pairs_summary(pairs)
+    nf4 = t.loc[("h200", "bnb-nf4")]
+    assert nf4["pairs"] == 3 and nf4["architectures"] == 2 and nf4["lower"] == 2
+    assert nf4["saves_beyond_noise"] == 1 and nf4["costs_beyond_noise"] == 1 and nf4["within_noise"] == 1
+    assert nf4["energy_ratio_median"] == pytest.approx(0.97) and nf4["energy_ratio_max"] == pytest.approx(1.5)
+    assert nf4["speedup_median"] == pytest.approx(1.0)
+    fp16 = t.loc[("h200", "fp16")]
+    assert fp16["lower"] == 0 and fp16["costs_beyond_noise"] == 0 and fp16["within_noise"] == 1
+
+
+def test_power_capped_by_phase_places_the_cap(records):
+    cap = "throttled: sw_power_cap"
+    base = {"power_limit_w": 700.0, "prefill_energy_j": 70.0, "ttft_ms": 100.0}  # 700 W prefill: at the limit
+    df = _cells(records, [
+        {**base, "is_stable": True, "unstable_reason": None, "prefill_power_capped_frac": 0.0,
+         "decode_power_capped_frac": 0.0},
+        {**base, "is_stable": False, "unstable_reason": cap, "prefill_power_capped_frac": 0.9,
+         "decode_power_capped_frac": 0.02, "batch_size": 8},  # forgiven for the decode fits
+        {**base, "is_stable": False, "unstable_reason": cap, "prefill_power_capped_frac": 0.96,
+         "decode_power_capped_frac": 0.2, "batch_size": 32, "prefill_energy_j": 35.0},  # the decode capped too
+        {**base, "is_stable": False, "unstable_reason": f"energy CV 0.070 > 0.05; {cap}",
+         "prefill_power_capped_frac": 0.5, "decode_power_capped_frac": 0.01, "batch_size": 64},  # a CV too
+        {**base, "is_stable": False, "unstable_reason": cap, "batch_size": 128},  # before 1.2: no shares
+    ])
+    t = ca.power_capped_by_phase(df)
+    r = t.xs(f"{SHORT[0]}/{SHORT[1]}", level="workload").iloc[0]
+    assert r["records"] == 4 and r["flagged"] == 3
+    assert r["prefill_capped_median"] == pytest.approx(0.9) and r["prefill_capped_max"] == pytest.approx(0.96)
+    assert r["decode_capped_median"] == pytest.approx(0.02) and r["decode_capped_max"] == pytest.approx(0.2)
+    assert r["unflagged_prefill_capped_max"] == 0.0
+    assert r["flagged_prefill_power_over_limit"] == pytest.approx(1.0)  # median of 1.0, 0.5, 1.0
+    assert r["decode_stable_by_share"] == 1
+    no_shares = df.drop(columns=["prefill_power_capped_frac", "decode_power_capped_frac"])
+    assert ca.power_capped_by_phase(no_shares).empty
+
+
 def test_onehz_table_and_stale_reading_explanation(records):
     sc = ca.load_selfcheck()
     t = ca.onehz_table(records, sc)
