@@ -764,25 +764,21 @@ def method_cost_by_engine(df: pd.DataFrame, models: pd.DataFrame, baseline: str 
 
 def compiled_method_summary(mc: pd.DataFrame, workload: str | None = "256/128") -> pd.DataFrame:
     """Per quantized method, its compiled cells against compiled bf16 (`method_cost_by_engine` rows with a
-    compiled pair, one workload; None = all): pairs, architectures, the decode J/token ratio method / bf16
-    (median, min, max), how many pairs save energy beyond the repetition noise, cost more beyond it or lie
-    within it, and the speed ratio (min, max)."""
+    compiled pair, one workload; None = all): `pairs_summary`'s pairs, architectures, decode J/token ratio method
+    / bf16 (median, min, max) and counts beyond or within the repetition noise, and the speed ratio (min, max)."""
     t = mc[mc["energy_reduction_pct_compiled"].notna() & ~mc["quant"].isin(["fp16", "bf16", "fp32"])]
     if workload is not None:
         t = t[t["workload"] == workload]
-    rows = []
-    for quant, g in t.groupby("quant", sort=False):
-        ratio = 1.0 - g["energy_reduction_pct_compiled"] / 100.0
-        beyond = ~g["within_noise_compiled"].astype(bool)
-        rows.append({"quant": quant, "pairs": len(g), "architectures": g["model"].nunique(),
-                     "energy_ratio_median": ratio.median(), "energy_ratio_min": ratio.min(),
-                     "energy_ratio_max": ratio.max(), "saves_beyond_noise": int((beyond & (ratio < 1)).sum()),
-                     "costs_beyond_noise": int((beyond & (ratio > 1)).sum()),
-                     "within_noise": int((~beyond).sum()), "speedup_min": g["speedup_compiled"].min(),
-                     "speedup_max": g["speedup_compiled"].max()})
-    cols = ["quant", "pairs", "architectures", "energy_ratio_median", "energy_ratio_min", "energy_ratio_max",
+    pairs = pd.DataFrame({"quant": t["quant"], "model": t["model"],
+                          "energy_ratio": 1.0 - t["energy_reduction_pct_compiled"] / 100.0,
+                          "within_noise": t["within_noise_compiled"], "speedup": t["speedup_compiled"]})
+    out = pairs_summary(pairs, by=("quant",))
+    g = pairs.groupby("quant", sort=False)["speedup"]
+    out = out.assign(speedup_min=g.min(), speedup_max=g.max())
+    cols = ["pairs", "architectures", "energy_ratio_median", "energy_ratio_min", "energy_ratio_max",
             "saves_beyond_noise", "costs_beyond_noise", "within_noise", "speedup_min", "speedup_max"]
-    return pd.DataFrame(rows, columns=cols).set_index("quant")
+    return out[cols].astype({c: int for c in ("pairs", "architectures", "saves_beyond_noise", "costs_beyond_noise",
+                                              "within_noise")})
 
 
 def pairs_summary(pairs: pd.DataFrame, by: Sequence[str] = ("gpu_id", "quant")) -> pd.DataFrame:
@@ -1423,14 +1419,15 @@ def power_capped_by_phase(df: pd.DataFrame, by: Sequence[str] = ("gpu_id", "engi
     `prefill_power_capped_frac`, `decode_power_capped_frac`, each the share of that phase's time capped), per
     group (`by`): records with the shares, those flagged `sw_power_cap` (`flagged`), and for the flagged ones the
     median and largest prefill and decode shares and the median prefill power over the card's limit (prefill J
-    / TTFT over the limit, W / W); `decode_stable_by_share`: the records the flag alone made unstable whose
-    decode was capped at most 5 % of its time (`measure.meter.base.decode_is_stable`), which the decode fits
-    count as stable. Empty where no record carries the shares."""
+    / TTFT over the limit, W / W); `decode_stable_by_share`: the records the flag alone made unstable in which no
+    repetition's decode was capped more than 5 % of its time (`measure.meter.base.decode_is_stable`), which the
+    engine-overhead fit counts as stable. Empty where no record carries the shares."""
     from measure.meter.base import decode_is_stable
 
     cols = ["prefill_power_capped_frac", "decode_power_capped_frac"]
+    need = [*cols, "unstable_reason", "prefill_energy_j", "ttft_ms", "power_limit_w"]
     d = ok(df)
-    if not set(cols) <= set(d.columns):
+    if not set(need) <= set(d.columns):
         return pd.DataFrame()
     d = d[d[cols].notna().all(axis=1)].assign(workload=lambda x: workload_of(x))
     if d.empty:

@@ -18,6 +18,7 @@ Typical use (the runner)::
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import statistics
 import time
@@ -520,8 +521,12 @@ def coefficient_of_variation(values: Sequence[float]) -> float | None:
     return statistics.stdev(vals) / abs(mean) if mean else None
 
 
+#: the repetition coefficient of variation above which a record is unstable (`stability`)
+CV_THRESHOLD = 0.05
+
+
 def stability(rep_energies: Sequence[float], rep_tps: Sequence[float], throttle_reasons: Iterable[str] = (),
-              other_procs: int | Sequence[Any] = 0, cv_threshold: float = 0.05,
+              other_procs: int | Sequence[Any] = 0, cv_threshold: float = CV_THRESHOLD,
               ) -> tuple[bool, str | None, float | None, float | None]:
     """Judge a cell's repetitions: (is_stable, unstable_reason, energy_cv, tps_cv).
 
@@ -544,17 +549,56 @@ def stability(rep_energies: Sequence[float], rep_tps: Sequence[float], throttle_
 
 
 POWER_CAP_ONLY = "throttled: sw_power_cap"
+#: the largest share of the decode's time under the power cap that leaves its figures stable: the repetition CV
+#: threshold of `stability`, since clocks slowed by any amount in a share f of the decode move its time by at most f
+DECODE_CAPPED_SHARE_MAX = CV_THRESHOLD
 
 
-def decode_is_stable(record: Mapping[str, Any], cv_threshold: float = 0.05) -> bool:
+def _real(v: Any) -> float | None:
+    """A finite real number as float (numpy scalars included; bools and anything else: None)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+        return None
+    return float(v)
+
+
+def _flag(v: Any) -> bool | None:
+    """A bool, numpy's included; anything else (None, NaN, numbers): None."""
+    if isinstance(v, bool):
+        return v
+    return bool(v) if getattr(getattr(v, "dtype", None), "kind", None) == "b" else None
+
+
+def decode_capped_share(record: Mapping[str, Any]) -> float | None:
+    """The largest share of one repetition's decode time that ran power-capped (0..1; schema 1.2): per repetition
+    its generate call's capped time (`rep_power_capped_s`) less the prefill's (`prefill_power_capped_frac` x
+    `ttft_ms`), at least 0, over its decode time (`rep_duration_s` less the prefill); the record's mean share
+    (`decode_power_capped_frac`) where the per-repetition fields are missing; None where neither is known."""
+    caps, durs = record.get("rep_power_capped_s"), record.get("rep_duration_s")
+    pre_frac, ttft_ms = _real(record.get("prefill_power_capped_frac")), _real(record.get("ttft_ms"))
+    if (isinstance(caps, Sequence) and isinstance(durs, Sequence) and 0 < len(caps) == len(durs)
+            and pre_frac is not None and ttft_ms is not None):
+        pre_s, shares = pre_frac * ttft_ms / 1000.0, []
+        for cap, dur in zip(caps, durs, strict=True):
+            cap, dur = _real(cap), _real(dur)
+            if cap is None or dur is None or dur <= ttft_ms / 1000.0:
+                shares = []
+                break
+            shares.append(min(1.0, max(0.0, cap - pre_s) / (dur - ttft_ms / 1000.0)))
+        if shares:
+            return max(shares)
+    frac = _real(record.get("decode_power_capped_frac"))
+    return frac if frac is not None and 0.0 <= frac <= 1.0 else None
+
+
+def decode_is_stable(record: Mapping[str, Any], max_capped_share: float = DECODE_CAPPED_SHARE_MAX) -> bool:
     """Whether a record's decode figures (tokens/s, decode J/token) are stable: `is_stable`, or unstable only
-    because the power cap was seen (`unstable_reason` exactly "throttled: sw_power_cap") while the decode spent
-    at most `cv_threshold` of its time capped (`decode_power_capped_frac`, schema 1.2). Clocks slowed by any
-    amount in a share f of the decode move its time by at most f, so such a decode moved less than the spread
-    that makes a record unstable. Without the share (records before 1.2, a driver that does not report it)
-    the record's `is_stable` stands."""
-    if record.get("is_stable") is True:
-        return True
-    frac = record.get("decode_power_capped_frac")
-    return (record.get("is_stable") is False and record.get("unstable_reason") == POWER_CAP_ONLY
-            and isinstance(frac, int | float) and 0.0 <= frac <= cv_threshold)
+    because the power cap was seen (`unstable_reason` exactly "throttled: sw_power_cap") while no repetition's
+    decode spent more than `max_capped_share` of its time capped (`decode_capped_share`). Without the shares
+    (records before schema 1.2, a driver that does not report them) the record's `is_stable` stands."""
+    stable = _flag(record.get("is_stable"))
+    if stable is not False:
+        return bool(stable)
+    if record.get("unstable_reason") != POWER_CAP_ONLY:
+        return False
+    share = decode_capped_share(record)
+    return share is not None and share <= max_capped_share

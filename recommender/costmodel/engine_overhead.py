@@ -169,8 +169,8 @@ def ok_records(files: list[Path]) -> Iterator[tuple[dict, Path]]:
 
 def own_rows(catalog, files: list[Path]) -> dict[str, Rows]:
     """Our ok batch-1 float records per engine, decode-stable or not (`Rows.stable`, by
-    `measure.meter.base.decode_is_stable`: a cap seen only outside the decode leaves it stable): the candidates
-    of `read_ours`."""
+    `measure.meter.base.decode_is_stable`: a record flagged only for the power cap stays stable when no
+    repetition's decode ran capped more than 5 % of its time): the candidates of `read_ours`."""
     from measure.meter.base import decode_is_stable  # the measuring side's rule; imported only to fit
 
     out: dict[str, Rows] = {}

@@ -35,7 +35,9 @@ of the engine's 16-bit kernels, quantized kernels have their own and are left to
   * vllm, tensorrt-llm, llama.cpp: datasets/public/argonne.csv (Argonne LLM-Inference-Bench, fp16,
     1 GPU: H100 SXM, A100 SXM 40GB, GH200; input = output length 128 ... 2048).
 
-Our records: status ok only; `is_stable` ones only where an engine has at least MIN_STABLE of them
+Our records: status ok only; decode-stable ones only (`is_stable`, or flagged only for a power cap that held no
+repetition's decode more than 5 % of its time: `measure.meter.base.decode_is_stable`) where an engine has at
+least MIN_STABLE of them
 (otherwise every ok record, and the table says so); `measurement_scope: simulated` (fake meter) never.
 Public rows: those without `excluded_reason`.
 

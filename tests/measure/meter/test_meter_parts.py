@@ -22,7 +22,7 @@ from measure.meter import (
     significant_throttle_reasons,
     stability,
 )
-from measure.meter.base import decode_is_stable, encode_throttle_reasons
+from measure.meter.base import decode_capped_share, decode_is_stable, encode_throttle_reasons
 from measure.meter.rapl import wrap_delta_uj
 from tests.fixtures.rapl import rapl_zone
 
@@ -75,19 +75,38 @@ def test_stability_flags_spread_throttling_and_neighbours():
     assert stability([100, 108], [1, 1], cv_threshold=0.1)[0]
 
 
-def test_decode_is_stable_forgives_a_cap_outside_the_decode_only():
+def test_decode_is_stable_forgives_a_cap_that_held_little_of_the_decode():
+    import numpy as np
+
     capped = {"is_stable": False, "unstable_reason": "throttled: sw_power_cap", "decode_power_capped_frac": 0.03}
     assert decode_is_stable({"is_stable": True, "unstable_reason": None})
+    assert decode_is_stable({"is_stable": np.True_})  # numpy's bool, as a pandas row gives it
     assert decode_is_stable(capped)  # the cap took 3 % of the decode: moved it by at most 3 %
+    assert decode_is_stable({**capped, "is_stable": np.False_})
+    assert decode_is_stable({**capped, "decode_power_capped_frac": np.float32(0.04)})
     assert decode_is_stable({**capped, "decode_power_capped_frac": 0.05})  # at the threshold
     assert not decode_is_stable({**capped, "decode_power_capped_frac": 0.056})
-    assert decode_is_stable({**capped, "decode_power_capped_frac": 0.08}, cv_threshold=0.1)
-    assert not decode_is_stable({**capped, "decode_power_capped_frac": None})  # before schema 1.2: is_stable
+    assert decode_is_stable({**capped, "decode_power_capped_frac": 0.08}, max_capped_share=0.1)
+    for missing in (None, float("nan"), True, -0.1):  # before schema 1.2, unreadable, or not a share
+        assert not decode_is_stable({**capped, "decode_power_capped_frac": missing}), missing
     assert not decode_is_stable({k: v for k, v in capped.items() if k != "decode_power_capped_frac"})
     assert not decode_is_stable({**capped, "unstable_reason": "tokens/s CV 0.073 > 0.05; throttled: sw_power_cap"})
     assert not decode_is_stable({**capped, "unstable_reason": "throttled: sw_power_cap,sw_thermal"})
     assert not decode_is_stable({**capped, "is_stable": None})  # not judged
-    assert not decode_is_stable({**capped, "decode_power_capped_frac": -0.1})
+
+
+def test_decode_capped_share_takes_the_worst_repetition():
+    # prefill 0.5 s, capped 80 % (0.4 s); three generate calls of 10.5 s: decode 10 s each
+    rec = {"prefill_power_capped_frac": 0.8, "ttft_ms": 500.0, "rep_duration_s": [10.5, 10.5, 10.5],
+           "rep_power_capped_s": [0.6, 1.0, 0.1], "decode_power_capped_frac": 0.02}
+    assert decode_capped_share(rec) == pytest.approx(0.06)  # (1.0 - 0.4) / 10, not the mean share 0.02
+    assert decode_capped_share({**rec, "rep_power_capped_s": [0.1, 0.2, 0.3]}) == 0.0  # less than the prefill's
+    assert decode_capped_share({**rec, "rep_power_capped_s": None}) == 0.02  # the mean share where reps are missing
+    assert decode_capped_share({**rec, "rep_duration_s": [10.5, 0.4, 10.5]}) == 0.02  # a repetition unresolved
+    assert decode_capped_share({"decode_power_capped_frac": None}) is None
+    capped = {**rec, "is_stable": False, "unstable_reason": "throttled: sw_power_cap"}
+    assert not decode_is_stable(capped)  # the worst repetition's 6 % decides, not the mean's 2 %
+    assert decode_is_stable({**capped, "rep_power_capped_s": [0.6, 0.8, 0.1]})  # 4 % at most
 
 
 # -- RAPL ---------------------------------------------------------------------------------------
