@@ -1742,8 +1742,9 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
                    workload: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
     """Each quantized cell against the 16-bit cell of the same model, engine, batch and workload (bf16, else
     fp16; over every method file, a cell's records averaged): decode step times (ms, batch / tokens_per_s),
-    their difference per layer (`overhead_per_layer_ms`) and the energy and power ratios, with the model's
-    `num_layers` and `params_b`; pairs stay within one card model (`gpu_name`). The catalogue's fit
+    their difference per layer (`overhead_per_layer_ms`) and per quantized matmul (`overhead_per_linear_ms`: over
+    `linear_modules`, num_layers x models.csv `linear_modules_per_layer`; NaN without that column) and the energy
+    and power ratios, with the model's `num_layers` and `params_b`; pairs stay within one card model (`gpu_name`). The catalogue's fit
     (method_overhead.csv) is a different quantity: over the same pairs from every record file, the repeats
     included, and a cell's median record, the median of this difference less the analytic model's difference
     of the two cells (the fewer weight bytes and the dequantized copy it already charges), so its figures sit
@@ -1751,8 +1752,8 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
     d = method_records(df)
     d = d[(d["status"] == "ok") & (d["engine"] == engine) & (d["prompt_tokens"] == workload[0])
           & (d["output_tokens"] == workload[1])]
-    cols = ["model", "quant", "batch_size", "params_b", "num_layers", "ref_quant", "t_ref_ms", "t_step_ms",
-            "overhead_ms", "overhead_per_layer_ms", "energy_ratio", "power_ratio"]
+    cols = ["model", "quant", "batch_size", "params_b", "num_layers", "linear_modules", "ref_quant", "t_ref_ms",
+            "t_step_ms", "overhead_ms", "overhead_per_layer_ms", "overhead_per_linear_ms", "energy_ratio", "power_ratio"]
     keys = ["gpu_name", "model", "engine", "batch_size", "prompt_tokens", "output_tokens"]
     g = d.groupby([*keys, "quant"])[["tokens_per_s", "decode_energy_per_token_j", "decode_avg_power_w"]].mean()
     g = g.reset_index()
@@ -1773,6 +1774,9 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
     out["ref_quant"] = out["quant_ref"]
     out["overhead_ms"] = out["t_step_ms"] - out["t_ref_ms"]
     out["overhead_per_layer_ms"] = out["overhead_ms"] / out["num_layers"]
+    per_layer = m["linear_modules_per_layer"] if "linear_modules_per_layer" in m else pd.Series(dtype=float)
+    out["linear_modules"] = out["num_layers"] * pd.to_numeric(out["model"].map(per_layer))
+    out["overhead_per_linear_ms"] = out["overhead_ms"] / out["linear_modules"]
     out["energy_ratio"] = out["decode_energy_per_token_j"] / out["decode_energy_per_token_j_ref"]
     out["power_ratio"] = out["decode_avg_power_w"] / out["decode_avg_power_w_ref"]
     return out[cols].sort_values(["quant", "batch_size", "params_b"]).reset_index(drop=True)
@@ -1780,15 +1784,21 @@ def layer_overhead(df: pd.DataFrame, models: pd.DataFrame, engine: str = "hf-eag
 
 def layer_overhead_summary(t: pd.DataFrame, fitted: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per method: pairs, models, the median / p10 / p90 overhead per layer (ms), its coefficient of variation
-    across models (the medians per model), the median energy ratio to 16-bit, and the catalogue's fit."""
+    across models (the medians per model), the same per quantized matmul (`cv_across_models_per_linear`: the
+    overhead over num_layers x linear modules per layer instead), the median energy ratio to 16-bit, and the
+    catalogue's fit."""
     rows = []
     for quant, g in t.groupby("quant"):
         per_model = g.groupby("model")["overhead_per_layer_ms"].median()
+        per_linear = (g.groupby("model")["overhead_per_linear_ms"].median().dropna()
+                      if "overhead_per_linear_ms" in g else pd.Series(dtype=float))
         rows.append({"quant": quant, "pairs": len(g), "models": g["model"].nunique(),
                      "per_layer_ms_median": g["overhead_per_layer_ms"].median(),
                      "per_layer_ms_p10": g["overhead_per_layer_ms"].quantile(0.1),
                      "per_layer_ms_p90": g["overhead_per_layer_ms"].quantile(0.9),
                      "cv_across_models": per_model.std() / per_model.mean() if len(per_model) > 1 else np.nan,
+                     "cv_across_models_per_linear": (per_linear.std() / per_linear.mean() if len(per_linear) > 1
+                                                     else np.nan),
                      "energy_ratio_median": g["energy_ratio"].median()})
     s = pd.DataFrame(rows).set_index("quant")
     if fitted is not None and len(fitted):

@@ -144,6 +144,8 @@ class Model:
     hidden_act: str | None = _f()
     mlp_gated: bool = _f(_bool, default=True)
     attention_bias: bool = _f(_bool, default=False)
+    #: nn.Linear modules per decoder layer in transformers' implementation (the quantized matmuls per layer)
+    linear_modules_per_layer: int | None = _f(_int)
     params_b: float | None = _f(_num)
     is_distilled: bool = _f(_bool, default=False)
     is_instruct: bool = _f(_bool, default=False)

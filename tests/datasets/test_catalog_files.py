@@ -36,6 +36,7 @@ MODEL_COLS = [
     "hidden_act",
     "mlp_gated",
     "attention_bias",
+    "linear_modules_per_layer",
     "params_b",
     "is_distilled",
     "is_instruct",
@@ -229,6 +230,7 @@ def test_architecture_of_points_to_identical_canonical_shape(models):
         "tie_word_embeddings",
         "mlp_gated",
         "attention_bias",
+        "linear_modules_per_layer",
         "params_b",
     )
     for r in models:
@@ -283,6 +285,10 @@ def test_models_build_with_transformers(models):
             model = transformers.AutoModelForCausalLM.from_config(cfg)
         n = sum(p.numel() for p in model.parameters())
         assert n / 1e9 == pytest.approx(float(r["params_b"]), rel=1e-5), r["id"]
+        # the quantized matmuls per layer: every nn.Linear of the first decoder layer
+        layer = next(m for name, m in model.named_modules() if name.endswith((".layers.0", ".h.0")))
+        linears = sum(isinstance(m, torch.nn.Linear) for m in layer.modules())
+        assert linears == int(r["linear_modules_per_layer"]), r["id"]
 
 
 # ---- model_scores.csv -----------------------------------------------------------------------------------

@@ -327,6 +327,11 @@ def test_layer_overhead_pairs_each_quantized_cell_with_its_16_bit_cell(records, 
     assert set(t["ref_quant"]) <= {"bf16", "fp16"}
     np.testing.assert_allclose(t["overhead_ms"], t["t_step_ms"] - t["t_ref_ms"])
     np.testing.assert_allclose(t["overhead_per_layer_ms"] * t["num_layers"], t["overhead_ms"])
+    # per quantized matmul: over the layers x the architecture's linear modules (4 in BLOOMZ-7B1, 7 in Qwen2.5)
+    per_layer = cat["models"].set_index("id")["linear_modules_per_layer"]
+    np.testing.assert_allclose(t["linear_modules"], t["num_layers"] * t["model"].map(per_layer))
+    np.testing.assert_allclose(t["overhead_per_linear_ms"] * t["linear_modules"], t["overhead_ms"])
+    assert per_layer["bloomz-7b1"] == 4 and per_layer["qwen2.5-7b-instruct"] == 7
     # each row's step times are the cells' own: 1000 x batch / tokens_per_s of the method's records
     row = t.iloc[0]
     cell = ca.method_records(records)
@@ -340,6 +345,10 @@ def test_layer_overhead_pairs_each_quantized_cell_with_its_16_bit_cell(records, 
     assert ca.layer_overhead(records.iloc[:0], cat["models"]).empty
     # LLM.int8 costs more per layer than the weight-only methods: the finding the section reports
     assert s.loc["bnb-int8", "per_layer_ms_median"] > 3 * s.loc["torchao-int8-wo", "per_layer_ms_median"]
+    # the spread across models per matmul is the CV of the per-model medians of overhead_per_linear_ms
+    g = t[t["quant"] == "bnb-int8"].groupby("model")["overhead_per_linear_ms"].median()
+    assert s.loc["bnb-int8", "cv_across_models_per_linear"] == pytest.approx(g.std() / g.mean())
+    assert s.loc["bnb-int8", "cv_across_models_per_linear"] != pytest.approx(s.loc["bnb-int8", "cv_across_models"])
 
 
 def test_distillation_shapes_identical(cat):

@@ -3,9 +3,13 @@
 column). It reads the read-only shared data at /work/shared; rerunning it elsewhere needs those paths."""
 import csv
 
-COLS = ["id", "hf_id", "aliases", "family", "model_type", "num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size", "max_position_embeddings", "tie_word_embeddings", "hidden_act", "mlp_gated", "attention_bias", "params_b", "is_distilled", "is_instruct", "in_paper", "architecture_of", "config_source", "notes"]
+COLS = ["id", "hf_id", "aliases", "family", "model_type", "num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size", "max_position_embeddings", "tie_word_embeddings", "hidden_act", "mlp_gated", "attention_bias", "linear_modules_per_layer", "params_b", "is_distilled", "is_instruct", "in_paper", "architecture_of", "config_source", "notes"]
 
 HF = "https://huggingface.co/"
+# nn.Linear modules per decoder layer of each model type in transformers 5.24 (models/<type>/modeling_<type>.py):
+# q/k/v/o + gate/up/down, or bloom's fused query_key_value, dense, dense_h_to_4h, dense_4h_to_h and phi3's fused
+# qkv_proj, o_proj, gate_up_proj, down_proj (added 2026-11-27, session s14)
+LINEAR_MODULES_PER_LAYER = {"qwen2": 7, "qwen3": 7, "llama": 7, "mistral": 7, "gemma": 7, "bloom": 4, "phi3": 4}
 T, F = "true", "false"
 # (id, hf_id, aliases, family, model_type, L, h, I, nh, nkv, hd, V, ctx, tie, act, gated, qkv_bias,
 #  distilled, instruct, in_paper, architecture_of, config_source, notes)
@@ -158,7 +162,8 @@ def main(path):
              src, notes) = r
             aliases = ";".join(x for x in ([hf] if hf else []) + al.split(";") if x)
             notes = "; ".join(x for x in ("params_b computed from shape (tools/compute_params.py)", notes) if x)
-            w.writerow([mid, hf, aliases, fam, mt, L, h, i, nh, nkv, hd, v, ctx, tie, act, gated, bias, "",
+            w.writerow([mid, hf, aliases, fam, mt, L, h, i, nh, nkv, hd, v, ctx, tie, act, gated, bias,
+                        LINEAR_MODULES_PER_LAYER[mt], "",
                         dist, inst, paper, arch, src, notes])
 
 
