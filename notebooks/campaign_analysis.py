@@ -243,7 +243,7 @@ def cell_means(df: pd.DataFrame) -> pd.DataFrame:
     last[cols] = g[cols].mean()
     last["n_records"] = g.size()
     last["repetitions"] = g["repetitions"].sum()
-    last["energy_cv"] = np.sqrt(g["energy_cv"].apply(lambda s: float((s ** 2).mean())))
+    last["energy_cv"] = np.sqrt((d["energy_cv"] ** 2).groupby([d[k] for k in keys], dropna=False).mean())
     return last.reset_index()
 
 
@@ -1085,8 +1085,8 @@ def card_cells(df: pd.DataFrame, card: str) -> pd.DataFrame:
     d = df[df["gpu_id"] == card].assign(slice=POOLED_SLICE)
     c = cell_means(d)
     keys = [*CELL_KEYS, "quant", "slice", "gpu_id"]
-    ok_d = d[d["status"] == "ok"]
-    machines = ok_d.groupby(keys, dropna=False)["machine"].agg(lambda s: "; ".join(sorted(set(s.astype(str)))))
+    ok_d = d.loc[d["status"] == "ok", keys].assign(machine=d["machine"].astype(str)).drop_duplicates()
+    machines = ok_d.sort_values("machine").groupby(keys, dropna=False)["machine"].agg("; ".join)
     return c.merge(machines.rename("machines").reset_index(), on=keys, how="left")
 
 
@@ -1864,10 +1864,10 @@ def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-in
     index = [f"{g} · {e} · b{b}" if len(models) == 1 else f"{g} · {short[m]} · {e} · b{b}" for g, m, e, b in rows]
     energy = pd.DataFrame(np.nan, index=index, columns=list(METHOD_ORDER))
     status = pd.DataFrame("not yet run", index=index, columns=list(METHOD_ORDER))
+    cells = dict(iter(d.groupby(["gpu_id", "model", "engine", "batch_size", "quant"], sort=False)))
     for (g, m, e, b), name in zip(rows, index, strict=True):
         for q in METHOD_ORDER:
-            sel = d[(d["gpu_id"] == g) & (d["model"] == m) & (d["engine"] == e) & (d["batch_size"] == b)
-                    & (d["quant"] == q)]
+            sel = cells.get((g, m, e, b, q), d.iloc[:0])
             if (sel["status"] == "ok").any():
                 energy.loc[name, q] = sel.loc[sel["status"] == "ok", "decode_energy_per_token_j"].mean()
                 status.loc[name, q] = "ok"

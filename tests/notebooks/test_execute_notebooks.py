@@ -21,7 +21,10 @@ pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-NOTEBOOK_BUDGET_S = 60
+#: The campaign notebook grows with every session's records: at 650 H100 and 414 H200 records (session s14) it took
+#: 53-67 s on the 2-core runners after s14 made figure4_matrix and card_cells faster (identical outputs), over the
+#: 60 s this budget had; 90 s keeps the check on runaway cells without failing on runner noise.
+NOTEBOOK_BUDGET_S = 90
 KERNEL = "energy-recommender-test"
 
 
