@@ -1787,18 +1787,18 @@ def layer_overhead_summary(t: pd.DataFrame, fitted: pd.DataFrame | None = None) 
     across models (the medians per model), the same per quantized matmul (`cv_across_models_per_linear`: the
     overhead over num_layers x linear modules per layer instead), the median energy ratio to 16-bit, and the
     catalogue's fit."""
+    def cv_across_models(g: pd.DataFrame, col: str) -> float:
+        per_model = g.groupby("model")[col].median().dropna() if col in g else pd.Series(dtype=float)
+        return per_model.std() / per_model.mean() if len(per_model) > 1 else np.nan
+
     rows = []
     for quant, g in t.groupby("quant"):
-        per_model = g.groupby("model")["overhead_per_layer_ms"].median()
-        per_linear = (g.groupby("model")["overhead_per_linear_ms"].median().dropna()
-                      if "overhead_per_linear_ms" in g else pd.Series(dtype=float))
         rows.append({"quant": quant, "pairs": len(g), "models": g["model"].nunique(),
                      "per_layer_ms_median": g["overhead_per_layer_ms"].median(),
                      "per_layer_ms_p10": g["overhead_per_layer_ms"].quantile(0.1),
                      "per_layer_ms_p90": g["overhead_per_layer_ms"].quantile(0.9),
-                     "cv_across_models": per_model.std() / per_model.mean() if len(per_model) > 1 else np.nan,
-                     "cv_across_models_per_linear": (per_linear.std() / per_linear.mean() if len(per_linear) > 1
-                                                     else np.nan),
+                     "cv_across_models": cv_across_models(g, "overhead_per_layer_ms"),
+                     "cv_across_models_per_linear": cv_across_models(g, "overhead_per_linear_ms"),
                      "energy_ratio_median": g["energy_ratio"].median()})
     s = pd.DataFrame(rows).set_index("quant")
     if fitted is not None and len(fitted):
