@@ -12,6 +12,8 @@
 # of its selection already (`measure grid --dry-run` `pending_in_out` 0) is skipped. SELFCHECK=1 applies to the first step
 # only; $OUT returns at most 8 files (the 5 set-up/log files plus one per store, plus 2 for the self-check),
 # so a plan whose steps for one card write two stores must not ask for the self-check (refused).
+# SKIP_STORES (space-separated substrings) skips every step whose STORE contains one of them, so a machine too
+# small for some steps runs the rest of the same plan (SKIP_STORES=experiments/ leaves out the experiment steps).
 # Exit status: the worst of the steps' (0 when none ran). RUN_MULTI overrides the step runner (tests).
 set -uo pipefail
 plan=$1
@@ -26,6 +28,8 @@ while IFS= read -r line || [ -n "$line" ]; do
   eval "set -- $line"
   if [ $# -lt 3 ]; then echo "plan: malformed line (CARD GRID STORE [--set ...]): $line"; continue; fi
   if echo "$gpus" | grep -qvF "$1"; then echo "plan: skip ($1 step; GPUs: $(echo "$gpus" | cut -d'(' -f1 | sort -u | paste -sd';'))"; continue; fi
+  skip=""; for pat in ${SKIP_STORES:-}; do case "$3" in *"$pat"*) skip=$pat ;; esac; done
+  if [ -n "$skip" ]; then echo "plan: skip ($3 matches SKIP_STORES '$skip')"; continue; fi
   printf '%s\n' "$line" >> "$mine"
 done < "$plan"
 if [ "${SELFCHECK:-0}" = 1 ] && [ "$(while IFS= read -r l; do eval "set -- $l"; echo "$3"; done < "$mine" | sort -u | wc -l)" -gt 1 ]; then

@@ -146,3 +146,16 @@ def test_a_step_with_nothing_left_in_its_store_is_skipped(tmp_path):
     runs = _runs(tmp_path)
     assert "nothing left of measure/grids/h200-campaign.yaml" in out.stdout
     assert len(runs) == 1 and "engines=[hf-compiled]" in runs[0]
+
+
+def test_skip_stores_leaves_out_the_steps_whose_store_matches(tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text("'NVIDIA H100' grids/x.yaml stores/experiments/x.jsonl\n"
+                    "'NVIDIA H100' grids/b.yaml stores/rep.jsonl\n"
+                    "'NVIDIA H100' grids/c.yaml stores/camp.jsonl\n")
+    env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100",
+                                                   "SKIP_STORES": "experiments/ rep.jsonl"}
+    out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
+    assert [r[4] for r in _runs(tmp_path)] == ["grids/c.yaml"]
+    assert "stores/experiments/x.jsonl matches SKIP_STORES 'experiments/'" in out.stdout
+    assert "stores/rep.jsonl matches SKIP_STORES 'rep.jsonl'" in out.stdout
