@@ -11,7 +11,7 @@ the same name: the one given with `--store` (path under datasets/measurements/),
 name under datasets/measurements/ (refused when none or several match). The other returned files (`doctor.json`,
 `grid.log`, `host.txt`, `nvidia-smi.csv`, `pip-versions.txt`, a self-check's files) are copied into `--raw-dir`,
 and `device-call.json` is written there: the call as asked (kind, needs_h200, command, timeout) and the reply's
-`rc`, `wall_s`, `warm`, `device` and lease, with `grid_wall_s_per_step` read from the output's `grid wall N s`
+`rc`, `wall_s`, `warm`, `device`, `files_left_out` (what $OUT held that did not come back) and lease, with `grid_wall_s_per_step` read from the output's `grid wall N s`
 lines (the last one `grid_wall_s`; null when there is none), or from the returned `grid.log`, into which
 scripts/device_run_multi.sh writes the same lines (calls after s12), where it holds at least as many: the reply
 keeps only the output's last 12,000 characters, so a long call's first steps can be cut from it, and a reply
@@ -64,6 +64,7 @@ def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeo
         "grid_wall_source": source if walls else None,
         "timeout_s": timeout_s,
         "warm": reply.get("warm"),
+        "files_left_out": reply.get("files_left_out") or [],
         "lease_held_s": lease.get("held_s"),
         "lease_budget_left_s": lease.get("budget_left_s"),
     }

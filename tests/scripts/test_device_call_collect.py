@@ -36,6 +36,7 @@ def call(tmp_path):
     reply = {"rc": 0, "wall_s": 445.2, "warm": False, "device": "2 NVIDIA H200 GPUs of one host",
              "output_tail": OUTPUT, "files": [str(back / n) for n in ("campaign.jsonl", "doctor.json", "grid.log",
                                                                        "host.txt")],
+             "files_left_out": ["pip-versions.txt (count)"],
              "lease": {"held_s": 486.5, "budget_left_s": 1313, "warm": True}}
     return meas, back, reply
 
@@ -55,6 +56,7 @@ def test_the_returned_store_replaces_the_named_one_and_the_reply_is_filed(call, 
         0, 445.2, False, 486.5, 1313)
     assert rec["kind_asked"] == "nvidia-h200-x2" and rec["needs_h200"] is True and rec["timeout_s"] == 600
     assert rec["command"] == "DEADLINE_S=550 bash x" and "session s11" in rec["source"]
+    assert rec["files_left_out"] == ["pip-versions.txt (count)"]  # what did not come back is on file
 
 
 def test_an_ambiguous_store_name_or_a_shorter_store_is_refused_before_anything_is_written(call, tmp_path):
