@@ -988,6 +988,45 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
     return _sorted_by_method(t)
 
 
+
+def torchao_settings_summary(t: pd.DataFrame) -> pd.DataFrame:
+    """`torchao_settings_comparison` rows summed up per batch size and whether both settings ran on one machine:
+    `cells`, `models`, the energy ratio (without / with the settings) min / median / max, how many cells were
+    `lower_beyond_noise` / `higher_beyond_noise`, the speed ratio min / median / max and the compile ratio min /
+    max."""
+    g = t.assign(_lower=t["beyond_noise"] & (t["energy_ratio"] < 1),
+                 _higher=t["beyond_noise"] & (t["energy_ratio"] > 1)).groupby(["same_machine", "batch_size"])
+    return g.agg(cells=("energy_ratio", "size"), models=("model", "nunique"),
+                 energy_ratio_min=("energy_ratio", "min"), energy_ratio_median=("energy_ratio", "median"),
+                 energy_ratio_max=("energy_ratio", "max"), lower_beyond_noise=("_lower", "sum"),
+                 higher_beyond_noise=("_higher", "sum"), speed_ratio_min=("speed_ratio", "min"),
+                 speed_ratio_median=("speed_ratio", "median"), speed_ratio_max=("speed_ratio", "max"),
+                 compile_ratio_min=("compile_ratio", "min"), compile_ratio_max=("compile_ratio", "max"))
+
+
+def settings_off_across_machines(experiments: pd.DataFrame, experiment: str = "compiled-torchao-settings"
+                                 ) -> pd.DataFrame:
+    """The same compiled torchao cell measured without torchao's inductor settings (`set_inductor_config: false`,
+    the stores whose name starts with `experiment`) on two machines: one row per cell and pair of machines,
+    `energy_ratio` / `speed_ratio` the later machine's decode J/token and tokens/s over the earlier's, with the
+    repetition `noise_pct` and `beyond_noise`. How far one setting moves between machines, to read the settings
+    comparison across machines against."""
+    keys = ["engine", "model", "quant", "batch_size", "workload", "gpu_id"]
+    ex = experiments[(experiments["status"] == "ok") & experiments["slice"].str.startswith(experiment)]
+    ex = ex[ex["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)
+            .astype(bool)]
+    ex = ex.sort_values("created_at").drop_duplicates([*keys, "machine"], keep="last")
+    cols = ["machine", "created_at", "decode_energy_per_token_j", "tokens_per_s", "energy_cv", "repetitions"]
+    m = ex[[*keys, *cols]].merge(ex[[*keys, *cols]], on=keys, suffixes=("_a", "_b"))
+    m = m[m["created_at_a"] < m["created_at_b"]]
+    t = m[[*keys, "machine_a", "machine_b"]].copy()
+    t["e_a_j"], t["e_b_j"] = m["decode_energy_per_token_j_a"], m["decode_energy_per_token_j_b"]
+    t["energy_ratio"] = t["e_b_j"] / t["e_a_j"]
+    t["speed_ratio"] = m["tokens_per_s_b"] / m["tokens_per_s_a"]
+    t["noise_pct"] = noise_pct(m["energy_cv_a"], m["repetitions_a"], m["energy_cv_b"], m["repetitions_b"])
+    t["beyond_noise"] = (t["energy_ratio"] - 1.0).abs() * 100.0 > t["noise_pct"]
+    return _sorted_by_method(t)
+
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------
 def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int] = LONG_WORKLOAD,
                     short: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:

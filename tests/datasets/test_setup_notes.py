@@ -30,16 +30,22 @@ def test_the_torchao_settings_figures_are_the_records():
 
     note = next(n for n in NOTES if n["id"] == "torchao-inductor-settings")
     m = note["measured"]
-    t = ca.torchao_settings_comparison(ca.load_records(ca.EXPERIMENTS, sessions=ca.MEASUREMENTS), ca.load_records())
+    experiments = ca.load_records(ca.EXPERIMENTS, sessions=ca.MEASUREMENTS)
+    t = ca.torchao_settings_comparison(experiments, ca.load_records())
     assert set(t["quant"]) == set(note["quants"]) and set(t["engine"]) == set(note["engines"])
-    assert m["cells"] == len(t)
-    b1, b32 = t[t["batch_size"] == 1], t[t["batch_size"] == 32]
-    for key, values in (("energy_ratio_b1", b1["energy_ratio"]), ("speed_ratio_b1", b1["speed_ratio"]),
-                        ("energy_ratio_b32", b32["energy_ratio"])):
-        assert m[f"{key}_min"] == pytest.approx(round(float(values.min()), 2)), key
-        assert m[f"{key}_max"] == pytest.approx(round(float(values.max()), 2)), key
-    # measured at batch 1 and 32 only (the text says batch 8 is not): shown up to batch_size_max, never at 32,
-    # where the settings made no difference
-    assert set(t["batch_size"]) == {1, 32} and note["batch_size_max"] < 32 and "batch 8 is not measured" in note["text"]
-    # the text says the two sides ran on different machines while they do
-    assert (not t["same_machine"].any()) == ("different machines" in note["text"])
+    same = t[t["same_machine"]]  # the note's figures are the same-machine pairs only
+    assert m["cells"] == len(same)
+    assert len(m["models"].split(", ")) == same["model"].nunique()
+    for b in (1, 8):
+        r = same[same["batch_size"] == b]["energy_ratio"]
+        for stat in ("min", "median", "max"):
+            assert m[f"energy_ratio_b{b}_{stat}"] == pytest.approx(round(float(getattr(r, stat)()), 2)), (b, stat)
+    b8 = same[same["batch_size"] == 8]
+    assert m["speed_ratio_b8_median"] == pytest.approx(round(float(b8["speed_ratio"].median()), 2))
+    assert m["compile_ratio_min"] == pytest.approx(round(float(same["compile_ratio"].min()), 2))
+    assert m["compile_ratio_max"] == pytest.approx(round(float(same["compile_ratio"].max()), 2))
+    across = ca.settings_off_across_machines(experiments)
+    assert m["machine_ratio_min"] == pytest.approx(round(float(across["energy_ratio"].min()), 2))
+    assert m["machine_ratio_max"] == pytest.approx(round(float(across["energy_ratio"].max()), 2))
+    # shown up to batch 8, the largest batch measured with both settings on one machine
+    assert note["batch_size_max"] == same["batch_size"].max()

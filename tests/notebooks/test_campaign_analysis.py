@@ -1325,3 +1325,33 @@ def test_torchao_settings_comparison_reads_the_repeat_store_and_prefers_its_same
     assert r["energy_ratio"] == pytest.approx(0.8)
     empty = ca.torchao_settings_comparison(experiments[experiments["slice"] == "compiled-torchao-default"], records)
     assert empty.empty and "energy_ratio" in empty.columns
+
+
+def test_torchao_settings_summary_counts_each_direction_per_batch_and_machine_pairing():
+    t = pd.DataFrame({"model": ["a", "b", "a", "a"], "batch_size": [1, 1, 8, 8],
+                      "same_machine": [True, True, True, False], "energy_ratio": [0.7, 1.1, 0.9, 0.95],
+                      "beyond_noise": [True, True, False, True], "speed_ratio": [1.3, 0.9, 1.2, 1.0],
+                      "compile_ratio": [0.4, 0.5, 0.3, 0.6]})
+    s = ca.torchao_settings_summary(t)
+    one = s.loc[(True, 1)]
+    assert one["cells"] == 2 and one["models"] == 2 and one["energy_ratio_median"] == pytest.approx(0.9)
+    assert (one["lower_beyond_noise"], one["higher_beyond_noise"]) == (1, 1)
+    assert s.loc[(True, 8), "lower_beyond_noise"] == 0 and s.loc[(False, 8), "lower_beyond_noise"] == 1
+    assert s.loc[(True, 1), "compile_ratio_max"] == pytest.approx(0.5)
+
+
+def test_settings_off_across_machines_pairs_one_cell_measured_on_two_machines():
+    off = {"set_inductor_config": False}
+    experiments = pd.DataFrame([
+        _cell("torchao-fp8", 2.0, 100.0, machine="B", params=off, slice_="compiled-torchao-settings"),
+        _cell("torchao-fp8", 2.5, 80.0, machine="C", params=off, slice_="compiled-torchao-settings-repeat",
+              created="2026-11-28T08:00:00+00:00"),
+        _cell("torchao-fp8", 9.0, 80.0, machine="C", slice_="compiled-torchao-default",  # the default: not a side
+              created="2026-11-28T09:00:00+00:00"),
+        _cell("torchao-int4-wo", 1.0, 100.0, machine="B", params=off, slice_="compiled-torchao-settings")])
+    t = ca.settings_off_across_machines(experiments)
+    assert len(t) == 1
+    r = t.iloc[0]
+    assert (r["machine_a"], r["machine_b"]) == ("B", "C")
+    assert r["energy_ratio"] == pytest.approx(1.25) and r["speed_ratio"] == pytest.approx(0.8)
+    assert bool(r["beyond_noise"])
