@@ -17,6 +17,12 @@ engine; TTFT = t_prefill:
 
     t_prefill = (max(t_mem, t_comp) / efficiency + overhead) x prefill_time_ratio
 
+where an engine has the prefill's own constants (engines.yaml `prefill_efficiency`, `prefill_overhead_ms`,
+fitted on our 16-bit records' TTFT by datasets/catalog/tools/fit_prefill_model.py: the compute-bound prefill
+runs further from its roofline than the bandwidth-bound decode step) they replace the decode step's
+efficiency and overhead here. The prefill power keeps the decode step's floor and slope (a prefill power fit
+of its own was tried in session s15 and made the learned prefill energy worse: docs/experiments/).
+
 The ratio is method_overhead.csv's `prefill_time_ratio` (fit_method_overhead.py: the median over our
 same-cell pairs of the measured TTFT ratio to the 16-bit cell / the modelled one; 1 for 16-bit and fp32 and
 where nothing was fitted): the roofline credits torchao-fp8 the fp8 tensor rate and weight-only methods
@@ -126,7 +132,10 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         roof = np.maximum(ph.t_mem_step, ph.t_comp_step)
         t_step = roof / ph.efficiency + ph.overhead_s + ph.method_overhead_s
         roof_pre = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill)
-        t_pre = (roof_pre / ph.efficiency + ph.overhead_s) * ph.prefill_time_ratio
+        # the prefill's own constants where the engine has them (prefill_model.py), else the decode step's
+        eff_pre = np.where(np.isnan(ph.prefill_efficiency), ph.efficiency, ph.prefill_efficiency)
+        overhead_pre = np.where(np.isnan(ph.prefill_overhead_s), ph.overhead_s, ph.prefill_overhead_s)
+        t_pre = (roof_pre / eff_pre + overhead_pre) * ph.prefill_time_ratio
         tdp = cands.col("gpu_tdp_w")
         idle = p["idle_fraction_of_tdp"] * tdp
         floor = np.where(np.isnan(ph.power_floor), p["power_floor"], ph.power_floor)

@@ -1,8 +1,9 @@
 """Refit the engines' analytic constants without some rows: the trainer's cross-validation does it per fold.
 
 The constants (engines.yaml `analytic`): `roofline_efficiency` (dimensionless) and `per_token_overhead_ms`
-(ms per step), fitted by `engine_overhead.py` on batch-1 16-bit rows of ours and of the public data, and
-`power_floor` / `power_slope` (dimensionless), fitted by `power_model.py` on our 16-bit/fp32 records. The
+(ms per step), fitted by `engine_overhead.py` on batch-1 16-bit rows of ours and of the public data,
+`power_floor` / `power_slope` (dimensionless), fitted by `power_model.py` on our 16-bit/fp32 records, and the
+prefill's own efficiency and overhead (`prefill_model.py`). The
 tools (datasets/catalog/tools/fit_engine_overhead.py, fit_power_model.py) fit them once on every row; here
 `ToolRows` reads the same rows once and `ToolRows.refit` fits them again on the rows a `HeldOut` leaves:
 
@@ -16,8 +17,12 @@ tools (datasets/catalog/tools/fit_engine_overhead.py, fit_power_model.py) fit th
   * values rounded as the tools write engines.yaml (`DIGITS`), so with nothing held out the refit is
     engines.yaml (when the file is fresh);
   * an engine left with too few rows (efficiency and overhead: < engine_overhead.MIN_FIT_ROWS; power: <
-    power_model.MIN_ROWS) keeps the catalogue's values (its all-row fit), or for power with
-    `power_fallback="defaults"` the analytic.PARAMS defaults.
+    power_model.MIN_ROWS; prefill: < prefill_model.MIN_ROWS) keeps the catalogue's values (its all-row fit), or
+    for power and prefill with `power_fallback="defaults"` the analytic.PARAMS defaults (prefill: the decode
+    step's efficiency and overhead);
+  * the prefill's own constants (`prefill_efficiency`, `prefill_overhead_ms`, prefill_model.py,
+    datasets/catalog/tools/fit_prefill_model.py) are fitted on their own rows (16-bit records with a measured
+    TTFT), which the decode constants do not enter.
 
 Fits are cached by the rows they use, so folds that leave an engine's rows alike share its fit.
 """
@@ -33,9 +38,13 @@ import numpy as np
 
 from recommender.costmodel import engine_overhead as EO
 from recommender.costmodel import power_model as PM
+from recommender.costmodel import prefill_model as PF
 
 #: the constants refitted, and the decimals the tools write them with in engines.yaml
-DIGITS = {"roofline_efficiency": 3, "per_token_overhead_ms": 2, "power_floor": 3, "power_slope": 3}
+DIGITS = {"roofline_efficiency": 3, "per_token_overhead_ms": 2, "power_floor": 3, "power_slope": 3,
+          "prefill_efficiency": 3, "prefill_overhead_ms": 2}
+#: the prefill's own constants (prefill_model.py) and the `PF.PrefillFit` fields that hold them
+PREFILL = (("prefill_efficiency", "efficiency"), ("prefill_overhead_ms", "overhead_ms"))
 
 
 def silicon(catalog) -> dict[str, tuple]:
@@ -124,6 +133,7 @@ class EngineFit:
     kept: tuple = ()
     n_overhead: int = 0
     n_power: int = 0
+    n_prefill: int = 0
 
 
 class ToolRows:
@@ -150,9 +160,15 @@ class ToolRows:
         #: per engine, the rows `fit_engine` keeps (EO.fittable)
         self._fittable = {e: EO.fittable(self._xz[e][0], r.seconds) for e, r in self.overhead.items()}
         self._catalog = catalog  # the design matrices and fit caches above are of this catalogue
+        self.prefill = PF.prefill_rows(catalog, files)
+        self.prefill_keys = {e: RowKeys.of(catalog, r["gpu"], r["model"], r["quant"], [e] * len(r["ttft_s"]),
+                                           r["batch"], r["prompt"], r["output"], [EO.OWN_SCOPE] * len(r["ttft_s"]),
+                                           [None] * len(r["ttft_s"])) for e, r in self.prefill.items()}
         self._util: dict[tuple, tuple] = {}
         self._fits: dict[tuple, tuple[float, float]] = {}
         self._power_fits: dict[tuple, tuple[float, float]] = {}
+        self._prefill_roof: dict[str, tuple] = {}
+        self._prefill_fits: dict[tuple, tuple[float, ...]] = {}
 
     def overhead_selection(self, engine: str, out: HeldOut) -> np.ndarray:
         """Positions of the engine's overhead-fit rows a refit without `out` uses (read_ours' stable-only
@@ -170,6 +186,10 @@ class ToolRows:
     def power_selection(self, engine: str, out: HeldOut) -> np.ndarray:
         n = len(self.power[engine]["power"])
         return np.flatnonzero(~out.drops(self.power_keys[engine]) if out else np.ones(n, dtype=bool))
+
+    def prefill_selection(self, engine: str, out: HeldOut) -> np.ndarray:
+        n = len(self.prefill[engine]["ttft_s"])
+        return np.flatnonzero(~out.drops(self.prefill_keys[engine]) if out else np.ones(n, dtype=bool))
 
     def refit(self, catalog, out: HeldOut, power_fallback: str = "catalogue") -> dict[str, EngineFit]:
         """Each engine's constants (the tools' engines that `catalog` has) fitted without `out`'s rows;
@@ -219,6 +239,30 @@ class ToolRows:
                                   util=(u[sel], idle[sel], tdp[sel]))
                 self._power_fits[key] = (_written(p.floor, 3), _written(p.slope, 3))
             f.values["power_floor"], f.values["power_slope"] = self._power_fits[key]
+        for eng, f in fits.items():  # the prefill's own constants: their rows and roofline alone
+            if eng not in self.prefill:
+                continue
+            rows = self.prefill[eng]
+            sel = self.prefill_selection(eng, out)
+            f.n_prefill = len(sel)
+            names = tuple(k for k, _ in PREFILL)
+            if len(sel) < PF.MIN_ROWS:
+                if len(rows["ttft_s"]) >= PF.MIN_ROWS:  # the tool fitted them on every row
+                    f.kept += names
+                    if power_fallback == "defaults":
+                        for k in names:
+                            f.values[k] = None
+                continue
+            if eng not in self._prefill_roof:  # the roofline does not depend on the refitted constants
+                self._prefill_roof[eng] = PF.roofline(catalog, eng, rows)
+            key = (eng, sel.tobytes())
+            if key not in self._prefill_fits:
+                roof, default = self._prefill_roof[eng]
+                p = PF.fit_engine(catalog, eng, {k: [v[i] for i in sel] for k, v in rows.items()},
+                                  precomputed=(roof[sel], default[sel]))
+                self._prefill_fits[key] = tuple(_written(getattr(p, attr), DIGITS[k]) for k, attr in PREFILL)
+            for (k, _), v in zip(PREFILL, self._prefill_fits[key], strict=True):
+                f.values[k] = v
         return fits
 
 

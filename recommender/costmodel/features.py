@@ -104,6 +104,10 @@ class Physics:
     #: analytic model's defaults (`analytic.PARAMS`)
     power_floor: np.ndarray
     power_slope: np.ndarray
+    #: the engine's fitted prefill constants (engines.yaml `analytic.prefill_efficiency`, `prefill_overhead_ms`
+    #: as s; prefill_model.py); NaN = the decode step's efficiency and overhead
+    prefill_efficiency: np.ndarray
+    prefill_overhead_s: np.ndarray
     memory_gb: np.ndarray  # estimated peak need (recommender.memory)
     card_memory_gb: np.ndarray
 
@@ -151,10 +155,15 @@ def compute_path(q) -> str:
     return "bf16"  # weight-only methods with no stated compute dtype dequantize to bf16 (torchao default)
 
 
+#: engines.yaml `analytic` keys of the prefill's own constants (recommender/costmodel/prefill_model.py)
+PREFILL_KEYS = ("prefill_efficiency", "prefill_overhead_ms")
+
+
 def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
     rows = cands.catalog.engines.rows
     out = {"eff": np.full(len(rows), np.nan), "overhead_ms": np.full(len(rows), np.nan),
            "power_floor": np.full(len(rows), np.nan), "power_slope": np.full(len(rows), np.nan),
+           **{k: np.full(len(rows), np.nan) for k in PREFILL_KEYS},
            "compiled": np.zeros(len(rows)), "paged": np.zeros(len(rows)), "static_kv": np.zeros(len(rows)),
            **{f"engine_{e}": np.zeros(len(rows)) for e in ENGINE_IDS}}
     for j, e in enumerate(rows):
@@ -163,6 +172,8 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
         out["overhead_ms"][j] = _f(a.get("per_token_overhead_ms"))
         out["power_floor"][j] = _f(a.get("power_floor"))
         out["power_slope"][j] = _f(a.get("power_slope"))
+        for k in PREFILL_KEYS:
+            out[k][j] = _f(a.get(k))
         out["compiled"][j] = float(bool(e.compiled))
         out["paged"][j] = float((e.kv_cache or "") == "paged")
         out["static_kv"][j] = float((e.kv_cache or "") == "static")
@@ -283,6 +294,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             method_overhead_s=method_ms / 1e3, prefill_time_ratio=_method_table(cands, "prefill_time_ratio", 1.0, positive=True)[qi, ei],
             prefill_energy_ratio=_method_table(cands, "prefill_energy_ratio", 1.0, positive=True)[qi, ei],
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
+            prefill_efficiency=et["prefill_efficiency"][ei], prefill_overhead_s=et["prefill_overhead_ms"][ei] / 1e3,
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
         )
 

@@ -1147,7 +1147,8 @@ def write_artifact(out: Path, files: dict[str, bytes]) -> Path:
 
 # ---- model card ------------------------------------------------------------------------------------
 #: what `_fold_refit` refits per fold (metadata.json `cv_refitted_per_fold`)
-REFIT_ENGINE_CONSTANTS = "engine roofline_efficiency, per_token_overhead_ms, power_floor, power_slope"
+REFIT_ENGINE_CONSTANTS = ("engine roofline_efficiency, per_token_overhead_ms, power_floor, power_slope, "
+                          "prefill_efficiency, prefill_overhead_ms")
 REFIT_METHOD_OVERHEAD = "method_overhead"
 
 
@@ -1167,7 +1168,8 @@ def _refit_paragraph(refitted: list[str] | None) -> list[str]:
         lines += [
             "the engines' roofline efficiency and per-token overhead (engines.yaml; fitted by",
             "datasets/catalog/tools/fit_engine_overhead.py on our and the public batch-1 16-bit rows) and decode",
-            "power floor and slope (fit_power_model.py, our 16-bit/fp32 records), in that order, each fit",
+            "power floor and slope (fit_power_model.py, our 16-bit/fp32 records), in that order, and the prefill's",
+            "own efficiency and overhead (fit_prefill_model.py, our 16-bit/fp32 records' TTFT), each fit",
             "leaving out every row of the tools whose card silicon, architecture or cell without the card occurs",
             "among the held-out rows and not among the training rows (`recommender/costmodel/engine_constants.py`;",
             "an engine left with fewer rows than the tools need keeps its all-row constants, and those rows stay",
@@ -1184,8 +1186,8 @@ def _refit_paragraph(refitted: list[str] | None) -> list[str]:
     if not refitted:
         lines += ["nothing (the catalogue constants are used as shipped)."]
     lines += [
-        "Not refitted per fold: " + ("" if engines else "the engines' efficiency, overhead, power floor and slope "
-                                     "(engines.yaml), ")
+        "Not refitted per fold: " + ("" if engines else "the engines' efficiency, overhead, power floor and slope, "
+                                     "prefill efficiency and overhead (engines.yaml), ")
         + "analytic.INTERVAL_FACTOR (the analytic p10/p90 band) and the other",
         "analytic.PARAMS, the GPU specs (gpus.csv) and quants.yaml's dequantize thresholds.",
     ]

@@ -69,8 +69,9 @@ SCRIPT = "datasets/catalog/tools/fit_engine_overhead.py"
 FIT_MARKER = f"Refit by {SCRIPT}"
 #: fit_power_model.py's sentence in an engine's `analytic.source`
 POWER_FIT_MARKER = "Power refit by datasets/catalog/tools/fit_power_model.py"
+PREFILL_FIT_MARKER = "Prefill refit by datasets/catalog/tools/fit_prefill_model.py"
 #: the sentences fitting tools append to an engine's `analytic.source`, in the order they stand there
-SOURCE_MARKERS = (FIT_MARKER, POWER_FIT_MARKER)
+SOURCE_MARKERS = (FIT_MARKER, POWER_FIT_MARKER, PREFILL_FIT_MARKER)
 # the fitting core lives in the package (the trainer refits it inside every cross-validation fold)
 from recommender.costmodel.engine_overhead import (  # noqa: E402,F401  (re-exported: tests and fit_power_model.py)
     ENGINES,
@@ -159,7 +160,7 @@ def rewrite_analytic(text: str, fits: dict, edit_line, marker: str, describe_fit
     """engines.yaml `text` with the `analytic` block of every engine in `fits` (engine id -> fit) rewritten:
     `edit_line(fit, line)` gives the lines that replace each of its lines (`[line]` keeps it), and the sentence
     of its `source` that starts with `marker` (one of SOURCE_MARKERS) becomes `describe_fit(fit)`. Every other
-    line is kept. Shared by this script and fit_power_model.py, which edit the same blocks."""
+    line is kept. Shared by this script, fit_power_model.py and fit_prefill_model.py, which edit the same blocks."""
     lines = text.split("\n")
     out: list[str] = []
     engine = section = None

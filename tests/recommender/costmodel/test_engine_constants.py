@@ -31,6 +31,8 @@ def test_nothing_held_out_refits_engines_yaml(shipped):
             assert f.values[k] == engines[eng].get(k), (
                 f"{eng}.{k}: the all-row refit differs from engines.yaml (stale? run the tools)")
     assert fits["hf-eager"].n_power >= 20 and fits["vllm"].n_power == 0  # vllm keeps analytic.PARAMS' power
+    assert fits["hf-compiled"].n_prefill >= 20 and fits["vllm"].n_prefill == 0  # and the decode's prefill time
+    assert fits["vllm"].values["prefill_efficiency"] is None
 
 
 def test_the_trainers_refit_of_every_row_is_the_shipped_design(shipped):
@@ -44,12 +46,14 @@ def test_the_trainers_refit_of_every_row_is_the_shipped_design(shipped):
 
 
 def _perturbed(catalog, card: str, factor: float) -> EC.ToolRows:
-    """The tools' rows with every measurement of `card` scaled (step times and power)."""
+    """The tools' rows with every measurement of `card` scaled (step times, TTFT and power)."""
     tools = EC.ToolRows(catalog)
     for rows in tools.overhead.values():
         rows.seconds = [s * factor if g == card else s for g, s in zip(rows.gpu, rows.seconds, strict=True)]
     for rows in tools.power.values():
         rows["power"] = [p * factor if g == card else p for g, p in zip(rows["gpu"], rows["power"], strict=True)]
+    for rows in tools.prefill.values():
+        rows["ttft_s"] = [t * factor if g == card else t for g, t in zip(rows["gpu"], rows["ttft_s"], strict=True)]
     return tools
 
 
@@ -72,6 +76,8 @@ def test_a_logo_folds_baseline_never_sees_the_held_out_cards_measurements(shippe
     _, all0 = plain(np.arange(len(frame)))
     _, all1 = moved(np.arange(len(frame)))
     assert not np.allclose(all1["tokens_per_s"], all0["tokens_per_s"])  # the card's rows inform the all-row fit
+    if card == "h200":  # the prefill constants: fitted on our records only (H100 and H200)
+        assert not np.allclose(all1["ttft_ms"], all0["ttft_ms"], equal_nan=True)
     # and the fold's constants are not the shipped ones
     held = np.ones(len(frame), dtype=bool)
     held[train] = False
