@@ -133,9 +133,7 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         t_step = roof / ph.efficiency + ph.overhead_s + ph.method_overhead_s
         roof_pre = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill)
         # the prefill's own constants where the engine has them (prefill_model.py), else the decode step's
-        eff_pre = np.where(np.isnan(ph.prefill_efficiency), ph.efficiency, ph.prefill_efficiency)
-        overhead_pre = np.where(np.isnan(ph.prefill_overhead_s), ph.overhead_s, ph.prefill_overhead_s)
-        t_pre = (roof_pre / eff_pre + overhead_pre) * ph.prefill_time_ratio
+        t_pre = (roof_pre / ph.prefill_efficiency + ph.prefill_overhead_s) * ph.prefill_time_ratio
         tdp = cands.col("gpu_tdp_w")
         idle = p["idle_fraction_of_tdp"] * tdp
         floor = np.where(np.isnan(ph.power_floor), p["power_floor"], ph.power_floor)

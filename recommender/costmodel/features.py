@@ -104,8 +104,9 @@ class Physics:
     #: analytic model's defaults (`analytic.PARAMS`)
     power_floor: np.ndarray
     power_slope: np.ndarray
-    #: the engine's fitted prefill constants (engines.yaml `analytic.prefill_efficiency`, `prefill_overhead_ms`
-    #: as s; prefill_model.py); NaN = the decode step's efficiency and overhead
+    #: the prefill's efficiency (0..1) and launch overhead (s): the engine's fitted prefill constants
+    #: (engines.yaml `analytic.prefill_efficiency`, `prefill_overhead_ms`; prefill_model.py) where it has them,
+    #: else the decode step's `efficiency` and `overhead_s`
     prefill_efficiency: np.ndarray
     prefill_overhead_s: np.ndarray
     memory_gb: np.ndarray  # estimated peak need (recommender.memory)
@@ -179,6 +180,10 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
         out["static_kv"][j] = float((e.kv_cache or "") == "static")
         if e.id in ENGINE_IDS:
             out[f"engine_{e.id}"][j] = 1.0
+    # an engine without the prefill's own constants times its prefill with the decode step's
+    out["prefill_efficiency"] = np.where(np.isnan(out["prefill_efficiency"]), out["eff"], out["prefill_efficiency"])
+    out["prefill_overhead_ms"] = np.where(np.isnan(out["prefill_overhead_ms"]), np.nan_to_num(out["overhead_ms"]),
+                                          out["prefill_overhead_ms"])
     return out
 
 
