@@ -230,8 +230,10 @@ def _modelled(catalog, cells: list[CellKey], prefill: bool) -> dict[CellKey, flo
     if got is None:
         return {}
     cells, _, ph = got
-    roof = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill) if prefill else np.maximum(ph.t_mem_step, ph.t_comp_step)
-    t = roof / ph.efficiency + ph.overhead_s
+    if prefill:  # the prefill's own efficiency and overhead where the engine has them (prefill_model.py)
+        t = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill) / ph.prefill_efficiency + ph.prefill_overhead_s
+    else:
+        t = np.maximum(ph.t_mem_step, ph.t_comp_step) / ph.efficiency + ph.overhead_s
     return {k: float(v) * 1e3 for k, v in zip(cells, t, strict=True)}
 
 
@@ -260,6 +262,7 @@ def modelled_prefill_energy_j(catalog, cells: list[CellKey]) -> dict[CellKey, fl
 def modelled_prefill_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:
     """The analytic prefill time (ms) of each cell (catalogue ids) without the method's prefill time ratio:
     the roofline time of the prefill FLOPs or of one pass over the weights (+ a dequantized copy, + the KV
-    written) / the engine's efficiency + the engine's launch overhead (`recommender.costmodel.analytic`).
+    written) / the engine's prefill efficiency + its prefill overhead (engines.yaml `prefill_efficiency`,
+    `prefill_overhead_ms`, else the decode step's; `recommender.costmodel.analytic`).
     Cells with an id the catalogue does not know are left out."""
     return _modelled(catalog, cells, prefill=True)

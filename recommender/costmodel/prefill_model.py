@@ -20,7 +20,8 @@ fitted here: their prefill is the 16-bit one times method_overhead.csv's `prefil
 
 The prefill power keeps the decode's floor and slope. A prefill power fit of its own (the same law on
 prefill_energy_j / TTFT) was tried in session s15: it cut the analytic prefill energy error from 44 to 15 %
-but made the learned prefill energy worse in every cross-validation (docs/experiments/prefill-power-s15.md).
+but made the learned prefill energy worse in every cross-validation (docs/experiments/prefill-power-s15.md;
+measured before `method_overhead.modelled_prefill_ms` used these constants, in both arms).
 """
 
 from __future__ import annotations
