@@ -10,8 +10,9 @@ and grouped folds do not imitate. Per cut-off, in a temporary copy of `datasets/
 1. every measurement store keeps only its records created at or before the cut-off (undated: dropped);
 2. the catalogue constants fitted on our records are refitted on those records, with this checkout's
    tools in the README's order: `fit_engine_overhead.py` (engines.yaml: efficiency, overhead),
-   `fit_power_model.py` (engines.yaml: power floor and slope) and `fit_method_overhead.py`
-   (method_overhead.csv: decode overheads, prefill time and energy ratios);
+   `fit_power_model.py` (engines.yaml: power floor and slope), `fit_prefill_model.py` (engines.yaml: the
+   prefill's efficiency and overhead) and `fit_method_overhead.py` (method_overhead.csv: decode overheads,
+   prefill time and energy ratios);
 3. `train-cost-model --no-cv` trains an artifact on them (public rows included, as shipped);
 4. `prospective_frame` scores that artifact on the records created after the cut-off, read from the
    full stores, and prints `summarize` of it (median and p90 absolute % error of p50, the analytic
@@ -35,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO / "datasets"
 #: the catalogue tools in the order each reads the ones before it (README "Training the cost model"): the power fit
-#: uses the engine constants' step times, the methods' prefill energy ratio the power constants
-TOOLS = ("fit_engine_overhead.py", "fit_power_model.py", "fit_method_overhead.py")
+#: uses the engine constants' step times, the methods' prefill ratios the prefill and power constants
+TOOLS = ("fit_engine_overhead.py", "fit_power_model.py", "fit_prefill_model.py", "fit_method_overhead.py")
 
 
 def _created(line: str) -> datetime | None:
