@@ -41,24 +41,31 @@ class PowerFit:
     default_p80_factor: float
 
 
-def power_rows(catalog, files: list[Path]) -> dict[str, dict[str, list]]:
-    """Per engine: the float-weight ok records (stable or not) with a measured decode power (lists of FIELDS)."""
+def float_record_rows(catalog, files: list[Path], field: str, value) -> dict[str, dict[str, list]]:
+    """Per engine of ours: the ok 16-bit/fp32 records (stable or not) of our own scope whose `value(record)` is
+    positive, as parallel lists of the card id, model, quant, batch, prompt and output tokens and `field` (that
+    value). Shared by the decode power rows here and the prefill rows of prefill_model.py."""
     out: dict[str, dict[str, list]] = {}
     for r, _ in EO.ok_records(files):
         if r.get("engine") not in EO.OWN_ENGINES or r.get("quant") not in EO.FLOAT_QUANTS:
             continue
         if r.get("measurement_scope") not in (None, EO.OWN_SCOPE):
             continue
-        power = EO._float(r.get("decode_avg_power_w"))
+        v = value(r)
         gpu = catalog.record_gpu(r)
-        if gpu is None or catalog.models.find(str(r.get("model"))) is None or not power > 0:
+        if gpu is None or catalog.models.find(str(r.get("model"))) is None or not v > 0:
             continue
-        d = out.setdefault(r["engine"], {k: [] for k in FIELDS})
-        for k, v in (("gpu", gpu.id), ("model", r["model"]), ("quant", r["quant"]),
+        d = out.setdefault(r["engine"], {k: [] for k in (*FIELDS[:-1], field)})
+        for k, x in (("gpu", gpu.id), ("model", r["model"]), ("quant", r["quant"]),
                      ("batch", float(r["batch_size"])), ("prompt", float(r["prompt_tokens"])),
-                     ("output", float(r["output_tokens"])), ("power", power)):
-            d[k].append(v)
+                     ("output", float(r["output_tokens"])), (field, v)):
+            d[k].append(x)
     return out
+
+
+def power_rows(catalog, files: list[Path]) -> dict[str, dict[str, list]]:
+    """Per engine: the float-weight ok records (stable or not) with a measured decode power (lists of FIELDS)."""
+    return float_record_rows(catalog, files, "power", lambda r: EO._float(r.get("decode_avg_power_w")))
 
 
 def utilisation(catalog, engine: str, rows: dict[str, list]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

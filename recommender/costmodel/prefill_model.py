@@ -54,22 +54,7 @@ class PrefillFit:
 
 def prefill_rows(catalog, files: list[Path]) -> dict[str, dict[str, list]]:
     """Per engine: our float-weight ok records with a measured TTFT (lists of FIELDS)."""
-    out: dict[str, dict[str, list]] = {}
-    for r, _ in EO.ok_records(files):
-        if r.get("engine") not in EO.OWN_ENGINES or r.get("quant") not in EO.FLOAT_QUANTS:
-            continue
-        if r.get("measurement_scope") not in (None, EO.OWN_SCOPE):
-            continue
-        ttft_s = EO._float(r.get("ttft_ms")) / 1e3
-        gpu = catalog.record_gpu(r)
-        if gpu is None or catalog.models.find(str(r.get("model"))) is None or not ttft_s > 0:
-            continue
-        d = out.setdefault(r["engine"], {k: [] for k in FIELDS})
-        for k, v in (("gpu", gpu.id), ("model", r["model"]), ("quant", r["quant"]),
-                     ("batch", float(r["batch_size"])), ("prompt", float(r["prompt_tokens"])),
-                     ("output", float(r["output_tokens"])), ("ttft_s", ttft_s)):
-            d[k].append(v)
-    return out
+    return PM.float_record_rows(catalog, files, "ttft_s", lambda r: EO._float(r.get("ttft_ms")) / 1e3)
 
 
 def roofline(catalog, engine: str, rows: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:

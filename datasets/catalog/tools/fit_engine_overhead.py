@@ -251,6 +251,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_fit_tool(doc: str, fit_all, header: str, line, update, argv: list[str] | None = None) -> int:
+    """The command line of fit_power_model.py and fit_prefill_model.py: fit (`fit_all()`), print `header` and
+    `line(fit)` per fit, and unless --dry-run rewrite engines.yaml with `update(text, fits)`."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--dry-run", action="store_true", help="print the fit, do not write engines.yaml")
+    args = ap.parse_args(argv)
+    fits = fit_all()
+    print(header)
+    for f in fits:
+        print(line(f))
+    if not args.dry_run:
+        write_engines_yaml(update, fits)
+    return 0
+
+
 def write_engines_yaml(update, fits) -> None:
     """Rewrite engines.yaml with `update(text, fits)` (this tool's or fit_power_model's `update_yaml`) and say
     whether it changed."""

@@ -26,7 +26,6 @@ floor and slope inside every cross-validation fold (recommender/costmodel/engine
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -78,18 +77,14 @@ def update_yaml(text: str, fits: list[PowerFit]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dry-run", action="store_true", help="print the fit, do not write engines.yaml")
-    args = ap.parse_args(argv)
-    fits = fit_all()
-    print(f"{'engine':13s} {'rows':>4s} {'floor':>6s} {'slope':>6s} {'median err %':>12s} {'p80':>5s}   defaults: "
-          "median err %, p80")
-    for f in fits:
-        print(f"{f.engine:13s} {f.n:4d} {f.floor:6.3f} {f.slope:6.3f} {f.median_ape_pct:12.1f} {f.p80_factor:5.2f}   "
-              f"{f.default_median_ape_pct:.1f}, {f.default_p80_factor:.2f}   ({', '.join(f.gpus)})")
-    if not args.dry_run:
-        feo.write_engines_yaml(update_yaml, fits)
-    return 0
+    return feo.run_fit_tool(
+        __doc__, fit_all,
+        f"{'engine':13s} {'rows':>4s} {'floor':>6s} {'slope':>6s} {'median err %':>12s} {'p80':>5s}   defaults: "
+        "median err %, p80",
+        lambda f: (f"{f.engine:13s} {f.n:4d} {f.floor:6.3f} {f.slope:6.3f} {f.median_ape_pct:12.1f} "
+                   f"{f.p80_factor:5.2f}   {f.default_median_ape_pct:.1f}, {f.default_p80_factor:.2f}   "
+                   f"({', '.join(f.gpus)})"),
+        update_yaml, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Every other line of the file is kept.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -77,18 +76,13 @@ def update_yaml(text: str, fits: list[PrefillFit]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dry-run", action="store_true", help="print the fit, do not write engines.yaml")
-    args = ap.parse_args(argv)
-    fits = fit_all()
-    print(f"{'engine':13s} {'rows':>4s} {'eff':>6s} {'ovh ms':>7s} {'TTFT err %':>10s} {'p80':>5s}   the decode "
-          "constants: TTFT err %")
-    for f in fits:
-        print(f"{f.engine:13s} {f.n:4d} {f.efficiency:6.3f} {f.overhead_ms:7.2f} {f.time_median_ape_pct:10.1f} "
-              f"{f.time_p80_factor:5.2f}   {f.default_time_median_ape_pct:.1f}   ({', '.join(f.gpus)})")
-    if not args.dry_run:
-        feo.write_engines_yaml(update_yaml, fits)
-    return 0
+    return feo.run_fit_tool(
+        __doc__, fit_all,
+        f"{'engine':13s} {'rows':>4s} {'eff':>6s} {'ovh ms':>7s} {'TTFT err %':>10s} {'p80':>5s}   the decode "
+        "constants: TTFT err %",
+        lambda f: (f"{f.engine:13s} {f.n:4d} {f.efficiency:6.3f} {f.overhead_ms:7.2f} {f.time_median_ape_pct:10.1f} "
+                   f"{f.time_p80_factor:5.2f}   {f.default_time_median_ape_pct:.1f}   ({', '.join(f.gpus)})"),
+        update_yaml, argv)
 
 
 if __name__ == "__main__":
