@@ -4,7 +4,8 @@ The constants (engines.yaml `analytic`): `roofline_efficiency` (dimensionless) a
 (ms per step), fitted by `engine_overhead.py` on batch-1 16-bit rows of ours and of the public data,
 `power_floor` / `power_slope` (dimensionless), fitted by `power_model.py` on our 16-bit/fp32 records, and the
 prefill's own efficiency and overhead (`prefill_model.py`). The
-tools (datasets/catalog/tools/fit_engine_overhead.py, fit_power_model.py) fit them once on every row; here
+tools (datasets/catalog/tools/fit_engine_overhead.py, fit_power_model.py, fit_prefill_model.py) fit them once on
+every row; here
 `ToolRows` reads the same rows once and `ToolRows.refit` fits them again on the rows a `HeldOut` leaves:
 
   * a tool row is left out when its card's silicon (bandwidth, memory, fp16 tensor rate, as the trainer
@@ -137,8 +138,8 @@ class EngineFit:
 
 
 class ToolRows:
-    """The rows of fit_engine_overhead.py and fit_power_model.py (read once, from `data_dir`: default the
-    shipped datasets/) with their keys, refitted without the rows a `HeldOut` leaves out."""
+    """The rows of fit_engine_overhead.py, fit_power_model.py and fit_prefill_model.py (read once, from
+    `data_dir`: default the shipped datasets/) with their keys, refitted without the rows a `HeldOut` leaves out."""
 
     def __init__(self, catalog, data_dir: Path | None = None):
         from recommender.paths import data_root
