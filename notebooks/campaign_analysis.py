@@ -946,9 +946,7 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
     ex = experiments[(experiments["status"] == "ok") & (experiments["engine"] == "hf-compiled")]
     ex = ex[ex["engine_params"].apply(lambda p: not (isinstance(p, dict) and "dynamic" in p))]
     ex = ex.sort_values("created_at").drop_duplicates([*keys, "gpu_id", "machine", "slice"], keep="last")
-    x = ex[ex["slice"].str.startswith(experiment)]
-    x = x[x["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)
-          .astype(bool)]
+    x = _settings_off(ex, experiment)
     cm = cell_means(method_records(records))
     cm = cm[cm["engine"] == "hf-compiled"].assign(workload=lambda d: workload_of(d))
     cm = (cm.assign(_campaign=cm["slice"] == "campaign").sort_values("_campaign", ascending=False)
@@ -988,6 +986,13 @@ def torchao_settings_comparison(experiments: pd.DataFrame, records: pd.DataFrame
     return _sorted_by_method(t)
 
 
+def _settings_off(experiments: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The records of the stores whose name starts with `experiment` that ran without torchao's inductor settings
+    (quant param `set_inductor_config: false`)."""
+    x = experiments[experiments["slice"].str.startswith(experiment)]
+    return x[x["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)
+             .astype(bool)]
+
 
 def torchao_settings_summary(t: pd.DataFrame) -> pd.DataFrame:
     """`torchao_settings_comparison` rows summed up per batch size and whether both settings ran on one machine:
@@ -1012,9 +1017,7 @@ def settings_off_across_machines(experiments: pd.DataFrame, experiment: str = "c
     repetition `noise_pct` and `beyond_noise`. How far one setting moves between machines, to read the settings
     comparison across machines against."""
     keys = ["engine", "model", "quant", "batch_size", "workload", "gpu_id"]
-    ex = experiments[(experiments["status"] == "ok") & experiments["slice"].str.startswith(experiment)]
-    ex = ex[ex["quant_params"].apply(lambda p: isinstance(p, dict) and p.get("set_inductor_config") is False)
-            .astype(bool)]
+    ex = _settings_off(experiments[experiments["status"] == "ok"], experiment)
     ex = ex.sort_values("created_at").drop_duplicates([*keys, "machine"], keep="last")
     cols = ["machine", "created_at", "decode_energy_per_token_j", "tokens_per_s", "energy_cv", "repetitions"]
     m = ex[[*keys, *cols]].merge(ex[[*keys, *cols]], on=keys, suffixes=("_a", "_b"))
@@ -1026,6 +1029,7 @@ def settings_off_across_machines(experiments: pd.DataFrame, experiment: str = "c
     t["noise_pct"] = noise_pct(m["energy_cv_a"], m["repetitions_a"], m["energy_cv_b"], m["repetitions_b"])
     t["beyond_noise"] = (t["energy_ratio"] - 1.0).abs() * 100.0 > t["noise_pct"]
     return _sorted_by_method(t)
+
 
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------
 def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int] = LONG_WORKLOAD,

@@ -29,11 +29,12 @@ for _p in (REPO, Path(__file__).resolve().parent):  # run as a script from anywh
 
 import fit_engine_overhead as feo  # noqa: E402  (reads our records and engines.yaml the same way)
 
+from recommender.costmodel.engine_constants import DIGITS, PREFILL  # noqa: E402
 from recommender.costmodel.prefill_model import MIN_ROWS, PrefillFit, fit_engine, prefill_rows  # noqa: E402
 
 FIT_MARKER = feo.PREFILL_FIT_MARKER
-#: the keys written, in order, with their decimals
-KEYS = (("prefill_efficiency", "efficiency", 3), ("prefill_overhead_ms", "overhead_ms", 2))
+#: the keys written, in order, with the fit's field and the decimals the trainer's refit rounds them to
+KEYS = tuple((key, attr, DIGITS[key]) for key, attr in PREFILL)
 
 
 def fit_all(catalog=None) -> list[PrefillFit]:
