@@ -100,14 +100,21 @@ def run(model, quant, engine, batch_size, prompt_tokens, output_tokens, repetiti
     sys.exit(0 if rec.status == "ok" else 1)
 
 
-def _pending_in(spec, out: str, retry_failed: bool) -> int:
+def _pending_in(spec, out: str, retry_failed: bool, gpu_uuids: tuple[str, ...] = ()) -> int:
     """Cells of `spec` that `--out` holds no finished record of, whatever the GPU (a store holds one card's
-    records): what a run would still measure (`measure grid --dry-run` reports it as `pending_in_out`)."""
+    records): what a run would still measure (`measure grid --dry-run` reports it as `pending_in_out`).
+    With `resume_per: gpu` a cell is pending for each GPU of `gpu_uuids` that has not recorded it (the sum
+    over those GPUs; without UUIDs, for one GPU that has recorded nothing)."""
     from measure.grid import expand
-    from measure.store import Store
+    from measure.store import Store, done_keys
 
+    cells = {c.content_hash for c in expand(spec)}
+    if spec.resume_per == "gpu":
+        records = list(Store(out).iter_records())
+        return sum(len(cells - {h for h, _ in done_keys([r for r in records if r.gpu_uuid == u], retry_failed)})
+                   for u in gpu_uuids) if gpu_uuids else len(cells)
     done = {h for h, _ in Store(out).done_hashes(retry_failed)}
-    return sum(1 for c in expand(spec) if c.content_hash not in done)
+    return len(cells - done)
 
 
 @cli.command()
@@ -122,6 +129,9 @@ def _pending_in(spec, out: str, retry_failed: bool) -> int:
 @click.option("--time-budget-s", type=click.FloatRange(min=1), default=None,
               help="Do not start a cell that would end after this many seconds.")
 @click.option("--dry-run", is_flag=True, help="Validate and count the cells, run nothing.")
+@click.option("--gpu-uuid", "gpu_uuids", multiple=True,
+              help="With --dry-run and a grid of `resume_per: gpu`: count the cells pending for these GPUs "
+                   "(NVML UUIDs, as `nvidia-smi --query-gpu=uuid` prints them; repeat the flag).")
 @click.option("--ray", "use_ray", is_flag=True, help="Spread the cells over a Ray cluster's GPUs.")
 @click.option("--address", default=None, help="Ray cluster address (default: start a local one).")
 @click.option("--claim-dir", type=click.Path(file_okay=False), default=None,
@@ -132,7 +142,7 @@ def _pending_in(spec, out: str, retry_failed: bool) -> int:
                    "finishes the blocks it took.")
 @click.option("--no-progress", is_flag=True)
 def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed, stop_after, time_budget_s,
-         dry_run, use_ray, address, claim_dir, claim_owner, no_progress) -> None:
+         dry_run, gpu_uuids, use_ray, address, claim_dir, claim_owner, no_progress) -> None:
     """Run a resumable grid (models x quants x engines x batches x workloads x tasks)."""
     import json
 
@@ -142,7 +152,7 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
     if dry_run:
         report = expansion_report(spec)
         if Path(out).exists():
-            report["pending_in_out"] = _pending_in(spec, out, retry_failed)
+            report["pending_in_out"] = _pending_in(spec, out, retry_failed, tuple(gpu_uuids))
         click.echo(json.dumps(report, indent=2, default=str))
         return
     if use_ray:
@@ -160,7 +170,8 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
         runner.remember(r for r in store.iter_records() if r.gpu_name == device_name)
         summary = run_grid(spec, runner, store, device_name=device_name, meter=meter_obj,
                            progress=not no_progress, retry_failed=retry_failed, stop_after=stop_after,
-                           time_budget_s=time_budget_s, claims=_claims(claim_dir, claim_owner, device))
+                           time_budget_s=time_budget_s, claims=_claims(claim_dir, claim_owner, device),
+                           device_uuid=getattr(meter_obj, "uuid", None))
     click.echo(summary.line())
 
 

@@ -211,6 +211,12 @@ def run_grid_ray(spec: GridSpec, store_path: str | os.PathLike[str], *, address:
       fit (cells in flight are awaited and recorded).
     - `max_restarts`: actor restarts per slot after the actor process dies (its cell is recorded failed).
     """
+    if spec.resume_per == "gpu":
+        from measure.grid import GridError
+
+        raise GridError(f"{spec.source_path or spec.name}: resume_per: gpu (every GPU measures every cell) is for "
+                        "one `measure grid` process per GPU (scripts/device_run_multi.sh); the Ray scheduler "
+                        "gives each cell to one GPU. Set resume_per: card to spread the cells over the cluster")
     import ray
 
     if runner_factory is None:

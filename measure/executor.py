@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from measure.cell import Cell
-from measure.grid import CooldownSpec, GridSpec, expand, order_cells
+from measure.grid import CooldownSpec, GridError, GridSpec, expand, order_cells
 from measure.record import Record, SchemaError
 from measure.store import Store, done_keys
 
@@ -766,7 +766,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
              retry_failed: bool = False, stop_after: int | None = None, time_budget_s: float | None = None,
              cells: Sequence[Cell] | None = None, catalog: Any = None, gpu_id: str | None = None,
              close_runner: bool = True, log: Callable[[str], None] | None = None,
-             claims: ClaimDir | None = None) -> Summary:
+             claims: ClaimDir | None = None, device_uuid: str | None = None) -> Summary:
     """Run every cell of `spec` not yet in `store` for `device_name`; return a Summary.
 
     - `cells`: an already expanded list (skips `expand(spec, catalog)`); ordering follows `spec.order`.
@@ -781,6 +781,8 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
       `interrupted_estimate_s`).
     - `close_runner`: call `runner.close()` at the end.
     - `claims`: share the grid with other processes through a claim directory (see `ClaimDir`).
+    - `device_uuid`: this GPU's NVML UUID; a grid with `resume_per: gpu` counts as done only the cells this
+      GPU recorded (its records' `gpu_uuid`) and shares no claims, so every GPU measures every cell once.
     """
     clock = clock or SystemClock()
     t_start = clock.now()
@@ -792,7 +794,14 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
     ordered = order_cells(mine, spec.order, spec.order_seed, spec.shuffle_within_group)
 
     prior_records = [r for r in store.iter_records() if r.gpu_name == device_name]
-    done = done_keys(prior_records, retry_failed)
+    done_records = prior_records
+    if spec.resume_per == "gpu":
+        if not device_uuid:
+            raise GridError(f"{spec.source_path or spec.name}: resume_per: gpu needs the GPU's UUID (a GPU meter); "
+                            "run it on a GPU, or set resume_per: card")
+        done_records = [r for r in prior_records if r.gpu_uuid == device_uuid]
+        claims = None  # every GPU measures every cell: a claim would hand a cell to one GPU only
+    done = done_keys(done_records, retry_failed)
     todo, already = pending_cells(ordered, done, device_name)
     estimator = _Estimator(prior_records)
     if spec.order == "cheapest":  # the blocks this store's records say are quickest first

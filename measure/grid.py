@@ -49,6 +49,7 @@ COOLDOWN_MODES = ("fixed", "adaptive", "none")
 ORDERS = ("grouped", "random", "cheapest")
 WEIGHTS = ("random", "real")
 TASKS_ON = ("first", "all")
+RESUME_PER = ("card", "gpu")
 EXCLUDE_KEYS = ("model", "quant", "engine", "batch_size", "prompt_tokens", "output_tokens", "weights", "gpu")
 
 
@@ -113,6 +114,10 @@ class GridSpec:
     gpus: list[str] | None = None
     exclude: list[dict[str, Any]] = field(default_factory=list)
     max_context: int | None = None
+    # what a store's record of a cell counts as done for: every GPU of the same model (`card`, the
+    # campaign's resume), or only the GPU (NVML UUID) that measured it (`gpu`: every GPU, e.g. of each
+    # new lent machine, measures the cells once, as machine anchors; no claims are shared then)
+    resume_per: str = "card"
     description: str | None = None
     # not a YAML key: where the spec was read from (for messages and Record.grid_file)
     source_path: str | None = field(default=None, compare=False)
@@ -440,6 +445,7 @@ _COERCE: dict[str, Any] = {
     "gpus": _opt_gpus,
     "exclude": _exclude,
     "max_context": lambda v, w: _opt_int(v, w, minimum=2),
+    "resume_per": lambda v, w: _choice(v, w, RESUME_PER),
     "description": _opt_str,
 }
 assert set(_COERCE) == set(_yaml_keys()), "every GridSpec field needs a coercer"

@@ -1031,6 +1031,55 @@ def settings_off_across_machines(experiments: pd.DataFrame, experiment: str = "c
     return _sorted_by_method(t)
 
 
+# --- machine anchors: the same two cells on every GPU --------------------------------------------------------
+#: The cells every GPU measures once (`resume_per: gpu`), so that machines can be compared cell for cell.
+ANCHOR_GRID = GRIDS / "machine-anchors.yaml"
+
+
+def anchor_cells(path: Path = ANCHOR_GRID) -> pd.DataFrame:
+    """The anchor grid's cells as rows of (model, quant, engine, batch_size, workload '<prompt>/<output>')."""
+    import yaml
+
+    g = yaml.safe_load(path.read_text())
+    loads = [w if isinstance(w, str) else f"{w['prompt_tokens']}/{w['output_tokens']}" for w in g["workloads"]]
+    return pd.DataFrame([{"model": m, "quant": q, "engine": e, "batch_size": int(b), "workload": w}
+                         for m in g["models"] for q in g["quants"] for e in g["engines"]
+                         for b in g["batch_sizes"] for w in loads])
+
+
+def machine_anchors(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every ok record of an anchor cell (`anchor_cells`) in `df`, whatever its file (the anchors' own store
+    and the campaign's records of the same cells; rejected records left out): one row per record, with the card (`gpu_id`), `machine`,
+    GPU unit, decode J/token and tokens/s, and `energy_vs_card` / `speed_vs_card`: the record's value over
+    the median, over the card's GPU units, of that cell's per-unit mean (1 = a typical GPU of that card).
+    `noise_pct`: the record's own repetition noise (two standard errors of its mean, %), against which a
+    difference between machines is read."""
+    cells = anchor_cells() if cells is None else cells
+    keys = ["model", "quant", "engine", "batch_size", "workload"]
+    rejected = df["rejected"].astype(bool) if "rejected" in df else False
+    d = df[(df["status"] == "ok") & ~rejected].merge(cells, on=keys)
+    cols = [*keys, "gpu_id", "machine", "gpu_unit", "slice", "created_at", "decode_energy_per_token_j",
+            "tokens_per_s", "decode_avg_power_w", "energy_cv", "repetitions"]
+    t = d[cols].copy()
+    per_unit = t.groupby([*keys, "gpu_id", "gpu_unit"])[["decode_energy_per_token_j", "tokens_per_s"]].mean()
+    typical = per_unit.groupby([*keys, "gpu_id"]).median()
+    ref = t[[*keys, "gpu_id"]].merge(typical.reset_index(), on=[*keys, "gpu_id"], how="left")
+    t["energy_vs_card"] = t["decode_energy_per_token_j"].to_numpy() / ref["decode_energy_per_token_j"].to_numpy()
+    t["speed_vs_card"] = t["tokens_per_s"].to_numpy() / ref["tokens_per_s"].to_numpy()
+    t["noise_pct"] = 200.0 * t["energy_cv"] / np.sqrt(t["repetitions"].clip(lower=1))
+    return t.sort_values(["gpu_id", "batch_size", "machine", "created_at"]).reset_index(drop=True)
+
+
+def machine_anchor_summary(anchors: pd.DataFrame) -> pd.DataFrame:
+    """`machine_anchors` per card and machine: GPU units and records of the anchor cells there, and the median,
+    smallest and largest `energy_vs_card` and the median `speed_vs_card` over them (a machine at 1.10 spends 10 %
+    more decode energy per token on the same cells than the card's typical GPU)."""
+    g = anchors.groupby(["gpu_id", "machine"])
+    return g.agg(gpus=("gpu_unit", "nunique"), records=("energy_vs_card", "size"),
+                 energy_vs_card=("energy_vs_card", "median"), energy_vs_card_min=("energy_vs_card", "min"),
+                 energy_vs_card_max=("energy_vs_card", "max"), speed_vs_card=("speed_vs_card", "median"))
+
+
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------
 def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int] = LONG_WORKLOAD,
                     short: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:

@@ -12,7 +12,9 @@ name under datasets/measurements/ (refused when none or several match). The othe
 `grid.log`, `host.txt`, `nvidia-smi.csv`, `pip-versions.txt`, a self-check's files) are copied into `--raw-dir`,
 and `device-call.json` is written there: the call as asked (kind, needs_h200, command, timeout) and the reply's
 `rc`, `wall_s`, `warm`, `device`, `files_left_out` (what $OUT held that did not come back) and lease, with `grid_wall_s_per_step` read from the output's `grid wall N s`
-lines (the last one `grid_wall_s`; null when there is none), or from the returned `grid.log`, into which
+lines (the last one `grid_wall_s`; null when there is none; one line per scripts/device_run_multi.sh run: one per
+plan step while the plan ran its steps one after another, one per call since the steps chain per GPU in one
+run, so the list then holds one figure, the call's), or from the returned `grid.log`, into which
 scripts/device_run_multi.sh writes the same lines (calls after s12), where it holds at least as many: the reply
 keeps only the output's last 12,000 characters, so a long call's first steps can be cut from it, and a reply
 may be saved in part (`grid_wall_source` says which). A store is never replaced by a shorter one (a resumable store
@@ -34,7 +36,8 @@ GRID_WALL = re.compile(r"grid wall (\d+(?:\.\d+)?) s")
 
 
 def grid_walls(output: str) -> list[float]:
-    """The `grid wall N s` figures of a call's output, in order (one per plan step that ran a grid)."""
+    """The `grid wall N s` figures of a call's output, in order (one per scripts/device_run_multi.sh run: per plan
+    step that ran a grid before the steps chained per GPU, one per call since)."""
     return [float(m) if "." in m else int(m) for m in GRID_WALL.findall(output or "")]
 
 
@@ -50,7 +53,8 @@ def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeo
     return {
         "source": (f"the device tool's reply to this call{f' (session {session})' if session else ''}, filed by "
                    "scripts/device_call_collect.py: `wall_s` the command's run time, `grid_wall_s` the wrapper's "
-                   "last 'grid wall N s' line (`grid_wall_s_per_step` one per plan step that ran a grid), "
+                   "last 'grid wall N s' line (`grid_wall_s_per_step` one per runner run: per plan step that ran a "
+                   "grid before the steps chained per GPU, one per call since), "
                    "`lease_*` the session's device time held and left after the call"
                    + ("; asked with needs_h200 true" if needs_h200 else "")),
         "kind_asked": kind,

@@ -181,3 +181,12 @@ def test_plan_slots_from_cluster_resources(monkeypatch):
         distributed._plan_slots({"h100-sxm"}, False, num_gpus_per_cell=1, accelerator_types={}, num_workers=2,
                                 num_cpus_per_cell=1)
     assert distributed._cap_plan([None] * 8, cells(models=("m",), batches=(1, 2))) == [None, None]
+
+
+def test_resume_per_gpu_is_refused_on_ray_with_a_suggestion(tmp_path):
+    from measure.distributed import run_grid_ray
+    from measure.grid import GridError
+
+    with pytest.raises(GridError, match="one `measure grid` process per GPU"):
+        run_grid_ray(spec().override(resume_per="gpu"), tmp_path / "s.jsonl", runner_factory=lambda ctx: None,
+                     num_gpus_per_cell=0)

@@ -1130,3 +1130,45 @@ def test_with_an_empty_store_a_compiled_cell_is_expected_to_take_the_default_com
     compiled = Cell("qwen2.5-7b-instruct", "bf16", "hf-compiled", 1, 256, 128)
     assert est.estimate_cell(compiled, True) == pytest.approx(ex.COMPILE_DEFAULT_S)
     assert est.estimate_cell(Cell("qwen2.5-7b-instruct", "bf16", "hf-eager", 1, 256, 128), True) is None
+
+
+# ------------------------------------------------------------------------------- resume per GPU
+class UuidRunner(FakeRunner):
+    """A FakeRunner whose records carry this GPU's NVML UUID, as the NVIDIA runner's do."""
+
+    def __init__(self, uuid: str, clock: FakeClock | None = None):
+        super().__init__(clock or FakeClock())
+        self.uuid = uuid
+
+    def run(self, cell: Cell) -> Record:
+        rec = super().run(cell)
+        rec.gpu_uuid = self.uuid
+        return rec
+
+
+def test_resume_per_gpu_runs_every_cell_once_on_every_gpu_and_shares_no_claims(tmp_path):
+    from measure.executor import ClaimDir
+
+    cells = make_cells(models=("a",), quants=("bf16",), batches=(1, 32))
+    spec = make_spec(resume_per="gpu")
+    store = Store(tmp_path / "anchors.jsonl")
+    claims = tmp_path / "claims"
+    first = go(spec, UuidRunner("GPU-a"), store, cells, device_uuid="GPU-a", claims=ClaimDir(claims, owner="A"))
+    other = UuidRunner("GPU-b")
+    second = go(spec, other, store, cells, device_uuid="GPU-b", claims=ClaimDir(claims, owner="B"))
+    assert (first.ran, second.ran, second.already_done, second.claimed_elsewhere) == (2, 2, 0, 0)
+    again = UuidRunner("GPU-a")
+    third = go(spec, again, store, cells, device_uuid="GPU-a")
+    assert (third.ran, third.already_done) == (0, 2) and again.calls == []
+    assert sorted(r.gpu_uuid for r in store.records()) == ["GPU-a", "GPU-a", "GPU-b", "GPU-b"]
+    assert not claims.exists() or not any(claims.iterdir())
+    # the campaign's resume (per card) counts GPU-a's records as done for any H100
+    per_card = go(make_spec(), UuidRunner("GPU-c"), store, cells, device_uuid="GPU-c")
+    assert (per_card.ran, per_card.already_done) == (0, 2)
+
+
+def test_resume_per_gpu_needs_the_gpu_uuid(tmp_path):
+    from measure.grid import GridError
+
+    with pytest.raises(GridError, match="resume_per: gpu needs the GPU's UUID"):
+        go(make_spec(resume_per="gpu"), FakeRunner(FakeClock()), Store(tmp_path / "s.jsonl"), make_cells())

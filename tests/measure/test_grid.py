@@ -150,6 +150,7 @@ def test_validation_names_file_and_field(tmp_path, cat, data, message):
     (base(cooldown={"mode": "sometimes"}), "cooldown.mode: must be one of fixed, adaptive, none"),
     (base(cooldown={"secs": 3}), "cooldown: unknown key 'secs'; did you mean 'seconds'?"),
     (base(order="shuffled"), "order: must be one of grouped, random"),
+    (base(resume_per="machine"), "resume_per: must be one of card, gpu"),
     (base(quant_params=["x"]), "quant_params: expected a mapping"),
     (base(exclude=[{"quantization": "fp32"}]), "exclude[0]: unknown key 'quantization'; did you mean 'quant'?"),
     (base(models=[{"path": "a", "hub": "b"}]), "models[0]: give exactly one of id, path or hub"),

@@ -65,3 +65,32 @@ def test_grid_dry_run_counts_the_cells_left_in_the_store(tmp_path):
     compiled = report("--out", str(store), *sel, "--set", "engines=[hf-compiled]")
     assert compiled["pending_in_out"] == compiled["cells"] == 3
     assert "pending_in_out" not in report("--out", str(tmp_path / "new.jsonl"), *sel)
+
+
+def test_grid_dry_run_counts_cells_per_gpu_for_a_resume_per_gpu_grid(tmp_path):
+    """A `resume_per: gpu` grid's cells are pending for every GPU (`--gpu-uuid`) that has not recorded them."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    grid = str(repo / "measure" / "grids" / "machine-anchors.yaml")
+    campaign = (repo / "datasets" / "measurements" / "h100" / "campaign.jsonl").read_text().splitlines()
+    anchors = [json.loads(ln) for ln in campaign]
+    from measure.grid import expand, load_grid
+
+    cells = {c.content_hash for c in expand(load_grid(grid))}
+    # the campaign's records of the two anchor cells, all made on one GPU
+    mine = [r for r in anchors if r["cell_hash"] in cells and r["status"] == "ok"]
+    uuid = mine[0]["gpu_uuid"]
+    store = tmp_path / "anchors.jsonl"
+    store.write_text("".join(json.dumps(r) + "\n" for r in mine if r["gpu_uuid"] == uuid))
+    done_here = {r["cell_hash"] for r in mine if r["gpu_uuid"] == uuid}
+
+    def pending(*uuids):
+        args = ["grid", grid, "--dry-run", "--out", str(store)] + [a for u in uuids for a in ("--gpu-uuid", u)]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output[res.output.index("{"):])["pending_in_out"]
+
+    assert pending(uuid) == 2 - len(done_here)
+    assert pending(uuid, "GPU-new") == 2 - len(done_here) + 2
+    assert pending() == 2  # no GPU named: what a GPU that has recorded nothing would run

@@ -1355,3 +1355,40 @@ def test_settings_off_across_machines_pairs_one_cell_measured_on_two_machines():
     assert (r["machine_a"], r["machine_b"]) == ("B", "C")
     assert r["energy_ratio"] == pytest.approx(1.25) and r["speed_ratio"] == pytest.approx(0.8)
     assert bool(r["beyond_noise"])
+
+
+def test_anchor_cells_are_the_anchor_grids():
+    cells = ca.anchor_cells()
+    assert len(cells) == 2 and set(cells["batch_size"]) == {1, 32} and set(cells["workload"]) == {"256/128"}
+    assert set(cells["quant"]) == {"bf16"} and set(cells["engine"]) == {"hf-eager"}
+
+
+def _anchor(energy, speed, *, machine, unit, card="h100-sxm", batch=1, quant="bf16", status="ok", cv=0.01):
+    return {"status": status, "model": "m", "quant": quant, "engine": "hf-eager", "batch_size": batch,
+            "workload": "256/128", "gpu_id": card, "machine": machine, "gpu_unit": unit, "slice": "machine-anchors",
+            "created_at": f"2026-11-28T0{len(unit)}:00:00+00:00", "decode_energy_per_token_j": energy,
+            "tokens_per_s": speed, "decode_avg_power_w": energy * speed, "energy_cv": cv, "repetitions": 4}
+
+
+def test_machine_anchors_compare_each_gpu_with_its_cards_typical_gpu():
+    cells = pd.DataFrame([{"model": "m", "quant": "bf16", "engine": "hf-eager", "batch_size": 1,
+                           "workload": "256/128"}])
+    df = pd.DataFrame([
+        _anchor(1.0, 100.0, machine="A", unit="a0"), _anchor(1.2, 100.0, machine="A", unit="a0"),  # unit mean 1.1
+        _anchor(1.0, 80.0, machine="B", unit="b0"), _anchor(1.4, 50.0, machine="B", unit="b1"),
+        _anchor(5.0, 10.0, machine="C", unit="c0", card="h200"),
+        _anchor(9.0, 10.0, machine="A", unit="a0", quant="fp16"),  # not an anchor cell
+        _anchor(9.0, 10.0, machine="A", unit="a0", status="failed")])
+    t = ca.machine_anchors(df, cells)
+    assert len(t) == 5
+    h100 = t[t["gpu_id"] == "h100-sxm"]
+    # per-unit means 1.1, 1.0 and 1.4: the card's typical GPU is 1.1
+    assert sorted(h100["energy_vs_card"].round(6)) == pytest.approx(sorted([1.0 / 1.1, 1.2 / 1.1, 1.0 / 1.1,
+                                                                          1.4 / 1.1]))
+    assert t.loc[t["gpu_id"] == "h200", "energy_vs_card"].tolist() == [1.0]
+    assert t["noise_pct"].iloc[0] == pytest.approx(200 * 0.01 / 2)
+    s = ca.machine_anchor_summary(t)
+    assert s.loc[("h100-sxm", "B"), "gpus"] == 2 and s.loc[("h100-sxm", "B"), "records"] == 2
+    assert s.loc[("h100-sxm", "B"), "energy_vs_card_max"] == pytest.approx(1.4 / 1.1)
+    assert s.loc[("h100-sxm", "A"), "energy_vs_card"] == pytest.approx(1.0)
+    assert s.loc[("h100-sxm", "A"), "speed_vs_card"] == pytest.approx(100.0 / 80.0)

@@ -1,5 +1,5 @@
-"""scripts/device_run_plan.sh: the steps of a plan for the lent card, in order, within the call's time; and
-every step of the shipped plan expands to cells."""
+"""scripts/device_run_plan.sh: the steps of a plan for the lent card, in order, handed to one run of the runner
+(which chains them per GPU) within the call's time; and every step of the shipped plan expands to cells."""
 
 from __future__ import annotations
 
@@ -16,22 +16,31 @@ REPO = Path(__file__).resolve().parents[2]
 PLAN_SCRIPT = REPO / "scripts" / "device_run_plan.sh"
 
 
-def _fake_env(tmp_path: Path, gpu_name: str, runner_sleep_s: float = 0.0) -> dict[str, str]:
-    """A PATH with an `nvidia-smi` that lists two GPUs of `gpu_name`, and a step runner that logs its
-    arguments and the environment the plan gives it."""
+def _fake_env(tmp_path: Path, gpu_name: str, dry_run_sleep_s: float | None = None) -> dict[str, str]:
+    """A PATH with an `nvidia-smi` that lists two GPUs of `gpu_name`, and a runner that logs its arguments, the
+    environment the plan gives it and the steps file's lines. With `dry_run_sleep_s`, a `python3` on PATH that
+    takes that long and fails, so each step's `--dry-run` count takes that long and gives nothing (the step runs)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
     smi.write_text(f'#!/bin/sh\necho "GPU 0: NVIDIA {gpu_name} (UUID: GPU-a)"\necho "GPU 1: NVIDIA {gpu_name} (UUID: GPU-b)"\n')
     smi.chmod(0o755)
+    if dry_run_sleep_s is not None:
+        py = bin_dir / "python3"
+        py.write_text(f"#!/bin/sh\nsleep {dry_run_sleep_s}\nexit 1\n")
+        py.chmod(0o755)
     runner = tmp_path / "runner.sh"
     log = tmp_path / "runs.log"
     runner.write_text(
         "#!/usr/bin/env bash\n"
-        f'printf "%s|" "$PLAN_STEP" "$DEADLINE_S" "$EXPECT_GPU" "$SELFCHECK" "$@" >> {log}\necho >> {log}\n'
-        f"sleep {runner_sleep_s}\nexit ${{RUNNER_RC:-0}}\n")
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RUN_MULTI": str(runner),
-            "OUT": str(tmp_path / "out")}
+        f'printf "%s|" "$DEADLINE_S" "$EXPECT_GPU" "$SELFCHECK" "$@" >> {log}\necho >> {log}\n'
+        f'[ "$1" = --steps ] && sed "s/^/  /" "$2" >> {log}\n'
+        "exit ${RUNNER_RC:-0}\n")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RUN_MULTI": str(runner),
+           "OUT": str(tmp_path / "out")}
+    for var in ("MIN_STEP_S", "SELFCHECK", "SKIP_STORES", "RUNNER_RC"):
+        env.pop(var, None)
+    return env
 
 
 PLAN = """# comment
@@ -45,25 +54,36 @@ H100 grids/only-two.yaml
 """
 
 
-def _runs(tmp_path: Path) -> list[list[str]]:
+def _runs(tmp_path: Path) -> list[dict]:
+    """The runner's runs: DEADLINE_S, EXPECT_GPU, SELFCHECK, its arguments and the steps it was given."""
     log = tmp_path / "runs.log"
-    return [line.split("|")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
+    runs: list[dict] = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if line.startswith("  "):
+            runs[-1]["steps"].append(shlex.split(line))
+        else:
+            deadline, expect, selfcheck, *args = line.split("|")[:-1]
+            runs.append({"deadline": int(deadline), "expect": expect, "selfcheck": selfcheck, "args": args,
+                         "steps": []})
+    return runs
 
 
-def test_runs_the_steps_of_the_lent_card_in_order_with_the_time_left(tmp_path):
+def test_hands_the_steps_of_the_lent_card_in_order_to_one_chained_run_with_the_time_left(tmp_path):
     plan = tmp_path / "plan.txt"
     plan.write_text(PLAN)
     env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100"}
     out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
-    runs = _runs(tmp_path)
-    assert [r[0] for r in runs] == ["1", "2"] and "skip (NVIDIA H200 step" in out.stdout
-    assert "malformed line" in out.stdout
-    step1, step2 = runs
-    assert step1[2] == "NVIDIA H100" and step1[4:] == ["grids/b.yaml", str(int(step1[1]) - 80), "stores/rep.jsonl"]
-    assert 495 <= int(step1[1]) <= 500
+    (run,) = _runs(tmp_path)
+    assert "skip (NVIDIA H200 step" in out.stdout and "malformed line" in out.stdout
+    assert run["expect"] == "NVIDIA H100" and 495 <= run["deadline"] <= 500
+    assert run["args"][0] == "--steps" and run["args"][2] == str(run["deadline"] - 80)
     # quoted --set values arrive as single arguments, unchanged
-    assert step2[4:] == ["grids/c.yaml", str(int(step2[1]) - 80), "stores/camp.jsonl", "--set",
-                         'workloads=["1024/256"]', "--set", "models=[a,b]"]
+    assert run["steps"] == [["grids/b.yaml", "stores/rep.jsonl"],
+                            ["grids/c.yaml", "stores/camp.jsonl", "--set", 'workloads=["1024/256"]', "--set",
+                             "models=[a,b]"]]
+    assert "plan: step 1: grids/b.yaml -> stores/rep.jsonl" in out.stdout
+    assert "plan: step 2: grids/c.yaml -> stores/camp.jsonl" in out.stdout
+    assert "plan: 2 step(s) with" in out.stdout and "chained per GPU" in out.stdout
 
 
 def test_crlf_plan_files_and_the_exit_status(tmp_path):
@@ -71,29 +91,32 @@ def test_crlf_plan_files_and_the_exit_status(tmp_path):
     plan.write_text(PLAN.replace("\n", "\r\n"))
     env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100", "RUNNER_RC": "3"}
     res = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True)
-    runs = _runs(tmp_path)
-    assert runs[1][-1] == "models=[a,b]"  # no carriage return left on the last argument
-    assert res.returncode == 3  # the worst step's status
+    (run,) = _runs(tmp_path)
+    assert run["steps"][1][-1] == "models=[a,b]"  # no carriage return left on the last argument
+    assert res.returncode == 3  # the runner's status
 
 
-def test_the_self_check_runs_in_the_first_step_only_and_not_with_two_stores(tmp_path):
+def test_the_self_check_runs_once_and_not_with_two_stores(tmp_path):
     plan = tmp_path / "plan.txt"
     plan.write_text("'NVIDIA H100' grids/b.yaml stores/camp.jsonl\n'NVIDIA H100' grids/c.yaml stores/camp.jsonl\n")
     env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100", "SELFCHECK": "1"}
     subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
-    assert [r[3] for r in _runs(tmp_path)] == ["1", "0"]
+    (run,) = _runs(tmp_path)  # one run, whose last GPU runs the self-check before its first step
+    assert run["selfcheck"] == "1" and [s[0] for s in run["steps"]] == ["grids/b.yaml", "grids/c.yaml"]
     two = tmp_path / "two.txt"
     two.write_text(PLAN)
     res = subprocess.run(["bash", str(PLAN_SCRIPT), str(two)], env=env, capture_output=True, text=True)
-    assert res.returncode == 2 and "more than 8 files" in res.stdout and len(_runs(tmp_path)) == 2
+    assert res.returncode == 2 and "more than 8 files" in res.stdout and len(_runs(tmp_path)) == 1
 
 
-def test_stops_when_less_than_min_step_is_left(tmp_path):
+def test_no_step_is_selected_with_less_than_min_step_left(tmp_path):
     plan = tmp_path / "plan.txt"
     plan.write_text(PLAN)
-    env = _fake_env(tmp_path, "H100 80GB HBM3", runner_sleep_s=3) | {"DEADLINE_S": "104", "MIN_STEP_S": "102"}
+    # each step's dry-run count takes 3 s: the second step would have had ~101 s
+    env = _fake_env(tmp_path, "H100 80GB HBM3", dry_run_sleep_s=3) | {"DEADLINE_S": "104", "MIN_STEP_S": "102"}
     out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
-    assert [r[4] for r in _runs(tmp_path)] == ["grids/b.yaml"]  # the second step would have had ~101 s
+    (run,) = _runs(tmp_path)
+    assert [s[0] for s in run["steps"]] == ["grids/b.yaml"]
     assert "below MIN_STEP_S=102: stop" in out.stdout
 
 
@@ -102,7 +125,7 @@ def test_a_card_without_steps_runs_nothing(tmp_path):
     plan.write_text(PLAN)
     env = _fake_env(tmp_path, "A100-SXM4-40GB") | {"DEADLINE_S": "500"}
     out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
-    assert _runs(tmp_path) == [] and "plan: 0 step(s)" in out.stdout
+    assert _runs(tmp_path) == [] and "plan: 0 step(s)" in out.stdout and out.returncode == 0
 
 
 @pytest.mark.parametrize("line", [ln for ln in (REPO / "measure" / "plans" / "next.txt").read_text().splitlines()
@@ -143,9 +166,9 @@ def test_a_step_with_nothing_left_in_its_store_is_skipped(tmp_path):
     env = _fake_env(tmp_path, "H200") | {"DEADLINE_S": "500", "MIN_STEP_S": "100"}
     out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], cwd=REPO, env=env, capture_output=True, text=True,
                          check=True)
-    runs = _runs(tmp_path)
+    (run,) = _runs(tmp_path)
     assert "nothing left of measure/grids/h200-campaign.yaml" in out.stdout
-    assert len(runs) == 1 and "engines=[hf-compiled]" in runs[0]
+    assert len(run["steps"]) == 1 and "engines=[hf-compiled]" in run["steps"][0] and run["expect"] == "NVIDIA H200"
 
 
 def test_skip_stores_leaves_out_the_steps_whose_store_matches(tmp_path):
@@ -156,6 +179,35 @@ def test_skip_stores_leaves_out_the_steps_whose_store_matches(tmp_path):
     env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100",
                                                    "SKIP_STORES": "experiments/ rep.jsonl"}
     out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], env=env, capture_output=True, text=True, check=True)
-    assert [r[4] for r in _runs(tmp_path)] == ["grids/c.yaml"]
+    (run,) = _runs(tmp_path)
+    assert [s[0] for s in run["steps"]] == ["grids/c.yaml"]
     assert "stores/experiments/x.jsonl matches SKIP_STORES 'experiments/'" in out.stdout
     assert "stores/rep.jsonl matches SKIP_STORES 'rep.jsonl'" in out.stdout
+
+
+def test_the_anchor_step_is_skipped_when_every_gpu_of_the_machine_has_its_cells(tmp_path):
+    """The machine-anchors grid (`resume_per: gpu`) counts its cells per GPU of `nvidia-smi -L`: with both
+    fake GPUs' anchors in the store the step is skipped; with one GPU's only, it runs."""
+    from measure.grid import expand, load_grid
+
+    grid = "measure/grids/machine-anchors.yaml"
+    cells = {c.content_hash for c in expand(load_grid(REPO / grid))}
+    rows = [json.loads(ln) for ln in (REPO / "datasets" / "measurements" / "h100" / "campaign.jsonl").read_text()
+            .splitlines()]
+    anchors = {r["cell_hash"]: r for r in rows if r["cell_hash"] in cells and r["status"] == "ok"}
+    assert len(anchors) == 2
+
+    def store_for(*uuids):
+        store = tmp_path / f"anchors-{len(uuids)}.jsonl"
+        store.write_text("".join(json.dumps(r | {"gpu_uuid": u, "record_id": f"{u}-{h}"}) + "\n"
+                                 for u in uuids for h, r in anchors.items()))
+        return store
+
+    env = _fake_env(tmp_path, "H100 80GB HBM3") | {"DEADLINE_S": "500", "MIN_STEP_S": "100"}
+    for uuids, runs in ((("GPU-a", "GPU-b"), 0), (("GPU-a",), 1)):
+        plan = tmp_path / "plan.txt"
+        plan.write_text(f"'NVIDIA H100' {grid} {store_for(*uuids)}\n")
+        out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], cwd=REPO, env=env, capture_output=True,
+                             text=True, check=True)
+        assert len(_runs(tmp_path)) == runs, out.stdout
+        assert ("nothing left of measure/grids/machine-anchors.yaml" in out.stdout) == (runs == 0)
