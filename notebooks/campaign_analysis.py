@@ -1037,27 +1037,26 @@ ANCHOR_GRID = GRIDS / "machine-anchors.yaml"
 
 
 def anchor_cells(path: Path = ANCHOR_GRID) -> pd.DataFrame:
-    """The anchor grid's cells as rows of (model, quant, engine, batch_size, workload '<prompt>/<output>')."""
-    import yaml
+    """The anchor grid's cells (`measure.grid.expand`), a row each: cell_hash, model, quant, engine, batch_size
+    and workload '<prompt>/<output>'."""
+    from measure.grid import expand, load_grid
 
-    g = yaml.safe_load(path.read_text())
-    loads = [w if isinstance(w, str) else f"{w['prompt_tokens']}/{w['output_tokens']}" for w in g["workloads"]]
-    return pd.DataFrame([{"model": m, "quant": q, "engine": e, "batch_size": int(b), "workload": w}
-                         for m in g["models"] for q in g["quants"] for e in g["engines"]
-                         for b in g["batch_sizes"] for w in loads])
+    return pd.DataFrame([{"cell_hash": c.content_hash, "model": c.model, "quant": c.quant, "engine": c.engine,
+                          "batch_size": c.batch_size, "workload": f"{c.prompt_tokens}/{c.output_tokens}"}
+                         for c in expand(load_grid(path))])
 
 
 def machine_anchors(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every ok record of an anchor cell (`anchor_cells`) in `df`, whatever its file (the anchors' own store
-    and the campaign's records of the same cells; rejected records left out): one row per record, with the card (`gpu_id`), `machine`,
-    GPU unit, decode J/token and tokens/s, and `energy_vs_card` / `speed_vs_card`: the record's value over
-    the median, over the card's GPU units, of that cell's per-unit mean (1 = a typical GPU of that card).
-    `noise_pct`: the record's own repetition noise (two standard errors of its mean, %), against which a
-    difference between machines is read."""
+    """Every ok record of an anchor cell (`anchor_cells`, matched by cell hash) in `df`, whatever its file (the
+    anchors' own store and the campaign's records of the same cells; rejected records left out): one row per
+    record, with the card (`gpu_id`), `machine`, GPU unit, decode J/token and tokens/s, and `energy_vs_card` /
+    `speed_vs_card`: the record's value over the median, over the card's GPU units, of that cell's per-unit mean
+    (1 = a typical GPU of that card). `noise_pct`: the record's own repetition noise (two standard errors of its
+    mean, %), against which a difference between machines is read."""
     cells = anchor_cells() if cells is None else cells
     keys = ["model", "quant", "engine", "batch_size", "workload"]
     rejected = df["rejected"].astype(bool) if "rejected" in df else False
-    d = df[(df["status"] == "ok") & ~rejected].merge(cells, on=keys)
+    d = df[(df["status"] == "ok") & ~rejected & df["cell_hash"].isin(cells["cell_hash"])]
     cols = [*keys, "gpu_id", "machine", "gpu_unit", "slice", "created_at", "decode_energy_per_token_j",
             "tokens_per_s", "decode_avg_power_w", "energy_cv", "repetitions"]
     t = d[cols].copy()

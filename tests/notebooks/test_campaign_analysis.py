@@ -1364,15 +1364,15 @@ def test_anchor_cells_are_the_anchor_grids():
 
 
 def _anchor(energy, speed, *, machine, unit, card="h100-sxm", batch=1, quant="bf16", status="ok", cv=0.01):
-    return {"status": status, "model": "m", "quant": quant, "engine": "hf-eager", "batch_size": batch,
-            "workload": "256/128", "gpu_id": card, "machine": machine, "gpu_unit": unit, "slice": "machine-anchors",
+    return {"status": status, "cell_hash": f"m-{quant}-{batch}", "model": "m", "quant": quant, "engine": "hf-eager",
+            "batch_size": batch, "workload": "256/128", "gpu_id": card, "machine": machine, "gpu_unit": unit, "slice": "machine-anchors",
             "created_at": f"2026-11-28T0{len(unit)}:00:00+00:00", "decode_energy_per_token_j": energy,
             "tokens_per_s": speed, "decode_avg_power_w": energy * speed, "energy_cv": cv, "repetitions": 4}
 
 
 def test_machine_anchors_compare_each_gpu_with_its_cards_typical_gpu():
-    cells = pd.DataFrame([{"model": "m", "quant": "bf16", "engine": "hf-eager", "batch_size": 1,
-                           "workload": "256/128"}])
+    cells = pd.DataFrame([{"cell_hash": "m-bf16-1", "model": "m", "quant": "bf16", "engine": "hf-eager",
+                           "batch_size": 1, "workload": "256/128"}])
     df = pd.DataFrame([
         _anchor(1.0, 100.0, machine="A", unit="a0"), _anchor(1.2, 100.0, machine="A", unit="a0"),  # unit mean 1.1
         _anchor(1.0, 80.0, machine="B", unit="b0"), _anchor(1.4, 50.0, machine="B", unit="b1"),
