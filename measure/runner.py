@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 import traceback
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -506,7 +507,9 @@ class CellRunner:
                 rec.gpu_id = row.id if row is not None else None
         except Exception:
             pass
-        rec.record_id = f"{cell.content_hash}-{rec.created_at}"
+        # the cell and the second alone collide when GPUs measure one cell together (machine anchors, s17): the
+        # merge keeps one record per id, so a random suffix keeps each GPU's record
+        rec.record_id = f"{cell.content_hash}-{rec.created_at}-{uuid.uuid4().hex[:8]}"
         return rec
 
 

@@ -13,7 +13,7 @@ from measure.grid import GridSpec  # noqa: E402
 from measure.meter.fake import FakeGpuMeter  # noqa: E402
 from measure.record import Record  # noqa: E402
 from measure.runner import CellRunner, RunContext  # noqa: E402
-from measure.store import Store  # noqa: E402
+from measure.store import Store, merge_stores  # noqa: E402
 from tests.fixtures.cpu_timing import run_resolved  # noqa: E402
 from tests.fixtures.rapl import rapl_zone  # noqa: E402
 
@@ -166,6 +166,27 @@ def test_unresolvable_decode_is_a_failure_with_reason(runner, monkeypatch):
 def test_failure_becomes_a_record_not_an_exception(runner):
     rec = runner.run(Cell("tiny-test", "bnb-int8", "hf-eager", 1, 8, 4, quant_params={"threshold": "x"}))
     assert rec.status == "failed" and rec.error
+
+
+def test_one_cell_measured_in_the_same_second_on_two_gpus_keeps_both_records(runner, tmp_path, monkeypatch):
+    import datetime as dt
+    import types
+
+    import measure.runner as runner_module
+
+    frozen = dt.datetime(2026, 11, 28, 3, 53, 5, tzinfo=dt.UTC)  # s17's anchors: four GPUs started one cell at once
+    clock = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda tz=None: frozen), UTC=dt.UTC)
+    monkeypatch.setattr(runner_module, "_dt", clock)
+    cell = Cell("tiny-test", "torchao-fp8", "hf-eager", 1, 8, 4)  # a quick recorded skip on CPU
+    first, second = runner.run(cell), runner.run(cell)
+    assert first.created_at == second.created_at == "2026-11-28T03:53:05+00:00"
+    assert first.record_id != second.record_id and first.record_id.startswith(cell.content_hash)
+    sources = []
+    for i, rec in enumerate((first, second)):
+        with Store(tmp_path / f"gpu{i}.jsonl") as store:
+            store.append(rec)
+        sources.append(tmp_path / f"gpu{i}.jsonl")
+    assert merge_stores(tmp_path / "merged.jsonl", sources) == 2
 
 
 def test_grid_store_and_resume(tmp_path):
