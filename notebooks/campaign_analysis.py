@@ -1034,6 +1034,7 @@ def settings_off_across_machines(experiments: pd.DataFrame, experiment: str = "c
 # --- machine anchors: the same two cells on every GPU --------------------------------------------------------
 #: The cells every GPU measures once (`resume_per: gpu`), so that machines can be compared cell for cell.
 ANCHOR_GRID = GRIDS / "machine-anchors.yaml"
+ANCHOR_NOISE_PCT = 10.0  # an anchor noisier than this (two standard errors of its mean, %) is left out as loud
 
 
 def anchor_cells(path: Path = ANCHOR_GRID) -> pd.DataFrame:
@@ -1052,7 +1053,10 @@ def machine_anchors(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.D
     record, with the card (`gpu_id`), `machine`, GPU unit, decode J/token and tokens/s, and `energy_vs_card` /
     `speed_vs_card`: the record's value over the median, over the card's GPU units, of that cell's per-unit mean
     (1 = a typical GPU of that card). `noise_pct`: the record's own repetition noise (two standard errors of its
-    mean, %), against which a difference between machines is read."""
+    mean, %), against which a difference between machines is read. `quiet`: `noise_pct` at most
+    `ANCHOR_NOISE_PCT` (10 %): a noisier anchor cannot tell a 10 % machine offset, the size of the card and method
+    differences it is there to separate (s17: two of the first eight lost a third of their speed in one of three
+    repetitions, 18 % noise). The card's typical GPU is taken over quiet records where the cell has any."""
     cells = anchor_cells() if cells is None else cells
     keys = ["model", "quant", "engine", "batch_size", "workload"]
     rejected = df["rejected"].astype(bool) if "rejected" in df else False
@@ -1060,23 +1064,30 @@ def machine_anchors(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.D
     cols = [*keys, "gpu_id", "machine", "gpu_unit", "slice", "created_at", "decode_energy_per_token_j",
             "tokens_per_s", "decode_avg_power_w", "energy_cv", "repetitions"]
     t = d[cols].copy()
-    per_unit = t.groupby([*keys, "gpu_id", "gpu_unit"])[["decode_energy_per_token_j", "tokens_per_s"]].mean()
+    t["noise_pct"] = 200.0 * t["energy_cv"] / np.sqrt(t["repetitions"].clip(lower=1))
+    t["quiet"] = t["noise_pct"].le(ANCHOR_NOISE_PCT)
+    has_quiet = t.groupby([*keys, "gpu_id"])["quiet"].transform("any")
+    basis = t[t["quiet"] | ~has_quiet]
+    per_unit = basis.groupby([*keys, "gpu_id", "gpu_unit"])[["decode_energy_per_token_j", "tokens_per_s"]].mean()
     typical = per_unit.groupby([*keys, "gpu_id"]).median()
     ref = t[[*keys, "gpu_id"]].merge(typical.reset_index(), on=[*keys, "gpu_id"], how="left")
     t["energy_vs_card"] = t["decode_energy_per_token_j"].to_numpy() / ref["decode_energy_per_token_j"].to_numpy()
     t["speed_vs_card"] = t["tokens_per_s"].to_numpy() / ref["tokens_per_s"].to_numpy()
-    t["noise_pct"] = 200.0 * t["energy_cv"] / np.sqrt(t["repetitions"].clip(lower=1))
     return t.sort_values(["gpu_id", "batch_size", "machine", "created_at"]).reset_index(drop=True)
 
 
 def machine_anchor_summary(anchors: pd.DataFrame) -> pd.DataFrame:
-    """`machine_anchors` per card and machine: GPU units and records of the anchor cells there, and the median,
-    smallest and largest `energy_vs_card` and the median `speed_vs_card` over them (a machine at 1.10 spends 10 %
-    more decode energy per token on the same cells than the card's typical GPU)."""
-    g = anchors.groupby(["gpu_id", "machine"])
-    return g.agg(gpus=("gpu_unit", "nunique"), records=("energy_vs_card", "size"),
-                 energy_vs_card=("energy_vs_card", "median"), energy_vs_card_min=("energy_vs_card", "min"),
-                 energy_vs_card_max=("energy_vs_card", "max"), speed_vs_card=("speed_vs_card", "median"))
+    """`machine_anchors` per card and machine: GPU units and records of the anchor cells there (`quiet` of them),
+    and the median, smallest and largest `energy_vs_card` and the median `speed_vs_card` over the quiet records
+    (a machine at 1.10 spends 10 % more decode energy per token on the same cells than the card's typical GPU;
+    NaN where the machine has no quiet record)."""
+    keys = ["gpu_id", "machine"]
+    counts = anchors.groupby(keys).agg(gpus=("gpu_unit", "nunique"), records=("energy_vs_card", "size"),
+                                       quiet=("quiet", "sum"))
+    q = anchors[anchors["quiet"]].groupby(keys)
+    ratios = q.agg(energy_vs_card=("energy_vs_card", "median"), energy_vs_card_min=("energy_vs_card", "min"),
+                   energy_vs_card_max=("energy_vs_card", "max"), speed_vs_card=("speed_vs_card", "median"))
+    return counts.join(ratios)
 
 
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------

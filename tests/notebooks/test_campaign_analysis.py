@@ -1392,3 +1392,28 @@ def test_machine_anchors_compare_each_gpu_with_its_cards_typical_gpu():
     assert s.loc[("h100-sxm", "B"), "energy_vs_card_max"] == pytest.approx(1.4 / 1.1)
     assert s.loc[("h100-sxm", "A"), "energy_vs_card"] == pytest.approx(1.0)
     assert s.loc[("h100-sxm", "A"), "speed_vs_card"] == pytest.approx(100.0 / 80.0)
+    assert t["quiet"].all() and s["quiet"].tolist() == s["records"].tolist()
+
+
+def test_loud_anchors_are_shown_but_left_out_of_the_typical_gpu_and_the_summary():
+    cells = pd.DataFrame([{"cell_hash": "m-bf16-1", "model": "m", "quant": "bf16", "engine": "hf-eager",
+                           "batch_size": 1, "workload": "256/128"}])
+    df = pd.DataFrame([
+        _anchor(1.0, 100.0, machine="A", unit="a0"), _anchor(1.2, 90.0, machine="A", unit="a1"),
+        _anchor(3.0, 30.0, machine="A", unit="a2", cv=0.16),  # a repetition lost its speed: 16 % noise, loud
+        _anchor(1.1, 95.0, machine="B", unit="b0", cv=0.101),  # 10.1 % noise (4 repetitions): just loud
+        _anchor(2.0, 10.0, machine="C", unit="c0", card="h200", cv=0.3)])  # the card's only record, loud
+    t = ca.machine_anchors(df, cells)
+    assert dict(zip(t["gpu_unit"], t["quiet"], strict=True)) == {"a0": True, "a1": True, "a2": False, "b0": False,
+                                                                 "c0": False}
+    assert ca.machine_anchors(pd.DataFrame([_anchor(1.0, 9.0, machine="A", unit="a0", cv=0.1)]), cells)["quiet"].all()
+    h100 = t[t["gpu_id"] == "h100-sxm"].set_index("gpu_unit")
+    # typical over the quiet units a0 and a1 only (median 1.1), not over all four (1.15)
+    assert h100.loc["a2", "energy_vs_card"] == pytest.approx(3.0 / 1.1)
+    assert h100.loc["a0", "energy_vs_card"] == pytest.approx(1.0 / 1.1)
+    # a card with no quiet record keeps a reference: its loud records
+    assert t.loc[t["gpu_id"] == "h200", "energy_vs_card"].tolist() == [1.0]
+    s = ca.machine_anchor_summary(t)
+    assert s.loc[("h100-sxm", "A"), "records"] == 3 and s.loc[("h100-sxm", "A"), "quiet"] == 2
+    assert s.loc[("h100-sxm", "A"), "energy_vs_card_max"] == pytest.approx(1.2 / 1.1)  # a2 left out
+    assert np.isnan(s.loc[("h100-sxm", "B"), "energy_vs_card"]) and s.loc[("h100-sxm", "B"), "gpus"] == 1
