@@ -33,12 +33,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MEASUREMENTS = REPO / "datasets" / "measurements"
 GRID_WALL = re.compile(r"grid wall (\d+(?:\.\d+)?) s")
+IDLE = re.compile(r"workers done after:.*\(idle (\d+) of (\d+) GPU-s")
 
 
 def grid_walls(output: str) -> list[float]:
     """The `grid wall N s` figures of a call's output, in order (one per scripts/device_run_multi.sh run: per plan
     step that ran a grid before the steps chained per GPU, one per call since)."""
     return [float(m) if "." in m else int(m) for m in GRID_WALL.findall(output or "")]
+
+
+def idle_gpu_s(output: str) -> list[list[int]]:
+    """[idle, total] GPU-seconds of each chained runner run in a call's output or grid.log (its `workers done
+    after: ... (idle X of Y GPU-s ...)` line: the GPU time left idle before the last GPU's chain ended)."""
+    return [[int(a), int(b)] for a, b in IDLE.findall(output or "")]
 
 
 def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeout_s: int,
@@ -54,7 +61,8 @@ def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeo
         "source": (f"the device tool's reply to this call{f' (session {session})' if session else ''}, filed by "
                    "scripts/device_call_collect.py: `wall_s` the command's run time, `grid_wall_s` the wrapper's "
                    "last 'grid wall N s' line (`grid_wall_s_per_step` one per runner run: per plan step that ran a "
-                   "grid before the steps chained per GPU, one per call since), "
+                   "grid before the steps chained per GPU, one per call since), `idle_gpu_s` "
+                   "[idle, total] GPU-seconds of each chained run (the runner's 'workers done after' line), "
                    "`lease_*` the session's device time held and left after the call"
                    + ("; asked with needs_h200 true" if needs_h200 else "")),
         "kind_asked": kind,
@@ -66,6 +74,7 @@ def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeo
         "grid_wall_s": walls[-1] if walls else None,
         "grid_wall_s_per_step": walls,
         "grid_wall_source": source if walls else None,
+        "idle_gpu_s": idle_gpu_s(reply.get("output_tail", "")) or idle_gpu_s(grid_log),
         "timeout_s": timeout_s,
         "warm": reply.get("warm"),
         "files_left_out": reply.get("files_left_out") or [],

@@ -24,7 +24,8 @@
 # would otherwise fill a store meant for one card with another card's cells).
 # grid.log ($OUT, appended to what an earlier run of the call left): per step a `== plan step K: ...` header
 # (with --steps, or PLAN_STEP=K for one step) and each GPU's log lines of that step prefixed `gpuI `, then
-# each GPU's chain (when it ran which step), then one `grid wall N s on G GPUs; records: ...` line for the run.
+# each GPU's chain (when it ran which step), then the `workers done after: ... (idle X of Y GPU-s ...)` line and one
+# `grid wall N s on G GPUs; records: ...` line for the run.
 # Logs and claims stay in /tmp ($TMPDIR); $OUT holds at most 8 files (the device tool returns no more):
 # doctor.json, nvidia-smi.csv, host.txt, pip-versions.txt, grid.log, one store per store name and, with
 # SELFCHECK=1, selfcheck.json and timeline_10s.csv. Exit status 0 once the workers ran (2 bad steps, 3 set-up
@@ -166,7 +167,9 @@ for i in $(seq 0 $((n - 1))); do
   e=$(sed -n 's/^done //p' "$work/gpu$i.chain"); e=${e:-0}; done_at="$done_at gpu$i $e s,"
   sum=$((sum + e)); [ "$e" -gt "$last" ] && last=$e
 done
-echo "workers done after:${done_at%,} (idle $((n * last - sum)) of $((n * last)) GPU-s before the last one ended)"
+# into grid.log too: the call's raw folder keeps the idle GPU time (s17's were in the tool's reply only)
+echo "workers done after:${done_at%,} (idle $((n * last - sum)) of $((n * last)) GPU-s before the last one ended)" \
+  | tee -a "$OUT/grid.log"
 records=""; for name in "${names[@]}"; do records="$records $(wc -l < "$OUT/$name.jsonl") ($name.jsonl),"; done
 # one line for the run, also into grid.log, so that the call's grid wall time comes back in $OUT even where the
 # tool's reply is not saved (scripts/device_call_collect.py reads it)

@@ -109,3 +109,20 @@ def test_grid_walls_come_from_the_returned_grid_log_where_the_reply_has_none(cal
                         stores=["h200/campaign.jsonl"], measurements=meas)
     rec = json.loads((raw / "device-call.json").read_text())
     assert rec["grid_wall_s_per_step"] == [139, 369] and rec["grid_wall_source"] == "output_tail"
+
+
+def test_the_idle_gpu_time_of_a_chained_run_is_filed_from_the_output_or_grid_log(call, tmp_path):
+    meas, back, reply = call
+    line = "workers done after: gpu0 343 s, gpu1 405 s (idle 62 of 810 GPU-s before the last one ended)\n"
+    raw = tmp_path / "raw" / "idle"
+    collect_mod.collect({**reply, "output_tail": OUTPUT + line}, raw, kind="k", needs_h200=False, command="c",
+                        timeout_s=600, stores=["h200/campaign.jsonl"], measurements=meas)
+    assert json.loads((raw / "device-call.json").read_text())["idle_gpu_s"] == [[62, 810]]
+    (back / "grid.log").write_text(line + "grid wall 405 s on 2 GPUs; records: 9\n", encoding="utf-8")
+    collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
+                        stores=["h200/campaign.jsonl"], measurements=meas)  # the reply's tail lacks it
+    assert json.loads((raw / "device-call.json").read_text())["idle_gpu_s"] == [[62, 810]]
+    (back / "grid.log").write_text("log\n", encoding="utf-8")
+    collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
+                        stores=["h200/campaign.jsonl"], measurements=meas)
+    assert json.loads((raw / "device-call.json").read_text())["idle_gpu_s"] == []  # a run before chaining

@@ -156,6 +156,8 @@ def test_a_gpu_done_with_its_step_starts_the_next_while_another_is_still_in_its_
     assert "gpu0 chain: step 1 " in log and "gpu1 chain: step 2 " in log
     assert "== plan step 2: b.yaml" in res.stdout and f"{slow['owner']} [1/?] a slow ok" in res.stdout
     assert "chained per GPU" in res.stdout and "workers done after: gpu0 " in res.stdout
+    idle = re.findall(r"workers done after: .*\(idle \d+ of \d+ GPU-s", log)
+    assert len(idle) == 1 and idle[0] in res.stdout  # the raw folder keeps the idle GPU time too
 
 
 def test_steps_of_one_store_share_its_claims_and_measure_no_block_twice(tmp_path):
