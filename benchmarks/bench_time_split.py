@@ -1,6 +1,6 @@
 """Time-split backtest of the cost model: train on the records measured up to a cut-off, score the rest.
 
-    python benchmarks/bench_time_split.py --cutoff 2026-11-27T06:10:00+00:00 [--cutoff ...] [--csv DIR]
+    python benchmarks/bench_time_split.py --cutoff 2026-11-27T06:10:00+00:00 [--cutoff ...] [--csv DIR] [--seed S]
 
 The prospective check (`recommender.costmodel.prospective`) scores the one artifact that was served; this
 replays it for any cut-off and for the code in this checkout, so two modelling choices can be compared on
@@ -13,7 +13,8 @@ and grouped folds do not imitate. Per cut-off, in a temporary copy of `datasets/
    `fit_power_model.py` (engines.yaml: power floor and slope), `fit_prefill_model.py` (engines.yaml: the
    prefill's efficiency and overhead) and `fit_method_overhead.py` (method_overhead.csv: decode overheads,
    prefill time and energy ratios);
-3. `train-cost-model --no-cv` trains an artifact on them (public rows included, as shipped);
+3. `train-cost-model --no-cv` trains an artifact on them (public rows included, as shipped; `--seed`: the
+   trainer's seed, default its own);
 4. `prospective_frame` scores that artifact on the records created after the cut-off, read from the
    full stores, and prints `summarize` of it (median and p90 absolute % error of p50, the analytic
    model's median, p10-p90 coverage per target).
@@ -73,8 +74,9 @@ def _run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
     return res
 
 
-def backtest(cutoff: str, csv_dir: Path | None = None) -> dict:
-    """Train on the records up to `cutoff` and score the later ones (module docstring)."""
+def backtest(cutoff: str, csv_dir: Path | None = None, seed: int | None = None) -> dict:
+    """Train on the records up to `cutoff` and score the later ones (module docstring); `seed` the trainer's
+    (None: its default)."""
     from recommender.costmodel.learned import measurement_files_in
     from recommender.costmodel.prospective import _time
 
@@ -88,7 +90,8 @@ def backtest(cutoff: str, csv_dir: Path | None = None) -> dict:
             shutil.copy(REPO / "datasets/catalog/tools" / tool, data / "catalog/tools" / tool)
             _run([sys.executable, str(data / "catalog/tools" / tool)], env)
         art = Path(tmp) / "models"
-        _run([sys.executable, "-m", "recommender.costmodel.train", "--no-cv", "--out", str(art)], env)
+        seed_args = [] if seed is None else ["--seed", str(seed)]
+        _run([sys.executable, "-m", "recommender.costmodel.train", "--no-cv", "--out", str(art), *seed_args], env)
         full = [str(p) for p in measurement_files_in(DATASETS / "measurements")]
         code = ("import json, sys\n"
                 "from pathlib import Path\n"
@@ -106,11 +109,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cutoff", action="append", required=True, help="ISO time (repeatable)")
     ap.add_argument("--csv", type=Path, default=None, help="folder for each cut-off's per-record frame")
+    ap.add_argument("--seed", type=int, default=None, help="the trainer's seed (default: its own)")
     args = ap.parse_args()
     if args.csv:
         args.csv.mkdir(parents=True, exist_ok=True)
     for c in args.cutoff:
-        r = backtest(c, args.csv)
+        r = backtest(c, args.csv, args.seed)
         print(f"cut-off {r['cutoff']}: trained on {sum(r['train_records'].values())} records "
               f"({', '.join(f'{k} {v}' for k, v in r['train_records'].items())}); scored {r['rows']} later records")
         for t, s in r["targets"].items():
