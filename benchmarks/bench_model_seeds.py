@@ -16,7 +16,8 @@ them with every seed's value.
 `--compare A B` reads two such files (two checkouts run with the same seeds: a worktree per arm) and prints,
 per target and split, B - A in percentage points: over the seeds both ran, the mean of the per-seed
 differences and its standard error (sd / sqrt(n)); a `*` marks a mean difference beyond two standard errors.
-Session s17 ran it for the batch-dependent method overhead (README, "Training the cost model").
+Session s17 ran it for a batch-dependent method overhead, which it then did not ship
+(docs/experiments/method-overhead-batch-slope-s17.md).
 """
 
 from __future__ import annotations
