@@ -19,8 +19,11 @@ common physical axes first:
   method adds to every layer, launch-bound at decode, fitted on our records by
   datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted), and its prefill time and energy
   ratios on that engine (method_overhead.csv `prefill_time_ratio`, `prefill_energy_ratio`, same tool; 1 where
-  none was fitted), which the analytic prefill multiplies; no feature reads them (the `ref16_*` prefill
-  features are the 16-bit ones);
+  none was fitted), which the analytic prefill multiplies; one feature reads the time ratio's effect,
+  `q_log_analytic_prefill_ratio` = log(the method's analytic prefill time / the 16-bit one's) (the `ref16_*`
+  prefill features are the 16-bit ones; added in s17: five seeds, paired, put TTFT and prefill energy 0.3-1.2
+  points better cross-validated and J/token 0.6 better leave-one-GPU-out, nothing worse beyond 0.13 point,
+  docs/experiments/prefill-ratio-feature-s17.md);
 - memory fit margin (`recommender.memory`), card specs, model shape, quant/engine/scope one-hots.
 
 The roofline axes are computed at the reference 16-bit method (`ref16_*`) and the quantization method
@@ -43,7 +46,7 @@ import numpy as np
 from recommender.candidates import Candidates
 
 #: Bump when the meaning of any feature changes (a trained artifact records it).
-FEATURES_VERSION = "4"
+FEATURES_VERSION = "5"
 
 ENGINE_IDS = ("hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp")
 SCHEMES = ("none", "weight-only", "dynamic", "static")
@@ -315,7 +318,7 @@ _REF = ("ref16_log_weight_gb_step", "ref16_log_kv_gb_step", "ref16_kv_fraction",
         "ref16_log_analytic_tokens_per_s", "ref16_log_analytic_j_per_token", "ref16_analytic_power_fraction",
         "ref16_log_peak_tflops")
 _RATIO = ("q_log_weight_bytes_ratio", "q_log_peak_flops_ratio", "q_log_analytic_speedup",
-          "q_log_analytic_energy_ratio", "fit_margin_gb", "fit_fraction")
+          "q_log_analytic_energy_ratio", "q_log_analytic_prefill_ratio", "fit_margin_gb", "fit_fraction")
 _CARD = ("log_bandwidth_gbs", "log_memory_gb", "log_tdp_w", "log_fp16_tflops", "log_int8_tops", "has_fp8",
          "compute_capability", "tdp_w_per_tb_s")
 _MODEL = ("log_params_b", "num_layers", "log_hidden_size", "gqa_ratio", "log_vocab_size", "mlp_gated")
@@ -510,6 +513,7 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("q_log_peak_flops_ratio", np.log(ph.peak_flops / at_ref(pr.peak_flops)))
         put("q_log_analytic_speedup", np.log(at_ref(er.t_step) / est.t_step))
         put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j / at_ref(er.energy_per_token_j)))
+        put("q_log_analytic_prefill_ratio", np.log(est.t_prefill / at_ref(er.t_prefill)))
         put("fit_margin_gb", ph.card_memory_gb - ph.memory_gb)
         put("fit_fraction", ph.memory_gb / ph.card_memory_gb)
 

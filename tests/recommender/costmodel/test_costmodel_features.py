@@ -85,7 +85,8 @@ def test_reference_axes_are_shared_across_quant_methods(catalog):
     ref = [i for i, n in enumerate(names) if n.startswith("ref16_")]
     assert np.allclose(X[:, ref], X[0, ref], equal_nan=True)
     fp16 = int(np.flatnonzero(c.quant_idx == catalog.quants.index["fp16"])[0])
-    for n in ("q_log_weight_bytes_ratio", "q_log_peak_flops_ratio", "q_log_analytic_speedup"):
+    for n in ("q_log_weight_bytes_ratio", "q_log_peak_flops_ratio", "q_log_analytic_speedup",
+              "q_log_analytic_prefill_ratio"):
         assert X[fp16, names.index(n)] == 0.0
     nf4 = int(np.flatnonzero(c.quant_idx == catalog.quants.index["bnb-nf4"])[0])
     assert X[nf4, names.index("q_log_weight_bytes_ratio")] < np.log(0.4)

@@ -339,7 +339,13 @@ def test_the_prefill_ratio_scales_the_prefill_only(catalog):
         np.testing.assert_allclose(getattr(e1, name)[~hit], getattr(e0, name)[~hit], err_msg=name)
     for name in ("t_step", "tokens_per_s", "energy_per_token_j", "power_w", "memory_gb"):
         np.testing.assert_allclose(getattr(e1, name), getattr(e0, name), err_msg=name)  # decode unchanged
-    np.testing.assert_array_equal(F.build(c_with), F.build(c_without))  # no feature reads the ratio
+    # one feature reads the ratio, the method's analytic prefill time over the 16-bit one's, in log
+    X1, X0 = F.build(c_with), F.build(c_without)
+    col = F.FEATURE_NAMES.index("q_log_analytic_prefill_ratio")
+    np.testing.assert_allclose(X1[hit, col] - X0[hit, col], np.log(2.5))
+    np.testing.assert_allclose(X1[~hit, col], X0[~hit, col])
+    others = [i for i in range(len(F.FEATURE_NAMES)) if i != col]
+    np.testing.assert_array_equal(X1[:, others], X0[:, others])
 
 
 def _prefill_frame(catalog, held_out_ttft: float = 50.0):
