@@ -21,9 +21,9 @@ common physical axes first:
   ratios on that engine (method_overhead.csv `prefill_time_ratio`, `prefill_energy_ratio`, same tool; 1 where
   none was fitted), which the analytic prefill multiplies; one feature reads the time ratio's effect,
   `q_log_analytic_prefill_ratio` = log(the method's analytic prefill time / the 16-bit one's) (the `ref16_*`
-  prefill features are the 16-bit ones; added in s17: five seeds, paired, put TTFT and prefill energy 0.3-1.2
-  points better cross-validated and J/token 0.6 better leave-one-GPU-out, nothing worse beyond 0.13 point,
-  docs/experiments/prefill-ratio-feature-s17.md);
+  prefill features are the 16-bit ones; added in s17: five seeds, paired, put prefill energy 0.3-1.2 points
+  better in all three cross-validation splits, TTFT 0.6-0.7 in two of them and J/token 0.6 leave-one-GPU-out,
+  nothing worse beyond 0.13 point, docs/experiments/prefill-ratio-feature-s17.md);
 - memory fit margin (`recommender.memory`), card specs, model shape, quant/engine/scope one-hots.
 
 The roofline axes are computed at the reference 16-bit method (`ref16_*`) and the quantization method
