@@ -48,14 +48,23 @@ def idle_gpu_s(output: str) -> list[list[int]]:
     return [[int(a), int(b)] for a, b in IDLE.findall(output or "")]
 
 
+def _output_or_log(parse, output: str, grid_log: str) -> tuple[list, str]:
+    """`parse` of the reply's output, or of the returned grid.log where that holds at least as many figures (the
+    reply keeps only the output's tail): (figures, 'output_tail' or 'grid.log')."""
+    values, from_log = parse(output), parse(grid_log)
+    if from_log and len(from_log) >= len(values):
+        return from_log, "grid.log"
+    return values, "output_tail"
+
+
 def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeout_s: int,
                 session: str | None, grid_log: str = "") -> dict:
     """The `device-call.json` of a call from the tool's reply and what was asked; `grid_log` (the returned
-    grid.log's text) gives the grid wall times where it holds at least as many as the reply's output."""
-    walls, source = grid_walls(reply.get("output_tail", "")), "output_tail"
-    from_log = grid_walls(grid_log)
-    if from_log and len(from_log) >= len(walls):
-        walls, source = from_log, "grid.log"
+    grid.log's text) gives the grid wall times and idle GPU-seconds where it holds at least as many as the
+    reply's output."""
+    output = reply.get("output_tail", "")
+    walls, source = _output_or_log(grid_walls, output, grid_log)
+    idle, _ = _output_or_log(idle_gpu_s, output, grid_log)
     lease = reply.get("lease") or {}
     return {
         "source": (f"the device tool's reply to this call{f' (session {session})' if session else ''}, filed by "
@@ -74,7 +83,7 @@ def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeo
         "grid_wall_s": walls[-1] if walls else None,
         "grid_wall_s_per_step": walls,
         "grid_wall_source": source if walls else None,
-        "idle_gpu_s": idle_gpu_s(reply.get("output_tail", "")) or idle_gpu_s(grid_log),
+        "idle_gpu_s": idle,
         "timeout_s": timeout_s,
         "warm": reply.get("warm"),
         "files_left_out": reply.get("files_left_out") or [],
