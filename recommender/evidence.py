@@ -14,14 +14,21 @@ candidate, best first:
 - ``none``: the method was never measured;
 - ``unknown``: the cost model records no coverage (the analytic fallback, or an older artifact).
 
-Independently of the level, `outside_training_range` lists the card's specs that lie outside the range of
-the cards the model was trained on (`metadata.json` "card_range"): trees cannot extrapolate, so there the
-learned correction is that of the nearest trained cards (on a held-out V100, below every trained card's
-compute capability, it was further off than the analytic model alone; models/MODEL_CARD.md).
+Independently of the level, `slow_path` lists the cards where the method and engine were measured on a slow
+path near the candidate's batch size (most of a card's records at the nearest measured batch flagged
+`slow_path_suspected`: decode below half the unquantized cell's on the same engine; measure/runner.py).
+Compiled torchao int8 weight-only on the H200 decoded no faster at batch 8 and 32 than at batch 1, which no
+roofline foresees, so a prediction of it for another card comes with that warning.
+
+`outside_training_range` lists the card's specs that lie outside the range of the cards the model was trained
+on (`metadata.json` "card_range"): trees cannot extrapolate, so there the learned correction is that of the
+nearest trained cards (on a held-out V100, below every trained card's compute capability, it was further off
+than the analytic model alone; models/MODEL_CARD.md).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 LEVELS = ("measured", "same_card", "other_cards", "other_engines", "none", "unknown")
@@ -70,10 +77,17 @@ def evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_siz
     `measured`, the cards with training rows of this method and engine for `same_card` / `other_cards`,
     else empty. `outside`: the card's specs outside the trained range (`outside_training_range`)."""
     ev = _evidence(coverage, gpu, quant, engine, batch_size, measured)
+    slow = slow_path_near(coverage, quant, engine, batch_size)
+    if slow:
+        ev["text"] += (f"; a slow path was measured near batch {batch_size} ("
+                       + ", ".join(f"{s['gpu']} batch {s['batch_size']}: {s['flagged']} of {s['records']} records"
+                                   for s in slow)
+                       + " decoded below half the unquantized speed)")
     ev["outside_training_range"] = [] if measured else list(outside or [])
     if ev["outside_training_range"]:
         ev["text"] += ("; the card lies outside the trained cards' range (" + ", ".join(ev["outside_training_range"])
                        + "), where the learned correction extrapolates")
+    ev["slow_path"] = slow  # last: CSV columns follow the keys' order, and this one came after the others
     return ev
 
 
@@ -103,6 +117,24 @@ def _evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_si
     return {"level": "none", "measured_on": [],
             "text": f"predicted; {quant} was never measured: a roofline estimate and the learned correction's "
                     "extrapolation only"}
+
+
+def slow_path_near(coverage: dict | None, quant: str, engine: str, batch_size: int) -> list[dict[str, Any]]:
+    """[{gpu, batch_size, flagged, records}] per card where `quant` on `engine` ran a slow path at the measured
+    batch size nearest `batch_size` (log scale; the smaller on a tie): more than half of the card's records at
+    that batch that carry the flag were flagged (coverage `slow_path_by_gpu`, `train.slow_path_counts`). Empty
+    without such coverage."""
+    cov = ((coverage or {}).get(quant) or {}).get(engine) or {}
+    out = []
+    for gpu, by_batch in sorted((cov.get("slow_path_by_gpu") or {}).items()):
+        batches = sorted(int(b) for b in by_batch)
+        if not batches:
+            continue
+        near = min(batches, key=lambda b: (abs(math.log(b) - math.log(max(batch_size, 1))), b))
+        flagged, records = by_batch[str(near)]
+        if records and flagged * 2 > records:
+            out.append({"gpu": gpu, "batch_size": near, "flagged": int(flagged), "records": int(records)})
+    return out
 
 
 #: levels a user can ask for with `recommend --min-evidence` (best first; "none" keeps every candidate)

@@ -56,8 +56,8 @@ def _json_default(o):
 
 
 def flatten(d: dict[str, Any]) -> dict[str, Any]:
-    """Quantile objects -> `<name>_p10/_p50/_p90` columns; lists -> ';'-joined (inside dicts too); other dicts
-    -> `<name>_<key>`."""
+    """Quantile objects -> `<name>_p10/_p50/_p90` columns; lists -> ';'-joined (inside dicts too; a dict in a
+    list as `key=value` pairs joined by ','); other dicts -> `<name>_<key>`."""
     flat: dict[str, Any] = {}
     for k, v in d.items():
         if k in UNITS or (isinstance(v, dict) and set(v) == set(QUANTILE_KEYS)):
@@ -65,12 +65,16 @@ def flatten(d: dict[str, Any]) -> dict[str, Any]:
                 flat[f"{k}_{q}"] = None if v is None else v.get(q)
         elif isinstance(v, dict):
             for sk, sv in v.items():
-                flat[f"{k}_{sk}"] = ";".join(map(str, sv)) if isinstance(sv, list) else sv
+                flat[f"{k}_{sk}"] = _joined(sv) if isinstance(sv, list) else sv
         elif isinstance(v, list):
-            flat[k] = ";".join(map(str, v))
+            flat[k] = _joined(v)
         else:
             flat[k] = v
     return flat
+
+
+def _joined(items: list) -> str:
+    return ";".join(",".join(f"{k}={v}" for k, v in x.items()) if isinstance(x, dict) else str(x) for x in items)
 
 
 def to_csv(cands: list[dict]) -> str:

@@ -232,6 +232,7 @@ def record_rows(records: list, catalog, data_file: str, allow_simulated: bool = 
             # records count GB of 1e9 bytes (measure/runner.py); the recommender counts GiB (recommender/memory.py)
             "memory_gb": None if mem is None else mem * 1e9 / GIB,
             "is_stable": r.is_stable,
+            "slow_path_suspected": r.slow_path_suspected,
             "simulated": simulated,
         })
     return rows, skipped
@@ -303,10 +304,10 @@ def load_training_data(measurements: list[Path] | None = None, use_public: bool 
             files.append({"path": _display(pm), "sha256": sha256_file(pm), "records": None, "rows": 0})
     cols = ["row_id", "origin", "data_file", "gpu_id", "model", "quant", "engine", "batch_size", "prompt_tokens",
             "output_tokens", "kv_cache_bits", "scope_id", "decode_energy_per_token_j", "energy_per_token_j",
-            "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb"]
+            "tokens_per_s", "ttft_ms", "prefill_energy_j", "memory_gb", "slow_path_suspected"]
     frame = pd.DataFrame(rows, columns=cols)
     for c in cols[7:]:
-        if c != "scope_id":
+        if c not in ("scope_id", "slow_path_suspected"):
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
     frame = frame.reset_index(drop=True)
     return TrainingData(frame, files, skipped), catalog
@@ -1043,19 +1044,39 @@ def training_card_range(frame, catalog) -> dict[str, list[float]]:
 
 def training_coverage(frame) -> dict[str, dict[str, dict]]:
     """What the training rows cover, per method and engine: {quant: {engine: {gpus, rows, batch_max (any
-    card), batch_max_by_gpu, origins}}}. The recommender reads it to say how far a prediction is from any measurement."""
+    card), batch_max_by_gpu, origins}}}, plus `slow_path_by_gpu` where the frame has our records'
+    `slow_path_suspected` flags (`slow_path_counts`). The recommender reads it to say how far a prediction is
+    from any measurement, and where a slow path was measured (recommender/evidence.py)."""
     import pandas as pd
 
     out: dict[str, dict[str, dict]] = {}
     for (quant, engine), g in frame.groupby(["quant", "engine"], sort=True):
         batch = pd.to_numeric(g["batch_size"], errors="coerce")
         by_gpu = batch.groupby(g["gpu_id"].astype(str)).max()
-        out.setdefault(str(quant), {})[str(engine)] = {
+        entry = out.setdefault(str(quant), {})[str(engine)] = {
             "gpus": sorted(set(map(str, g["gpu_id"]))), "rows": int(len(g)),
             "batch_max": int(batch.max()) if batch.notna().any() else None,
             "batch_max_by_gpu": {k: int(v) for k, v in sorted(by_gpu.items()) if v == v},
             "origins": sorted(set(map(str, g["origin"]))),
         }
+        if "slow_path_suspected" in g:
+            entry["slow_path_by_gpu"] = slow_path_counts(g)
+    return out
+
+
+def slow_path_counts(rows) -> dict[str, dict[str, list[int]]]:
+    """{gpu: {batch size: [records flagged, records with a flag]}} over `rows` whose `slow_path_suspected` is
+    set (our records: decode below half the unquantized cell's on the same engine, card and batch;
+    measure/runner.py); public rows carry no flag and count in neither."""
+    import pandas as pd
+
+    flags = rows["slow_path_suspected"].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else None)
+    known = rows[flags.notna()]
+    out: dict[str, dict[str, list[int]]] = {}
+    for (gpu, batch), g in known.groupby([known["gpu_id"].astype(str), pd.to_numeric(known["batch_size"])],
+                                         sort=True):
+        flagged = int(flags[g.index].astype(bool).sum())
+        out.setdefault(gpu, {})[str(int(batch))] = [flagged, int(len(g))]
     return out
 
 

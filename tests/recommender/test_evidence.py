@@ -42,6 +42,30 @@ def test_texts_name_what_was_measured():
     assert "above" not in evidence(COVERAGE, "l4", "fp16", "vllm", 32, False)["text"]
 
 
+SLOW = {"torchao-int8-wo": {"hf-compiled": {
+    "gpus": ["h200"], "rows": 12, "batch_max": 32, "batch_max_by_gpu": {"h200": 32}, "origins": ["ours"],
+    "slow_path_by_gpu": {"h200": {"1": [1, 3], "8": [4, 4], "32": [2, 2]}, "h100-sxm": {"32": [1, 2]}}}}}
+
+
+@pytest.mark.parametrize(("batch", "near"), [(1, None), (2, None), (4, 8), (8, 8), (16, 8), (24, 32), (64, 32)])
+def test_slow_path_is_named_at_the_nearest_measured_batch(batch, near):
+    """h200 ran it slow at batch 8 and 32 (most records flagged), not at 1 (1 of 3); h100-sxm's 1 of 2 at batch 32
+    is no majority. Batch 4 lies nearer 8 than 1 on the log scale, 2 nearer 1; 16 ties 8 and 32 (the smaller)."""
+    from recommender.evidence import slow_path_near
+
+    got = slow_path_near(SLOW, "torchao-int8-wo", "hf-compiled", batch)
+    assert got == ([] if near is None else [{"gpu": "h200", "batch_size": near, "flagged": 4 if near == 8 else 2,
+                                             "records": 4 if near == 8 else 2}])
+    ev = evidence(SLOW, "h100-sxm", "torchao-int8-wo", "hf-compiled", batch, False)
+    assert ev["slow_path"] == got and ev["level"] == "other_cards"
+    assert ("slow path" in ev["text"]) == (near is not None)
+
+
+def test_slow_path_needs_the_coverage_field():
+    assert evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 8, False)["slow_path"] == []
+    assert evidence(None, "h100-sxm", "bnb-nf4", "hf-eager", 8, True)["slow_path"] == []
+
+
 def test_without_coverage_the_level_is_unknown():
     assert evidence(None, "h100-sxm", "fp16", "vllm", 1, False)["level"] == "unknown"
     assert evidence(None, "h100-sxm", "fp16", "vllm", 1, True)["level"] == "measured"
@@ -89,8 +113,10 @@ def test_csv_flattens_the_evidence_with_joined_card_lists():
     flat = flatten({"source": "predicted", "notes": [], "evidence": evidence(COVERAGE, "l4", "fp16", "vllm", 8, False)})
     assert flat["evidence_level"] == "other_cards"
     assert flat["evidence_measured_on"] == "a100-sxm-40gb;h100-sxm"
-    assert list(flat)[-4:] == ["evidence_level", "evidence_measured_on", "evidence_text",
-                               "evidence_outside_training_range"]
+    assert list(flat)[-5:] == ["evidence_level", "evidence_measured_on", "evidence_text",
+                               "evidence_outside_training_range", "evidence_slow_path"]
+    slow = flatten({"evidence": evidence(SLOW, "h100-sxm", "torchao-int8-wo", "hf-compiled", 32, False)})
+    assert slow["evidence_slow_path"] == "gpu=h200,batch_size=32,flagged=2,records=2"
 
 
 def test_a_card_outside_the_trained_range_is_flagged():
@@ -258,3 +284,18 @@ def test_explain_names_the_best_choice_backed_by_measurements_of_the_card(capsys
     assert "No ranked candidate on h100-sxm is backed by its measurements (--min-evidence same_card)." in lines
     err = run("--batch-size", str(above[0]), "--min-evidence", "same_card", code=2)
     assert "no candidate meets --min-evidence same_card: the best of the 1 that can run meets 'other_engines'" in err
+
+
+def test_shipped_recommendation_warns_of_a_measured_slow_path(capsys):
+    """Compiled torchao int8 weight-only decoded no faster at batch 32 than at batch 1 on the H200 (s18): a
+    prediction of it for the H100 names that measurement; eager int8 weight-only, which scaled, does not."""
+    from recommender.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--gpu", "h100-sxm", "--model", "qwen2.5-7b-instruct", "--quant", "torchao-int8-wo", "--engine",
+              "hf-compiled", "--engine", "hf-eager", "--batch-size", "32", "--all", "--format", "json"])
+    assert done.value.code in (0, None)
+    by = {c["engine"]: c["evidence"] for c in json.loads(capsys.readouterr().out)["candidates"]}
+    assert [s["gpu"] for s in by["hf-compiled"]["slow_path"]] == ["h200"]
+    assert "a slow path was measured near batch 32" in by["hf-compiled"]["text"]
+    assert by["hf-eager"]["slow_path"] == []

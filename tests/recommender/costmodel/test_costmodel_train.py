@@ -139,6 +139,23 @@ def test_training_coverage_lists_cards_per_method_and_engine():
     assert set(cov["bf16"]) == {"hf-eager", "vllm"} and cov["bnb-nf4"]["hf-eager"]["batch_max"] == 8
 
 
+def test_training_coverage_counts_slow_path_flags_per_card_and_batch():
+    """Our records' `slow_path_suspected` (True, False or None when not judged) is counted per card and batch;
+    public rows (NaN) and unjudged records count in neither number."""
+    import pandas as pd
+
+    from recommender.costmodel.train import training_coverage
+
+    frame = pd.DataFrame({
+        "quant": ["torchao-int8-wo"] * 6, "engine": ["hf-compiled"] * 6,
+        "gpu_id": ["h200", "h200", "h200", "h200", "a100-sxm-40gb", "h200"], "batch_size": [1, 1, 32, 32, 32, 8],
+        "origin": ["ours"] * 4 + ["public:x", "ours"],
+        "slow_path_suspected": [False, True, True, True, np.nan, None]})
+    cov = training_coverage(frame)["torchao-int8-wo"]["hf-compiled"]
+    assert cov["slow_path_by_gpu"] == {"h200": {"1": [1, 2], "32": [2, 2]}}
+    assert cov["rows"] == 6 and cov["gpus"] == ["a100-sxm-40gb", "h200"]
+
+
 def test_card_weighted_conformal_offset_weighs_every_group_once():
     """Group A: 8 small scores, group B: 2 large ones. Pooled, the 80 % quantile falls in B's smaller score;
     with each group weighing one half, A's rows cover only 50 % and B's larger score is needed. Equal
