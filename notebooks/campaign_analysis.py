@@ -1064,7 +1064,8 @@ def machine_anchors(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.D
     cols = [*keys, "gpu_id", "machine", "gpu_unit", "slice", "created_at", "decode_energy_per_token_j",
             "tokens_per_s", "decode_avg_power_w", "energy_cv", "repetitions"]
     t = d[cols].copy()
-    t["noise_pct"] = 200.0 * t["energy_cv"] / np.sqrt(t["repetitions"].clip(lower=1))
+    # one record's mean against an exact reference: the ratio noise with no second term
+    t["noise_pct"] = noise_pct(t["energy_cv"], t["repetitions"], 0.0, 1)
     t["quiet"] = t["noise_pct"].le(ANCHOR_NOISE_PCT)
     has_quiet = t.groupby([*keys, "gpu_id"])["quiet"].transform("any")
     basis = t[t["quiet"] | ~has_quiet]
