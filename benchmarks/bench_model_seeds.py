@@ -49,7 +49,8 @@ def cv_errors(seed: int) -> dict[str, float]:
 
 def time_split_errors(seed: int, cutoffs: list[str]) -> dict[str, float]:
     """{'<target> after <cut-off>': median APE %} of `bench_time_split.backtest` at `seed`."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    if str(REPO / "benchmarks") not in sys.path:  # once per process, not once per seed
+        sys.path.insert(0, str(REPO / "benchmarks"))
     import bench_time_split as ts
 
     out = {}
