@@ -73,9 +73,10 @@ def outside_training_range(card_range: dict | None, gpu) -> list[str]:
 
 def evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_size: int,
              measured: bool, outside: list[str] | None = None) -> dict[str, Any]:
-    """{level, measured_on, text, outside_training_range} for one candidate. `measured_on`: this card for
+    """{level, measured_on, text, outside_training_range, slow_path} for one candidate. `measured_on`: this card for
     `measured`, the cards with training rows of this method and engine for `same_card` / `other_cards`,
-    else empty. `outside`: the card's specs outside the trained range (`outside_training_range`)."""
+    else empty. `outside`: the card's specs outside the trained range (`outside_training_range`). `slow_path`:
+    `slow_path_near`."""
     ev = _evidence(coverage, gpu, quant, engine, batch_size, measured)
     slow = slow_path_near(coverage, quant, engine, batch_size)
     if slow:
