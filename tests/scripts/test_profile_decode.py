@@ -1,0 +1,71 @@
+"""scripts/profile_decode.py: builds the cell's model through the measurement path, quantizes it, profiles one
+generate call and writes what it saw (CPU here: no kernels, so the ranking is by host time)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.scripts import load_script
+
+REPO = Path(__file__).resolve().parents[2]
+profile_decode = load_script(REPO / "scripts" / "profile_decode.py")
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture
+def tiny_build(monkeypatch, tiny_model_dir):
+    """measure.models.build_model replaced by the tiny local llama (same LoadedModel), recording its arguments."""
+    import measure.models as models
+
+    seen = {}
+
+    def build(spec, *, weights="random", dtype="bfloat16", device="cuda", seed=0):
+        seen.update(spec=spec, dtype=dtype, device=device)
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+        return models.LoadedModel(model, None, spec, "catalogue", "random", 0.0, model.config.vocab_size, None)
+
+    monkeypatch.setattr(models, "build_model", build)
+    return seen
+
+
+def test_profiles_one_generate_and_writes_json(tmp_path, tiny_build):
+    out = tmp_path / "p.json"
+    rc = profile_decode.main(["--model", "qwen2.5-0.5b-instruct", "--quant", "bf16", "--engine", "hf-eager",
+                              "--batch-size", "2", "--prompt-tokens", "8", "--new-tokens", "3",
+                              "--device", "cpu", "--top", "5", "--out", str(out)])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert tiny_build == {"spec": "qwen2.5-0.5b-instruct", "dtype": "bfloat16", "device": "cpu"}
+    assert (d["batch_size"], d["new_tokens"], d["device"]) == (2, 3, "cpu")
+    assert d["tokens_per_s"] == pytest.approx(2 * 3 / d["generate_wall_s"], rel=0.02)
+    assert d["kernel_launches"] == 0 and d["gpu_busy_ms"] is None  # no CUDA activity on a CPU
+    assert 0 < len(d["top"]) <= 5
+    # without kernels the rows are ranked by host time, largest first
+    host = [r["self_cpu_total_ms"] for r in d["top"]]
+    assert host == sorted(host, reverse=True) and host[0] > 0
+
+
+@pytest.mark.parametrize("param, tuned", [(["--quant-param", "set_inductor_config=false"], False), ([], True)])
+def test_quant_params_reach_the_backend(tmp_path, tiny_build, param, tuned):
+    """torchao's quantize_ turns inductor's coordinate-descent tuning on unless set_inductor_config is false."""
+    pytest.importorskip("torchao")
+    import torch._inductor.config as inductor_config
+
+    out = tmp_path / "p.json"
+    torchao_sets = {"coordinate_descent_tuning": False, "coordinate_descent_check_all_directions": False,
+                    "force_fuse_int_mm_with_mul": False, "fx_graph_cache": inductor_config.fx_graph_cache,
+                    "triton.unique_kernel_names": inductor_config.triton.unique_kernel_names}
+    with inductor_config.patch(torchao_sets):  # all set back on leaving
+        profile_decode.main(["--model", "m", "--quant", "torchao-int8-wo", *param, "--engine", "hf-eager",
+                             "--prompt-tokens", "4", "--new-tokens", "2", "--device", "cpu", "--out", str(out)])
+        assert inductor_config.coordinate_descent_tuning is tuned
+    d = json.loads(out.read_text())
+    assert d["quant_params"] == ({"set_inductor_config": False} if param else {})
+    assert any("mm" in r["name"] for r in d["top"])  # the int8 weights are used through a matmul
