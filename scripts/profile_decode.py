@@ -4,7 +4,7 @@ torch.profiler over one generate call, written as JSON (a diagnostic, not a camp
     python scripts/profile_decode.py --model qwen2.5-1.5b-instruct --quant torchao-int8-wo \
         --engine hf-compiled --batch-size 8 --out $OUT/profile-int8wo-b8.json
 
-Reports: the generate wall time and tokens/s over `--new-tokens` (after two warm-up calls, which compile),
+Reports: the generate wall time and tokens/s over `--new-tokens` (after `--warmup` calls; the first compiles),
 the GPU's busy time within the profiled call (sum of kernel times, ms) against its wall time, the top kernels
 by total GPU time (name, calls, total ms) and torch._dynamo's counters (recompilations, graph breaks,
 cudagraph skips), so a slow decode can be told apart as GPU-bound (one kernel dominates) or host-bound (the
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--prompt-tokens", type=int, default=256)
     ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="generate calls before the timed one (the first compiles and records the CUDA graphs)")
     ap.add_argument("--top", type=int, default=15, help="kernels to list")
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--out", required=True, help="JSON file to write")
@@ -44,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     from measure.models import build_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.quant_param)}
+    params = {}
+    for p in args.quant_param:
+        key, sep, value = p.partition("=")
+        try:
+            if not (key and sep):
+                raise ValueError(p)
+            params[key] = json.loads(value)
+        except ValueError:  # json.JSONDecodeError is one
+            ap.error(f"--quant-param {p!r}: expected KEY=JSON, e.g. set_inductor_config=false")
     backend = get_backend(args.quant, **params)
     engine = get_engine(args.engine)
     loaded = build_model(args.model, dtype=backend.build_dtype, device=device)
@@ -60,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.synchronize()
 
     t0 = time.perf_counter()
-    for _ in range(2):
+    for _ in range(max(args.warmup, 0)):
         engine.generate(model, ids, mask, args.new_tokens)
     sync()
     warm_s = time.perf_counter() - t0
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model, "quant": args.quant, "quant_params": params, "engine": args.engine,
         "batch_size": args.batch_size, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
-        "torch_version": torch.__version__, "warmup_s": round(warm_s, 3), "generate_wall_s": round(wall_s, 4),
+        "torch_version": torch.__version__, "warmup_calls": args.warmup, "warmup_s": round(warm_s, 3), "generate_wall_s": round(wall_s, 4),
         "tokens_per_s": round(args.batch_size * args.new_tokens / wall_s, 2),
         "profiled_wall_ms": round(profiled_wall_s * 1e3, 2),
         "gpu_busy_ms": None if busy_ms is None else round(busy_ms, 2),

@@ -69,3 +69,11 @@ def test_quant_params_reach_the_backend(tmp_path, tiny_build, param, tuned):
     d = json.loads(out.read_text())
     assert d["quant_params"] == ({"set_inductor_config": False} if param else {})
     assert any("mm" in r["name"] for r in d["top"])  # the int8 weights are used through a matmul
+
+
+@pytest.mark.parametrize("bad", ["set_inductor_config", "set_inductor_config=nope", "=1"])
+def test_a_malformed_quant_param_is_a_usage_error(tmp_path, tiny_build, capsys, bad):
+    with pytest.raises(SystemExit) as e:
+        profile_decode.main(["--model", "m", "--quant-param", bad, "--out", str(tmp_path / "p.json")])
+    assert e.value.code == 2 and "expected KEY=JSON" in capsys.readouterr().err
+    assert not tiny_build and not (tmp_path / "p.json").exists()  # nothing built, nothing written
