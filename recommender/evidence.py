@@ -83,7 +83,12 @@ def evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_siz
         ev["text"] += (f"; a slow path was measured near batch {batch_size} ("
                        + ", ".join(f"{s['gpu']} batch {s['batch_size']}: {s['flagged']} of {s['records']} records"
                                    for s in slow)
-                       + " decoded below half the unquantized speed)")
+                       + " decoded below half the unquantized speed"
+                       + "".join(f"; {s['gpu']} at x{s['energy_vs_unquantized']:.3g} its decode J/token"
+                                 for s in slow if "energy_vs_unquantized" in s)
+                       + ")")
+        if not measured and gpu not in ev["measured_on"] and any("energy_vs_unquantized" in s for s in slow):
+            ev["text"] += "; this card never ran the method on this engine, so its interval allows for that slow path"
     ev["outside_training_range"] = [] if measured else list(outside or [])
     if ev["outside_training_range"]:
         ev["text"] += ("; the card lies outside the trained cards' range (" + ", ".join(ev["outside_training_range"])
@@ -121,10 +126,12 @@ def _evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_si
 
 
 def slow_path_near(coverage: dict | None, quant: str, engine: str, batch_size: int) -> list[dict[str, Any]]:
-    """[{gpu, batch_size, flagged, records}] per card where `quant` on `engine` ran a slow path at the measured
-    batch size nearest `batch_size` (log scale; the smaller on a tie): more than half of the card's records at
-    that batch that carry the flag were flagged (coverage `slow_path_by_gpu`, `train.slow_path_counts`). Empty
-    without such coverage."""
+    """[{gpu, batch_size, flagged, records[, energy_vs_unquantized, slowdown_vs_unquantized]}] per card where `quant`
+    on `engine` ran a slow path at the measured batch size nearest `batch_size` (log scale; the smaller on a tie):
+    more than half of the card's records at that batch that carry the flag were flagged (coverage
+    `slow_path_by_gpu`, `train.slow_path_counts`). The two ratios, where the artifact records them (coverage
+    `slow_path_ratio_by_gpu`, `train.slow_path_ratios`): the flagged records' median decode J/token over their
+    best unquantized twin's, and that twin's tokens/s over theirs. Empty without such coverage."""
     cov = ((coverage or {}).get(quant) or {}).get(engine) or {}
     out = []
     for gpu, by_batch in sorted((cov.get("slow_path_by_gpu") or {}).items()):
@@ -134,7 +141,13 @@ def slow_path_near(coverage: dict | None, quant: str, engine: str, batch_size: i
         near = min(batches, key=lambda b: (abs(math.log(b) - math.log(max(batch_size, 1))), b))
         flagged, records = by_batch[str(near)]
         if records and flagged * 2 > records:
-            out.append({"gpu": gpu, "batch_size": near, "flagged": int(flagged), "records": int(records)})
+            entry = {"gpu": gpu, "batch_size": near, "flagged": int(flagged), "records": int(records)}
+            ratio = ((cov.get("slow_path_ratio_by_gpu") or {}).get(gpu) or {}).get(str(near)) or {}
+            if ratio.get("energy_per_token_j") is not None:
+                entry["energy_vs_unquantized"] = ratio["energy_per_token_j"]
+            if ratio.get("tokens_per_s") is not None:
+                entry["slowdown_vs_unquantized"] = ratio["tokens_per_s"]
+            out.append(entry)
     return out
 
 

@@ -45,6 +45,7 @@ from recommender.costmodel.features import (
     FEATURE_CATALOG_FILES,
     FEATURE_NAMES,
     FEATURES_VERSION,
+    REFERENCE_QUANT,
     build,
     catalog_file_hashes,
     dedupe,
@@ -310,12 +311,74 @@ class LearnedCostModel:
                 else:
                     q = Quantiles(nan, b, nan)
                 out[t] = q if inv is None else Quantiles(q.p10[inv], q.p50[inv], q.p90[inv])
+            if full:
+                self._allow_slow_path(cands, out)
         if "accuracy_delta" in targets:
             if "accuracy_delta" in self.boosters:
                 out["accuracy_delta"] = self._accuracy(cands, full)
             else:
                 out["accuracy_delta"] = accuracy_delta(cands)
         return out
+
+    def _allow_slow_path(self, cands: Candidates, out: dict[str, Quantiles]) -> None:
+        """Where another card measured the row's method and engine on a slow path at the nearest batch
+        (`recommender.evidence.slow_path_near`) and the row's card never ran that method and engine: widen
+        the J/token p90 up to the row's unquantized p50 (REFERENCE_QUANT, same card, model, engine, batch and
+        workload) times the slowdown measured there (coverage `slow_path_ratio_by_gpu`, the largest over such
+        cards), and the tokens/s p10 down to that p50 over it. The model cannot learn a slow path from one
+        card's rows for another card (leave-one-GPU-out misses them by up to 30x); the interval then says how
+        far it would go if the slow path is the software's, not the card's. p50s stay as predicted."""
+        from recommender.evidence import slow_path_near
+
+        coverage = self.meta.get("coverage") or {}
+        cat = cands.catalog
+        ref_q = cat.quants.index.get(REFERENCE_QUANT)
+        targets = [t for t in ("energy_per_token_j", "tokens_per_s") if t in out]
+        if not coverage or ref_q is None or not targets or not len(cands):
+            return
+        qids, eids, gids = cat.quants.ids(), cat.engines.ids(), cat.gpus.ids()
+        combo = (cands.quant_idx.astype(np.int64) * len(eids) + cands.engine_idx) * 4096 + np.minimum(
+            np.nan_to_num(cands.batch_size), 4095).astype(np.int64)
+        rows_all, ratio_j, ratio_t = [], [], []
+        for c in np.unique(combo):
+            at = np.flatnonzero(combo == c)
+            i = int(at[0])
+            quant, engine, batch = qids[cands.quant_idx[i]], eids[cands.engine_idx[i]], cands.batch_size[i]
+            cov = (coverage.get(quant) or {}).get(engine) or {}
+            ratios = cov.get("slow_path_ratio_by_gpu") or {}
+            if not ratios or not np.isfinite(batch):
+                continue
+            found = [(ratios.get(s["gpu"]) or {}).get(str(s["batch_size"])) or {}
+                     for s in slow_path_near(coverage, quant, engine, int(batch))]
+            rj = max((r["energy_per_token_j"] for r in found if r.get("energy_per_token_j")), default=None)
+            rt = max((r["tokens_per_s"] for r in found if r.get("tokens_per_s")), default=None)
+            if rj is None and rt is None:
+                continue
+            ran = {gids.index(g) for g in cov.get("gpus") or () if g in gids}
+            at = at[~np.isin(cands.gpu_idx[at], list(ran))]
+            rows_all.append(at)
+            ratio_j.append(np.full(len(at), rj or np.nan))
+            ratio_t.append(np.full(len(at), rt or np.nan))
+        if not rows_all or not sum(map(len, rows_all)):
+            return
+        rows = np.concatenate(rows_all)
+        sub = cands.take(rows)
+        ref = Candidates(cat, sub.gpu_idx, sub.model_idx, np.full(len(rows), ref_q, dtype=sub.quant_idx.dtype),
+                         sub.engine_idx, sub.batch_size, sub.prompt_tokens, sub.output_tokens)
+        ref50 = {t: q.p50 for t, q in self._predict(ref, tuple(targets), full=False).items()}
+        scale = {"energy_per_token_j": np.concatenate(ratio_j), "tokens_per_s": 1.0 / np.concatenate(ratio_t)}
+        for t in targets:
+            bound = ref50[t] * scale[t]
+            ok = np.isfinite(bound)
+            q = out[t]
+            if t == "energy_per_token_j":
+                hi = np.array(q.p90, dtype=np.float64)
+                hi[rows[ok]] = np.fmax(hi[rows[ok]], bound[ok])
+                out[t] = Quantiles(q.p10, q.p50, hi)
+            else:
+                lo = np.array(q.p10, dtype=np.float64)
+                lo[rows[ok]] = np.fmin(lo[rows[ok]], bound[ok])
+                out[t] = Quantiles(lo, q.p50, q.p90)
 
     def _offset(self, t: str, cands: Candidates):
         """The conformal log offset of each row: `conformal_log_offset`, or on a card outside the target's

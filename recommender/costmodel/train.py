@@ -1050,6 +1050,7 @@ def training_coverage(frame) -> dict[str, dict[str, dict]]:
     import pandas as pd
 
     out: dict[str, dict[str, dict]] = {}
+    ratios = slow_path_ratios(frame) if "slow_path_suspected" in frame else {}
     for (quant, engine), g in frame.groupby(["quant", "engine"], sort=True):
         batch = pd.to_numeric(g["batch_size"], errors="coerce")
         by_gpu = batch.groupby(g["gpu_id"].astype(str)).max()
@@ -1061,6 +1062,46 @@ def training_coverage(frame) -> dict[str, dict[str, dict]]:
         }
         if "slow_path_suspected" in g:
             entry["slow_path_by_gpu"] = slow_path_counts(g)
+            if (quant, engine) in ratios:
+                entry["slow_path_ratio_by_gpu"] = ratios[(quant, engine)]
+    return out
+
+
+#: the cell's unquantized twins a slow path is measured against (measure/runner.py flags a decode below half
+#: the faster of them on the same engine, card and batch)
+UNQUANTIZED_REFERENCES = ("bf16", "fp16")
+
+
+def slow_path_ratios(frame) -> dict[tuple[str, str], dict[str, dict[str, dict]]]:
+    """{(quant, engine): {gpu: {batch size: {energy_per_token_j, tokens_per_s, pairs}}}}: over the records flagged
+    `slow_path_suspected`, the median of the method's decode J/token over the best unquantized twin's (the lower of bf16
+    and fp16 of the same card, model, engine, batch, workload and scope) and of that twin's tokens/s over the
+    method's (both > 1 on a slow path), and how many flagged records had a twin. The recommender scales its
+    unquantized prediction by them to bound a card that never ran the method (`LearnedCostModel`)."""
+    import pandas as pd
+
+    keys = ["gpu_id", "model", "engine", "batch_size", "prompt_tokens", "output_tokens", "scope_id"]
+    ej, tps = TARGETS["energy_per_token_j"][0], TARGETS["tokens_per_s"][0]  # our records' columns (flags are ours)
+    if any(c not in frame for c in (*keys, "quant", "slow_path_suspected", ej, tps)):
+        return {}
+    flags = frame["slow_path_suspected"].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else False)
+    slow = frame[flags.astype(bool)]
+    ref = frame[frame["quant"].isin(UNQUANTIZED_REFERENCES)]
+    if slow.empty or ref.empty:
+        return {}
+    best = ref.groupby(keys, dropna=False).agg(ref_j=(ej, "min"), ref_tps=(tps, "max"))
+    pairs = slow.join(best, on=keys, how="inner")
+    energy = pd.to_numeric(pairs[ej], errors="coerce") / pairs["ref_j"]
+    speed = pairs["ref_tps"] / pd.to_numeric(pairs[tps], errors="coerce")
+    pairs = pairs.assign(r_j=energy, r_tps=speed)
+    out: dict[tuple[str, str], dict[str, dict[str, dict]]] = {}
+    for (quant, engine, gpu, batch), g in pairs.groupby(["quant", "engine", "gpu_id", "batch_size"], sort=True):
+        rj, rt = g["r_j"].dropna(), g["r_tps"].dropna()
+        out.setdefault((str(quant), str(engine)), {}).setdefault(str(gpu), {})[str(int(batch))] = {
+            "energy_per_token_j": _r(float(rj.median())) if len(rj) else None,
+            "tokens_per_s": _r(float(rt.median())) if len(rt) else None,
+            "pairs": int(len(g)),
+        }
     return out
 
 
@@ -1233,6 +1274,12 @@ def model_card(meta: dict) -> str:
         "p10/p90 are the quantile models widened by a split-conformal offset from out-of-fold residuals of the",
         "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups); on a card outside",
         "a target's training cards, by the wider card-weighted offset (see 'by held-out card' below).",
+        "A card that never ran a method on an engine which another card ran on a slow path (records flagged",
+        "`slow_path_suspected` at the nearest measured batch; metadata coverage `slow_path_ratio_by_gpu`) gets its",
+        "J/token p90 raised to its unquantized p50 times the slowdown measured there, and its tokens/s p10",
+        "lowered likewise (`LearnedCostModel._allow_slow_path`): trees cannot carry one card's slow path to",
+        "another, and whether it is the software's or the card's is not known until that card measures it. This",
+        "widening is applied when serving; the cross-validated coverage below does not include it.",
         "",
         *_refit_paragraph(meta.get("cv_refitted_per_fold")),
         "",

@@ -61,6 +61,29 @@ def test_slow_path_is_named_at_the_nearest_measured_batch(batch, near):
     assert ("slow path" in ev["text"]) == (near is not None)
 
 
+def test_slow_path_carries_the_measured_slowdown_and_says_when_the_interval_allows_for_it():
+    """With the artifact's ratios the entry carries them and the text gives the J/token one; a card that never ran
+    the method on the engine is told its interval allows for the slow path, the card that ran it is not."""
+    import copy
+
+    from recommender.evidence import slow_path_near
+
+    cov = copy.deepcopy(SLOW)
+    cov["torchao-int8-wo"]["hf-compiled"]["slow_path_ratio_by_gpu"] = {
+        "h200": {"32": {"energy_per_token_j": 17.697, "tokens_per_s": 42.25, "pairs": 2}}}
+    got = slow_path_near(cov, "torchao-int8-wo", "hf-compiled", 32)
+    assert got == [{"gpu": "h200", "batch_size": 32, "flagged": 2, "records": 2,
+                    "energy_vs_unquantized": 17.697, "slowdown_vs_unquantized": 42.25}]
+    other = evidence(cov, "h100-sxm", "torchao-int8-wo", "hf-compiled", 32, False)["text"]
+    assert "h200 at x17.7 its decode J/token" in other and "its interval allows for that slow path" in other
+    own = evidence(cov, "h200", "torchao-int8-wo", "hf-compiled", 32, False)["text"]
+    assert "x17.7" in own and "allows" not in own
+    # no ratio recorded at the nearest batch (8): the entry and the text stay as without ratios
+    assert slow_path_near(cov, "torchao-int8-wo", "hf-compiled", 8) == slow_path_near(SLOW, "torchao-int8-wo",
+                                                                                     "hf-compiled", 8)
+    assert "allows" not in evidence(cov, "h100-sxm", "torchao-int8-wo", "hf-compiled", 8, False)["text"]
+
+
 def test_slow_path_needs_the_coverage_field():
     assert evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 8, False)["slow_path"] == []
     assert evidence(None, "h100-sxm", "bnb-nf4", "hf-eager", 8, True)["slow_path"] == []
@@ -298,4 +321,5 @@ def test_shipped_recommendation_warns_of_a_measured_slow_path(capsys):
     by = {c["engine"]: c["evidence"] for c in json.loads(capsys.readouterr().out)["candidates"]}
     assert [s["gpu"] for s in by["hf-compiled"]["slow_path"]] == ["h200"]
     assert "a slow path was measured near batch 32" in by["hf-compiled"]["text"]
+    assert "its interval allows for that slow path" in by["hf-compiled"]["text"]
     assert by["hf-eager"]["slow_path"] == []

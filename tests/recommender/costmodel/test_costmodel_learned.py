@@ -313,3 +313,39 @@ def test_simulated_records_are_served_only_when_named(tmp_path, catalog, record_
     monkeypatch.setenv("RECOMMENDER_MEASUREMENTS", str(path))
     assert L.measured_lookup(c)[0].all()  # named by the user
     assert L.measured_lookup(c, dirs=[shipped])[0].all()  # named by the caller
+
+
+def test_a_slow_path_measured_on_another_card_widens_the_interval_of_a_card_that_never_ran_it(catalog):
+    """Shipped artifact: compiled torchao int8 weight-only ran a slow path on the H200 only. For the H100 (never ran
+    it compiled) the J/token p90 reaches its fp16 p50 times the H200's measured J/token ratio and the tokens/s p10
+    its fp16 p50 over the measured slowdown; the p50s are those of the ranking pass; the H200's own interval, and
+    any interval without the artifact's ratios, stay the model's."""
+    import copy
+
+    from recommender.paths import models_root
+
+    served = L.LearnedCostModel(models_root())
+    cov = served.meta["coverage"]["torchao-int8-wo"]["hf-compiled"]
+    assert "h200" in cov["gpus"]
+    other = next(g for g in ("h100-sxm", "a100-sxm-40gb", "l4") if g not in cov["gpus"])  # the H100 until it runs it
+    ratio = cov["slow_path_ratio_by_gpu"]["h200"]["32"]
+    grid = Candidates.grid(catalog, [other, "h200"], ["qwen2.5-7b-instruct"], ["torchao-int8-wo"],
+                           ["hf-compiled"], [32], 256, 128)
+    ref = Candidates.grid(catalog, [other, "h200"], ["qwen2.5-7b-instruct"], ["fp16"], ["hf-compiled"], [32],
+                          256, 128)
+    got = served.predict(grid)
+    ref50 = served.predict_p50(ref, ("energy_per_token_j", "tokens_per_s"))
+    plain = L.LearnedCostModel(models_root())
+    plain.meta = copy.deepcopy(plain.meta)
+    for engines in plain.meta["coverage"].values():
+        for entry in engines.values():
+            entry.pop("slow_path_ratio_by_gpu", None)
+    base = plain.predict(grid)
+    e, t, e0, t0 = got["energy_per_token_j"], got["tokens_per_s"], base["energy_per_token_j"], base["tokens_per_s"]
+    np.testing.assert_array_equal(e.p50, e0.p50)
+    np.testing.assert_array_equal(e.p50, served.predict_p50(grid, ("energy_per_token_j",))["energy_per_token_j"])
+    np.testing.assert_array_equal(t.p50, t0.p50)
+    assert e.p90[0] == pytest.approx(max(e0.p90[0], ref50["energy_per_token_j"][0] * ratio["energy_per_token_j"]))
+    assert t.p10[0] == pytest.approx(min(t0.p10[0], ref50["tokens_per_s"][0] / ratio["tokens_per_s"]))
+    assert e.p90[0] > e0.p90[0] and t.p10[0] < t0.p10[0]  # the shipped slow path is wider than the model's band
+    assert (e.p90[1], t.p10[1], e.p10[0], t.p90[0]) == (e0.p90[1], t0.p10[1], e0.p10[0], t0.p90[0])

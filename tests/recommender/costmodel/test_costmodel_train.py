@@ -156,6 +156,37 @@ def test_training_coverage_counts_slow_path_flags_per_card_and_batch():
     assert cov["rows"] == 6 and cov["gpus"] == ["a100-sxm-40gb", "h200"]
 
 
+def test_slow_path_ratios_against_the_best_unquantized_twin():
+    """Flagged records only, each against the lower bf16/fp16 J/token and the higher tokens/s of the same card,
+    model, engine, batch, workload and scope; medians per card and batch; a flagged record without a twin and an
+    unflagged one count nowhere; coverage carries the ratios of its method and engine."""
+    import pandas as pd
+
+    from recommender.costmodel.train import slow_path_ratios, training_coverage
+
+    def row(quant, gpu, model, batch, j, tps, slow):
+        return {"quant": quant, "engine": "hf-compiled", "gpu_id": gpu, "model": model, "batch_size": batch,
+                "prompt_tokens": 256.0, "output_tokens": 128.0, "scope_id": "gpu-counter", "origin": "ours",
+                "decode_energy_per_token_j": j, "tokens_per_s": tps, "slow_path_suspected": slow}
+
+    frame = pd.DataFrame([
+        row("bf16", "h200", "a", 8, 0.20, 1000.0, False), row("fp16", "h200", "a", 8, 0.25, 1200.0, False),
+        row("bf16", "h200", "b", 8, 0.40, 500.0, False),
+        row("torchao-int8-wo", "h200", "a", 8, 2.0, 60.0, True),    # x10 J/token, x20 slower
+        row("torchao-int8-wo", "h200", "b", 8, 2.0, 100.0, True),   # x5, x5
+        row("torchao-int8-wo", "h200", "c", 8, 9.0, 1.0, True),     # no twin: not counted
+        row("torchao-int8-wo", "h200", "a", 1, 1.0, 100.0, False),  # not flagged
+        row("torchao-int8-wo", "h100-sxm", "a", 8, 3.0, 10.0, True),  # no twin on this card
+    ])
+    got = slow_path_ratios(frame)
+    assert got == {("torchao-int8-wo", "hf-compiled"): {
+        "h200": {"8": {"energy_per_token_j": 7.5, "tokens_per_s": 12.5, "pairs": 2}}}}
+    cov = training_coverage(frame)
+    assert cov["torchao-int8-wo"]["hf-compiled"]["slow_path_ratio_by_gpu"] == got[("torchao-int8-wo", "hf-compiled")]
+    assert "slow_path_ratio_by_gpu" not in cov["bf16"]["hf-compiled"]
+    assert slow_path_ratios(frame.drop(columns=["model"])) == {}  # a frame without the twin keys: none
+
+
 def test_card_weighted_conformal_offset_weighs_every_group_once():
     """Group A: 8 small scores, group B: 2 large ones. Pooled, the 80 % quantile falls in B's smaller score;
     with each group weighing one half, A's rows cover only 50 % and B's larger score is needed. Equal
