@@ -49,6 +49,7 @@ from recommender.costmodel.features import (
     build,
     catalog_file_hashes,
     dedupe,
+    group_rows,
     physics,
 )
 from recommender.errors import UserError
@@ -336,37 +337,36 @@ class LearnedCostModel:
         targets = [t for t in ("energy_per_token_j", "tokens_per_s") if t in out]
         if not coverage or ref_q is None or not targets or not len(cands):
             return
-        qids, eids, gids = cat.quants.ids(), cat.engines.ids(), cat.gpus.ids()
-        combo = (cands.quant_idx.astype(np.int64) * len(eids) + cands.engine_idx) * 4096 + np.minimum(
-            np.nan_to_num(cands.batch_size), 4095).astype(np.int64)
-        rows_all, ratio_j, ratio_t = [], [], []
-        for c in np.unique(combo):
-            at = np.flatnonzero(combo == c)
-            i = int(at[0])
-            quant, engine, batch = qids[cands.quant_idx[i]], eids[cands.engine_idx[i]], cands.batch_size[i]
-            cov = (coverage.get(quant) or {}).get(engine) or {}
-            ratios = cov.get("slow_path_ratio_by_gpu") or {}
-            if not ratios or not np.isfinite(batch):
+        # one slow-path lookup per (method, engine, batch): `slow_path_near` gives the nearest flagged batch per card
+        # with the ratios measured there
+        grouped = group_rows(cands.quant_idx, cands.engine_idx, cands.batch_size)
+        first, inverse = grouped if grouped is not None else (np.arange(len(cands)), None)
+        qids, eids = cat.quants.ids(), cat.engines.ids()
+        energy, speed = np.full(len(first), np.nan), np.full(len(first), np.nan)  # the largest over such cards
+        ran = np.zeros((len(qids), len(eids), len(cat.gpus.ids())), dtype=bool)  # method and engine ran on the card
+        for k, i in enumerate(first):
+            qi, ei, batch = cands.quant_idx[i], cands.engine_idx[i], cands.batch_size[i]
+            if not np.isfinite(batch):
                 continue
-            found = [(ratios.get(s["gpu"]) or {}).get(str(s["batch_size"])) or {}
-                     for s in slow_path_near(coverage, quant, engine, int(batch))]
-            rj = max((r["energy_per_token_j"] for r in found if r.get("energy_per_token_j")), default=None)
-            rt = max((r["tokens_per_s"] for r in found if r.get("tokens_per_s")), default=None)
-            if rj is None and rt is None:
-                continue
-            ran = {gids.index(g) for g in cov.get("gpus") or () if g in gids}
-            at = at[~np.isin(cands.gpu_idx[at], list(ran))]
-            rows_all.append(at)
-            ratio_j.append(np.full(len(at), rj or np.nan))
-            ratio_t.append(np.full(len(at), rt or np.nan))
-        if not rows_all or not sum(map(len, rows_all)):
+            quant, engine = qids[qi], eids[ei]
+            slow = slow_path_near(coverage, quant, engine, int(batch))
+            energy[k] = max((s["energy_vs_unquantized"] for s in slow if "energy_vs_unquantized" in s), default=np.nan)
+            speed[k] = max((s["slowdown_vs_unquantized"] for s in slow if "slowdown_vs_unquantized" in s),
+                           default=np.nan)
+            for gpu in ((coverage.get(quant) or {}).get(engine) or {}).get("gpus") or ():
+                if gpu in cat.gpus.index:
+                    ran[qi, ei, cat.gpus.index[gpu]] = True
+        if inverse is not None:
+            energy, speed = energy[inverse], speed[inverse]
+        never = ~ran[cands.quant_idx, cands.engine_idx, cands.gpu_idx]
+        rows = np.flatnonzero((np.isfinite(energy) | np.isfinite(speed)) & never)
+        if not len(rows):
             return
-        rows = np.concatenate(rows_all)
         sub = cands.take(rows)
         ref = Candidates(cat, sub.gpu_idx, sub.model_idx, np.full(len(rows), ref_q, dtype=sub.quant_idx.dtype),
                          sub.engine_idx, sub.batch_size, sub.prompt_tokens, sub.output_tokens)
         ref50 = {t: q.p50 for t, q in self._predict(ref, tuple(targets), full=False).items()}
-        scale = {"energy_per_token_j": np.concatenate(ratio_j), "tokens_per_s": 1.0 / np.concatenate(ratio_t)}
+        scale = {"energy_per_token_j": energy[rows], "tokens_per_s": 1.0 / speed[rows]}
         for t in targets:
             bound = ref50[t] * scale[t]
             ok = np.isfinite(bound)

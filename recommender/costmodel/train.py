@@ -1050,7 +1050,7 @@ def training_coverage(frame) -> dict[str, dict[str, dict]]:
     import pandas as pd
 
     out: dict[str, dict[str, dict]] = {}
-    ratios = slow_path_ratios(frame) if "slow_path_suspected" in frame else {}
+    ratios = slow_path_ratios(frame)
     for (quant, engine), g in frame.groupby(["quant", "engine"], sort=True):
         batch = pd.to_numeric(g["batch_size"], errors="coerce")
         by_gpu = batch.groupby(g["gpu_id"].astype(str)).max()
@@ -1084,8 +1084,7 @@ def slow_path_ratios(frame) -> dict[tuple[str, str], dict[str, dict[str, dict]]]
     ej, tps = TARGETS["energy_per_token_j"][0], TARGETS["tokens_per_s"][0]  # our records' columns (flags are ours)
     if any(c not in frame for c in (*keys, "quant", "slow_path_suspected", ej, tps)):
         return {}
-    flags = frame["slow_path_suspected"].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else False)
-    slow = frame[flags.astype(bool)]
+    slow = frame[_slow_path_flags(frame).eq(True)]
     ref = frame[frame["quant"].isin(UNQUANTIZED_REFERENCES)]
     if slow.empty or ref.empty:
         return {}
@@ -1111,7 +1110,7 @@ def slow_path_counts(rows) -> dict[str, dict[str, list[int]]]:
     measure/runner.py); public rows carry no flag and count in neither."""
     import pandas as pd
 
-    flags = rows["slow_path_suspected"].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else None)
+    flags = _slow_path_flags(rows)
     known = rows[flags.notna()]
     out: dict[str, dict[str, list[int]]] = {}
     for (gpu, batch), g in known.groupby([known["gpu_id"].astype(str), pd.to_numeric(known["batch_size"])],
@@ -1119,6 +1118,12 @@ def slow_path_counts(rows) -> dict[str, dict[str, list[int]]]:
         flagged = int(flags[g.index].astype(bool).sum())
         out.setdefault(gpu, {})[str(int(batch))] = [flagged, int(len(g))]
     return out
+
+
+def _slow_path_flags(rows):
+    """`slow_path_suspected` as True / False where a record judged it, None elsewhere (public rows' NaN, unjudged
+    records' None)."""
+    return rows["slow_path_suspected"].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else None)
 
 
 def _created_at() -> str:
