@@ -60,7 +60,9 @@ class Record:
     # for hf-compiled `batch_sizes_before` (what the loaded model ran before this cell), `graphs_compiled_warmup`
     # and `graphs_compiled_timed` (torch.compile graphs compiled in the warm-up / inside the timed windows),
     # `inductor_overrides` (torch inductor settings the cell's method set for its model group, e.g. torchao's
-    # coordinate-descent tuning; the runner sets them back when the group unloads; from session s9 on)
+    # coordinate-descent tuning; the runner sets them back when the group unloads; from session s9 on) and
+    # `woq_rewrites_warmup` (linears inductor rewrote to aten._weight_int8pack_mm while compiling in the warm-up:
+    # the weight-only int8 lowering behind compiled int8 weight-only's slow path; from session s20 on)
     engine_params: dict[str, Any] = field(default_factory=dict)
     warmup: int = 1
     repetitions: int = 3

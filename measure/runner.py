@@ -205,7 +205,7 @@ class CellRunner:
             # the compiler settings this cell's method set for the process (torchao: coordinate-descent
             # tuning; {} for a method that sets none)
             rec.engine_params["inductor_overrides"] = dict(self._inductor_overrides)
-            graphs0 = _dynamo_graphs()
+            graphs0, woq0 = _dynamo_graphs(), _woq_rewrites()
         if compiled:  # eager cells of the same loaded model compile nothing: they do not shape its graphs
             self._batch_sizes_run.append(cell.batch_size)  # before the warm-up: one that fails has been seen too
         t0 = time.perf_counter()
@@ -216,6 +216,14 @@ class CellRunner:
         if compiled:
             graphs1 = _dynamo_graphs()
             rec.engine_params["graphs_compiled_warmup"] = _diff(graphs1, graphs0)
+            rewrites = _diff(_woq_rewrites(), woq0)
+            rec.engine_params["woq_rewrites_warmup"] = rewrites
+            if cell.engine_params.get("woq_lowering") is False and rewrites:
+                rec.status = "failed"
+                rec.error = (f"woq_lowering is false, but inductor rewrote {rewrites} int8 weight-only linear(s) to "
+                             "aten._weight_int8pack_mm: an earlier compile of this process registered the rewrite "
+                             "(torch does once per process); run this grid in a process of its own")
+                return rec
 
         # prefill window
         pre = self._window("prefill", lambda: engine.prefill(model, ids, mask))
@@ -521,6 +529,17 @@ def _dynamo_graphs() -> int | None:
     except ImportError:
         return None
     return int(counters["stats"]["unique_graphs"])
+
+
+def _woq_rewrites() -> int | None:
+    """Linears torch inductor has rewritten to its weight-only int8 kernel (`aten._weight_int8pack_mm`) in this
+    process so far (its `woq_matcher_count`, which a cached graph replays too; None where this torch has no
+    dynamo)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return None
+    return int(counters["inductor"]["woq_matcher_count"])
 
 
 def _inductor_config() -> dict[str, Any] | None:

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quant-param", action="append", default=[], metavar="KEY=JSON",
                     help="a quant param, e.g. set_inductor_config=false (repeatable)")
     ap.add_argument("--engine", default="hf-compiled")
+    ap.add_argument("--engine-param", action="append", default=[], metavar="KEY=JSON",
+                    help="an engine param, e.g. woq_lowering=false (hf-compiled; repeatable)")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--prompt-tokens", type=int, default=256)
     ap.add_argument("--new-tokens", type=int, default=32)
@@ -46,17 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from measure.models import build_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    params = {}
-    for p in args.quant_param:
-        key, sep, value = p.partition("=")
-        try:
-            if not (key and sep):
-                raise ValueError(p)
-            params[key] = json.loads(value)
-        except ValueError:  # json.JSONDecodeError is one
-            ap.error(f"--quant-param {p!r}: expected KEY=JSON, e.g. set_inductor_config=false")
+    params = _params(ap, args.quant_param, "--quant-param", "set_inductor_config=false")
+    engine_params = _params(ap, args.engine_param, "--engine-param", "woq_lowering=false")
     backend = get_backend(args.quant, **params)
-    engine = get_engine(args.engine)
+    engine = get_engine(args.engine, **engine_params)
     loaded = build_model(args.model, dtype=backend.build_dtype, device=device)
     model = loaded.model
     backend.apply(model)
@@ -98,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         dynamo = {"error": repr(e)}
     out = {
         "model": args.model, "quant": args.quant, "quant_params": params, "engine": args.engine,
+        "engine_params": engine_params,
         "batch_size": args.batch_size, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
         "torch_version": torch.__version__, "warmup_calls": args.warmup, "warmup_s": round(warm_s, 3), "generate_wall_s": round(wall_s, 4),
@@ -114,6 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     for r in top[:8]:
         print(f"  {r['device_total_ms']:10.2f} ms {r['calls']:6d}x  {r['name'][:110]}")
     return 0
+
+
+def _params(ap: argparse.ArgumentParser, values: list[str], flag: str, example: str) -> dict:
+    """`KEY=JSON` options as a dict; a malformed one is a usage error (exit 2) naming `flag` and `example`."""
+    params = {}
+    for p in values:
+        key, sep, value = p.partition("=")
+        try:
+            if not (key and sep):
+                raise ValueError(p)
+            params[key] = json.loads(value)
+        except ValueError:  # json.JSONDecodeError is one
+            ap.error(f"{flag} {p!r}: expected KEY=JSON, e.g. {example}")
+    return params
 
 
 if __name__ == "__main__":

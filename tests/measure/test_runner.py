@@ -3,6 +3,8 @@ record -> store -> resume."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 pytest.importorskip("torch")
@@ -439,3 +441,104 @@ def test_torchao_with_set_inductor_config_false_leaves_the_compiler_settings_alo
     assert rec.status == "ok", rec.error
     assert rec.engine_params["inductor_overrides"] == {}
     assert rec.quant_params["set_inductor_config"] is False
+
+
+def _woq_toy():
+    """An int8 weight-only linear as torchao 0.18 writes it, `linear(x, w_int8.to(bf16)) * scale`, compiled with
+    inductor: the pattern inductor's weight-only int8 lowering rewrites to aten._weight_int8pack_mm (on CPU as on
+    CUDA). A step of it per generate call: (ids) -> None."""
+    import torch
+
+    w = torch.randint(-128, 127, (32, 64), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
+    s = torch.rand(32, dtype=torch.bfloat16) + 0.5
+    linear = torch.compile(lambda x: torch.nn.functional.linear(x, w.to(x.dtype)) * s)
+    return lambda ids: linear(torch.ones(2, 4, 64, dtype=torch.bfloat16))
+
+
+@pytest.fixture
+def mkldnn_kept():
+    """torch.backends.mkldnn.enabled as it was before the test (hf-compiled's `woq_lowering: false` switches it
+    off for the process)."""
+    import torch
+
+    saved = torch.backends.mkldnn.enabled
+    yield
+    torch.backends.mkldnn.enabled = saved
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="inductor's CPU code needs a C++ compiler")
+def test_compiled_cells_count_inductors_weight_only_int8_rewrites(monkeypatch, inductor_config_kept, mkldnn_kept):
+    """Every compiled record counts the linears inductor rewrote to aten._weight_int8pack_mm in its warm-up (s20:
+    the rewrite behind compiled int8 weight-only's slow path on CUDA): a real inductor compile of the pattern."""
+    first, again = _run_with_compiled_toy(
+        monkeypatch, _woq_toy(), [Cell("tiny-test", "fp32", "hf-compiled", b, 8, 8, repetitions=1) for b in (1, 2)])
+    assert first.status == again.status == "ok", (first.error, again.error)
+    assert first.engine_params["woq_rewrites_warmup"] == 1  # the toy's one linear, compiled in the first warm-up
+    assert again.engine_params["woq_rewrites_warmup"] == 0  # nothing compiled again
+
+
+def test_a_woq_lowering_false_cell_whose_warm_up_was_rewritten_fails_with_the_reason(monkeypatch, inductor_config_kept,
+                                                                                       mkldnn_kept):
+    """torch registers the rewrite once per process: where a `woq_lowering: false` cell's warm-up still counts
+    rewrites (here a step that bumps inductor's counter as a rewriting compile does), the cell fails with the
+    reason instead of measuring the rewritten graph; hf-compiled switched oneDNN and the FX graph cache off."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    bumped = []
+
+    def rewriting_compile(ids):
+        if not bumped:
+            counters["inductor"]["woq_matcher_count"] += 7
+            bumped.append(torch.backends.mkldnn.enabled)
+
+    [rec] = _run_with_compiled_toy(monkeypatch, rewriting_compile, [
+        Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1, engine_params={"woq_lowering": False})])
+    assert rec.status == "failed" and rec.engine_params["woq_rewrites_warmup"] == 7
+    assert "rewrote 7 int8 weight-only linear(s)" in rec.error and "a process of its own" in rec.error
+    assert bumped == [False]  # oneDNN was off before the warm-up compiled
+    assert rec.engine_params["woq_lowering"] is False
+
+
+_FRESH_PROCESS = """
+import json, sys
+sys.path.insert(0, {root!r})
+import measure.runner as R
+from measure.cell import Cell
+from measure.engines.hf_compiled import HfCompiled
+from tests.measure.test_runner import _runner, _woq_toy
+
+step = _woq_toy()
+
+class ToyCompiled(HfCompiled):
+    def generate(self, model, ids, mask, new_tokens):
+        step(ids)
+        return super().generate(model, ids, mask, new_tokens)
+
+R.get_engine = lambda eid, **p: ToyCompiled(**p)
+r = _runner()
+rec = r.run(Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1, engine_params={{"woq_lowering": False}}))
+import torch, torch._inductor.config as ic
+print(json.dumps({{"status": rec.status, "error": rec.error, "rewrites": rec.engine_params.get("woq_rewrites_warmup"),
+                  "mkldnn": torch.backends.mkldnn.enabled}}))
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="inductor's CPU code needs a C++ compiler")
+def test_woq_lowering_false_keeps_the_rewrite_out_of_a_fresh_process(tmp_path):
+    """In a process of its own, hf-compiled's `woq_lowering: false` compiles the same int8 weight-only linear
+    without the rewrite (0 in the record), and says what it switched off."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # no graph cached elsewhere
+    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS.format(root=root)], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["status"] == "ok", got["error"]
+    assert got["rewrites"] == 0 and got["mkldnn"] is False

@@ -77,3 +77,22 @@ def test_a_malformed_quant_param_is_a_usage_error(tmp_path, tiny_build, capsys, 
         profile_decode.main(["--model", "m", "--quant-param", bad, "--out", str(tmp_path / "p.json")])
     assert e.value.code == 2 and "expected KEY=JSON" in capsys.readouterr().err
     assert not tiny_build and not (tmp_path / "p.json").exists()  # nothing built, nothing written
+
+
+def test_engine_params_reach_the_engine(tmp_path, tiny_build, monkeypatch):
+    """`--engine-param woq_lowering=false` reaches hf-compiled, which switches oneDNN and inductor's FX graph
+    cache off before the first compile (the s20 experiment, without a wrapper around this script)."""
+    import torch
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", True)  # set back after the test
+    out = tmp_path / "p.json"
+    with inductor_config.patch({"fx_graph_cache": True}):
+        profile_decode.main(["--model", "m", "--engine", "hf-compiled", "--engine-param", "woq_lowering=false",
+                             "--prompt-tokens", "4", "--new-tokens", "2", "--device", "cpu", "--out", str(out)])
+        assert inductor_config.fx_graph_cache is False
+    assert torch.backends.mkldnn.enabled is False
+    assert json.loads(out.read_text())["engine_params"] == {"woq_lowering": False}
+    with pytest.raises(SystemExit) as e:
+        profile_decode.main(["--model", "m", "--engine-param", "woq_lowering", "--out", str(tmp_path / "q.json")])
+    assert e.value.code == 2
