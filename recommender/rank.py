@@ -927,7 +927,8 @@ def setup_notes(gpu, quant, engine_id: str | None = None, batch_size: int | None
                 rules: Sequence[dict[str, Any]] = ()) -> list[str]:
     """What the user must or may set for this (card, method, engine, batch size) beyond the defaults: the
     compute dtype of a bf16 method on a card without bf16, and every measured note of `rules` (the catalogue's
-    setup_notes.yaml rows) whose methods, engines and largest batch size match."""
+    setup_notes.yaml rows) whose methods, engines and batch-size range (`batch_size_min`, `batch_size_max`, both
+    inclusive, each optional) match."""
     notes = []
     if (quant.computes_in_bf16 and quant.can_compute_in_fp16 and gpu.compute_capability is not None
             and gpu.compute_capability < 8.0):
@@ -937,6 +938,8 @@ def setup_notes(gpu, quant, engine_id: str | None = None, batch_size: int | None
         if quant.id not in rule.get("quants", ()) or engine_id not in rule.get("engines", ()):
             continue
         if rule.get("batch_size_max") is not None and (batch_size is None or batch_size > rule["batch_size_max"]):
+            continue
+        if rule.get("batch_size_min") is not None and (batch_size is None or batch_size < rule["batch_size_min"]):
             continue
         notes.append(" ".join(str(rule["text"]).split()).format(**(rule.get("measured") or {})))
     return notes

@@ -49,3 +49,34 @@ def test_the_torchao_settings_figures_are_the_records():
     assert m["machine_ratio_max"] == pytest.approx(round(float(across["energy_ratio"].max()), 2))
     # shown up to batch 8, the largest batch measured with both settings on one machine
     assert note["batch_size_max"] == same["batch_size"].max()
+
+
+def test_the_inductor_rewrite_figures_are_the_profiles_and_records():
+    """The woq-rewrite note's figures: the s20 decode profiles (raw JSON) and the H200 campaign's records."""
+    import json
+
+    note = next(n for n in NOTES if n["id"] == "inductor-woq-rewrite")
+    m, raw = note["measured"], catalog_dir().parent / "measurements" / "h200" / "raw"
+    on = json.loads((raw / "2026-11-28-s20-b" / "profile-int8wo-b8.json").read_text())
+    off = json.loads((raw / "2026-11-28-s20-e" / "profile-int8wo-b8-nowoq-nocache.json").read_text())
+    off_7b = json.loads((raw / "2026-11-28-s20-d" / "profile-7b-int8wo-b8-nowoq.json").read_text())
+    assert on["torch_version"] == m["torch_version"] and m["card"] in on["device"]
+    assert on["batch_size"] == off["batch_size"] == off_7b["batch_size"] == 8 and note["batch_size_min"] == 2
+    assert m["rewrites"] == on["dynamo_counters"]["inductor"]["woq_matcher_count"]
+    [kernel] = [r for r in on["top"] if "weight_int8pack_mm_kernel" in r["name"]]
+    assert (m["kernel_ms"], m["gpu_busy_ms"], m["tps_on"]) == (kernel["device_total_ms"], on["gpu_busy_ms"],
+                                                               on["tokens_per_s"])
+    for p in (off, off_7b):  # kept out: no rewrite counted, no float32 kernel among the top rows
+        assert not p["dynamo_counters"].get("inductor", {}).get("woq_matcher_count")
+        assert not any("weight_int8pack" in r["name"] for r in p["top"])
+    assert (m["tps_off"], m["tps_off_7b"]) == (off["tokens_per_s"], off_7b["tokens_per_s"])
+    assert m["profiled_model"].lower().replace("-", "") in on["model"].replace("-", "")
+    tps = {}
+    for line in (catalog_dir().parent / "measurements" / "h200" / "campaign.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if (r["engine"], r["batch_size"], r["prompt_tokens"], r["output_tokens"], r["status"]) == (
+                "hf-compiled", 8, 256, 128, "ok") and r["model"] in (on["model"], off_7b["model"]):
+            tps.setdefault((r["model"], r["quant"]), []).append(r["tokens_per_s"])
+    assert m["tps_campaign_7b"] == pytest.approx(round(tps[(off_7b["model"], "torchao-int8-wo")][0], 2))
+    assert m["tps_bf16"] == pytest.approx(round(tps[(on["model"], "bf16")][0], 2))
+    assert m["tps_bf16_7b"] == pytest.approx(round(tps[(off_7b["model"], "bf16")][0], 2))

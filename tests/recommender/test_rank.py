@@ -495,6 +495,10 @@ def test_setup_notes_add_the_measured_rules_that_match_method_engine_and_batch()
     assert setup_notes(gpu, fp8, "hf-compiled", 32, rules) == []  # above batch_size_max
     assert setup_notes(gpu, bf16, "hf-compiled", 1, rules) == []  # another method
     assert setup_notes(gpu, fp8, "hf-eager", 64, rules) == ["eager, any batch"]  # no batch_size_max: every batch
+    above = [{"quants": ["torchao-fp8"], "engines": ["hf-compiled"], "batch_size_min": 2, "text": "from 2 up"}]
+    assert setup_notes(gpu, fp8, "hf-compiled", 1, above) == []  # below batch_size_min
+    assert setup_notes(gpu, fp8, "hf-compiled", 2, above) == setup_notes(gpu, fp8, "hf-compiled", 64, above) == [
+        "from 2 up"]
 
 
 def test_the_shipped_torchao_settings_note_reaches_json_and_explain():
