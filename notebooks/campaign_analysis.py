@@ -1031,6 +1031,39 @@ def settings_off_across_machines(experiments: pd.DataFrame, experiment: str = "c
     return _sorted_by_method(t)
 
 
+# --- decode profiles: where a compiled step's GPU time goes (scripts/profile_decode.py) ------------------------
+def decode_profiles(root: Path = ROOT / "datasets" / "measurements") -> pd.DataFrame:
+    """Every decode profile filed under `root` (`<card>/raw/<call>/profile-*.json`), one row each: the call, the
+    cell (model, quant, engine, batch_size), `onednn_off` (the call's command switched `torch.backends.mkldnn`
+    off before compiling, or the profile's engine params asked for it: `woq_lowering: false`), tokens/s, GPU busy
+    and profiled wall time (ms), `woq_rewrites` (linears inductor rewrote to aten._weight_int8pack_mm, its
+    `woq_matcher_count`; 0 where it counted none), `graph_cache_hit` (the compiled graph came from inductor's
+    FX graph cache, so it was compiled by an earlier process, with that process's settings), and the top
+    kernel by GPU time with its share of the busy time."""
+    rows = []
+    for path in sorted(root.glob("*/raw/*/profile-*.json")):
+        d = json.loads(path.read_text())
+        call = path.parent / "device-call.json"
+        command = json.loads(call.read_text()).get("command", "") if call.exists() else ""
+        inductor = (d.get("dynamo_counters") or {}).get("inductor") or {}
+        kernels = [r for r in d.get("top") or [] if not r["name"].startswith(("Torch-Compiled", "## Call", "aten::",
+                                                                            "cuda", "Activity", "Buffer"))]
+        top = max(kernels, key=lambda r: r["device_total_ms"], default=None)
+        busy = d.get("gpu_busy_ms")
+        rows.append({
+            "card": path.parts[-4], "call": path.parent.name, "file": path.name, "model": d["model"],
+            "quant": d["quant"], "engine": d["engine"], "batch_size": d["batch_size"],
+            "onednn_off": "mkldnn.enabled=False" in command.replace(" ", "")
+                          or (d.get("engine_params") or {}).get("woq_lowering") is False,
+            "tokens_per_s": d["tokens_per_s"], "gpu_busy_ms": busy, "profiled_wall_ms": d["profiled_wall_ms"],
+            "woq_rewrites": int(inductor.get("woq_matcher_count", 0)),
+            "graph_cache_hit": bool(inductor.get("fxgraph_cache_hit", 0)),
+            "top_kernel": None if top is None else top["name"][:70],
+            "top_kernel_share": None if top is None or not busy else top["device_total_ms"] / busy,
+        })
+    return pd.DataFrame(rows)
+
+
 # --- machine anchors: the same two cells on every GPU --------------------------------------------------------
 #: The cells every GPU measures once (`resume_per: gpu`), so that machines can be compared cell for cell.
 ANCHOR_GRID = GRIDS / "machine-anchors.yaml"

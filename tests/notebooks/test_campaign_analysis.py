@@ -1420,3 +1420,32 @@ def test_loud_anchors_are_shown_but_left_out_of_the_typical_gpu_and_the_summary(
     assert s.loc[("h100-sxm", "A"), "records"] == 3 and s.loc[("h100-sxm", "A"), "quiet"] == 2
     assert s.loc[("h100-sxm", "A"), "energy_vs_card_max"] == pytest.approx(1.2 / 1.1)  # a2 left out
     assert np.isnan(s.loc[("h100-sxm", "B"), "energy_vs_card"]) and s.loc[("h100-sxm", "B"), "gpus"] == 1
+
+
+def test_decode_profiles_reads_each_filed_profile_with_its_calls_switch(tmp_path):
+    """One row per `profile-*.json` under `<card>/raw/<call>/`: the rewrite count, the graph cache hit, the top
+    kernel (profiler rows that are not kernels left out) and whether the call switched oneDNN off."""
+    def profile(folder, name, command, **kw):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "device-call.json").write_text(json.dumps({"command": command}))
+        d = {"model": "m", "quant": "torchao-int8-wo", "engine": "hf-compiled", "batch_size": 8, "tokens_per_s": 150.0,
+             "gpu_busy_ms": 1000.0, "profiled_wall_ms": 1500.0,
+             "top": [{"name": "Torch-Compiled Region: 0/0", "device_total_ms": 990.0},
+                     {"name": "at::native::weight_int8pack_mm_kernel(float const*)", "device_total_ms": 900.0},
+                     {"name": "aten::mm", "device_total_ms": 950.0},
+                     {"name": "triton_poi_fused__to_copy_t_9", "device_total_ms": 20.0}],
+             "dynamo_counters": {"inductor": {"woq_matcher_count": 196, "fxgraph_cache_hit": 1}}, **kw}
+        (folder / name).write_text(json.dumps(d))
+
+    profile(tmp_path / "h200" / "raw" / "c1", "profile-a.json", "python3 scripts/profile_decode.py ...")
+    profile(tmp_path / "h200" / "raw" / "c2", "profile-b.json",
+            "W='import torch; torch.backends.mkldnn.enabled = False; ...'", tokens_per_s=540.0,
+            top=[{"name": "triton_poi_fused__to_copy_t_9", "device_total_ms": 27.0}], dynamo_counters={})
+    (tmp_path / "h200" / "raw" / "c2" / "grid.log").write_text("not a profile")
+    t = ca.decode_profiles(tmp_path)
+    assert list(t["call"]) == ["c1", "c2"] and set(t["card"]) == {"h200"}
+    assert list(t["onednn_off"]) == [False, True]
+    assert list(t["woq_rewrites"]) == [196, 0] and list(t["graph_cache_hit"]) == [True, False]
+    assert t["top_kernel"][0].startswith("at::native::weight_int8pack_mm_kernel")  # not the region, not aten::mm
+    assert t["top_kernel_share"][0] == pytest.approx(0.9) and t["top_kernel_share"][1] == pytest.approx(0.027)
+    assert ca.decode_profiles(tmp_path / "none").empty
