@@ -308,14 +308,11 @@ def test_measured_override_only_where_finite(cat, monkeypatch):
         assert d["latency_s"]["p50"] is not None
 
 
-def test_whole_catalogue_is_fast(cat):
-    import time
-
+def test_whole_catalogue_ranks(cat):
+    """Every model of the catalogue in one query (its speed is `python benchmarks/bench_rank.py`'s to measure)."""
     res = run(cat, models=("all",))
-    t = time.perf_counter()
-    run(cat, models=("all",))
-    assert time.perf_counter() - t < 0.5
-    assert len(res.order) > 0
+    assert res.query["models"] == [m for m in cat.models.ids() if m != "tiny-test"]  # the test model is never "all"
+    assert res.query["candidates_ranked"] == len(res.order) > 0
 
 
 @pytest.mark.parametrize("shape", ["tuple", "dict", "object"])
@@ -343,25 +340,18 @@ def test_measured_lookup_formats(cat, monkeypatch, shape):
     assert d["tokens_per_s"]["p50"] is not None  # unmeasured targets stay predicted
 
 
-def test_shipped_whole_catalogue_rank_time():
-    """Budget 200 ms (benchmarks/bench_rank.py); asserted loosely here against CI noise."""
-    import time
-
+def test_shipped_whole_catalogue_ranks_every_candidate():
+    """The shipped catalogue and cost model rank every GPU x model x method x engine x default batch at once. Its
+    time is a benchmark's (`python benchmarks/bench_rank.py`, budget 200 ms), not asserted here: a loaded CI
+    machine would make a timed test fail for no fault of the code."""
     from recommender.catalog import load_catalog
 
     real = load_catalog()
     if not len(real.engines):
         pytest.skip("catalogue incomplete")
-    cm = rank_mod._load_cost_model(None)
-    q = Query(models=("all",))
-    recommend(q, real, cm)
-    times = []
-    for _ in range(3):
-        t = time.perf_counter()
-        res = recommend(q, real, cm)
-        times.append(time.perf_counter() - t)
+    res = recommend(Query(models=("all",)), real, rank_mod._load_cost_model(None))
     assert len(res.cands) == len(real.gpus) * (len(real.models) - 1) * len(real.quants) * len(real.engines) * 4
-    assert sorted(times)[1] < 1.0
+    assert 0 < len(res.order) <= len(res.cands)
 
 
 def test_contradictory_pair_message(cat):

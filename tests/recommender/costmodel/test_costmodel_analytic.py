@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -73,14 +71,12 @@ def test_accuracy_delta_from_cited_rows(catalog):
         assert np.isnan(q.p50[2])  # nothing cited -> unknown, never guessed
 
 
-def test_whole_catalogue_is_fast(catalog):
+def test_whole_catalogue_predicts_in_one_pass(catalog):
+    """The analytic model over 200,000 catalogue candidates at once (its speed is a benchmark's, not a test's:
+    `python benchmarks/bench_predict.py`, the analytic model on 200,000 rows)."""
     c = Candidates.grid(catalog, catalog.gpus.ids(), catalog.models.ids(), catalog.quants.ids(),
                         catalog.engines.ids(), [1, 2, 4, 8, 16, 32, 64], 256, [128, 256])
     c = c.take(np.arange(min(len(c), 200_000)))
-    m = A.AnalyticCostModel()
-    m.predict(c)
-    t0 = time.perf_counter()
-    out = m.predict(c)
-    elapsed = time.perf_counter() - t0
+    out = A.AnalyticCostModel().predict(c)
+    assert all(len(q.p50) == len(c) for q in out.values())
     assert np.isfinite(out["tokens_per_s"].p50).mean() > 0.5
-    assert elapsed < 0.5, f"200k candidates took {elapsed:.3f} s (benchmarks/bench_predict.py has the real figure)"
