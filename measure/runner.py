@@ -521,25 +521,25 @@ class CellRunner:
         return rec
 
 
-def _dynamo_graphs() -> int | None:
-    """Graphs torch.compile (dynamo) has compiled in this process so far (0 where it never ran; None
-    where this torch has no dynamo)."""
+def _dynamo_counter(group: str, key: str) -> int | None:
+    """torch._dynamo's process-wide counter `group`/`key` so far (0 where it never counted; None where this torch
+    has no dynamo)."""
     try:
         from torch._dynamo.utils import counters
     except ImportError:
         return None
-    return int(counters["stats"]["unique_graphs"])
+    return int(counters[group][key])
+
+
+def _dynamo_graphs() -> int | None:
+    """Graphs torch.compile (dynamo) has compiled in this process so far."""
+    return _dynamo_counter("stats", "unique_graphs")
 
 
 def _woq_rewrites() -> int | None:
     """Linears torch inductor has rewritten to its weight-only int8 kernel (`aten._weight_int8pack_mm`) in this
-    process so far (its `woq_matcher_count`, which a cached graph replays too; None where this torch has no
-    dynamo)."""
-    try:
-        from torch._dynamo.utils import counters
-    except ImportError:
-        return None
-    return int(counters["inductor"]["woq_matcher_count"])
+    process so far (its `woq_matcher_count`, which a graph from inductor's cache replays too)."""
+    return _dynamo_counter("inductor", "woq_matcher_count")
 
 
 def _inductor_config() -> dict[str, Any] | None:

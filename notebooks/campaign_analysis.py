@@ -1039,7 +1039,8 @@ def decode_profiles(root: Path = ROOT / "datasets" / "measurements") -> pd.DataF
     and profiled wall time (ms), `woq_rewrites` (linears inductor rewrote to aten._weight_int8pack_mm, its
     `woq_matcher_count`; 0 where it counted none), `graph_cache_hit` (the compiled graph came from inductor's
     FX graph cache, so it was compiled by an earlier process, with that process's settings), and the top
-    kernel by GPU time with its share of the busy time."""
+    kernel by GPU time with its share of the busy time (rows that are not kernels left out by name: compiled
+    regions and graph calls, `aten::` operators, CUDA runtime calls and the profiler's own buffers)."""
     rows = []
     for path in sorted(root.glob("*/raw/*/profile-*.json")):
         d = json.loads(path.read_text())
