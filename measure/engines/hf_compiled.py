@@ -11,7 +11,7 @@ linear, `mm(x, w_int8.to(bf16)) * scale`, into `aten._weight_int8pack_mm`).
 
 Why `woq_lowering`: torch 2.11's inductor registers that rewrite for CUDA too (its pattern admits cpu, cuda and
 xpu), and on CUDA `_weight_int8pack_mm` runs `weight_int8pack_mm_kernel` in float32: in session s20's profile of
-compiled torchao int8 weight-only at batch 8 on an H200 it took 1,178 of 1,281 GPU ms (196 of 196 linears
+compiled torchao int8 weight-only at batch 8 on an H200 it took 1,178 of 1,281 GPU ms (all 196 layer linears
 rewritten), the slow path the campaign measured at batch 8 and 32. torch registers the rewrite once per process,
 from its oneDNN (mkldnn) fusion set-up, which returns early while `torch.backends.mkldnn.enabled` is False; so
 `woq_lowering: false` switches oneDNN off (a CPU library: no effect on CUDA kernels) and inductor's FX graph cache
