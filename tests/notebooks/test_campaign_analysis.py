@@ -751,10 +751,10 @@ def test_load_cards_holds_both_cards_and_their_machines():
     assert all(re.fullmatch(r"[248]-GPU machine \([0-9a-f]{8}\)", m) for m in machines), machines
     # a machine's name counts the GPUs its sessions' nvidia-smi.csv list, and a GPU belongs to one machine
     smi = ca.gpu_machines(ca.H200_MEASUREMENTS)
-    # every campaign machine is listed; a raw folder may list one more that wrote no campaign record (s19-d: a
-    # decode profile on a 1-GPU machine)
+    # every campaign machine is listed; a raw folder may list machines that wrote no campaign record: s19-d, a
+    # decode profile on a 1-GPU machine, and s20-f, the first cells of an experiment store on a 2-GPU machine
     assert machines <= set(smi["machine"]) and len(machines) >= 2
-    assert set(smi["machine"]) - machines == {"1-GPU machine (ea87fd5f)"}
+    assert set(smi["machine"]) - machines == {"1-GPU machine (ea87fd5f)", "2-GPU machine (619b6e3c)"}
     assert (smi.groupby("uuid")["machine"].nunique() == 1).all()
     for m, uuids in smi.groupby("machine")["uuid"].nunique().items():
         assert int(m.split("-")[0]) == uuids, (m, uuids)
