@@ -517,17 +517,18 @@ class ToyCompiled(HfCompiled):
 
 R.get_engine = lambda eid, **p: ToyCompiled(**p)
 r = _runner()
-rec = r.run(Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1, engine_params={{"woq_lowering": False}}))
-import torch, torch._inductor.config as ic
+rec = r.run(Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1, engine_params={params}))
+import torch
 print(json.dumps({{"status": rec.status, "error": rec.error, "rewrites": rec.engine_params.get("woq_rewrites_warmup"),
                   "mkldnn": torch.backends.mkldnn.enabled}}))
 """
 
 
 @pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="inductor's CPU code needs a C++ compiler")
-def test_woq_lowering_false_keeps_the_rewrite_out_of_a_fresh_process(tmp_path):
-    """In a process of its own, hf-compiled's `woq_lowering: false` compiles the same int8 weight-only linear
-    without the rewrite (0 in the record), and says what it switched off."""
+@pytest.mark.parametrize("params, rewrites, onednn", [({"woq_lowering": False}, 0, False), ({}, 1, True)])
+def test_woq_lowering_false_keeps_the_rewrite_out_of_a_fresh_process(tmp_path, params, rewrites, onednn):
+    """In a process of its own, hf-compiled's `woq_lowering: false` compiles the int8 weight-only linear without
+    the rewrite (0 in the record) and leaves oneDNN off; the same fresh process without it rewrites the linear."""
     import json
     import os
     import subprocess
@@ -536,9 +537,9 @@ def test_woq_lowering_false_keeps_the_rewrite_out_of_a_fresh_process(tmp_path):
 
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # no graph cached elsewhere
-    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS.format(root=root)], cwd=root, env=env,
+    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS.format(root=root, params=params)], cwd=root, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["status"] == "ok", got["error"]
-    assert got["rewrites"] == 0 and got["mkldnn"] is False
+    assert (got["rewrites"], got["mkldnn"]) == (rewrites, onednn)
