@@ -65,18 +65,19 @@ def test_the_inductor_rewrite_figures_are_the_profiles_and_records():
     assert (m["kernel_ms"], m["gpu_busy_ms"]) == (kernel["device_total_ms"], on["gpu_busy_ms"])
     assert m["profiled_model"].lower().replace("-", "") in on["model"].replace("-", "")
 
-    def cells(path, quant):
-        out = {}
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            if (r["model"], r["quant"], r["engine"], r["prompt_tokens"], r["output_tokens"], r["status"]) == (
-                    on["model"], quant, "hf-compiled", 256, 128, "ok"):
-                out.setdefault(r["batch_size"], []).append(r)
-        return out
+    pytest.importorskip("pandas")
+    from notebooks import campaign_analysis as ca
 
-    off = cells(h200 / "experiments" / "compiled-int8wo-woq.jsonl", "torchao-int8-wo")
-    with_rewrite = cells(h200 / "campaign.jsonl", "torchao-int8-wo")
-    bf16 = cells(h200 / "campaign.jsonl", "bf16")
+    def cells(records, quant):  # {batch size: [record dicts]} of the profiled model's compiled 256/128 ok cells
+        r = records[(records["model"] == on["model"]) & (records["quant"] == quant) & (records["status"] == "ok")
+                    & (records["engine"] == "hf-compiled") & (records["workload"] == "256/128")]
+        return {b: g.to_dict("records") for b, g in r.groupby("batch_size")}
+
+    campaign = ca.load_records(h200)
+    woq = ca.load_records(h200 / "experiments", sessions=h200)
+    off = cells(woq[woq["slice"] == "compiled-int8wo-woq"], "torchao-int8-wo")
+    with_rewrite = cells(campaign[campaign["slice"] == "campaign"], "torchao-int8-wo")
+    bf16 = cells(campaign[campaign["slice"] == "campaign"], "bf16")
     ratios = []
     for b in (8, 32):
         [o], [w], [f] = off[b], with_rewrite[b], bf16[b]
