@@ -1065,6 +1065,42 @@ def decode_profiles(root: Path = ROOT / "datasets" / "measurements") -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def woq_switch_comparison(switch: pd.DataFrame, campaign: pd.DataFrame, quant: str = "torchao-int8-wo",
+                          baseline: str = "bf16") -> pd.DataFrame:
+    """Compiled `quant` with inductor's weight-only int8 rewrite kept out (hf-compiled engine param
+    `woq_lowering: false`, the records of `switch`), one row per cell and machine: its decode J/token and
+    tokens/s (median over that machine's records), against `baseline` measured the same way on the same machine
+    (`*_bf16`, NaN where that machine has none; `same_gpu`: both on one GPU unit) and against the card's campaign
+    cell of `quant` with torch's default, the rewrite (`*_rewrite`, median over the campaign's records, other
+    machines). `energy_vs_bf16` / `speed_vs_bf16` the switch's J/token and tokens/s over the same-machine
+    baseline's, `noise_pct` their repetition noise and `beyond_noise`; `energy_vs_rewrite` / `speedup_vs_rewrite`
+    over the rewrite's (across machines: read against the anchors' machine offsets)."""
+    keys = ["gpu_id", "model", "batch_size", "workload"]
+    off = switch[(switch["status"] == "ok") & (switch["engine"] == "hf-compiled")
+                 & switch["engine_params"].apply(lambda p: isinstance(p, dict) and p.get("woq_lowering") is False)]
+    per = (off.groupby([*keys, "machine", "quant"])
+           .agg(tokens_per_s=("tokens_per_s", "median"), decode_energy_per_token_j=("decode_energy_per_token_j", "median"),
+                energy_cv=("energy_cv", "median"), repetitions=("repetitions", "min"), records=("tokens_per_s", "size"),
+                gpu_units=("gpu_unit", lambda u: frozenset(u)))
+           .reset_index())
+    t = per[per["quant"] == quant].drop(columns="quant")
+    base = per[per["quant"] == baseline].drop(columns=["quant", "records"])
+    t = t.merge(base, on=[*keys, "machine"], how="left", suffixes=("", "_bf16"))
+    t["same_gpu"] = [isinstance(b, frozenset) and a == b for a, b in zip(t["gpu_units"], t["gpu_units_bf16"],
+                                                                           strict=True)]
+    t["energy_vs_bf16"] = t["decode_energy_per_token_j"] / t["decode_energy_per_token_j_bf16"]
+    t["speed_vs_bf16"] = t["tokens_per_s"] / t["tokens_per_s_bf16"]
+    t["noise_pct"] = noise_pct(t["energy_cv"], t["repetitions"], t["energy_cv_bf16"], t["repetitions_bf16"])
+    t["beyond_noise"] = (t["energy_vs_bf16"] - 1.0).abs() * 100.0 > t["noise_pct"]
+    camp = campaign[(campaign["status"] == "ok") & (campaign["engine"] == "hf-compiled") & (campaign["quant"] == quant)]
+    rewrite = camp.groupby(keys)[["tokens_per_s", "decode_energy_per_token_j"]].median().add_suffix("_rewrite")
+    t = t.merge(rewrite.reset_index(), on=keys, how="left")
+    t["speedup_vs_rewrite"] = t["tokens_per_s"] / t["tokens_per_s_rewrite"]
+    t["energy_vs_rewrite"] = t["decode_energy_per_token_j"] / t["decode_energy_per_token_j_rewrite"]
+    t = t.drop(columns=["gpu_units", "gpu_units_bf16", "repetitions_bf16"])
+    return t.sort_values([*keys, "machine"]).reset_index(drop=True)
+
+
 # --- machine anchors: the same two cells on every GPU --------------------------------------------------------
 #: The cells every GPU measures once (`resume_per: gpu`), so that machines can be compared cell for cell.
 ANCHOR_GRID = GRIDS / "machine-anchors.yaml"

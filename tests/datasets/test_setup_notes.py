@@ -52,8 +52,9 @@ def test_the_torchao_settings_figures_are_the_records():
 
 
 def test_the_inductor_rewrite_figures_are_the_profiles_and_records():
-    """The woq-rewrite note's figures: the s20 decode profile (raw JSON), the switch measured as cells (the
-    experiment store) and the H200 campaign's records of the same cells with the rewrite, and of compiled bf16."""
+    """The woq-rewrite note's figures: the s20 decode profile (raw JSON), and the switch measured as cells (the
+    experiment store, with compiled bf16 measured the same way) against the H200 campaign's cells with the
+    rewrite, as `woq_switch_comparison` pairs them."""
     import json
 
     note = next(n for n in NOTES if n["id"] == "inductor-woq-rewrite")
@@ -68,26 +69,28 @@ def test_the_inductor_rewrite_figures_are_the_profiles_and_records():
     pytest.importorskip("pandas")
     from notebooks import campaign_analysis as ca
 
-    def cells(records, quant):  # {batch size: [record dicts]} of the profiled model's compiled 256/128 ok cells
-        r = records[(records["model"] == on["model"]) & (records["quant"] == quant) & (records["status"] == "ok")
-                    & (records["engine"] == "hf-compiled") & (records["workload"] == "256/128")]
-        return {b: g.to_dict("records") for b, g in r.groupby("batch_size")}
-
     campaign = ca.load_records(h200)
     woq = ca.load_records(h200 / "experiments", sessions=h200)
-    off = cells(woq[woq["slice"] == "compiled-int8wo-woq"], "torchao-int8-wo")
-    with_rewrite = cells(campaign[campaign["slice"] == "campaign"], "torchao-int8-wo")
-    bf16 = cells(campaign[campaign["slice"] == "campaign"], "bf16")
-    ratios = []
-    for b in (8, 32):
-        [o], [w], [f] = off[b], with_rewrite[b], bf16[b]
-        assert o["engine_params"]["woq_lowering"] is False and o["engine_params"]["woq_rewrites_warmup"] == 0
-        assert b >= note["batch_size_min"]
-        assert m[f"tps_off_b{b}"] == pytest.approx(round(o["tokens_per_s"], 1))
-        assert m[f"ej_off_b{b}"] == pytest.approx(round(o["decode_energy_per_token_j"], 4))
-        assert m[f"tps_on_b{b}"] == pytest.approx(round(w["tokens_per_s"], 1))
-        assert m[f"ej_on_b{b}"] == pytest.approx(round(w["decode_energy_per_token_j"], 4))
-        ratios.append(o["decode_energy_per_token_j"] / f["decode_energy_per_token_j"])
-    assert m["cv_off_b32"] == pytest.approx(round(off[32][0]["energy_cv"], 3))
-    assert (m["ej_vs_bf16_min"], m["ej_vs_bf16_max"]) == (pytest.approx(round(min(ratios), 2)),
-                                                          pytest.approx(round(max(ratios), 2)))
+    switch = woq[woq["slice"] == "compiled-int8wo-woq"]
+    assert (switch["engine_params"].apply(lambda p: p["woq_lowering"] is False and p["woq_rewrites_warmup"] == 0)
+            .all())
+    t = ca.woq_switch_comparison(switch, campaign[campaign["slice"] == "campaign"])
+    assert set(t["workload"]) == {"256/128"} and set(t["gpu_id"]) == {"h200"}
+    assert m["switch_models"] == t["model"].nunique()
+    batched, single = t[t["batch_size"] >= 8].dropna(subset=["speedup_vs_rewrite"]), t[t["batch_size"] == 1]
+    assert set(batched["batch_size"]) == {8, 32} and len(single) == single["speedup_vs_rewrite"].notna().sum()
+    assert (m["speedup_min"], m["speedup_max"]) == (pytest.approx(round(batched["speedup_vs_rewrite"].min(), 1)),
+                                                    pytest.approx(round(batched["speedup_vs_rewrite"].max(), 1)))
+    assert (m["speedup_b1_min"], m["speedup_b1_max"]) == (pytest.approx(round(single["speedup_vs_rewrite"].min(), 2)),
+                                                          pytest.approx(round(single["speedup_vs_rewrite"].max(), 2)))
+    paired = t.dropna(subset=["energy_vs_bf16"])
+    def squash(name):
+        return name.lower().replace("-", "").replace(".", "")
+
+    named = m["bf16_models"].split(", ")
+    assert len(named) == paired["model"].nunique()
+    assert all(any(squash(n) in squash(x) for x in paired["model"].unique()) for n in named)
+    assert (m["bf16_pairs"], m["beyond_noise"]) == (len(paired), int(paired["beyond_noise"].sum()))
+    assert (m["ej_vs_bf16_min"], m["ej_vs_bf16_max"]) == (pytest.approx(round(paired["energy_vs_bf16"].min(), 2)),
+                                                          pytest.approx(round(paired["energy_vs_bf16"].max(), 2)))
+    assert (paired["energy_vs_bf16"] > 1).all()  # the note's "cost more energy per token than bf16"

@@ -1422,6 +1422,34 @@ def test_loud_anchors_are_shown_but_left_out_of_the_typical_gpu_and_the_summary(
     assert np.isnan(s.loc[("h100-sxm", "B"), "energy_vs_card"]) and s.loc[("h100-sxm", "B"), "gpus"] == 1
 
 
+def test_woq_switch_comparison_pairs_the_switch_with_same_machine_bf16_and_the_campaigns_rewrite():
+    """Per cell and machine: the switch's int8 record against bf16 of the same machine (none on another: NaN) and
+    against the campaign's int8 cell with the rewrite; records without `woq_lowering: false` are not the switch."""
+    off = {"compiled": True, "woq_lowering": False, "woq_rewrites_warmup": 0}
+
+    def row(quant, energy, speed, machine, unit, batch=8, params=off, cv=0.01):
+        return _cell(quant, energy, speed, batch=batch, machine=machine, cv=cv) | {
+            "engine_params": params, "gpu_unit": unit, "slice": "compiled-int8wo-woq"}
+
+    switch = pd.DataFrame([row("torchao-int8-wo", 0.6, 500.0, "A", "g0"), row("bf16", 0.4, 1000.0, "A", "g1"),
+                           row("torchao-int8-wo", 0.5, 600.0, "B", "g2"),  # no bf16 on machine B
+                           row("torchao-int8-wo", 0.41, 990.0, "A", "g0", batch=32, cv=0.2),
+                           row("bf16", 0.40, 1000.0, "A", "g0", batch=32, cv=0.2),
+                           row("torchao-int8-wo", 9.0, 50.0, "A", "g0", batch=1, params={"compiled": True})])
+    campaign = pd.DataFrame([_cell("torchao-int8-wo", 3.0, 50.0, batch=8),
+                             _cell("torchao-int8-wo", 2.0, 70.0, batch=8, machine="C"), _cell("bf16", 0.1, 2000.0, batch=8)])
+    t = ca.woq_switch_comparison(switch, campaign)
+    assert list(zip(t["batch_size"], t["machine"], strict=True)) == [(8, "A"), (8, "B"), (32, "A")]
+    a, b, c = (t.iloc[i] for i in range(3))
+    assert a["energy_vs_bf16"] == pytest.approx(1.5) and a["speed_vs_bf16"] == pytest.approx(0.5)
+    assert bool(a["beyond_noise"]) and not bool(a["same_gpu"])
+    assert a["decode_energy_per_token_j_rewrite"] == pytest.approx(2.5)  # median over the campaign's records
+    assert a["speedup_vs_rewrite"] == pytest.approx(500 / 60) and a["energy_vs_rewrite"] == pytest.approx(0.6 / 2.5)
+    assert np.isnan(b["energy_vs_bf16"]) and not bool(b["beyond_noise"]) and b["speedup_vs_rewrite"] == pytest.approx(10)
+    assert bool(c["same_gpu"]) and not bool(c["beyond_noise"])  # 2.5 % apart with 20 % CVs
+    assert np.isnan(c["speedup_vs_rewrite"])  # the campaign has no batch-32 cell
+
+
 def test_decode_profiles_reads_each_filed_profile_with_its_calls_switch(tmp_path):
     """One row per `profile-*.json` under `<card>/raw/<call>/`: the rewrite count, the graph cache hit, the top
     kernel (profiler rows that are not kernels left out) and whether the call switched oneDNN off."""
