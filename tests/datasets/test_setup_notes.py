@@ -84,6 +84,7 @@ def test_the_inductor_rewrite_figures_are_the_profiles_and_records():
     assert (m["speedup_b1_min"], m["speedup_b1_max"]) == (pytest.approx(round(single["speedup_vs_rewrite"].min(), 2)),
                                                           pytest.approx(round(single["speedup_vs_rewrite"].max(), 2)))
     paired = t.dropna(subset=["energy_vs_bf16"])
+
     def squash(name):
         return name.lower().replace("-", "").replace(".", "")
 
