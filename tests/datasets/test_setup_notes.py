@@ -84,13 +84,10 @@ def test_the_inductor_rewrite_figures_are_the_profiles_and_records():
     assert (m["speedup_b1_min"], m["speedup_b1_max"]) == (pytest.approx(round(single["speedup_vs_rewrite"].min(), 2)),
                                                           pytest.approx(round(single["speedup_vs_rewrite"].max(), 2)))
     paired = t.dropna(subset=["energy_vs_bf16"])
-
-    def squash(name):
-        return name.lower().replace("-", "").replace(".", "")
-
     named = m["bf16_models"].split(", ")
+    models = load_catalog().models
     assert len(named) == paired["model"].nunique()
-    assert all(any(squash(n) in squash(x) for x in paired["model"].unique()) for n in named)
+    assert {models.get(n).id for n in named} == set(paired["model"])  # the catalogue's name look-up
     assert (m["bf16_pairs"], m["beyond_noise"]) == (len(paired), int(paired["beyond_noise"].sum()))
     assert (m["ej_vs_bf16_min"], m["ej_vs_bf16_max"]) == (pytest.approx(round(paired["energy_vs_bf16"].min(), 2)),
                                                           pytest.approx(round(paired["energy_vs_bf16"].max(), 2)))
