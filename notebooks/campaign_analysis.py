@@ -1224,6 +1224,22 @@ def workload_effect_summary(t: pd.DataFrame, quants: Sequence[str] = ("bf16",),
     return pd.DataFrame(rows)
 
 
+def static_cache_kv_copy_gb(models: pd.DataFrame, batch_size: int, workload: tuple[int, int],
+                            quant: str = "bf16") -> pd.Series:
+    """GB of K/V that transformers' SDPA attention copies out to every query head in one decode step with the
+    static KV cache (hf-compiled's), per model id (`models`: models.csv): each step attends over the whole cache
+    (prompt + output tokens) with a mask, and with a mask grouped-query K/V is expanded (`repeat_kv`, see
+    scripts/profile_decode.py's `attention_calls`) to num_layers x num_attention_heads x head_dim x 2 (K and V) x
+    bytes per value (`KV_BYTES`, default 2) x batch x cache length. 0 for multi-head attention (nothing to expand).
+    The copy is written and then read by the attention kernel, so a step moves about twice this on top of the
+    weights and the cache itself. A bandwidth estimate, not a measurement."""
+    m = models.set_index("id")
+    cache_len = workload[0] + workload[1]
+    copy = (m["num_layers"] * m["num_attention_heads"] * m["head_dim"] * 2.0 * KV_BYTES.get(quant, 2.0)
+            * batch_size * cache_len / 1e9)
+    return copy.where(m["num_kv_heads"] < m["num_attention_heads"], 0.0).rename("kv_copy_gb")
+
+
 # --- hardware: a second card type against the first on the same cells ------------------------------------
 #: `slice` of the per-card cell means: a card's records of every file passed are pooled (one mean per cell).
 POOLED_SLICE = "all files"

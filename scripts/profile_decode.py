@@ -8,7 +8,11 @@ Reports: the generate wall time and tokens/s over `--new-tokens` (after `--warmu
 the GPU's busy time within the profiled call (sum of kernel times, ms) against its wall time, the top kernels
 by total GPU time (name, calls, total ms) and torch._dynamo's counters (recompilations, graph breaks,
 cudagraph skips), so a slow decode can be told apart as GPU-bound (one kernel dominates) or host-bound (the
-GPU idles between launches)."""
+GPU idles between launches). For the HF engines also `attention_calls`: after the profile, one more generate call
+of 2 new tokens with the engine's KV cache, uncompiled, records how transformers' SDPA attention ran: per (mask
+given, K/V length, K/V heads) whether it ran grouped (`enable_gqa`) or on K/V expanded to the query heads
+(`repeat_kv`), as `transformers.integrations.sdpa_attention.use_gqa_in_sdpa` decides (the same Python decides
+when the step is compiled, so the uncompiled call shows the compiled one's path)."""
 
 from __future__ import annotations
 
@@ -86,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
                   reverse=True)
     top = [{"name": a.key[:160], "calls": a.count, "device_total_ms": round(a.device_time_total / 1e3, 3),
             "self_cpu_total_ms": round(a.self_cpu_time_total / 1e3, 3)} for a in rows[:args.top]]
+    attention = None
+    if hasattr(engine, "cache_implementation"):  # the HF engines: generate() with a KV cache of transformers'
+        attention = attention_calls(lambda: model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=2, min_new_tokens=2, pad_token_id=0,
+            cache_implementation=engine.cache_implementation, disable_compile=True))
     try:
         from torch._dynamo.utils import counters
         dynamo = {k: dict(v) for k, v in counters.items() if v}
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokens_per_s": round(args.batch_size * args.new_tokens / wall_s, 2),
         "profiled_wall_ms": round(profiled_wall_s * 1e3, 2),
         "gpu_busy_ms": None if busy_ms is None else round(busy_ms, 2),
-        "kernel_launches": len(kernels), "top": top, "dynamo_counters": dynamo,
+        "kernel_launches": len(kernels), "top": top, "dynamo_counters": dynamo, "attention_calls": attention,
         "command": " ".join(sys.argv),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +119,33 @@ def main(argv: list[str] | None = None) -> int:
     for r in top[:8]:
         print(f"  {r['device_total_ms']:10.2f} ms {r['calls']:6d}x  {r['name'][:110]}")
     return 0
+
+
+def attention_calls(generate) -> list[dict] | None:
+    """How transformers' SDPA attention ran during `generate()` (None when transformers has no such hook): one row
+    per (mask given, K/V length in tokens, K/V heads, grouped) with its number of attention calls; `grouped` false
+    means SDPA ran on K/V copied out to every query head (`repeat_kv`), which a step then writes and reads."""
+    from collections import Counter
+
+    try:
+        import transformers.integrations.sdpa_attention as sdpa
+        original = sdpa.use_gqa_in_sdpa
+    except (ImportError, AttributeError):
+        return None
+    seen: Counter = Counter()
+
+    def spy(attention_mask, key, value):
+        grouped = original(attention_mask, key, value)
+        seen[(attention_mask is not None, int(key.shape[-2]), int(key.shape[1]), bool(grouped))] += 1
+        return grouped
+
+    sdpa.use_gqa_in_sdpa = spy
+    try:
+        generate()
+    finally:
+        sdpa.use_gqa_in_sdpa = original
+    return [{"mask": m, "kv_len": n, "kv_heads": h, "grouped": g, "calls": c}
+            for (m, n, h, g), c in sorted(seen.items())]
 
 
 def _params(ap: argparse.ArgumentParser, values: list[str], flag: str, example: str) -> dict:

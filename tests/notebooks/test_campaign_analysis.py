@@ -688,6 +688,20 @@ def test_compiled_method_summary_counts_each_methods_compiled_pairs():
     assert ca.compiled_method_summary(mc, workload=None).loc["torchao-fp8", "pairs"] == 2
 
 
+def test_static_cache_kv_copy_counts_every_query_head_over_the_whole_cache(cat):
+    m = cat["models"].set_index("id")
+    copy = ca.static_cache_kv_copy_gb(cat["models"], 32, (1024, 256))
+    r = m.loc[MODEL]  # grouped-query: its K/V is expanded to num_attention_heads
+    assert r["num_kv_heads"] < r["num_attention_heads"]
+    expected = r["num_layers"] * r["num_attention_heads"] * r["head_dim"] * 2 * 2 * 32 * (1024 + 256) / 1e9
+    assert copy[MODEL] == pytest.approx(expected)
+    assert copy["phi-3-mini-4k-instruct"] == 0.0  # multi-head: nothing to expand
+    # linear in batch and cache length, twice the bytes for fp32's KV values
+    assert ca.static_cache_kv_copy_gb(cat["models"], 8, (256, 128))[MODEL] == pytest.approx(
+        expected * 8 / 32 * 384 / 1280)
+    assert ca.static_cache_kv_copy_gb(cat["models"], 32, (1024, 256), "fp32")[MODEL] == pytest.approx(2 * expected)
+
+
 def test_workload_effect_pairs_a_cell_with_itself_at_the_other_workload(records, cat):
     mha = "phi-3-mini-4k-instruct"  # num_kv_heads == num_attention_heads in models.csv
     m = cat["models"].set_index("id")

@@ -96,3 +96,24 @@ def test_engine_params_reach_the_engine(tmp_path, tiny_build, monkeypatch):
     with pytest.raises(SystemExit) as e:
         profile_decode.main(["--model", "m", "--engine-param", "woq_lowering", "--out", str(tmp_path / "q.json")])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("engine", ["hf-eager", "hf-compiled"])
+def test_attention_calls_say_whether_sdpa_ran_grouped(tmp_path, tiny_build, engine):
+    """The tiny llama has 4 query and 2 K/V heads. With the dynamic cache (hf-eager) no attention call gets a mask,
+    so SDPA runs grouped; with the static cache (hf-compiled, uncompiled on a CPU) each decode step attends over the
+    whole cache with a mask, and transformers copies K/V out to every query head instead."""
+    out = tmp_path / "p.json"
+    prompt = 8
+    assert profile_decode.main(["--model", "qwen2.5-0.5b-instruct", "--engine", engine, "--batch-size", "2",
+                                "--prompt-tokens", str(prompt), "--new-tokens", "3", "--warmup", "0",
+                                "--device", "cpu", "--out", str(out)]) == 0
+    calls = json.loads(out.read_text())["attention_calls"]
+    assert calls and all(c["kv_heads"] == 2 and c["calls"] > 0 for c in calls)
+    decode = [c for c in calls if c["mask"] or c["kv_len"] > prompt]  # the step after the prompt's
+    assert decode
+    if engine == "hf-eager":
+        assert all(not c["mask"] and c["grouped"] for c in calls)
+    else:
+        masked = [c for c in calls if c["mask"]]
+        assert masked and all(not c["grouped"] and c["kv_len"] == prompt + 2 for c in masked)
