@@ -7,7 +7,9 @@ common physical axes first:
 - bytes moved per decode step: the weights at the method's bits as `recommender.memory` counts them
   (quantization scales included; embeddings and lm_head at 16 bit, 32 for fp32; params x bytes as in
   engines.yaml's calibration of `roofline_efficiency`), and the KV cache read for batch x context,
-  context = prompt + output / 2 (the mean over the decode);
+  context = prompt + output / 2 (the mean over the decode); for an engine with `decode_kv_read:
+  expanded-whole-cache` (hf-compiled) the whole static cache (prompt + output) and, for grouped-query models, its
+  copy expanded to every query head, written and read each step;
 - FLOPs per decode step and per prefill (2 x params per token + attention);
 - the card's throughput at the dtype the method really computes in (`compute_path`): fp8 tensor cores only
   where compute capability >= 8.9 and the card lists fp8; int8 tensor cores for int8-activation methods;
@@ -85,7 +87,7 @@ class Physics:
     weight_bits: np.ndarray  # mean bits per parameter read (quantized layers + scales + 16-bit embeddings)
     kv_bits: np.ndarray
     weight_bytes: np.ndarray  # read per decode step
-    kv_bytes: np.ndarray  # read per decode step (batch x context)
+    kv_bytes: np.ndarray  # KV bytes moved per decode step (batch x context; see `physics` for expanded K/V)
     flops_step: np.ndarray  # one decode step of the whole batch
     flops_prefill: np.ndarray  # prefill of the whole batch
     compute_path: np.ndarray  # index into COMPUTE_PATHS
@@ -159,6 +161,9 @@ def compute_path(q) -> str:
     return "bf16"  # weight-only methods with no stated compute dtype dequantize to bf16 (torchao default)
 
 
+#: engines.yaml `analytic.decode_kv_read` of an engine whose decode attends over the whole static cache on K/V
+#: expanded to every query head (hf-compiled; `physics`)
+KV_READ_EXPANDED = "expanded-whole-cache"
 #: engines.yaml `analytic` keys of the prefill's own constants (recommender/costmodel/prefill_model.py)
 PREFILL_KEYS = ("prefill_efficiency", "prefill_overhead_ms")
 
@@ -169,6 +174,7 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
            "power_floor": np.full(len(rows), np.nan), "power_slope": np.full(len(rows), np.nan),
            **{k: np.full(len(rows), np.nan) for k in PREFILL_KEYS},
            "compiled": np.zeros(len(rows)), "paged": np.zeros(len(rows)), "static_kv": np.zeros(len(rows)),
+           "kv_expanded": np.zeros(len(rows)),
            **{f"engine_{e}": np.zeros(len(rows)) for e in ENGINE_IDS}}
     for j, e in enumerate(rows):
         a = e.analytic or {}
@@ -181,6 +187,7 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
         out["compiled"][j] = float(bool(e.compiled))
         out["paged"][j] = float((e.kv_cache or "") == "paged")
         out["static_kv"][j] = float((e.kv_cache or "") == "static")
+        out["kv_expanded"][j] = float(a.get("decode_kv_read") == KV_READ_EXPANDED)
         if e.id in ENGINE_IDS:
             out[f"engine_{e.id}"][j] = 1.0
     # an engine without the prefill's own constants times its prefill with the decode step's
@@ -220,6 +227,7 @@ def _model_table(cands: Candidates) -> dict[str, np.ndarray]:
         "head_params": head_params,
         "matmul_params": params - head_params * (1.0 - tied),  # every weight but the input embedding lookup
         "kv_values_per_token": 2.0 * layers * kv_heads * head_dim,  # K and V, all layers
+        "kv_groups": heads / kv_heads,  # query heads per K/V head (1: multi-head attention)
         "attn_per_ctx": 4.0 * layers * heads * head_dim,  # QK^T and AV: 2 FLOP per MAC, per context token
     }
 
@@ -280,6 +288,13 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     deq_step = np.where(batch > deq_above, deq_weight_bytes, 0.0)
     deq_prefill = np.where(batch * prompt > deq_above, deq_weight_bytes, 0.0)
     kv_bytes = batch * ctx * kv_per_token
+    # an engine whose decode step attends over its whole static cache with a mask, where transformers' SDPA path
+    # copies grouped K/V out to every query head (engines.yaml `decode_kv_read`): the cache is read at its full
+    # length to make the copy, which is written and read again (1 + 2 x groups; the cache alone for multi-head)
+    groups = mt["kv_groups"][mi]
+    expanded_factor = 1.0 + np.where(groups > 1.0, 2.0 * groups, 0.0)
+    kv_bytes = np.where(et["kv_expanded"][ei] > 0, batch * (prompt + output) * kv_per_token * expanded_factor,
+                        kv_bytes)
     matmul, head, attn = mt["matmul_params"][mi], mt["head_params"][mi], mt["attn_per_ctx"][mi]
     flops_step = batch * (2.0 * matmul + attn * ctx)
     flops_prefill = batch * (2.0 * (matmul - head) * prompt + 2.0 * head + attn * prompt * prompt / 2.0)
