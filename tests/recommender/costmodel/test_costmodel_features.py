@@ -70,6 +70,26 @@ def test_bytes_and_flops_follow_the_shape(catalog):
     assert np.all(ph.flops_prefill > ph.flops_step)
 
 
+def test_compiled_decode_reads_the_whole_static_cache_expanded_to_every_query_head(catalog):
+    """hf-compiled (engines.yaml decode_kv_read: expanded-whole-cache) reads the whole static cache, prompt +
+    output, and for a grouped-query model writes and reads it again copied out to every query head; the dynamic
+    cache's engine reads the mean context, grouped; vLLM's paged attention is not expanded."""
+    assert catalog.engine("hf-compiled").analytic["decode_kv_read"] == F.KV_READ_EXPANDED
+    gqa, mha = catalog.model("qwen2.5-7b-instruct"), catalog.model("phi-3-mini-4k-instruct")
+    assert gqa.num_kv_heads < gqa.num_attention_heads and mha.num_kv_heads == mha.num_attention_heads
+    c = Candidates.from_ids(catalog, ["h200"] * 6, [gqa.id, gqa.id, gqa.id, mha.id, mha.id, mha.id], ["bf16"] * 6,
+                            ["hf-eager", "hf-compiled", "vllm"] * 2, [32] * 6, [1024] * 6, [256] * 6)
+    kv = F.physics(c).kv_bytes
+    for i, m in ((0, gqa), (3, mha)):
+        per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * 2  # K and V, 2 bytes
+        assert kv[i] == pytest.approx(32 * (1024 + 128) * per_token)  # eager: the mean context
+        assert kv[i + 2] == pytest.approx(kv[i])  # vllm: the same (paged, grouped)
+        groups = m.num_attention_heads / m.num_kv_heads
+        factor = 1 + 2 * groups if groups > 1 else 1
+        assert kv[i + 1] == pytest.approx(32 * (1024 + 256) * per_token * factor)
+    assert kv[1] / kv[0] > 10 and kv[4] / kv[3] == pytest.approx(1280 / 1152)
+
+
 def test_kv_cache_bits_override(catalog):
     c = _cands(catalog, ["h100-sxm"], ["bf16"], (4,))
     full = F.physics(c).kv_bytes
