@@ -87,7 +87,8 @@ class Physics:
     weight_bits: np.ndarray  # mean bits per parameter read (quantized layers + scales + 16-bit embeddings)
     kv_bits: np.ndarray
     weight_bytes: np.ndarray  # read per decode step
-    kv_bytes: np.ndarray  # KV bytes moved per decode step (batch x context; see `physics` for expanded K/V)
+    kv_bytes: np.ndarray  # KV read per decode step at the mean context, grouped (batch x context): the features'
+    kv_step_bytes: np.ndarray  # KV bytes the engine moves per decode step (t_mem_step; expanded K/V, see `physics`)
     flops_step: np.ndarray  # one decode step of the whole batch
     flops_prefill: np.ndarray  # prefill of the whole batch
     compute_path: np.ndarray  # index into COMPUTE_PATHS
@@ -293,8 +294,8 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     # length to make the copy, which is written and read again (1 + 2 x groups; the cache alone for multi-head)
     groups = mt["kv_groups"][mi]
     expanded_factor = 1.0 + np.where(groups > 1.0, 2.0 * groups, 0.0)
-    kv_bytes = np.where(et["kv_expanded"][ei] > 0, batch * (prompt + output) * kv_per_token * expanded_factor,
-                        kv_bytes)
+    kv_step_bytes = np.where(et["kv_expanded"][ei] > 0,
+                             batch * (prompt + output) * kv_per_token * expanded_factor, kv_bytes)
     matmul, head, attn = mt["matmul_params"][mi], mt["head_params"][mi], mt["attn_per_ctx"][mi]
     flops_step = batch * (2.0 * matmul + attn * ctx)
     flops_prefill = batch * (2.0 * (matmul - head) * prompt + 2.0 * head + attn * prompt * prompt / 2.0)
@@ -308,9 +309,9 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     with np.errstate(divide="ignore", invalid="ignore"):
         return Physics(
             params=params, weight_bits=weight_bytes * 8.0 / params, kv_bits=kv_bits, weight_bytes=weight_bytes,
-            kv_bytes=kv_bytes, flops_step=flops_step, flops_prefill=flops_prefill, compute_path=path,
+            kv_bytes=kv_bytes, kv_step_bytes=kv_step_bytes, flops_step=flops_step, flops_prefill=flops_prefill, compute_path=path,
             dtype_fallback=fb, peak_flops=peak, bandwidth=bw,
-            t_mem_step=(weight_bytes + deq_step + kv_bytes) / bw, t_comp_step=flops_step / peak,
+            t_mem_step=(weight_bytes + deq_step + kv_step_bytes) / bw, t_comp_step=flops_step / peak,
             t_mem_prefill=(weight_bytes + deq_prefill + batch * prompt * kv_per_token) / bw,
             t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,

@@ -79,7 +79,11 @@ def test_compiled_decode_reads_the_whole_static_cache_expanded_to_every_query_he
     assert gqa.num_kv_heads < gqa.num_attention_heads and mha.num_kv_heads == mha.num_attention_heads
     c = Candidates.from_ids(catalog, ["h200"] * 6, [gqa.id, gqa.id, gqa.id, mha.id, mha.id, mha.id], ["bf16"] * 6,
                             ["hf-eager", "hf-compiled", "vllm"] * 2, [32] * 6, [1024] * 6, [256] * 6)
-    kv = F.physics(c).kv_bytes
+    ph = F.physics(c)
+    kv = ph.kv_step_bytes
+    # the features' KV (the mean context, grouped) is the same for every engine
+    np.testing.assert_allclose(ph.kv_bytes[[1, 2, 4, 5]], ph.kv_bytes[[0, 0, 3, 3]])
+    np.testing.assert_allclose(ph.t_mem_step * ph.bandwidth - kv, (ph.t_mem_step * ph.bandwidth - kv)[[0, 0, 0, 3, 3, 3]])
     for i, m in ((0, gqa), (3, mha)):
         per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * 2  # K and V, 2 bytes
         assert kv[i] == pytest.approx(32 * (1024 + 128) * per_token)  # eager: the mean context
