@@ -7,9 +7,11 @@ common physical axes first:
 - bytes moved per decode step: the weights at the method's bits as `recommender.memory` counts them
   (quantization scales included; embeddings and lm_head at 16 bit, 32 for fp32; params x bytes as in
   engines.yaml's calibration of `roofline_efficiency`), and the KV cache read for batch x context,
-  context = prompt + output / 2 (the mean over the decode); for an engine with `decode_kv_read:
-  expanded-whole-cache` (hf-compiled) the whole static cache (prompt + output) and, for grouped-query models, its
-  copy expanded to every query head, written and read each step;
+  context = prompt + output / 2 (the mean over the decode), grouped; the decode step's time (`t_mem_step`) of an
+  engine with `decode_kv_read: expanded-whole-cache` (hf-compiled) counts instead the whole static cache (prompt
+  + output) and, for grouped-query models, its copy expanded to every query head, written and read each step
+  (`kv_step_bytes`; the features keep the grouped mean-context KV: with the expanded one in them the TTFT and
+  prefill-energy predictions got worse in session s22's seed benchmark, docs/experiments/kv-expanded-s22.md);
 - FLOPs per decode step and per prefill (2 x params per token + attention);
 - the card's throughput at the dtype the method really computes in (`compute_path`): fp8 tensor cores only
   where compute capability >= 8.9 and the card lists fp8; int8 tensor cores for int8-activation methods;
