@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from measure.backends import get_backend
     from measure.engines import get_engine
+    from measure.engines.hf_eager import HfEager
     from measure.models import build_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -91,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     top = [{"name": a.key[:160], "calls": a.count, "device_total_ms": round(a.device_time_total / 1e3, 3),
             "self_cpu_total_ms": round(a.self_cpu_time_total / 1e3, 3)} for a in rows[:args.top]]
     attention = None
-    if hasattr(engine, "cache_implementation"):  # the HF engines: generate() with a KV cache of transformers'
-        attention = attention_calls(lambda: model.generate(
-            input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=2, min_new_tokens=2, pad_token_id=0,
-            cache_implementation=engine.cache_implementation, disable_compile=True))
+    if isinstance(engine, HfEager):  # the HF engines (hf-compiled is one): transformers' attention, its KV cache
+        attention = attention_calls(lambda: engine.generate(model, ids, mask, 2, disable_compile=True))
     try:
         from torch._dynamo.utils import counters
         dynamo = {k: dict(v) for k, v in counters.items() if v}

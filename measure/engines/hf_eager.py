@@ -19,14 +19,16 @@ class HfEager(Engine):
     def generate_kwargs(self) -> dict:
         return {"disable_compile": True}
 
-    def generate(self, model, input_ids, attention_mask, new_tokens: int):
+    def generate(self, model, input_ids, attention_mask, new_tokens: int, **overrides):
+        """Greedy generate of exactly `new_tokens` per sequence; `overrides`: generate() arguments over the
+        engine's own (a diagnostic's `disable_compile=True`: the same call, uncompiled)."""
         import torch
 
         with torch.inference_mode():
             return model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
                                   max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                   pad_token_id=0, cache_implementation=self.cache_implementation,
-                                  **self.generate_kwargs())
+                                  **{**self.generate_kwargs(), **overrides})
 
     def versions(self):
         import transformers
