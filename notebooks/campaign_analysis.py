@@ -1240,6 +1240,26 @@ def static_cache_kv_copy_gb(models: pd.DataFrame, batch_size: int, workload: tup
     return copy.where(m["num_kv_heads"] < m["num_attention_heads"], 0.0).rename("kv_copy_gb")
 
 
+def load_decode_profile(path: Path, models: pd.DataFrame) -> dict[str, Any]:
+    """One `scripts/profile_decode.py` JSON (a diagnostic, not a campaign record) as tables: `kernels`, its top
+    operators and kernels with `ms_per_step` (device ms / decode steps, the generate call's new tokens - 1: the
+    first token comes from the prefill) and `calls_per_layer_step` (calls / (layers x decode steps): 1 for a
+    kernel that runs once per layer and step, 2 for one per K and V), and `attention`, how transformers' SDPA
+    attention ran (`attention_calls`: mask, K/V length and heads, grouped or expanded). The rows of `kernels`
+    are what the profile listed (its top N by device time); a kernel outside that list is not there."""
+    prof = json.loads(Path(path).read_text())
+    steps = prof["new_tokens"] - 1
+    layers = int(models.set_index("id").loc[prof["model"], "num_layers"])
+    kernels = pd.DataFrame(prof["top"]).assign(
+        ms_per_step=lambda d: d["device_total_ms"] / steps,
+        calls_per_layer_step=lambda d: d["calls"] / (layers * steps))
+    attention = pd.DataFrame(prof.get("attention_calls") or [],
+                             columns=["mask", "kv_len", "kv_heads", "grouped", "calls"])
+    meta = {k: prof.get(k) for k in ("model", "quant", "engine", "batch_size", "prompt_tokens", "new_tokens",
+                                     "device", "torch_version", "tokens_per_s", "gpu_busy_ms", "profiled_wall_ms")}
+    return {**meta, "decode_steps": steps, "num_layers": layers, "kernels": kernels, "attention": attention}
+
+
 # --- hardware: a second card type against the first on the same cells ------------------------------------
 #: `slice` of the per-card cell means: a card's records of every file passed are pooled (one mean per cell).
 POOLED_SLICE = "all files"

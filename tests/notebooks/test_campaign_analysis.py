@@ -1491,3 +1491,24 @@ def test_decode_profiles_reads_each_filed_profile_with_its_calls_switch(tmp_path
     assert t["top_kernel"][0].startswith("at::native::weight_int8pack_mm_kernel")  # not the region, not aten::mm
     assert t["top_kernel_share"][0] == pytest.approx(0.9) and t["top_kernel_share"][1] == pytest.approx(0.027)
     assert ca.decode_profiles(tmp_path / "none").empty
+
+
+def test_load_decode_profile_reads_kernels_per_decode_step_and_the_attention_paths(tmp_path, cat):
+    layers = int(cat["models"].set_index("id").loc[MODEL, "num_layers"])
+    prof = {"model": MODEL, "quant": "bf16", "engine": "hf-compiled", "batch_size": 32, "prompt_tokens": 1024,
+            "new_tokens": 11, "tokens_per_s": 500.0, "gpu_busy_ms": 90.0, "profiled_wall_ms": 100.0,
+            "top": [{"name": "kv_expand", "calls": 2 * layers * 10, "device_total_ms": 40.0},
+                    {"name": "sdpa", "calls": layers * 10, "device_total_ms": 30.0}],
+            "attention_calls": [{"mask": True, "kv_len": 1034, "kv_heads": 4, "grouped": False, "calls": layers}]}
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(prof))
+    p = ca.load_decode_profile(path, cat["models"])
+    assert p["decode_steps"] == 10 and p["num_layers"] == layers and p["engine"] == "hf-compiled"
+    k = p["kernels"].set_index("name")
+    assert k.loc["kv_expand", "ms_per_step"] == pytest.approx(4.0)
+    assert k.loc["kv_expand", "calls_per_layer_step"] == pytest.approx(2.0)
+    assert k.loc["sdpa", "calls_per_layer_step"] == pytest.approx(1.0)
+    assert p["attention"].to_dict("records") == prof["attention_calls"]
+    del prof["attention_calls"]  # a profile of an engine without transformers' attention: an empty table
+    path.write_text(json.dumps(prof))
+    assert ca.load_decode_profile(path, cat["models"])["attention"].empty
