@@ -176,8 +176,7 @@ class CellRunner:
                                  "warmup_tokens": cell.output_tokens}
         else:
             rec.engine_params = {**cell.engine_params, "compiled": False, "note": "no compilation on CPU"}
-        if owned:
-            rec.engine_params.update(engine.describe(model))
+        rec.engine_params.update(engine.describe(model))  # e.g. vLLM's load arguments, HF's attention
 
         gen = torch.Generator(device="cpu").manual_seed(cell.seed)
         ids = torch.randint(low=3, high=loaded.vocab_size, size=(cell.batch_size, cell.prompt_tokens),

@@ -41,7 +41,7 @@ class Engine:
         """Release what `load` created (owns_model only)."""
 
     def describe(self, handle) -> dict[str, Any]:
-        """Extra engine_params to record for a loaded handle (e.g. the engine's load arguments)."""
+        """Extra engine_params to record for a loaded handle or model (e.g. the engine's load arguments)."""
         return {}
 
     def prepare(self, model) -> None:

@@ -7,7 +7,8 @@ Engine params (a grid's `engine_params: {hf-compiled: {...}}`, part of the cell'
 shapes, which compile the first batch size a loaded model runs with static, recompile with a dynamic batch
 dimension at the second and reuse that graph after; False: a static graph per batch size), and
 `woq_lowering` (default None: torch's own choice; False: keep inductor from rewriting an int8 weight-only
-linear, `mm(x, w_int8.to(bf16)) * scale`, into `aten._weight_int8pack_mm`).
+linear, `mm(x, w_int8.to(bf16)) * scale`, into `aten._weight_int8pack_mm`); and hf-eager's `attn_implementation` and
+`sdpa_gqa` (measure/engines/attention.py: ways around the static cache's grouped-query K/V copy).
 
 Why `woq_lowering`: torch 2.11's inductor registers that rewrite for CUDA too (its pattern admits cpu, cuda and
 xpu), and on CUDA `_weight_int8pack_mm` runs `weight_int8pack_mm_kernel` in float32: in session s20's profile of
@@ -31,6 +32,7 @@ class HfCompiled(HfEager):
     cache_implementation = "static"
 
     def prepare(self, model) -> None:
+        super().prepare(model)
         if self.params.get("woq_lowering") is False:
             import torch
             import torch._inductor.config as inductor_config

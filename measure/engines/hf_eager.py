@@ -1,4 +1,7 @@
-"""HF transformers `generate` with the dynamic KV cache and no compilation (greedy, fixed length)."""
+"""HF transformers `generate` with the dynamic KV cache and no compilation (greedy, fixed length).
+
+Engine params (both HF engines; part of the cell's hash): `attn_implementation` (default: the model's as loaded,
+transformers' "sdpa") and `sdpa_gqa` ("auto", the default, or "force"); see measure/engines/attention.py."""
 
 from __future__ import annotations
 
@@ -8,6 +11,17 @@ from measure.engines import Engine
 class HfEager(Engine):
     id = "hf-eager"
     cache_implementation: str | None = None
+
+    def prepare(self, model) -> None:
+        """Per cell: the attention the cell's params ask for, else the model's own (measure/engines/attention.py)."""
+        from measure.engines import attention
+
+        attention.apply(model, self.params.get("attn_implementation"), self.params.get("sdpa_gqa"))
+
+    def describe(self, model) -> dict:
+        """The attention implementation the cell ran (`attn_implementation_used`)."""
+        config = getattr(model, "config", None)
+        return {"attn_implementation_used": getattr(config, "_attn_implementation", None)}
 
     def prefill(self, model, input_ids, attention_mask) -> None:
         """One forward over the prompt that fills a KV cache and yields the first token's logits."""

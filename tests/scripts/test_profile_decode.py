@@ -117,3 +117,27 @@ def test_attention_calls_say_whether_sdpa_ran_grouped(tmp_path, tiny_build, engi
     else:
         masked = [c for c in calls if c["mask"]]
         assert masked and all(not c["grouped"] and c["kv_len"] == prompt + 2 for c in masked)
+
+
+def test_sdpa_gqa_force_makes_the_static_cache_attend_grouped(tmp_path, tiny_build):
+    """`--engine-param sdpa_gqa="force"` (measure/engines/attention.py): the static cache's masked decode steps run
+    grouped, the copy the test above shows is gone; `attn_implementation="eager"` leaves SDPA out altogether."""
+    import measure.engines.attention as attention
+
+    out = tmp_path / "p.json"
+    try:
+        assert profile_decode.main(["--model", "m", "--engine", "hf-compiled", "--engine-param", 'sdpa_gqa="force"',
+                                    "--batch-size", "2", "--prompt-tokens", "8", "--new-tokens", "3", "--warmup",
+                                    "0", "--device", "cpu", "--out", str(out)]) == 0
+        d = json.loads(out.read_text())
+        masked = [c for c in d["attention_calls"] if c["mask"]]
+        assert masked and all(c["grouped"] for c in masked)
+        assert d["engine_params"] == {"sdpa_gqa": "force"}
+        assert profile_decode.main(["--model", "m", "--engine", "hf-eager", "--engine-param",
+                                    'attn_implementation="eager"', "--prompt-tokens", "4", "--new-tokens", "2",
+                                    "--warmup", "0", "--device", "cpu", "--out", str(out)]) == 0
+        assert json.loads(out.read_text())["attention_calls"] == []
+    finally:
+        import transformers.integrations.sdpa_attention as sdpa
+
+        sdpa.use_gqa_in_sdpa = attention._TRANSFORMERS_DECISION.get("use_gqa_in_sdpa", sdpa.use_gqa_in_sdpa)
