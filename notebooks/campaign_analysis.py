@@ -1260,6 +1260,32 @@ def load_decode_profile(path: Path, models: pd.DataFrame) -> dict[str, Any]:
     return {**meta, "decode_steps": steps, "num_layers": layers, "kernels": kernels, "attention": attention}
 
 
+def compiled_step_attention(profile: dict[str, Any]) -> dict[str, float]:
+    """Where a compiled decode step's time went (ms per step) in a `load_decode_profile` of hf-compiled: `step_ms`
+    (the compiled region, one call per decode step), `kv_expand_ms` (inductor's fused kernel that expands and clones
+    the grouped K/V to every query head: a triton kernel whose name lists expand and clone, fused with the rotary
+    embedding) and `attention_ms` (the attention kernel: a non-triton kernel with sdpa in its name, cuDNN's on the
+    H200), `share` = (kv_expand_ms + attention_ms) / step_ms and `kv_expand_calls_per_layer_step` (2: K and V).
+    Kernels are found by name among the profile's top rows; a missing one raises (a profile of another engine or
+    version needs reading by hand)."""
+    k = profile["kernels"]
+    name = k["name"]
+
+    def one(mask, what):
+        rows = k[mask]
+        if rows.empty:
+            raise ValueError(f"no {what} among the profile's top kernels: {', '.join(name.str[:40])}")
+        return rows.iloc[0]
+
+    step = one(name.str.startswith("Torch-Compiled Region"), "compiled region")["ms_per_step"]
+    expand = one(name.str.startswith("triton_") & name.str.contains("expand") & name.str.contains("clone"),
+                 "K/V expansion kernel")
+    attention = one(name.str.contains("sdpa") & ~name.str.startswith("triton_"), "attention kernel")["ms_per_step"]
+    return {"step_ms": float(step), "kv_expand_ms": float(expand["ms_per_step"]), "attention_ms": float(attention),
+            "share": float((expand["ms_per_step"] + attention) / step),
+            "kv_expand_calls_per_layer_step": float(expand["calls_per_layer_step"])}
+
+
 # --- hardware: a second card type against the first on the same cells ------------------------------------
 #: `slice` of the per-card cell means: a card's records of every file passed are pooled (one mean per cell).
 POOLED_SLICE = "all files"

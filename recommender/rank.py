@@ -732,7 +732,9 @@ def explain(res: Result) -> list[str]:
         lines += [f"Setup: {n}." for n in setup_notes(res.catalog.gpus.rows[c.gpu_idx[top]],
                                                         res.catalog.quants.rows[c.quant_idx[top]],
                                                         res.catalog.engines.rows[c.engine_idx[top]].id,
-                                                        int(c.batch_size[top]), res.catalog.setup_notes)]
+                                                        int(c.batch_size[top]), res.catalog.setup_notes,
+                                                        res.catalog.models.rows[c.model_idx[top]],
+                                                        int(c.prompt_tokens[top]))]
         if not np.isfinite(val):
             lines.append(f"Its {name} is unknown (no cited accuracy), so it was ranked by the tie-breakers: "
                          "EOR, then lowest energy (Wh).")
@@ -914,7 +916,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "source": "measured" if measured[j] else "predicted",
             "excluded_reason": None if codes[j] == OK else res.reason(i),
             "gpu_specs_derived": gpu.derived,
-            "notes": setup_notes(gpu, cat.quants.rows[qi[j]], engine, batch[j], cat.setup_notes),
+            "notes": setup_notes(gpu, cat.quants.rows[qi[j]], engine, batch[j], cat.setup_notes,
+                                 cat.models.rows[mi[j]], prompt[j]),
             # added after the first release: last, so that CSV columns keep their positions
             "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j], outside[gpu.id]),
             "accuracy_basis": basis.setdefault((mi[j], qi[j]), accuracy_basis(
@@ -924,11 +927,13 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
 
 
 def setup_notes(gpu, quant, engine_id: str | None = None, batch_size: int | None = None,
-                rules: Sequence[dict[str, Any]] = ()) -> list[str]:
-    """What the user must or may set for this (card, method, engine, batch size) beyond the defaults: the
-    compute dtype of a bf16 method on a card without bf16, and every measured note of `rules` (the catalogue's
-    setup_notes.yaml rows) whose methods, engines and batch-size range (`batch_size_min`, `batch_size_max`, both
-    inclusive, each optional) match."""
+                rules: Sequence[dict[str, Any]] = (), model=None, prompt_tokens: int | None = None) -> list[str]:
+    """What the user must or may set for this (card, method, engine, batch size; model, prompt tokens) beyond the
+    defaults: the compute dtype of a bf16 method on a card without bf16, and every measured note of `rules` (the
+    catalogue's setup_notes.yaml rows) whose methods, engines and batch-size range (`batch_size_min`,
+    `batch_size_max`, both inclusive, each optional) match, and, where a rule names them, the model's attention
+    (`attention: grouped-query`: fewer K/V heads than query heads) and the prompt length (`prompt_tokens_min`,
+    inclusive); a rule naming either does not match when the model or the prompt length is not given."""
     notes = []
     if (quant.computes_in_bf16 and quant.can_compute_in_fp16 and gpu.compute_capability is not None
             and gpu.compute_capability < 8.0):
@@ -941,8 +946,19 @@ def setup_notes(gpu, quant, engine_id: str | None = None, batch_size: int | None
             continue
         if rule.get("batch_size_min") is not None and (batch_size is None or batch_size < rule["batch_size_min"]):
             continue
+        if rule.get("prompt_tokens_min") is not None and (prompt_tokens is None
+                                                          or prompt_tokens < rule["prompt_tokens_min"]):
+            continue
+        if rule.get("attention") is not None and (model is None or _attention(model) != rule["attention"]):
+            continue
         notes.append(" ".join(str(rule["text"]).split()).format(**(rule.get("measured") or {})))
     return notes
+
+
+def _attention(model) -> str:
+    """'grouped-query' when the model has fewer K/V heads than query heads, else 'multi-head'."""
+    heads = model.num_attention_heads
+    return "grouped-query" if heads and model.kv_heads < heads else "multi-head"
 
 
 def candidate_dict(res: Result, i: int, rank: int | None) -> dict[str, Any]:

@@ -92,3 +92,35 @@ def test_the_inductor_rewrite_figures_are_the_profiles_and_records():
     assert (m["ej_vs_bf16_min"], m["ej_vs_bf16_max"]) == (pytest.approx(round(paired["energy_vs_bf16"].min(), 2)),
                                                           pytest.approx(round(paired["energy_vs_bf16"].max(), 2)))
     assert (paired["energy_vs_bf16"] > 1).all()  # the note's "cost more energy per token than bf16"
+
+
+def test_the_static_cache_kv_copy_figures_are_the_profile_and_records():
+    """The K/V-copy note's figures: the s23 decode profile (the expansion and attention kernels' share of the
+    compiled step, `compiled_step_attention`) and the H200's compiled/eager 16-bit pairs at batch 32 and 1024/256
+    (`engine_effect`), split by attention as the note's `attention` key matches models."""
+    pytest.importorskip("pandas")
+    from notebooks import campaign_analysis as ca
+    from recommender.rank import _attention
+
+    note = next(n for n in NOTES if n["id"] == "static-cache-gqa-kv-copy")
+    m, cat = note["measured"], load_catalog()
+    raw = ca.H200_MEASUREMENTS / "raw" / "2026-11-28-s23-a" / "profile-hf-compiled-b32-p1024.json"
+    prof = ca.load_decode_profile(raw, ca.load_catalog_tables(ca.ROOT / "datasets" / "catalog")["models"])
+    assert m["card"] in prof["device"] and cat.models.get(m["profiled_model"]).id == prof["model"]
+    assert (m["profiled_batch"], m["profiled_prompt"]) == (prof["batch_size"], prof["prompt_tokens"])
+    assert m["share_pct"] == pytest.approx(round(ca.compiled_step_attention(prof)["share"] * 100, 1))
+    att = prof["attention"]
+    assert (att["mask"] & ~att["grouped"]).any()  # the decode steps' masked calls ran on expanded K/V
+
+    ee = ca.engine_effect(ca.method_records(ca.load_cards()))
+    ee = ee[ee["gpu_id"] == "h200"]
+    pairs = ca.pd.concat([ca.engine_effect_per_architecture(ee, q) for q in ("bf16", "fp16")])
+    pairs = pairs[(pairs["batch_size"] == note["batch_size_min"]) & (pairs["workload"] == "1024/256")]
+    pairs = pairs.assign(ratio=1 - pairs["energy_reduction_pct"] / 100,
+                         attention=pairs["model"].map(lambda i: _attention(cat.model(i))))
+    gqa, mha = pairs[pairs["attention"] == note["attention"]], pairs[pairs["attention"] != note["attention"]]
+    assert (m["gqa_models"], m["cells"]) == (gqa["model"].nunique(), len(gqa))
+    assert m["beyond"] == int((gqa["ratio"] > 1.25).sum()) and not pairs["same_machine"].any()
+    for key, value in (("ratio_min", gqa["ratio"].min()), ("ratio_max", gqa["ratio"].max()),
+                       ("mha_min", mha["ratio"].min()), ("mha_max", mha["ratio"].max())):
+        assert m[key] == pytest.approx(round(float(value), 2)), key

@@ -1512,3 +1512,21 @@ def test_load_decode_profile_reads_kernels_per_decode_step_and_the_attention_pat
     del prof["attention_calls"]  # a profile of an engine without transformers' attention: an empty table
     path.write_text(json.dumps(prof))
     assert ca.load_decode_profile(path, cat["models"])["attention"].empty
+
+
+def test_compiled_step_attention_finds_the_expansion_and_attention_kernels_by_name(tmp_path, cat):
+    layers = int(cat["models"].set_index("id").loc[MODEL, "num_layers"])
+    top = [{"name": "Torch-Compiled Region: 0/0", "calls": 10, "device_total_ms": 100.0},
+           {"name": "triton_poi_fused_cat_clone_cos_expand_sin", "calls": 2 * layers * 10, "device_total_ms": 30.0},
+           {"name": "cudnn_generated_fort_native_sdpa_sm80_flash_fprop", "calls": layers * 10, "device_total_ms": 20.0},
+           {"name": "triton_per_fused_sdpa_softmax", "calls": layers * 10, "device_total_ms": 5.0}]  # not the kernel
+    prof = {"model": MODEL, "new_tokens": 11, "top": top}
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(prof))
+    step = ca.compiled_step_attention(ca.load_decode_profile(path, cat["models"]))
+    assert step["step_ms"] == pytest.approx(10.0) and step["kv_expand_ms"] == pytest.approx(3.0)
+    assert step["attention_ms"] == pytest.approx(2.0) and step["share"] == pytest.approx(0.5)
+    assert step["kv_expand_calls_per_layer_step"] == pytest.approx(2.0)
+    path.write_text(json.dumps({**prof, "top": top[:1] + top[2:]}))  # an eager profile, say: no expansion kernel
+    with pytest.raises(ValueError, match="K/V expansion kernel"):
+        ca.compiled_step_attention(ca.load_decode_profile(path, cat["models"]))

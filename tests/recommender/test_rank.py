@@ -505,3 +505,38 @@ def test_the_shipped_torchao_settings_note_reaches_json_and_explain():
     top_fp8 = recommend(Query(gpus=("h100",), models=("qwen2.5-7b-instruct",), engines=("hf-compiled",),
                               quants=("torchao-fp8",), batch_sizes=(1,)), cat, AnalyticCostModel())
     assert any(line.startswith("Setup: torchao's quantize_") for line in explain(top_fp8))
+
+
+def test_setup_notes_match_the_models_attention_and_the_prompt_length_where_a_rule_names_them():
+    from recommender.catalog import load_catalog
+
+    cat = load_catalog()
+    gpu, bf16 = cat.gpu("h200"), cat.quant("bf16")
+    gqa, mha = cat.model("qwen2.5-7b-instruct"), cat.model("phi-3-mini-4k-instruct")
+    assert gqa.num_kv_heads < gqa.num_attention_heads and mha.num_kv_heads == mha.num_attention_heads
+    rules = [{"quants": ["bf16"], "engines": ["hf-compiled"], "batch_size_min": 32, "prompt_tokens_min": 1024,
+              "attention": "grouped-query", "text": "K/V copied"}]
+    assert setup_notes(gpu, bf16, "hf-compiled", 32, rules, gqa, 1024) == ["K/V copied"]
+    assert setup_notes(gpu, bf16, "hf-compiled", 32, rules, mha, 1024) == []  # multi-head: nothing to copy
+    assert setup_notes(gpu, bf16, "hf-compiled", 32, rules, gqa, 256) == []  # shorter prompt than the rule's
+    assert setup_notes(gpu, bf16, "hf-compiled", 8, rules, gqa, 4096) == []  # below batch_size_min
+    assert setup_notes(gpu, bf16, "hf-compiled", 32, rules) == []  # model and prompt unknown: no match
+
+
+def test_the_shipped_kv_copy_note_reaches_json_and_explain_for_grouped_query_models_at_long_prompts():
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+
+    cat = load_catalog()
+    q = dict(gpus=("h200",), models=("qwen2.5-7b-instruct", "phi-3-mini-4k-instruct"), engines=("hf-compiled",
+             "hf-eager"), quants=("bf16",), batch_sizes=(8, 32), prompt_tokens=1024, output_tokens=256)
+    res = recommend(Query(**q), cat, AnalyticCostModel())
+    dicts = candidate_dicts(res, res.order, list(range(1, len(res.order) + 1)))
+    noted = {(d["model"], d["engine"], d["batch_size"]) for d in dicts if any("K/V out to every" in n for n in d["notes"])}
+    assert noted == {("qwen2.5-7b-instruct", "hf-compiled", 32)}
+    res = recommend(Query(**{**q, "prompt_tokens": 256}), cat, AnalyticCostModel())
+    assert not any(any("K/V out to every" in n for n in d["notes"])
+                   for d in candidate_dicts(res, res.order, list(range(1, len(res.order) + 1))))
+    top = recommend(Query(**{**q, "models": ("qwen2.5-7b-instruct",), "engines": ("hf-compiled",),
+                             "batch_sizes": (32,)}), cat, AnalyticCostModel())
+    assert any(line.startswith("Setup: with the static KV cache") for line in explain(top))
