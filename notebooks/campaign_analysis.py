@@ -2865,6 +2865,61 @@ def plot_engine_effect(t: pd.DataFrame, models: pd.DataFrame, path: Path, quant:
     return _save(fig, path)
 
 
+def plot_compiled_kv_copy(t: pd.DataFrame, models: pd.DataFrame, step: dict[str, float], path: Path,
+                          quant: str = "bf16", batch_size: int = 32, spread: tuple[float, float] = (0.8, 1.25),
+                          step_label: str = "") -> Path:
+    """Compiled against eager at one batch size, per architecture and workload, split by attention, beside where a
+    compiled decode step's time went. Left: decode J/token ratio compiled / eager of `quant` (`engine_effect` rows
+    of one card; `engine_effect_per_architecture`), one bar per workload, grouped-query architectures solid and
+    multi-head ones hatched, the machines' spread (`spread`) shaded: a ratio inside it is not resolved by pairs of
+    two machines. Right: the compiled step of a `compiled_step_attention` profile (ms): the K/V expansion kernel,
+    the attention kernel and the rest (`step_label`: which profile)."""
+    plt = _plt()
+    from matplotlib.patches import Patch
+
+    a = engine_effect_per_architecture(t, quant)
+    a = a[a["batch_size"] == batch_size].assign(ratio=lambda d: 1 - d["energy_reduction_pct"] / 100)
+    m = models.set_index("id")
+    gqa = {i: bool(m.loc[i, "num_kv_heads"] < m.loc[i, "num_attention_heads"]) for i in a["model"].unique()}
+    archs = sorted(a["model"].unique(), key=lambda i: (not gqa[i], m.loc[i, "params_b"]))
+    workloads = sorted(a["workload"].unique(), key=lambda w: int(w.split("/")[0]))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [2.2, 1]})
+    width = 0.8 / max(1, len(workloads))
+    ax.axhspan(*spread, color="0.85", zorder=0)
+    for k, w in enumerate(workloads):
+        g = a[a["workload"] == w].set_index("model").reindex(archs)
+        x = np.arange(len(archs)) - 0.4 + width * (k + 0.5)
+        for xi, arch, v in zip(x, archs, g["ratio"], strict=True):
+            if not np.isnan(v):
+                ax.bar(xi, v, width, color=f"C{k}", hatch=None if gqa[arch] else "//", edgecolor="k", lw=0.5)
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_xticks(range(len(archs)), [f"{i.replace('-instruct', '')}\n{'GQA' if gqa[i] else 'MHA'} "
+                                      f"{m.loc[i, 'num_attention_heads']}/{m.loc[i, 'num_kv_heads']}" for i in archs],
+                  fontsize=8)
+    ax.set_ylabel("decode J/token, compiled / eager")
+    ax.legend(handles=[Patch(color=f"C{k}", label=w) for k, w in enumerate(workloads)]
+              + [Patch(facecolor="w", edgecolor="k", hatch="//", label="multi-head"),
+                 Patch(color="0.85", label=f"machines' spread x{spread[0]:.2f}-{spread[1]:.2f}")], fontsize=8)
+    ax.set_title(f"{quant}, batch {batch_size}: compiled (static cache) vs eager (dynamic cache); heads query/K-V",
+                 fontsize=9)
+    rest = step["step_ms"] - step["kv_expand_ms"] - step["attention_ms"]
+    bottom = 0.0
+    for label, v, col in (("K/V expanded to every query head", step["kv_expand_ms"], "C3"),
+                          ("attention over the expanded heads", step["attention_ms"], "C1"),
+                          ("rest (weights, MLP, norms)", rest, "0.6")):
+        bx.bar(0, v, 0.5, bottom=bottom, color=col, label=f"{label}: {v:.2f} ms")
+        bottom += v
+    bx.set_xticks([])
+    bx.set_xlim(-0.4, 2.2)
+    bx.set_ylim(0, step["step_ms"] * 1.45)
+    bx.set_ylabel("ms per compiled decode step")
+    bx.legend(fontsize=8, loc="upper right")
+    bx.set_title("a compiled decode step profiled" + (f"\n{step_label}" if step_label else "")
+                 + f"\n({step['share'] * 100:.0f} % K/V copy + attention)", fontsize=9)
+    fig.suptitle("Why compiled decode of grouped-query models costs energy at long context (measured)", fontsize=10)
+    return _save(fig, path)
+
+
 def plot_workload_effect(t: pd.DataFrame, path: Path, quants: Sequence[str] = ("bf16", "fp16")) -> Path:
     """Long / short workload on the same cell (`workload_effect` rows of `quants`). Left: J/token ratio against
     batch, one line per (architecture, method), MHA dashed. Middle: measured J/token ratio against the ratio of

@@ -382,6 +382,9 @@ def test_plots_write_pngs(tmp_path, records, cat, q7):
                         ca.public_figure4_matrix(ca.load_public()), tmp_path / "fig4.png"),
         ca.plot_engine_effect(ca.engine_effect(records), cat["models"], tmp_path / "engine.png"),
         ca.plot_workload_effect(ca.workload_effect(records, cat["models"]), tmp_path / "workload.png"),
+        ca.plot_compiled_kv_copy(ca.engine_effect(records), cat["models"],
+                                 {"step_ms": 10.0, "kv_expand_ms": 3.0, "attention_ms": 2.0, "share": 0.5},
+                                 tmp_path / "kv_copy.png"),
     ]
     for p in paths:
         assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
