@@ -43,11 +43,13 @@ def apply(model, attn_implementation: str | None = None, sdpa_gqa: str | None = 
     config = model.config
     loaded = getattr(model, _LOADED_IMPLEMENTATION, None)
     if loaded is None:
-        loaded = config._attn_implementation
+        loaded = getattr(config, "_attn_implementation", None)
         setattr(model, _LOADED_IMPLEMENTATION, loaded)
     want = attn_implementation or loaded
-    if config._attn_implementation != want:
+    if want is not None and getattr(config, "_attn_implementation", None) != want:
         model.set_attn_implementation(want)
+    if gqa == "auto" and not _TRANSFORMERS_DECISION:
+        return  # never switched in this process: transformers' own decision, whatever its version has
     import transformers.integrations.sdpa_attention as sdpa
 
     own = _TRANSFORMERS_DECISION.setdefault("use_gqa_in_sdpa", sdpa.use_gqa_in_sdpa)

@@ -71,3 +71,15 @@ def test_grouped_and_expanded_attention_generate_the_same_tokens(tiny):
         assert engine.describe(tiny) == {"attn_implementation_used": impl}
         out[impl] = engine.generate(tiny, ids, mask, 4)
     assert torch.equal(out["sdpa"], out["eager"]) and torch.equal(out["sdpa"], out["auto"])
+
+
+def test_a_cell_without_the_params_leaves_transformers_attention_module_alone(tiny, monkeypatch):
+    """Before any cell of the process asked for `sdpa_gqa: force`, a cell without it does not touch transformers'
+    SDPA module (so a transformers version without `use_gqa_in_sdpa` still runs every default cell)."""
+    import transformers.integrations.sdpa_attention as sdpa
+
+    monkeypatch.setattr(attention, "_TRANSFORMERS_DECISION", {})
+    monkeypatch.delattr(sdpa, "use_gqa_in_sdpa")
+    attention.apply(tiny)
+    attention.apply(tiny, sdpa_gqa="auto")
+    assert not hasattr(sdpa, "use_gqa_in_sdpa") and tiny.config._attn_implementation == "sdpa"
