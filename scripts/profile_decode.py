@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_params": engine_params,
         "batch_size": args.batch_size, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
-        "torch_version": torch.__version__, "warmup_calls": args.warmup, "warmup_s": round(warm_s, 3), "generate_wall_s": round(wall_s, 4),
+        "torch_version": torch.__version__, "warmup_calls": args.warmup, "warmup_s": round(warm_s, 3), "generate_wall_s": round(wall_s, 6),
         "tokens_per_s": round(args.batch_size * args.new_tokens / wall_s, 2),
         "profiled_wall_ms": round(profiled_wall_s * 1e3, 2),
         "gpu_busy_ms": None if busy_ms is None else round(busy_ms, 2),
