@@ -7,9 +7,9 @@ profile of Qwen2.5-7B bf16 at batch 32 and a 1024-token prompt that copy and the
 compiled decode step (raw/2026-11-28-s23-a). Two ways around it, measured as engine params:
 
 - `attn_implementation`: a transformers attention implementation for the cell ("sdpa", "eager",
-  "flex_attention", ...; `PreTrainedModel.set_attn_implementation`). transformers' flex attention (5.24, read on a
-  CPU) passes grouped K/V to `flex_attention(enable_gqa=True)` when the number of query heads is a power of two (Mistral-7B's 32; it
-  expands them otherwise: Qwen2.5-7B's 28) and masks with a block mask.
+  "flex_attention", ...; `PreTrainedModel.set_attn_implementation`). transformers' flex attention (5.24, read on
+  a CPU) passes grouped K/V to `flex_attention(enable_gqa=True)` when the number of query heads is a power of two
+  (Mistral-7B's 32; it expands them otherwise: Qwen2.5-7B's 28) and masks with a block mask.
 - `sdpa_gqa: force`: `use_gqa_in_sdpa` answers True whatever the mask (what transformers' own
   TRANSFORMERS_SDPA_FORCE_GQA=1 does in the versions that read it), so SDPA gets grouped K/V and `enable_gqa`;
   which kernel then runs with a mask (cuDNN, or PyTorch's math fallback) is the device's. "auto" (the default):
