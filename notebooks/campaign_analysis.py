@@ -1101,6 +1101,52 @@ def woq_switch_comparison(switch: pd.DataFrame, campaign: pd.DataFrame, quant: s
     return t.sort_values([*keys, "machine"]).reset_index(drop=True)
 
 
+def attention_variant(params: Any) -> str:
+    """A record's attention setting from its engine params (measure/engines/attention.py): 'default' (neither
+    `attn_implementation` nor `sdpa_gqa` other than 'auto'), else e.g. 'sdpa_gqa=force' or 'flex_attention'
+    (both: joined with '+')."""
+    p = params if isinstance(params, dict) else {}
+    parts = [str(p["attn_implementation"])] if p.get("attn_implementation") else []
+    if p.get("sdpa_gqa") not in (None, "auto"):
+        parts.append(f"sdpa_gqa={p['sdpa_gqa']}")
+    return "+".join(parts) or "default"
+
+
+def attention_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """The compiled-gqa-attention experiment (measure/grids/compiled-gqa-attention.yaml): one row per compiled
+    cell of a non-default attention setting (`attention_variant`) and machine, its decode J/token and tokens/s
+    (median over that machine's records) against the same cell compiled with the default setting (`*_compiled`)
+    and eager (`*_eager`) on the same machine (NaN where the machine has none). The cells share model, method,
+    engine, batch and workload, so they are told apart by engine params, never pooled (`cell_means` would pool
+    them). `energy_vs_compiled` / `speed_vs_compiled` and `energy_vs_eager` / `speed_vs_eager`: the variant's over
+    the twin's; `noise_pct` (against the compiled twin) and `beyond_noise`. Failed variant records are kept as rows
+    with `status` failed and their `error` (a setting the device's versions refuse is a result too)."""
+    keys = ["gpu_id", "model", "quant", "batch_size", "workload", "machine"]
+    d = df.assign(variant=df["engine_params"].apply(attention_variant))
+    ok = d[d["status"] == "ok"]
+    per = (ok.groupby([*keys, "engine", "variant"])
+           .agg(tokens_per_s=("tokens_per_s", "median"), decode_energy_per_token_j=("decode_energy_per_token_j", "median"),
+                energy_cv=("energy_cv", "median"), repetitions=("repetitions", "min"), records=("tokens_per_s", "size"))
+           .reset_index())
+    default = per[per["variant"] == "default"]
+    compiled = default[default["engine"] == "hf-compiled"].drop(columns=["engine", "variant", "records"])
+    eager = default[default["engine"] == "hf-eager"][[*keys, "tokens_per_s", "decode_energy_per_token_j"]]
+    t = per[(per["engine"] == "hf-compiled") & (per["variant"] != "default")].assign(status="ok", error=None)
+    failed = d[(d["status"] != "ok") & (d["engine"] == "hf-compiled") & (d["variant"] != "default")]
+    if len(failed):
+        t = pd.concat([t, failed[[*keys, "engine", "variant", "status", "error"]]], ignore_index=True)
+    t = t.merge(compiled, on=keys, how="left", suffixes=("", "_compiled"))
+    t = t.merge(eager.add_suffix("_eager").rename(columns={f"{k}_eager": k for k in keys}), on=keys, how="left")
+    t["energy_vs_compiled"] = t["decode_energy_per_token_j"] / t["decode_energy_per_token_j_compiled"]
+    t["speed_vs_compiled"] = t["tokens_per_s"] / t["tokens_per_s_compiled"]
+    t["energy_vs_eager"] = t["decode_energy_per_token_j"] / t["decode_energy_per_token_j_eager"]
+    t["speed_vs_eager"] = t["tokens_per_s"] / t["tokens_per_s_eager"]
+    t["noise_pct"] = noise_pct(t["energy_cv"], t["repetitions"], t["energy_cv_compiled"], t["repetitions_compiled"])
+    t["beyond_noise"] = (t["energy_vs_compiled"] - 1.0).abs() * 100.0 > t["noise_pct"]
+    t = t.drop(columns=["engine", "repetitions_compiled"])
+    return t.sort_values(["model", "variant", "batch_size", "machine"]).reset_index(drop=True)
+
+
 # --- machine anchors: the same two cells on every GPU --------------------------------------------------------
 #: The cells every GPU measures once (`resume_per: gpu`), so that machines can be compared cell for cell.
 ANCHOR_GRID = GRIDS / "machine-anchors.yaml"

@@ -1533,3 +1533,38 @@ def test_compiled_step_attention_finds_the_expansion_and_attention_kernels_by_na
     path.write_text(json.dumps({**prof, "top": top[:1] + top[2:]}))  # an eager profile, say: no expansion kernel
     with pytest.raises(ValueError, match="K/V expansion kernel"):
         ca.compiled_step_attention(ca.load_decode_profile(path, cat["models"]))
+
+
+def test_attention_variant_names_the_setting_from_engine_params():
+    assert ca.attention_variant({}) == ca.attention_variant(None) == ca.attention_variant({"sdpa_gqa": "auto"}) == "default"
+    assert ca.attention_variant({"sdpa_gqa": "force", "compiled": True}) == "sdpa_gqa=force"
+    assert ca.attention_variant({"attn_implementation": "flex_attention"}) == "flex_attention"
+    assert ca.attention_variant({"attn_implementation": "eager", "sdpa_gqa": "force"}) == "eager+sdpa_gqa=force"
+
+
+def test_attention_comparison_pairs_each_setting_with_its_same_machine_twins_never_pooling_them():
+    base = {"gpu_id": "h200", "model": "mistral-7b-instruct-v0.2", "quant": "bf16", "batch_size": 32,
+            "workload": "1024/256", "status": "ok", "error": None, "energy_cv": 0.01, "repetitions": 3}
+    rows = [
+        {**base, "machine": "m1", "engine": "hf-compiled", "engine_params": {"compiled": True}, "tokens_per_s": 100.0,
+         "decode_energy_per_token_j": 1.0},
+        {**base, "machine": "m1", "engine": "hf-eager", "engine_params": {}, "tokens_per_s": 80.0,
+         "decode_energy_per_token_j": 0.6},
+        {**base, "machine": "m1", "engine": "hf-compiled", "engine_params": {"sdpa_gqa": "force"}, "tokens_per_s": 150.0,
+         "decode_energy_per_token_j": 0.7},
+        {**base, "machine": "m1", "engine": "hf-compiled", "engine_params": {"attn_implementation": "flex_attention"},
+         "status": "failed", "error": "flex refused", "tokens_per_s": None, "decode_energy_per_token_j": None},
+        {**base, "machine": "m2", "engine": "hf-compiled", "engine_params": {"sdpa_gqa": "force"}, "tokens_per_s": 140.0,
+         "decode_energy_per_token_j": 0.8},  # no twin on this machine
+        {**base, "machine": "m3", "engine": "hf-compiled", "engine_params": {}, "tokens_per_s": 50.0,
+         "decode_energy_per_token_j": 3.0},  # another machine's default: never paired with m1's or m2's
+    ]
+    t = ca.attention_comparison(pd.DataFrame(rows)).set_index(["variant", "machine"])
+    assert sorted(t.index) == [("flex_attention", "m1"), ("sdpa_gqa=force", "m1"), ("sdpa_gqa=force", "m2")]
+    m1 = t.loc[("sdpa_gqa=force", "m1")]
+    assert m1["energy_vs_compiled"] == pytest.approx(0.7) and m1["speed_vs_compiled"] == pytest.approx(1.5)
+    assert m1["energy_vs_eager"] == pytest.approx(0.7 / 0.6) and m1["speed_vs_eager"] == pytest.approx(150 / 80)
+    assert bool(m1["beyond_noise"]) and m1["noise_pct"] == pytest.approx(2 * math.sqrt(2 * 0.01 ** 2 / 3) * 100)
+    assert math.isnan(t.loc[("sdpa_gqa=force", "m2"), "energy_vs_compiled"])
+    flex = t.loc[("flex_attention", "m1")]
+    assert flex["status"] == "failed" and flex["error"] == "flex refused"
