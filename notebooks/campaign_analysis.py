@@ -1065,6 +1065,16 @@ def decode_profiles(root: Path = ROOT / "datasets" / "measurements") -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def _machine_medians(d: pd.DataFrame, by: list[str], **extra) -> pd.DataFrame:
+    """Per `by` group (cells of one machine): median tokens/s, decode J/token and energy CV, the fewest
+    repetitions and the number of records (`records`), plus the `extra` named aggregations; one row per group."""
+    return (d.groupby(by)
+            .agg(tokens_per_s=("tokens_per_s", "median"), decode_energy_per_token_j=("decode_energy_per_token_j", "median"),
+                 energy_cv=("energy_cv", "median"), repetitions=("repetitions", "min"), records=("tokens_per_s", "size"),
+                 **extra)
+            .reset_index())
+
+
 def woq_switch_comparison(switch: pd.DataFrame, campaign: pd.DataFrame, quant: str = "torchao-int8-wo",
                           baseline: str = "bf16") -> pd.DataFrame:
     """Compiled `quant` with inductor's weight-only int8 rewrite kept out (hf-compiled engine param
@@ -1078,11 +1088,7 @@ def woq_switch_comparison(switch: pd.DataFrame, campaign: pd.DataFrame, quant: s
     keys = ["gpu_id", "model", "batch_size", "workload"]
     off = switch[(switch["status"] == "ok") & (switch["engine"] == "hf-compiled")
                  & switch["engine_params"].apply(lambda p: isinstance(p, dict) and p.get("woq_lowering") is False)]
-    per = (off.groupby([*keys, "machine", "quant"])
-           .agg(tokens_per_s=("tokens_per_s", "median"), decode_energy_per_token_j=("decode_energy_per_token_j", "median"),
-                energy_cv=("energy_cv", "median"), repetitions=("repetitions", "min"), records=("tokens_per_s", "size"),
-                gpu_units=("gpu_unit", lambda u: frozenset(u)))
-           .reset_index())
+    per = _machine_medians(off, [*keys, "machine", "quant"], gpu_units=("gpu_unit", lambda u: frozenset(u)))
     t = per[per["quant"] == quant].drop(columns="quant")
     base = per[per["quant"] == baseline].drop(columns=["quant", "records"])
     t = t.merge(base, on=[*keys, "machine"], how="left", suffixes=("", "_bf16"))
@@ -1124,10 +1130,7 @@ def attention_comparison(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["gpu_id", "model", "quant", "batch_size", "workload", "machine"]
     d = df.assign(variant=df["engine_params"].apply(attention_variant))
     ok = d[d["status"] == "ok"]
-    per = (ok.groupby([*keys, "engine", "variant"])
-           .agg(tokens_per_s=("tokens_per_s", "median"), decode_energy_per_token_j=("decode_energy_per_token_j", "median"),
-                energy_cv=("energy_cv", "median"), repetitions=("repetitions", "min"), records=("tokens_per_s", "size"))
-           .reset_index())
+    per = _machine_medians(ok, [*keys, "engine", "variant"])
     default = per[per["variant"] == "default"]
     compiled = default[default["engine"] == "hf-compiled"].drop(columns=["engine", "variant", "records"])
     eager = default[default["engine"] == "hf-eager"][[*keys, "tokens_per_s", "decode_energy_per_token_j"]]
@@ -1136,7 +1139,9 @@ def attention_comparison(df: pd.DataFrame) -> pd.DataFrame:
     if len(failed):
         t = pd.concat([t, failed[[*keys, "engine", "variant", "status", "error"]]], ignore_index=True)
     t = t.merge(compiled, on=keys, how="left", suffixes=("", "_compiled"))
-    t = t.merge(eager.add_suffix("_eager").rename(columns={f"{k}_eager": k for k in keys}), on=keys, how="left")
+    t = t.merge(eager.rename(columns={"tokens_per_s": "tokens_per_s_eager",
+                                      "decode_energy_per_token_j": "decode_energy_per_token_j_eager"}),
+                on=keys, how="left")
     t["energy_vs_compiled"] = t["decode_energy_per_token_j"] / t["decode_energy_per_token_j_compiled"]
     t["speed_vs_compiled"] = t["tokens_per_s"] / t["tokens_per_s_compiled"]
     t["energy_vs_eager"] = t["decode_energy_per_token_j"] / t["decode_energy_per_token_j_eager"]
@@ -1207,6 +1212,14 @@ def machine_anchor_summary(anchors: pd.DataFrame) -> pd.DataFrame:
     return counts.join(ratios)
 
 
+def attention_kind(models: pd.DataFrame) -> pd.Series:
+    """'MHA' or 'GQA' per model id (`models`: models.csv): 'MHA' where num_kv_heads = num_attention_heads (every
+    head keeps its own K/V), else 'GQA' (grouped-query attention: fewer K/V heads than query heads)."""
+    m = models.set_index("id")
+    return pd.Series(np.where(m["num_kv_heads"] >= m["num_attention_heads"], "MHA", "GQA"), index=m.index,
+                     name="attention")
+
+
 # --- workload: 1024/256 against 256/128 on the same cell --------------------------------------------------
 def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int] = LONG_WORKLOAD,
                     short: tuple[int, int] = REFERENCE_WORKLOAD) -> pd.DataFrame:
@@ -1240,7 +1253,7 @@ def workload_effect(df: pd.DataFrame, models: pd.DataFrame, long: tuple[int, int
     for c in ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "params_b"):
         out[c] = out["model"].map(mm[c])
     out["kv_heads_share"] = out["num_kv_heads"] / out["num_attention_heads"]
-    out["attention"] = np.where(out["kv_heads_share"] >= 1.0, "MHA", "GQA")
+    out["attention"] = out["model"].map(attention_kind(models))
     kv_per_tok = 2.0 * out["num_layers"] * out["num_kv_heads"] * out["head_dim"] * out["quant"].map(
         lambda q: KV_BYTES.get(q, 2.0))
     weights = m["weights_gb_short"]
@@ -1283,7 +1296,7 @@ def static_cache_kv_copy_gb(models: pd.DataFrame, batch_size: int, workload: tup
     cache_len = workload[0] + workload[1]
     copy = (m["num_layers"] * m["num_attention_heads"] * m["head_dim"] * 2.0 * KV_BYTES.get(quant, 2.0)
             * batch_size * cache_len / 1e9)
-    return copy.where(m["num_kv_heads"] < m["num_attention_heads"], 0.0).rename("kv_copy_gb")
+    return copy.where(attention_kind(models) == "GQA", 0.0).rename("kv_copy_gb")
 
 
 def load_decode_profile(path: Path, models: pd.DataFrame) -> dict[str, Any]:
@@ -2926,7 +2939,8 @@ def plot_compiled_kv_copy(t: pd.DataFrame, models: pd.DataFrame, step: dict[str,
     a = engine_effect_per_architecture(t, quant)
     a = a[a["batch_size"] == batch_size].assign(ratio=lambda d: 1 - d["energy_reduction_pct"] / 100)
     m = models.set_index("id")
-    gqa = {i: bool(m.loc[i, "num_kv_heads"] < m.loc[i, "num_attention_heads"]) for i in a["model"].unique()}
+    kind = attention_kind(models)
+    gqa = {i: kind[i] == "GQA" for i in a["model"].unique()}
     archs = sorted(a["model"].unique(), key=lambda i: (not gqa[i], m.loc[i, "params_b"]))
     workloads = sorted(a["workload"].unique(), key=lambda w: int(w.split("/")[0]))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [2.2, 1]})
@@ -2939,7 +2953,7 @@ def plot_compiled_kv_copy(t: pd.DataFrame, models: pd.DataFrame, step: dict[str,
             if not np.isnan(v):
                 ax.bar(xi, v, width, color=f"C{k}", hatch=None if gqa[arch] else "//", edgecolor="k", lw=0.5)
     ax.axhline(1, color="k", lw=0.8)
-    ax.set_xticks(range(len(archs)), [f"{i.replace('-instruct', '')}\n{'GQA' if gqa[i] else 'MHA'} "
+    ax.set_xticks(range(len(archs)), [f"{i.replace('-instruct', '')}\n{kind[i]} "
                                       f"{m.loc[i, 'num_attention_heads']}/{m.loc[i, 'num_kv_heads']}" for i in archs],
                   fontsize=8)
     ax.set_ylabel("decode J/token, compiled / eager")

@@ -1568,3 +1568,10 @@ def test_attention_comparison_pairs_each_setting_with_its_same_machine_twins_nev
     assert math.isnan(t.loc[("sdpa_gqa=force", "m2"), "energy_vs_compiled"])
     flex = t.loc[("flex_attention", "m1")]
     assert flex["status"] == "failed" and flex["error"] == "flex refused"
+
+
+def test_attention_kind_tells_grouped_query_from_multi_head_models(cat):
+    kind = ca.attention_kind(cat["models"])
+    m = cat["models"].set_index("id")
+    assert kind[MODEL] == "GQA" and m.loc[MODEL, "num_kv_heads"] < m.loc[MODEL, "num_attention_heads"]
+    assert kind["phi-3-mini-4k-instruct"] == "MHA" and kind["bloomz-7b1"] == "MHA"
