@@ -1319,14 +1319,17 @@ def load_decode_profile(path: Path, models: pd.DataFrame) -> dict[str, Any]:
     return {**meta, "decode_steps": steps, "num_layers": layers, "kernels": kernels, "attention": attention}
 
 
-def compiled_step_attention(profile: dict[str, Any]) -> dict[str, float]:
+def compiled_step_attention(profile: dict[str, Any], kv_copy: bool = True) -> dict[str, float]:
     """Where a compiled decode step's time went (ms per step) in a `load_decode_profile` of hf-compiled: `step_ms`
     (the compiled region, one call per decode step), `kv_expand_ms` (inductor's fused kernel that expands and clones
     the grouped K/V to every query head: a triton kernel whose name lists expand and clone, fused with the rotary
     embedding) and `attention_ms` (the attention kernel: a non-triton kernel with sdpa in its name, cuDNN's on the
-    H200), `share` = (kv_expand_ms + attention_ms) / step_ms and `kv_expand_calls_per_layer_step` (2: K and V).
+    H200; of several, the one with the most calls, the decode steps' rather than the prefill's), `share` =
+    (kv_expand_ms + attention_ms) / step_ms and `kv_expand_calls_per_layer_step` (2: K and V).
     Kernels are found by name among the profile's top rows; a missing one raises (a profile of another engine or
-    version needs reading by hand)."""
+    version needs reading by hand). `kv_copy=False` reads a profile that should have no copy (grouped-query SDPA
+    forced, `sdpa_gqa: force`): an expansion kernel among its top rows raises, and `kv_expand_ms` is 0 (the
+    profile's top rows must reach below the copy's size: s24's lists 60)."""
     k = profile["kernels"]
     name = k["name"]
 
@@ -1334,15 +1337,20 @@ def compiled_step_attention(profile: dict[str, Any]) -> dict[str, float]:
         rows = k[mask]
         if rows.empty:
             raise ValueError(f"no {what} among the profile's top kernels: {', '.join(name.str[:40])}")
-        return rows.iloc[0]
+        return rows.loc[rows["calls"].idxmax()] if what == "attention kernel" else rows.iloc[0]
 
     step = one(name.str.startswith("Torch-Compiled Region"), "compiled region")["ms_per_step"]
-    expand = one(name.str.startswith("triton_") & name.str.contains("expand") & name.str.contains("clone"),
-                 "K/V expansion kernel")
+    is_expand = name.str.startswith("triton_") & name.str.contains("expand") & name.str.contains("clone")
+    if kv_copy:
+        expand = one(is_expand, "K/V expansion kernel")
+        expand_ms, expand_calls = float(expand["ms_per_step"]), float(expand["calls_per_layer_step"])
+    elif is_expand.any():
+        raise ValueError(f"a K/V expansion kernel in a profile read as without the copy: {name[is_expand].iloc[0]}")
+    else:
+        expand_ms, expand_calls = 0.0, 0.0
     attention = one(name.str.contains("sdpa") & ~name.str.startswith("triton_"), "attention kernel")["ms_per_step"]
-    return {"step_ms": float(step), "kv_expand_ms": float(expand["ms_per_step"]), "attention_ms": float(attention),
-            "share": float((expand["ms_per_step"] + attention) / step),
-            "kv_expand_calls_per_layer_step": float(expand["calls_per_layer_step"])}
+    return {"step_ms": float(step), "kv_expand_ms": expand_ms, "attention_ms": float(attention),
+            "share": float((expand_ms + attention) / step), "kv_expand_calls_per_layer_step": expand_calls}
 
 
 # --- hardware: a second card type against the first on the same cells ------------------------------------
@@ -2977,6 +2985,62 @@ def plot_compiled_kv_copy(t: pd.DataFrame, models: pd.DataFrame, step: dict[str,
     bx.set_title("a compiled decode step profiled" + (f"\n{step_label}" if step_label else "")
                  + f"\n({step['share'] * 100:.0f} % K/V copy + attention)", fontsize=9)
     fig.suptitle("Why compiled decode of grouped-query models costs energy at long context (measured)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_sdpa_gqa_force(t: pd.DataFrame, models: pd.DataFrame, steps: dict[str, dict[str, float]], path: Path,
+                        batch_size: int = 32, workload: str = "1024/256") -> Path:
+    """Grouped-query SDPA forced in the compiled engine against its same-machine twins, beside the profiled step.
+    Left: decode J/token at one batch and workload per architecture (`attention_comparison` rows of variant
+    'sdpa_gqa=force'): eager, compiled as the campaign runs it and compiled with the setting, multi-head
+    architectures hatched, the forced / default compiled ratio written over each pair. Right: each profile's
+    compiled decode step (`steps`: label -> `compiled_step_attention`, ms): K/V expansion, attention, the rest."""
+    plt = _plt()
+    from matplotlib.patches import Patch
+
+    a = t[(t["variant"] == "sdpa_gqa=force") & (t["batch_size"] == batch_size) & (t["workload"] == workload)]
+    a = a.dropna(subset=["decode_energy_per_token_j"])
+    m = models.set_index("id")
+    kind = attention_kind(models)
+    archs = sorted(a["model"].unique(), key=lambda i: (kind[i] != "GQA", m.loc[i, "params_b"]))
+    a = a.groupby("model").median(numeric_only=True).reindex(archs)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [2.2, 1]})
+    bars = (("eager (dynamic cache)", "decode_energy_per_token_j_eager", "C0"),
+            ("compiled, as the campaign runs it", "decode_energy_per_token_j_compiled", "C3"),
+            ("compiled, grouped-query SDPA forced", "decode_energy_per_token_j", "C2"))
+    width = 0.8 / len(bars)
+    for k, (_, col, colour) in enumerate(bars):
+        x = np.arange(len(archs)) - 0.4 + width * (k + 0.5)
+        for xi, arch, v in zip(x, archs, a[col], strict=True):
+            if not np.isnan(v):
+                ax.bar(xi, v, width, color=colour, hatch=None if kind[arch] == "GQA" else "//", edgecolor="k", lw=0.5)
+    for xi, (_, r) in enumerate(a.iterrows()):
+        top = np.nanmax(r[[c for _, c, _ in bars]].to_numpy(dtype=float))
+        ax.text(xi, top * 1.02, f"x{r['energy_vs_compiled']:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(archs)), [f"{i.replace('-instruct', '')}\n{kind[i]} "
+                                      f"{m.loc[i, 'num_attention_heads']}/{m.loc[i, 'num_kv_heads']}" for i in archs],
+                  fontsize=8)
+    ax.set_ylim(0, np.nanmax(a[[c for _, c, _ in bars]].to_numpy(dtype=float)) * 1.12)
+    ax.set_ylabel("decode J/token")
+    ax.legend(handles=[Patch(color=c, label=lab) for lab, _, c in bars]
+              + [Patch(facecolor="w", edgecolor="k", hatch="//", label="multi-head (no copy to remove)")], fontsize=8)
+    ax.set_title(f"bf16, batch {batch_size}, {workload}, one machine (x: forced / compiled as run); "
+                 "heads query/K-V", fontsize=9)
+    for k, step in enumerate(steps.values()):
+        rest, bottom = step["step_ms"] - step["kv_expand_ms"] - step["attention_ms"], 0.0
+        for part, v, col in (("K/V expanded to every query head", step["kv_expand_ms"], "C3"),
+                             ("attention", step["attention_ms"], "C1"), ("rest (weights, MLP, norms)", rest, "0.6")):
+            bx.bar(k, v, 0.5, bottom=bottom, color=col, label=part if k == 0 else None)
+            if v > 0.3:
+                bx.text(k, bottom + v / 2, f"{v:.2f}", ha="center", va="center", fontsize=8)
+            bottom += v
+        bx.text(k, bottom * 1.01, f"{step['step_ms']:.2f} ms", ha="center", va="bottom", fontsize=8)
+    bx.set_xticks(range(len(steps)), list(steps), fontsize=8)
+    bx.set_ylim(0, max(s["step_ms"] for s in steps.values()) * 1.3)
+    bx.set_ylabel("ms per compiled decode step")
+    bx.legend(fontsize=8, loc="upper right")
+    bx.set_title("a compiled decode step profiled", fontsize=9)
+    fig.suptitle("Compiled decode with the K/V copy removed (grouped-query SDPA forced; measured)", fontsize=10)
     return _save(fig, path)
 
 

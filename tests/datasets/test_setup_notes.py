@@ -124,3 +124,47 @@ def test_the_static_cache_kv_copy_figures_are_the_profile_and_records():
     for key, value in (("ratio_min", gqa["ratio"].min()), ("ratio_max", gqa["ratio"].max()),
                        ("mha_min", mha["ratio"].min()), ("mha_max", mha["ratio"].max())):
         assert m[key] == pytest.approx(round(float(value), 2)), key
+
+
+def test_the_sdpa_gqa_force_figures_are_the_experiment_and_profiles():
+    """The forced-grouped-SDPA note's figures: the compiled-gqa-attention experiment's `sdpa_gqa: force` cells of
+    grouped-query models at the note's batch sizes, each against its same-machine default compiled and eager twins
+    (`attention_comparison`), and the two decode profiles' compiled steps (s23 default, s24 forced)."""
+    pytest.importorskip("pandas")
+    from notebooks import campaign_analysis as ca
+    from recommender.rank import _attention
+
+    note = next(n for n in NOTES if n["id"] == "static-cache-gqa-sdpa-force")
+    m, cat = note["measured"], load_catalog()
+    exp = ca.load_records(ca.H200_MEASUREMENTS / "experiments", sessions=ca.H200_MEASUREMENTS)
+    t = ca.attention_comparison(exp[exp["slice"] == "compiled-gqa-attention"])
+    t = t[(t["variant"] == "sdpa_gqa=force") & (t["status"] == "ok")]
+    t = t.assign(attention=t["model"].map(lambda i: _attention(cat.model(i))))
+    gqa = t[(t["attention"] == note["attention"]) & (t["batch_size"] >= note["batch_size_min"])]
+    assert set(gqa["gpu_id"]) == {"h200"} and gqa["machine"].nunique() == 1 and set(gqa["quant"]) == {"bf16"}
+    assert (m["cells"], m["models"]) == (len(gqa), gqa["model"].nunique())
+    assert gqa["beyond_noise"].all() and gqa["energy_vs_compiled"].notna().all()
+
+    def at(b, w):
+        d = gqa[(gqa["batch_size"] == b) & (gqa["workload"] == w)]
+        assert len(d), (b, w)
+        return d
+
+    for key, d, col in (("b32_long", at(32, "1024/256"), "energy_vs_compiled"),
+                        ("b32_long_eager", at(32, "1024/256"), "energy_vs_eager"),
+                        ("b8_long", at(8, "1024/256"), "energy_vs_compiled"),
+                        ("b32_short", at(32, "256/128"), "energy_vs_compiled"),
+                        ("speed", gqa, "speed_vs_compiled")):
+        assert m[f"{key}_min"] == pytest.approx(round(float(d[col].min()), 2)), key
+        assert m[f"{key}_max"] == pytest.approx(round(float(d[col].max()), 2)), key
+    single = t[(t["attention"] == note["attention"]) & (t["batch_size"] == 1)]  # why batch 1 is left out
+    assert len(single) and (single["energy_vs_compiled"] > 0.95).all()
+
+    models = ca.load_catalog_tables(ca.ROOT / "datasets" / "catalog")["models"]
+    raw = ca.H200_MEASUREMENTS / "raw"
+    default = ca.load_decode_profile(raw / "2026-11-28-s23-a" / "profile-hf-compiled-b32-p1024.json", models)
+    forced = ca.load_decode_profile(
+        raw / "2026-11-28-s24-e" / "profile-hf-compiled-sdpa-gqa-force-b32-p1024-top60.json", models)
+    assert forced["attention"]["grouped"].all() and forced["attention"]["mask"].any()
+    assert m["step_default_ms"] == pytest.approx(round(ca.compiled_step_attention(default)["step_ms"], 2))
+    assert m["step_forced_ms"] == pytest.approx(round(ca.compiled_step_attention(forced, kv_copy=False)["step_ms"], 2))

@@ -1535,6 +1535,28 @@ def test_compiled_step_attention_finds_the_expansion_and_attention_kernels_by_na
         ca.compiled_step_attention(ca.load_decode_profile(path, cat["models"]))
 
 
+def test_compiled_step_attention_reads_a_profile_without_the_copy_and_picks_the_decode_attention_kernel(tmp_path, cat):
+    """Grouped-query SDPA forced (s24): no expansion kernel, reported as 0 ms; of two attention kernels the decode
+    steps' (layers x steps calls), not the prefill's (once per layer), even where the prefill's took longer; a
+    profile with the copy read as without it raises."""
+    layers = int(cat["models"].set_index("id").loc[MODEL, "num_layers"])
+    top = [{"name": "Torch-Compiled Region: 0/0", "calls": 10, "device_total_ms": 60.0},
+           {"name": "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma", "calls": layers,
+            "device_total_ms": 15.0},  # the prefill's
+           {"name": "cudnn_generated_fort_native_sdpa_sm80_flash_fprop_wmma", "calls": layers * 10,
+            "device_total_ms": 9.0}]
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"model": MODEL, "new_tokens": 11, "top": top}))
+    step = ca.compiled_step_attention(ca.load_decode_profile(path, cat["models"]), kv_copy=False)
+    assert step["step_ms"] == pytest.approx(6.0) and step["attention_ms"] == pytest.approx(0.9)
+    assert step["kv_expand_ms"] == 0 and step["kv_expand_calls_per_layer_step"] == 0
+    assert step["share"] == pytest.approx(0.15)
+    expand = {"name": "triton_poi_fused_cat_clone_cos_expand_sin", "calls": 2 * layers * 10, "device_total_ms": 30.0}
+    path.write_text(json.dumps({"model": MODEL, "new_tokens": 11, "top": [*top, expand]}))
+    with pytest.raises(ValueError, match="read as without the copy"):
+        ca.compiled_step_attention(ca.load_decode_profile(path, cat["models"]), kv_copy=False)
+
+
 def test_attention_variant_names_the_setting_from_engine_params():
     assert ca.attention_variant({}) == ca.attention_variant(None) == ca.attention_variant({"sdpa_gqa": "auto"}) == "default"
     assert ca.attention_variant({"sdpa_gqa": "force", "compiled": True}) == "sdpa_gqa=force"
@@ -1568,6 +1590,22 @@ def test_attention_comparison_pairs_each_setting_with_its_same_machine_twins_nev
     assert math.isnan(t.loc[("sdpa_gqa=force", "m2"), "energy_vs_compiled"])
     flex = t.loc[("flex_attention", "m1")]
     assert flex["status"] == "failed" and flex["error"] == "flex refused"
+
+
+def test_plot_sdpa_gqa_force_writes_a_png_of_the_forced_setting_only(tmp_path, cat):
+    pytest.importorskip("matplotlib")
+    base = {"gpu_id": "h200", "quant": "bf16", "batch_size": 32, "workload": "1024/256", "machine": "m1",
+            "decode_energy_per_token_j_eager": 0.2, "decode_energy_per_token_j_compiled": 0.3}
+    t = pd.DataFrame([{**base, "model": MODEL, "variant": "sdpa_gqa=force", "decode_energy_per_token_j": 0.1,
+                       "energy_vs_compiled": 1 / 3},
+                      {**base, "model": "phi-3-mini-4k-instruct", "variant": "sdpa_gqa=force",
+                       "decode_energy_per_token_j": 0.29, "energy_vs_compiled": 0.29 / 0.3},
+                      {**base, "model": MODEL, "variant": "flex_attention", "decode_energy_per_token_j": 9.0,
+                       "energy_vs_compiled": 30.0}])  # another setting: left out
+    steps = {"default": {"step_ms": 10.0, "kv_expand_ms": 3.0, "attention_ms": 2.0},
+             "forced": {"step_ms": 6.0, "kv_expand_ms": 0.0, "attention_ms": 1.0}}
+    p = ca.plot_sdpa_gqa_force(t, cat["models"], steps, tmp_path / "force.png")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_attention_kind_tells_grouped_query_from_multi_head_models(cat):

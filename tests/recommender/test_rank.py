@@ -540,3 +540,20 @@ def test_the_shipped_kv_copy_note_reaches_json_and_explain_for_grouped_query_mod
     top = recommend(Query(**{**q, "models": ("qwen2.5-7b-instruct",), "engines": ("hf-compiled",),
                              "batch_sizes": (32,)}), cat, AnalyticCostModel())
     assert any(line.startswith("Setup: with the static KV cache") for line in explain(top))
+
+
+def test_the_shipped_sdpa_force_note_reaches_compiled_grouped_query_candidates_from_batch_8_at_any_prompt():
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+
+    cat = load_catalog()
+    q = dict(gpus=("h200",), models=("qwen2.5-7b-instruct", "phi-3-mini-4k-instruct"), engines=("hf-compiled",
+             "hf-eager"), quants=("bf16", "bnb-nf4"), batch_sizes=(1, 8, 32), prompt_tokens=256, output_tokens=128)
+    res = recommend(Query(**q), cat, AnalyticCostModel())
+    dicts = candidate_dicts(res, res.order, list(range(1, len(res.order) + 1)))
+    noted = {(d["model"], d["engine"], d["quant"], d["batch_size"]) for d in dicts
+             if any("forcing grouped-query SDPA" in n for n in d["notes"])}
+    assert noted == {("qwen2.5-7b-instruct", "hf-compiled", qu, b) for qu in ("bf16", "bnb-nf4") for b in (8, 32)}
+    top = recommend(Query(**{**q, "models": ("qwen2.5-7b-instruct",), "engines": ("hf-compiled",),
+                             "quants": ("bf16",), "batch_sizes": (8,)}), cat, AnalyticCostModel())
+    assert any(line.startswith("Setup: these numbers are for transformers' default") for line in explain(top))
