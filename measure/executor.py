@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from measure.cell import Cell
+from measure.engines import COMPILING_ENGINES
 from measure.grid import CooldownSpec, GridError, GridSpec, expand, order_cells
 from measure.record import Record, SchemaError
 from measure.store import Store, done_keys
 
 BUDGET_SAFETY = 1.1  # a cell must fit with 10 % to spare
 # the time budget's estimate of a cell that will compile (see `_Estimator.will_compile`)
-COMPILING_ENGINES = ("hf-compiled",)  # engines that torch.compile per shape a loaded model sees
 COMPILE_QUANTILE = 0.9  # compile time assumed: this quantile of the method's records that compiled
 COMPILE_MIN_RECORDS = 5  # fewer of the method: the engine's compiled records of every method instead
 COMPILED_OVER_WARMUP_S = 5.0  # a record without graph counts compiled if its warm-up ran this much over its calls

@@ -28,7 +28,7 @@ from typing import Any
 
 from measure.backends import DeviceInfo, get_backend
 from measure.cell import Cell
-from measure.engines import get_engine
+from measure.engines import COMPILING_ENGINES, get_engine
 from measure.record import Record
 
 #: A quantized cell whose decode runs below this fraction of the same model's bf16/fp16 speed on the
@@ -172,7 +172,7 @@ class CellRunner:
         model = loaded.model
         engine.prepare(model)
         if self._is_cuda and dev.type == "cuda":
-            rec.engine_params = {**cell.engine_params, "compiled": cell.engine == "hf-compiled",
+            rec.engine_params = {**cell.engine_params, "compiled": cell.engine in COMPILING_ENGINES,
                                  "warmup_tokens": cell.output_tokens}
         else:
             rec.engine_params = {**cell.engine_params, "compiled": False, "note": "no compilation on CPU"}
@@ -195,7 +195,7 @@ class CellRunner:
         # Warm-up generates the full length: a shorter one leaves the allocator and the KV cache to grow
         # inside the first timed repetition (seen on the H100: first repetition 3x slower), and the
         # compiled engine must see the exact static-cache shape or it compiles again while timed.
-        compiled = cell.engine == "hf-compiled"
+        compiled = cell.engine in COMPILING_ENGINES
         if compiled:
             # which graph this cell times depends on the batch sizes the loaded model ran before: torch's
             # automatic dynamic shapes compile the first batch size static, recompile with a dynamic batch

@@ -159,6 +159,12 @@ class Model:
         return self.num_kv_heads or self.num_attention_heads or 1
 
     @property
+    def attention(self) -> str:
+        """'grouped-query' when the model has fewer K/V heads than query heads, else 'multi-head'."""
+        heads = self.num_attention_heads
+        return "grouped-query" if heads and self.kv_heads < heads else "multi-head"
+
+    @property
     def head_size(self) -> int:
         if self.head_dim:
             return self.head_dim
@@ -242,10 +248,29 @@ class Engine:
     supported_quants: tuple[str, ...] | str = _f(lambda v: "all" if v in (None, "all") else _list(v), default="all")
     analytic: dict = _f(lambda v: dict(v or {}), default={})
     hardware: dict = _f(lambda v: dict(v or {}), default={})  # vendors, min_compute_capability, source
+    # a variant: another engine (`variant_of`) run with these engine params, inheriting what it does not set
+    # (`_resolve_engine_variants`), e.g. hf-compiled with grouped-query SDPA forced
+    variant_of: str | None = _f()
+    engine_params: dict = _f(lambda v: dict(v or {}), default={})
+    # the models the engine changes anything for (`grouped-query` or `multi-head`, as Model.attention); None: all
+    attention: str | None = _f()
+    attention_source: str | None = _f()
     description: str | None = _f()
+
+    @property
+    def base_id(self) -> str:
+        """The engine whose fitted per-(method, engine) data a variant shares: `variant_of`, else its own id."""
+        return self.variant_of or self.id
 
     def supports(self, quant_id: str) -> bool:
         return self.supported_quants == "all" or quant_id in self.supported_quants
+
+    def model_reason(self, model: Model) -> str | None:
+        """Why the engine is not a candidate for `model` (`attention`), or None."""
+        if self.attention is None or model.attention == self.attention:
+            return None
+        return (f"engine {self.id} changes {self.attention} attention only; {model.id} is {model.attention}"
+                + (f" (use {self.variant_of})" if self.variant_of else ""))
 
     def hardware_reason(self, gpu: Gpu) -> str | None:
         """Why the engine does not run on `gpu` (engines.yaml `hardware`), or None if it does / is unknown."""
@@ -395,6 +420,19 @@ class Catalog:
     def model(self, name: str) -> Model:
         return self.models.get(name)
 
+    def record_engine(self, name: str, params: dict | None = None) -> Engine | None:
+        """The catalogue engine a measurement record ran: the engine it names, or the variant of that engine whose
+        `engine_params` the record's engine params include (hf-compiled with `sdpa_gqa: force` is hf-compiled-gqa);
+        None when the name is not in the catalogue."""
+        engine = self.engines.find(name)
+        if engine is None or not params:
+            return engine
+        for v in self.engines:
+            if v.variant_of == engine.id and v.engine_params and all(
+                    params.get(k) == want for k, want in v.engine_params.items()):
+                return v
+        return engine
+
     def quant(self, name: str) -> Quant:
         return self.quants.get(name)
 
@@ -462,8 +500,55 @@ def _yaml_rows(data: Any) -> list[dict[str, Any]]:
     return list(data)
 
 
+#: what an engine variant never inherits from the engine it is a variant of
+_VARIANT_OWN = ("id", "name", "aliases", "description", "variant_of", "engine_params", "attention", "attention_source")
+
+
+def _resolve_engine_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """engines.yaml rows with each variant (`variant_of`) completed from its engine's row: every field it does not
+    set, and `analytic` key by key (the variant's keys win), so the fitted constants stay in one place."""
+    by_id = {r.get("id"): r for r in rows}
+    out = []
+    for row in rows:
+        parent_id = row.get("variant_of")
+        if parent_id is None:
+            out.append(row)
+            continue
+        parent = by_id.get(parent_id)
+        if parent is None or parent.get("variant_of"):
+            raise ValueError(f"engine {row.get('id')!r}: variant_of {parent_id!r} is not an engine of its own")
+        merged = {k: v for k, v in parent.items() if k not in _VARIANT_OWN}
+        merged.update(row)
+        merged["analytic"] = {**(parent.get("analytic") or {}), **(row.get("analytic") or {})}
+        out.append(merged)
+    return out
+
+
+def _with_variant_data(cat: Catalog) -> Catalog:
+    """Per-(method, engine) data of an engine variant taken from its engine where the variant has none of its own:
+    method_overhead.csv rows and quants.yaml `min_batch_size` (a variant changes attention, not the method's
+    kernels; fit_method_overhead.py fits the variant's own rows once its records exist)."""
+    import dataclasses
+
+    variants = [e for e in cat.engines if e.variant_of]
+    if not variants:
+        return cat
+    own = {(r.get("quant_id"), r.get("engine_id")) for r in cat.method_overhead}
+    for v in variants:
+        cat.method_overhead += [{**r, "engine_id": v.id, "source": f"{v.variant_of}'s row (engine variant): {r.get('source')}"}
+                                for r in list(cat.method_overhead)
+                                if r.get("engine_id") == v.variant_of and (r.get("quant_id"), v.id) not in own]
+    quants = []
+    for q in cat.quants:
+        have = dict(q.min_batch_size)
+        extra = tuple((v.id, have[v.variant_of]) for v in variants if v.variant_of in have and v.id not in have)
+        quants.append(dataclasses.replace(q, min_batch_size=q.min_batch_size + extra) if extra else q)
+    cat.quants = _Table("quantization", quants)
+    return cat
+
+
 def load_catalog_from(folder: Path) -> Catalog:
-    cat = _catalog_from(folder)
+    cat = _with_variant_data(_catalog_from(folder))
     cat.source_dir = Path(folder)  # where it was read from (the trainer records these files' hashes)
     return cat
 
@@ -473,7 +558,8 @@ def _catalog_from(folder: Path) -> Catalog:
         gpus=[_from_row(Gpu, r) for r in _read_csv(folder / "gpus.csv")],
         models=[_from_row(Model, r) for r in _read_csv(folder / "models.csv")],
         quants=[_from_row(Quant, r) for r in _yaml_rows(_read_yaml(folder / "quants.yaml"))],
-        engines=[_from_row(Engine, r) for r in _yaml_rows(_read_yaml(folder / "engines.yaml"))],
+        engines=[_from_row(Engine, r)
+                 for r in _resolve_engine_variants(_yaml_rows(_read_yaml(folder / "engines.yaml")))],
         profiles=[_from_row(Profile, r) for r in _yaml_rows(_read_yaml(folder / "profiles.yaml"))],
         regions=[_from_row(Region, r) for r in _read_csv(folder / "regions.csv")],
         model_scores=_read_csv(folder / "model_scores.csv"),

@@ -62,9 +62,10 @@ MEASURED_FAILURE = 11  # checked after MEMORY: the exact cell failed every time 
 ENGINE_HARDWARE = 12  # the engine does not run on this GPU (engines.yaml `hardware`)
 BATCH = 13  # the method does not run at this batch size on this engine (quants.yaml `min_batch_size`)
 EVIDENCE = 14  # its numbers rest on less evidence than --min-evidence asks (recommender/evidence.py)
+ENGINE_MODEL = 15  # the engine changes nothing for this model (engines.yaml `attention`: a variant for some models)
 #: exclusions that no constraint caused (the candidate cannot run or has no prediction)
-HARDWARE_CODES = (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, ENGINE_HARDWARE, BATCH, CONTEXT, MEMORY, MEASURED_FAILURE,
-                  NO_PREDICTION)
+HARDWARE_CODES = (NO_SPECS, BF16, COMPUTE_CAP, ENGINE, ENGINE_HARDWARE, ENGINE_MODEL, BATCH, CONTEXT, MEMORY,
+                  MEASURED_FAILURE, NO_PREDICTION)
 EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capability too low",
             BF16: "no bf16 on this GPU", ENGINE: "engine does not support the quantization",
             CONTEXT: "context longer than the model's max positions", MEMORY: "does not fit in memory",
@@ -73,7 +74,8 @@ EXCLUDED = {NO_SPECS: "GPU or model specs unknown", COMPUTE_CAP: "compute capabi
             BATCH: "method does not run at this batch size on this engine",
             ACCURACY: "below the accuracy floor",
             LATENCY: "above the latency ceiling", ENERGY: "above the energy ceiling",
-            EVIDENCE: "less evidence than --min-evidence"}
+            EVIDENCE: "less evidence than --min-evidence",
+            ENGINE_MODEL: "engine variant changes nothing for this model"}
 
 
 class NoCandidateError(UserError):
@@ -205,6 +207,8 @@ class Result:
             return engine.hardware_reason(gpu) or EXCLUDED[code]
         if code == BATCH:
             return quant.batch_reason(engine.id, int(c.batch_size[i])) or EXCLUDED[code]
+        if code == ENGINE_MODEL:
+            return engine.model_reason(model) or EXCLUDED[code]
         if code == EVIDENCE:
             ev = evidence(coverage_of(self.cost_model), gpu.id, quant.id, engine.id, int(c.batch_size[i]),
                           bool(self.measured[i]))
@@ -294,6 +298,7 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
     support = np.array([[e.supports(q.id) for q in quants] for e in cat.engines], dtype=bool)
     runs_on = np.array([[e.hardware_reason(g) is None for g in cat.gpus] for e in cat.engines], dtype=bool)
     min_batch = np.array([[q.min_batch(e.id) or 0 for e in cat.engines] for q in quants], dtype=np.float64)
+    applies = np.array([[e.model_reason(m) is None for m in cat.models] for e in cat.engines], dtype=bool)
     ctx = cands.prompt_tokens + cands.output_tokens
     maxpos = cands.col("model_max_position_embeddings")
     with np.errstate(invalid="ignore"):
@@ -303,6 +308,7 @@ def _hardware_codes(cands: Candidates, mem: MemoryEstimate) -> np.ndarray:
             (BF16, q_bf16[cands.quant_idx] & (cc < 8.0)),
             (ENGINE_HARDWARE, ~runs_on[cands.engine_idx, cands.gpu_idx]),
             (ENGINE, ~support[cands.engine_idx, cands.quant_idx]),
+            (ENGINE_MODEL, ~applies[cands.engine_idx, cands.model_idx]),
             (BATCH, cands.batch_size < min_batch[cands.quant_idx, cands.engine_idx]),
             (CONTEXT, ctx > maxpos),
             (MEMORY, ~mem.fits),
@@ -949,16 +955,10 @@ def setup_notes(gpu, quant, engine_id: str | None = None, batch_size: int | None
         if rule.get("prompt_tokens_min") is not None and (prompt_tokens is None
                                                           or prompt_tokens < rule["prompt_tokens_min"]):
             continue
-        if rule.get("attention") is not None and (model is None or _attention(model) != rule["attention"]):
+        if rule.get("attention") is not None and (model is None or model.attention != rule["attention"]):
             continue
         notes.append(" ".join(str(rule["text"]).split()).format(**(rule.get("measured") or {})))
     return notes
-
-
-def _attention(model) -> str:
-    """'grouped-query' when the model has fewer K/V heads than query heads, else 'multi-head'."""
-    heads = model.num_attention_heads
-    return "grouped-query" if heads and model.kv_heads < heads else "multi-head"
 
 
 def candidate_dict(res: Result, i: int, rank: int | None) -> dict[str, Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_ENGINES = {"hf-eager": "hf_eager", "hf-compiled": "hf_compiled", "vllm": "vllm"}
+_ENGINES = {"hf-eager": "hf_eager", "hf-compiled": "hf_compiled", "hf-compiled-gqa": "hf_compiled_gqa", "vllm": "vllm"}
+#: engines that torch.compile per shape a loaded model sees
+COMPILING_ENGINES = ("hf-compiled", "hf-compiled-gqa")
 
 
 class Engine:

@@ -282,7 +282,7 @@ def with_constants(catalog, fits: dict[str, EngineFit]):
     other engines and every other catalogue table untouched."""
     rows = []
     for e in catalog.engines:
-        f = fits.get(e.id)
+        f = fits.get(e.id) or (fits.get(e.variant_of) if e.variant_of else None)  # a variant: its engine's
         if f is None:
             rows.append(e)
             continue

@@ -167,6 +167,8 @@ def compute_path(q) -> str:
 #: engines.yaml `analytic.decode_kv_read` of an engine whose decode attends over the whole static cache on K/V
 #: expanded to every query head (hf-compiled; `physics`)
 KV_READ_EXPANDED = "expanded-whole-cache"
+#: ... and of one whose decode attends over the whole static cache on grouped K/V (hf-compiled-gqa: no copy)
+KV_READ_GROUPED_WHOLE = "grouped-whole-cache"
 #: engines.yaml `analytic` keys of the prefill's own constants (recommender/costmodel/prefill_model.py)
 PREFILL_KEYS = ("prefill_efficiency", "prefill_overhead_ms")
 
@@ -177,7 +179,7 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
            "power_floor": np.full(len(rows), np.nan), "power_slope": np.full(len(rows), np.nan),
            **{k: np.full(len(rows), np.nan) for k in PREFILL_KEYS},
            "compiled": np.zeros(len(rows)), "paged": np.zeros(len(rows)), "static_kv": np.zeros(len(rows)),
-           "kv_expanded": np.zeros(len(rows)),
+           "kv_expanded": np.zeros(len(rows)), "kv_whole": np.zeros(len(rows)),
            **{f"engine_{e}": np.zeros(len(rows)) for e in ENGINE_IDS}}
     for j, e in enumerate(rows):
         a = e.analytic or {}
@@ -191,8 +193,9 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
         out["paged"][j] = float((e.kv_cache or "") == "paged")
         out["static_kv"][j] = float((e.kv_cache or "") == "static")
         out["kv_expanded"][j] = float(a.get("decode_kv_read") == KV_READ_EXPANDED)
-        if e.id in ENGINE_IDS:
-            out[f"engine_{e.id}"][j] = 1.0
+        out["kv_whole"][j] = float(a.get("decode_kv_read") in (KV_READ_EXPANDED, KV_READ_GROUPED_WHOLE))
+        if e.base_id in ENGINE_IDS:  # a variant (hf-compiled-gqa) is its engine's one-hot; physics tell them apart
+            out[f"engine_{e.base_id}"][j] = 1.0
     # an engine without the prefill's own constants times its prefill with the decode step's
     out["prefill_efficiency"] = np.where(np.isnan(out["prefill_efficiency"]), out["eff"], out["prefill_efficiency"])
     out["prefill_overhead_ms"] = np.where(np.isnan(out["prefill_overhead_ms"]), np.nan_to_num(out["overhead_ms"]),
@@ -293,10 +296,11 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     kv_bytes = batch * ctx * kv_per_token
     # an engine whose decode step attends over its whole static cache with a mask, where transformers' SDPA path
     # copies grouped K/V out to every query head (engines.yaml `decode_kv_read`): the cache is read at its full
-    # length to make the copy, which is written and read again (1 + 2 x groups; the cache alone for multi-head)
+    # length to make the copy, which is written and read again (1 + 2 x groups; the cache alone for multi-head);
+    # with grouped-query SDPA forced (`grouped-whole-cache`) the whole cache is read once, grouped
     groups = mt["kv_groups"][mi]
-    expanded_factor = 1.0 + np.where(groups > 1.0, 2.0 * groups, 0.0)
-    kv_step_bytes = np.where(et["kv_expanded"][ei] > 0,
+    expanded_factor = 1.0 + np.where((groups > 1.0) & (et["kv_expanded"][ei] > 0), 2.0 * groups, 0.0)
+    kv_step_bytes = np.where(et["kv_whole"][ei] > 0,
                              batch * (prompt + output) * kv_per_token * expanded_factor, kv_bytes)
     matmul, head, attn = mt["matmul_params"][mi], mt["head_params"][mi], mt["attn_per_ctx"][mi]
     flops_step = batch * (2.0 * matmul + attn * ctx)

@@ -473,7 +473,7 @@ _MEASURED_TARGETS = tuple(_MEASURED_FIELDS.values())
 #: cost the `recommend` cold start ~15 ms (allocation, garbage collection, interpreter teardown).
 _RECORD_FIELDS = ("status", "measurement_scope", "source", "gpu_id", "gpu_name", "gpu_uuid", "model", "quant",
                   "engine", "batch_size", "prompt_tokens", "output_tokens", "is_stable", "other_gpu_processes",
-                  "error", "created_at", *_MEASURED_FIELDS)
+                  "error", "created_at", "engine_params", *_MEASURED_FIELDS)
 _INDEX_CACHE: dict[tuple, dict] = {}
 #: A measured cell's p10/p90 are at least its median x exp(-/+ band), band = the 80th percentile of
 #: |log(value on one GPU unit / value on another)| over the served cells measured on two or more units
@@ -554,7 +554,8 @@ def _cell_key(catalog, r: dict) -> tuple | None:
     """(gpu id, architecture id, quant id, engine id, batch, prompt, output) of a record, or None when a name
     is not in the catalogue or a size is missing."""
     gpu = catalog.record_gpu(r)
-    quant, engine = catalog.quants.find(str(r.get("quant"))), catalog.engines.find(str(r.get("engine")))
+    quant = catalog.quants.find(str(r.get("quant")))
+    engine = catalog.record_engine(str(r.get("engine")), r.get("engine_params"))
     if gpu is None or quant is None or engine is None or catalog.models.find(str(r.get("model"))) is None:
         return None
     try:

@@ -218,14 +218,15 @@ def record_rows(records: list, catalog, data_file: str, allow_simulated: bool = 
         if model is None:
             skip("model not in the catalogue")
             continue
-        if catalog.quants.find(r.quant) is None or catalog.engines.find(r.engine) is None:
+        engine = catalog.record_engine(r.engine, r.engine_params)
+        if catalog.quants.find(r.quant) is None or engine is None:
             skip("quant or engine not in the catalogue")
             continue
         mem = r.peak_mem_nvml_gb if not r.other_gpu_processes else None
         rows.append({
             "row_id": f"{data_file}:{r.record_id or r.cell_hash}", "origin": "ours", "data_file": data_file,
             "gpu_id": gpu.id, "model": model.id, "quant": catalog.quants.find(r.quant).id,
-            "engine": catalog.engines.find(r.engine).id, "batch_size": float(r.batch_size),
+            "engine": engine.id, "batch_size": float(r.batch_size),
             "prompt_tokens": float(r.prompt_tokens), "output_tokens": float(r.output_tokens), "kv_cache_bits": np.nan,
             "scope_id": "gpu-counter", "decode_energy_per_token_j": r.decode_energy_per_token_j,
             "tokens_per_s": r.tokens_per_s, "ttft_ms": r.ttft_ms, "prefill_energy_j": r.prefill_energy_j,

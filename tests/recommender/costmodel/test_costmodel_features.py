@@ -94,6 +94,31 @@ def test_compiled_decode_reads_the_whole_static_cache_expanded_to_every_query_he
     assert kv[1] / kv[0] > 10 and kv[4] / kv[3] == pytest.approx(1280 / 1152)
 
 
+def test_the_grouped_sdpa_variant_reads_the_whole_static_cache_once_and_shares_its_engines_one_hot(catalog):
+    """hf-compiled-gqa (decode_kv_read: grouped-whole-cache): the whole static cache, prompt + output, read once,
+    grouped (no copy); every other feature but the memory-bound step time is hf-compiled's (its one-hot, constants
+    and method rows)."""
+    v = catalog.engine("hf-compiled-gqa")
+    assert v.analytic["decode_kv_read"] == F.KV_READ_GROUPED_WHOLE and v.base_id == "hf-compiled"
+    m = catalog.model("qwen2.5-7b-instruct")
+    c = Candidates.from_ids(catalog, ["h200"] * 4, [m.id] * 4, ["bf16", "bf16", "bnb-nf4", "bnb-nf4"],
+                            ["hf-compiled", "hf-compiled-gqa"] * 2, [32] * 4, [1024] * 4, [256] * 4)
+    ph = F.physics(c)
+    per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * 2
+    assert ph.kv_step_bytes[1] == pytest.approx(32 * (1024 + 256) * per_token)
+    assert ph.kv_step_bytes[0] == pytest.approx(ph.kv_step_bytes[1] * (1 + 2 * m.num_attention_heads / m.num_kv_heads))
+    np.testing.assert_allclose(ph.method_overhead_s[[1, 3]], ph.method_overhead_s[[0, 2]])
+    X = F.build(c)
+    names = list(F.FEATURE_NAMES)
+    differ = {names[j] for j in range(X.shape[1]) if not np.allclose(X[[1, 3], j], X[[0, 2], j], equal_nan=True)}
+    # only the decode step's memory time and what the analytic model derives from it (speed, power, energy)
+    assert "ref16_log_t_mem_step_ms" in differ and differ <= {
+        "ref16_log_t_mem_step_ms", "ref16_log_t_step_ms", "ref16_log_mem_over_comp", "ref16_overhead_fraction",
+        "ref16_analytic_power_fraction", "ref16_log_analytic_j_per_token", "ref16_log_analytic_tokens_per_s",
+        "q_log_analytic_speedup", "q_log_analytic_energy_ratio"}, differ
+    assert X[1, names.index("engine_hf-compiled")] == 1 and X[1, names.index("engine_hf-eager")] == 0
+
+
 def test_kv_cache_bits_override(catalog):
     c = _cands(catalog, ["h100-sxm"], ["bf16"], (4,))
     full = F.physics(c).kv_bytes

@@ -299,6 +299,19 @@ def test_measured_lookup_prefers_stable_records(tmp_path, catalog, record_factor
     assert vals["tokens_per_s"].p50.tolist() == [50.0, 45.0]
 
 
+def test_a_record_run_with_a_variants_engine_params_is_served_as_the_variant(tmp_path, catalog, record_factory,
+                                                                              records_writer):
+    c = Candidates.from_ids(catalog, ["h100-sxm"] * 2, ["qwen2.5-7b-instruct"] * 2, ["bf16"] * 2,
+                            ["hf-compiled-gqa", "hf-compiled"], [32, 32], [128, 128], [64, 64])
+    records_writer(tmp_path / "r.jsonl", [
+        record_factory(0, engine="hf-compiled", batch_size=32, tokens_per_s=3000.0,
+                       engine_params={"sdpa_gqa": "force", "compiled": True}),
+        record_factory(1, engine="hf-compiled", batch_size=32, tokens_per_s=1500.0, engine_params={"compiled": True}),
+    ])
+    mask, vals = L.measured_lookup(c, dirs=[tmp_path])
+    assert mask.all() and vals["tokens_per_s"].p50.tolist() == [3000.0, 1500.0]
+
+
 def test_simulated_records_are_served_only_when_named(tmp_path, catalog, record_factory, records_writer,
                                                       monkeypatch):
     shipped = tmp_path / "measurements"

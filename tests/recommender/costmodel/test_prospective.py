@@ -104,3 +104,21 @@ def test_summary_skips_rows_without_a_prediction():
                           f"analytic_{t}": [100.0, 100.0]})
     s = prospective.summarize(frame)[t]
     assert s["rows"] == 1 and s["median_ape_pct"] == pytest.approx(10.0)
+
+
+def test_a_record_run_with_a_variants_engine_params_is_predicted_as_the_variant(
+        tmp_path, trained_dir, record_factory, records_writer, catalog):
+    """hf-compiled with `sdpa_gqa: force` is the catalogue's hf-compiled-gqa (Catalog.record_engine): the
+    experiment's records check the variant's predictions without relabelling them."""
+    forced = record_factory(1, created_at="2099-01-01T00:00:00+00:00", batch_size=32, engine="hf-compiled",
+                            engine_params={"sdpa_gqa": "force", "compiled": True})
+    default = record_factory(2, created_at="2099-01-01T00:00:00+00:00", batch_size=32, engine="hf-compiled",
+                             engine_params={"compiled": True})
+    path = records_writer(tmp_path / "m.jsonl", [forced, default])
+    frame, _ = prospective.prospective_frame(trained_dir, [path], catalog=catalog)
+    assert list(frame["engine"]) == ["hf-compiled-gqa", "hf-compiled"]
+    cands = Candidates.from_ids(catalog, ["h100-sxm"] * 2, ["qwen2.5-7b-instruct"] * 2, ["bf16"] * 2,
+                                ["hf-compiled-gqa", "hf-compiled"], [32, 32], [128, 128], [64, 64])
+    served = LearnedCostModel(trained_dir).predict(cands)["energy_per_token_j"]
+    np.testing.assert_allclose(frame["predicted_p50_energy_per_token_j"], served.p50)
+    assert served.p50[0] < served.p50[1]  # no K/V copy in the variant's physics
