@@ -21,7 +21,7 @@ from measure.grid import (
     parse_overrides,
     validate_cell_args,
 )
-from recommender.catalog import Catalog, Engine, Gpu, Model, Quant
+from recommender.catalog import Catalog, Engine, Gpu, Model, Quant, load_catalog
 
 GRIDS = Path(__file__).resolve().parents[2] / "measure" / "grids"
 PAPER_MODELS = ["qwen2.5-7b-instruct", "deepseek-r1-distill-qwen-7b", "mistral-7b-instruct-v0.2",
@@ -106,6 +106,16 @@ def test_round_trip_and_defaults(tmp_path, cat):
     again = GridSpec.from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())), source=spec.source_path)
     assert again == spec
     assert [c.content_hash for c in expand(again, cat)] == [c.content_hash for c in expand(spec, cat)]
+
+
+def test_a_grid_may_not_contradict_an_engine_variants_own_params(tmp_path):
+    real = load_catalog()
+    grid = base(engines=["hf-compiled-gqa"], engine_params={"hf-compiled-gqa": {"sdpa_gqa": "auto"}})
+    with pytest.raises(GridError, match="contradict the engine variant's own .* use hf-compiled with those params"):
+        load_grid(write(tmp_path, grid), catalog=real)
+    ok = base(engines=["hf-compiled-gqa"], engine_params={"hf-compiled-gqa": {"sdpa_gqa": "force", "mode": "default"}})
+    assert load_grid(write(tmp_path, ok), catalog=real).engine_params == {
+        "hf-compiled-gqa": {"sdpa_gqa": "force", "mode": "default"}}
 
 
 # ---------------------------------------------------------------------------------------------- errors
