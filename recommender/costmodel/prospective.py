@@ -14,6 +14,10 @@ Records without `created_at` are skipped and counted.
 
 Predictions depend on the catalogue (method overheads, engine constants): run the check before refitting
 them, or the figures describe a model that was never served (`catalog_matches_artifact` says which).
+
+The same check reads an experiment store the artifact never trained on (`--measurements FILE --since 2000-01-01`),
+e.g. the records of an engine variant (`--engine hf-compiled-gqa`: records of hf-compiled run with its engine
+params, as `Catalog.record_engine` reads them) before any record of it is served.
 """
 
 from __future__ import annotations
@@ -132,10 +136,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="JSONL files (default: the shipped datasets/measurements files)")
     p.add_argument("--since", default=None, help="ISO time; default: the artifact's created_at")
     p.add_argument("--out", type=Path, default=None, help="CSV to write (one row per new record)")
+    p.add_argument("--engine", action="append", default=None,
+                   help="keep the rows of this catalogue engine only (repeatable; default: every engine)")
     a = p.parse_args(argv)
     try:
         files = list(a.measurements) if a.measurements else measurement_files(None, True)
         frame, info = prospective_frame(a.artifact, files, a.since)
+        if a.engine:
+            frame = frame[frame["engine"].isin(a.engine)]
+            info = {**info, "rows": len(frame), "engines": list(a.engine)}
     except (UserError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

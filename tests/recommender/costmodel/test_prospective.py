@@ -122,3 +122,7 @@ def test_a_record_run_with_a_variants_engine_params_is_predicted_as_the_variant(
     served = LearnedCostModel(trained_dir).predict(cands)["energy_per_token_j"]
     np.testing.assert_allclose(frame["predicted_p50_energy_per_token_j"], served.p50)
     assert served.p50[0] < served.p50[1]  # no K/V copy in the variant's physics
+    out = tmp_path / "v.csv"
+    assert prospective.main(["--artifact", str(trained_dir), "--measurements", str(path), "--engine",
+                             "hf-compiled-gqa", "--out", str(out)]) == 0
+    assert pd.read_csv(out)["record_id"].tolist() == ["rec0001"]
