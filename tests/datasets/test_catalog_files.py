@@ -90,7 +90,7 @@ QUANT_IDS = {
     "torchao-int4-wo",
     "torchao-fp8",
 }
-ENGINE_IDS = {"hf-eager", "hf-compiled", "vllm", "tensorrt-llm", "llama.cpp"}
+ENGINE_IDS = {"hf-eager", "hf-compiled", "hf-compiled-gqa", "vllm", "tensorrt-llm", "llama.cpp"}
 PROFILE_KEYS = {
     "name",
     "accuracy_floor_rel",
@@ -352,9 +352,17 @@ def test_quant_accuracy(models, quants):
 
 # ---- engines.yaml ---------------------------------------------------------------------------------------
 def test_engines_yaml(quants):
-    engines = _yaml("engines.yaml")
+    from recommender.catalog import _resolve_engine_variants
+
+    raw = _yaml("engines.yaml")
+    engines = _resolve_engine_variants(raw)  # a variant's row completed from its engine's (checked below too)
     qids = {q["id"] for q in quants}
     assert {e["id"] for e in engines} == ENGINE_IDS
+    variants = [e for e in raw if e.get("variant_of")]
+    assert [e["id"] for e in variants] == ["hf-compiled-gqa"]
+    for v in variants:  # a variant states what makes it one, and no fitted constant of its own
+        assert v["engine_params"] and v["analytic"]["decode_kv_read_source"].strip() and v["description"].strip()
+        assert not {"roofline_efficiency", "per_token_overhead_ms", "power_floor", "power_slope"} & set(v["analytic"])
     for e in engines:
         assert e["kv_cache"] in {"dynamic", "static", "paged"}, e["id"]
         assert isinstance(e["compiled"], bool) and isinstance(e["measurable"], bool), e["id"]
