@@ -17,7 +17,8 @@ them, or the figures describe a model that was never served (`catalog_matches_ar
 
 The same check reads an experiment store the artifact never trained on (`--measurements FILE --since 2000-01-01`),
 e.g. the records of an engine variant (`--engine hf-compiled-gqa`: records of hf-compiled run with its engine
-params, as `Catalog.record_engine` reads them) before any record of it is served.
+params, as `Catalog.record_engine` reads them) before any record of it is served; such checks are kept in
+notebooks/heldout/, apart from the prospective ones (cost_model_validation.ipynb, "Held-out check").
 """
 
 from __future__ import annotations
