@@ -72,16 +72,18 @@ def outside_training_range(card_range: dict | None, gpu) -> list[str]:
 
 
 def evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_size: int,
-             measured: bool, outside: list[str] | None = None) -> dict[str, Any]:
+             measured: bool, outside: list[str] | None = None, base_engine: str | None = None) -> dict[str, Any]:
     """{level, measured_on, text, outside_training_range, slow_path} for one candidate. `measured_on`: this card for
     `measured`, the cards with training rows of this method and engine for `same_card` / `other_cards`,
     else empty. `outside`: the card's specs outside the trained range (`outside_training_range`). `slow_path`:
-    `slow_path_near`."""
+    `slow_path_near`, of the engine and, for an engine variant, of the engine it runs as (`base_engine`)."""
     ev = _evidence(coverage, gpu, quant, engine, batch_size, measured)
-    slow = slow_path_near(coverage, quant, engine, batch_size)
+    slow = slow_path_near(coverage, quant, engine, batch_size, base_engine)
     if slow:
         ev["text"] += (f"; a slow path was measured near batch {batch_size} ("
-                       + ", ".join(f"{s['gpu']} batch {s['batch_size']}: {s['flagged']} of {s['records']} records"
+                       + ", ".join(f"{s['gpu']} batch {s['batch_size']}"
+                                   + (f" with {s['engine']}" if "engine" in s else "")
+                                   + f": {s['flagged']} of {s['records']} records"
                                    for s in slow)
                        + " decoded below half the unquantized speed"
                        + "".join(f"; {s['gpu']} at x{s['energy_vs_unquantized']:.3g} its decode J/token"
@@ -125,13 +127,29 @@ def _evidence(coverage: dict | None, gpu: str, quant: str, engine: str, batch_si
                     "extrapolation only"}
 
 
-def slow_path_near(coverage: dict | None, quant: str, engine: str, batch_size: int) -> list[dict[str, Any]]:
-    """[{gpu, batch_size, flagged, records[, energy_vs_unquantized, slowdown_vs_unquantized]}] per card where `quant`
-    on `engine` ran a slow path at the measured batch size nearest `batch_size` (log scale; the smaller on a tie):
-    more than half of the card's records at that batch that carry the flag were flagged (coverage
+def slow_path_near(coverage: dict | None, quant: str, engine: str, batch_size: int,
+                   base_engine: str | None = None) -> list[dict[str, Any]]:
+    """[{gpu, batch_size, flagged, records[, energy_vs_unquantized, slowdown_vs_unquantized, engine]}] per card where
+    `quant` on `engine` ran a slow path at the measured batch size nearest `batch_size` (log scale; the smaller on a
+    tie): more than half of the card's records at that batch that carry the flag were flagged (coverage
     `slow_path_by_gpu`, `train.slow_path_counts`). The two ratios, where the artifact records them (coverage
     `slow_path_ratio_by_gpu`, `train.slow_path_ratios`): the flagged records' median decode J/token over their
-    best unquantized twin's, and that twin's tokens/s over theirs. Empty without such coverage."""
+    best unquantized twin's, and that twin's tokens/s over theirs. An engine variant (`base_engine`: the engine it
+    runs as, catalogue `Engine.base_id`) also gets that engine's slow paths, each with `engine` naming it, on the
+    cards where the variant's own records say nothing of the method (no `slow_path_by_gpu` entry of its own): it
+    compiles the method's kernels as that engine does (hf-compiled-gqa changes attention only). Empty without such
+    coverage."""
+    out = _slow_paths(coverage, quant, engine, batch_size)
+    if base_engine and base_engine != engine:
+        own = ((coverage or {}).get(quant) or {}).get(engine) or {}
+        seen = set(own.get("slow_path_by_gpu") or {})
+        out += [{**s, "engine": base_engine} for s in _slow_paths(coverage, quant, base_engine, batch_size)
+                if s["gpu"] not in seen]
+    return out
+
+
+def _slow_paths(coverage: dict | None, quant: str, engine: str, batch_size: int) -> list[dict[str, Any]]:
+    """`slow_path_near` of one engine."""
     cov = ((coverage or {}).get(quant) or {}).get(engine) or {}
     out = []
     for gpu, by_batch in sorted((cov.get("slow_path_by_gpu") or {}).items()):

@@ -211,7 +211,7 @@ class Result:
             return engine.model_reason(model) or EXCLUDED[code]
         if code == EVIDENCE:
             ev = evidence(coverage_of(self.cost_model), gpu.id, quant.id, engine.id, int(c.batch_size[i]),
-                          bool(self.measured[i]))
+                          bool(self.measured[i]), base_engine=engine.base_id)
             return f"--min-evidence {self.min_evidence} not met: {ev['text']}"
         if code == MEASURED_FAILURE:
             return _measured_failures(c).get(int(i), EXCLUDED[code])
@@ -719,7 +719,8 @@ def _why_no_evidence(res: Result, rows: np.ndarray) -> str:
                      if meets_min_evidence(coverage, gid, qid, eid, b, m, lvl))
         if example is None or level < best:
             best = level
-            example = f"{qid} on {eid}, batch {b}: {evidence(coverage, gid, qid, eid, b, m)['text']}"
+            ev = evidence(coverage, gid, qid, eid, b, m, base_engine=cat.engines.rows[e].base_id)
+            example = f"{qid} on {eid}, batch {b}: {ev['text']}"
     return (f"no candidate meets --min-evidence {res.min_evidence}: the best of the {len(rows)} that can run meets "
             f"'{MIN_EVIDENCE_LEVELS[best]}' (e.g. {example}); lower --min-evidence or measure the configuration")
 
@@ -776,7 +777,8 @@ def explain(res: Result) -> list[str]:
         if not res.measured[top]:
             ev = evidence(coverage_of(res.cost_model), c.ids("gpu")[top], c.ids("quant")[top],
                           c.ids("engine")[top], int(c.batch_size[top]), False,
-                          outside_training_range(card_range_of(res.cost_model), res.catalog.gpus.rows[c.gpu_idx[top]]))
+                          outside_training_range(card_range_of(res.cost_model), res.catalog.gpus.rows[c.gpu_idx[top]]),
+                          base_engine=res.catalog.engines.rows[c.engine_idx[top]].base_id)
             lines.append(f"Evidence: {ev['text']}.")
             lines += _best_on_this_card(res, top, name)
         top_quant = c.ids("quant")[top]
@@ -925,7 +927,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
             "notes": setup_notes(gpu, cat.quants.rows[qi[j]], engine, batch[j], cat.setup_notes,
                                  cat.models.rows[mi[j]], prompt[j]),
             # added after the first release: last, so that CSV columns keep their positions
-            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j], outside[gpu.id]),
+            "evidence": evidence(coverage, gpu.id, quant, engine, batch[j], measured[j], outside[gpu.id],
+                                 cat.engines.get(engine).base_id),
             "accuracy_basis": basis.setdefault((mi[j], qi[j]), accuracy_basis(
                 cat, cat.models.rows[mi[j]].id, quant, acc_learned)),
         })

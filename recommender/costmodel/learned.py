@@ -323,7 +323,8 @@ class LearnedCostModel:
 
     def _allow_slow_path(self, cands: Candidates, out: dict[str, Quantiles]) -> None:
         """Where another card measured the row's method and engine on a slow path at the nearest batch
-        (`recommender.evidence.slow_path_near`) and the row's card never ran that method and engine: widen
+        (`recommender.evidence.slow_path_near`; for an engine variant, the engine it runs as too, on any card) and
+        the row's card never ran that method and engine (the variant itself): widen
         the J/token p90 up to the row's unquantized p50 (REFERENCE_QUANT, same card, model, engine, batch and
         workload) times the slowdown measured there (coverage `slow_path_ratio_by_gpu`, the largest over such
         cards), and the tokens/s p10 down to that p50 over it. The model cannot learn a slow path from one
@@ -349,7 +350,7 @@ class LearnedCostModel:
             if not np.isfinite(batch):
                 continue
             quant, engine = qids[qi], eids[ei]
-            slow = slow_path_near(coverage, quant, engine, int(batch))
+            slow = slow_path_near(coverage, quant, engine, int(batch), cat.engines.rows[ei].base_id)
             energy[k] = max((s["energy_vs_unquantized"] for s in slow if "energy_vs_unquantized" in s), default=np.nan)
             speed[k] = max((s["slowdown_vs_unquantized"] for s in slow if "slowdown_vs_unquantized" in s),
                            default=np.nan)

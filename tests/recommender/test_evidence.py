@@ -84,6 +84,45 @@ def test_slow_path_carries_the_measured_slowdown_and_says_when_the_interval_allo
     assert "allows" not in evidence(cov, "h100-sxm", "torchao-int8-wo", "hf-compiled", 8, False)["text"]
 
 
+def test_an_engine_variant_is_told_of_its_engines_slow_path_on_every_card_even_the_one_that_ran_it():
+    """hf-compiled-gqa compiles the method's kernels as hf-compiled does: hf-compiled's slow path on the h200 is
+    named for the variant (with the engine it was measured with), and the h200 itself, which never ran the method on
+    the variant, is told its interval allows for it; where the variant's own records say something of the method
+    on a card, they replace the engine's there."""
+    import copy
+
+    from recommender.evidence import slow_path_near
+
+    cov = copy.deepcopy(SLOW)
+    cov["torchao-int8-wo"]["hf-compiled"]["slow_path_ratio_by_gpu"] = {
+        "h200": {"32": {"energy_per_token_j": 17.697, "tokens_per_s": 42.25, "pairs": 2}}}
+    assert slow_path_near(cov, "torchao-int8-wo", "hf-compiled-gqa", 32) == []  # without the engine it runs as
+    got = slow_path_near(cov, "torchao-int8-wo", "hf-compiled-gqa", 32, "hf-compiled")
+    assert got == [{**s, "engine": "hf-compiled"} for s in slow_path_near(cov, "torchao-int8-wo", "hf-compiled", 32)]
+    ev = evidence(cov, "h200", "torchao-int8-wo", "hf-compiled-gqa", 32, False, base_engine="hf-compiled")
+    assert "h200 batch 32 with hf-compiled: 2 of 2 records" in ev["text"]
+    assert "its interval allows for that slow path" in ev["text"] and ev["level"] == "other_engines"
+    cov["torchao-int8-wo"]["hf-compiled-gqa"] = {"gpus": ["h200"], "slow_path_by_gpu": {"h200": {"32": [0, 2]}}}
+    cov["torchao-int8-wo"]["hf-compiled"]["slow_path_by_gpu"]["h100-sxm"] = {"32": [2, 2]}
+    got = slow_path_near(cov, "torchao-int8-wo", "hf-compiled-gqa", 32, "hf-compiled")
+    assert [(s["gpu"], s["engine"]) for s in got] == [("h100-sxm", "hf-compiled")]  # the h200's own run was not slow
+
+
+def test_a_shipped_variant_candidate_on_the_card_of_its_engines_slow_path_gets_the_wide_interval():
+    """Shipped artifact: compiled int8 weight-only ran slow on the h200 (hf-compiled); hf-compiled-gqa there is
+    predicted with its J/token p90 reaching its bf16 p50 times the measured J/token ratio."""
+    from recommender.candidates import Candidates
+    from recommender.catalog import load_catalog
+    from recommender.costmodel import default_cost_model
+
+    cat, model = load_catalog(), default_cost_model()
+    c = Candidates.from_ids(cat, ["h200"] * 2, ["qwen2.5-7b-instruct"] * 2, ["torchao-int8-wo", "bf16"],
+                            ["hf-compiled-gqa"] * 2, [32, 32], [256, 256], [128, 128])
+    e = model.predict(c)["energy_per_token_j"]
+    ratio = model.meta["coverage"]["torchao-int8-wo"]["hf-compiled"]["slow_path_ratio_by_gpu"]["h200"]["32"]
+    assert e.p90[0] >= e.p50[1] * ratio["energy_per_token_j"] * 0.999 > e.p50[0] * 2
+
+
 def test_slow_path_needs_the_coverage_field():
     assert evidence(COVERAGE, "h100-sxm", "bnb-nf4", "hf-eager", 8, False)["slow_path"] == []
     assert evidence(None, "h100-sxm", "bnb-nf4", "hf-eager", 8, True)["slow_path"] == []
