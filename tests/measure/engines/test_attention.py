@@ -11,16 +11,7 @@ pytest.importorskip("transformers")
 from measure.engines import attention, get_engine  # noqa: E402
 
 
-@pytest.fixture
-def tiny(tiny_model_dir):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    yield model
-    attention.apply(model)  # transformers' own SDPA decision back for the other tests
-
-
-def _grouped_with_mask() -> bool:
+def grouped_with_mask() -> bool:
     """What transformers' SDPA path decides for a masked call on grouped K/V (2 heads) now."""
     import transformers.integrations.sdpa_attention as sdpa
 
@@ -28,15 +19,15 @@ def _grouped_with_mask() -> bool:
     return sdpa.use_gqa_in_sdpa(torch.ones(1, 1, 1, 5, dtype=torch.bool), k, k)
 
 
-def test_force_makes_masked_calls_grouped_and_a_later_cell_gets_transformers_decision_back(tiny):
-    own = _grouped_with_mask()
+def test_force_makes_masked_calls_grouped_and_a_later_cell_gets_transformers_decision_back(tiny, grouped_with_mask):
+    own = grouped_with_mask()
     attention.apply(tiny, sdpa_gqa="force")
-    assert _grouped_with_mask() is True
+    assert grouped_with_mask() is True
     attention.apply(tiny, sdpa_gqa="auto")
-    assert _grouped_with_mask() == own
+    assert grouped_with_mask() == own
     attention.apply(tiny, sdpa_gqa="force")
     attention.apply(tiny)  # a cell without the param: transformers' own decision
-    assert _grouped_with_mask() == own
+    assert grouped_with_mask() == own
 
 
 def test_attn_implementation_is_set_per_cell_and_a_shared_model_returns_to_its_own(tiny):

@@ -15,22 +15,6 @@ from measure.engines import attention  # noqa: E402
 from measure.engines.hf_compiled_gqa import HfCompiledGqa  # noqa: E402
 
 
-@pytest.fixture
-def tiny(tiny_model_dir):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    yield model
-    attention.apply(model)  # transformers' own SDPA decision back for the other tests
-
-
-def _grouped_with_mask() -> bool:
-    import transformers.integrations.sdpa_attention as sdpa
-
-    k = torch.zeros(1, 2, 5, 8)
-    return sdpa.use_gqa_in_sdpa(torch.ones(1, 1, 1, 5, dtype=torch.bool), k, k)
-
-
 def test_the_variant_is_measurable_compiling_and_forces_what_the_catalogue_says():
     cat = load_catalog()
     engine = cat.engines.get("hf-compiled-gqa")
@@ -47,14 +31,14 @@ def test_params_that_contradict_the_variant_are_refused():
     assert get_engine("hf-compiled-gqa", sdpa_gqa="force").params == {"sdpa_gqa": "force"}
 
 
-def test_prepare_forces_grouped_sdpa_and_the_record_says_so(tiny):
-    own = _grouped_with_mask()
+def test_prepare_forces_grouped_sdpa_and_the_record_says_so(tiny, grouped_with_mask):
+    own = grouped_with_mask()
     e = get_engine("hf-compiled-gqa")
     e.prepare(tiny)
-    assert _grouped_with_mask() is True
+    assert grouped_with_mask() is True
     assert e.describe(tiny) == {"attn_implementation_used": "sdpa", "sdpa_gqa": "force"}
     get_engine("hf-compiled").prepare(tiny)  # the next cell on the same model: transformers' own decision
-    assert _grouped_with_mask() == own
+    assert grouped_with_mask() == own
 
 
 def test_a_cell_of_the_variant_runs_on_cpu_and_records_its_engine_and_setting():
