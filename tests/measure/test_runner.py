@@ -277,6 +277,7 @@ def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatc
     # static graph at batch 1, a dynamic recompile at batch 2, reused at 4 and again at 2
     assert [x.engine_params["graphs_compiled_warmup"] for x in recs] == [1, 1, 0, 0]
     assert all(x.engine_params["graphs_compiled_timed"] == 0 for x in recs)
+    assert not any("timed windows" in (x.unstable_reason or "") for x in recs)
     assert other.engine_params["batch_sizes_before"] == []  # the count restarts with every loaded model
     assert "batch_sizes_before" not in eager.engine_params
 
@@ -308,6 +309,8 @@ def test_a_graph_compiled_inside_the_timed_windows_is_counted(monkeypatch):
                                    [Cell("tiny-test", "fp32", "hf-compiled", 1, 8, 8, repetitions=1)])
     assert rec.status == "ok", rec.error
     assert rec.engine_params["graphs_compiled_warmup"] == 1 and rec.engine_params["graphs_compiled_timed"] >= 1
+    assert rec.is_stable is False  # its figures include compiling
+    assert f"{rec.engine_params['graphs_compiled_timed']} graph(s) compiled inside the timed windows" in rec.unstable_reason
 
 
 def test_hf_compiled_passes_its_params_to_the_compile_config():
