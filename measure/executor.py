@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -217,6 +217,15 @@ class Cooldown:
         return waited
 
 
+def engine_bases(catalog: Any = None) -> dict[str, str]:
+    """Engine variant -> the engine it runs as (the catalogue's `variant_of`; default: the shipped catalogue)."""
+    if catalog is None:
+        from recommender.catalog import load_catalog
+
+        catalog = load_catalog()
+    return {e.id: e.variant_of for e in catalog.engines if getattr(e, "variant_of", None)}
+
+
 class _Estimator:
     """Wall time of the next cell, most specific evidence first: this run's cells of the same engine and
     method (those that started a new model group, load + quantize, or continued one); the store's records
@@ -236,7 +245,10 @@ class _Estimator:
     `_shaped_estimate`); and a cell that will compile (`will_compile`: the first or second batch size of its
     model group in this run) at least a pessimistic compile time (`_compiling_cost`)."""
 
-    def __init__(self, prior_records: Sequence[Record] = ()):
+    def __init__(self, prior_records: Sequence[Record] = (), engine_bases: Mapping[str, str] | None = None):
+        """`engine_bases`: engine variant -> the engine it runs as (catalogue `variant_of`, `engine_bases`); a
+        variant without records of its own in the store is estimated from that engine's (hf-compiled-gqa runs
+        hf-compiled's kernels, attention aside)."""
         self.seen: dict[tuple[str | None, str | None, bool], list[float]] = {}
         # this run's cells as (wall s, (prompt, output, batch, calls), model) per (engine, quant, new_group),
         # for `estimate_cell`; only cells whose shape `add` was told
@@ -267,6 +279,13 @@ class _Estimator:
             if _compiled(r):
                 for key in ((r.engine, r.quant), (r.engine, None)):
                     self.compiled.setdefault(key, []).append(float(r.compile_time_s))
+        for variant, base in (engine_bases or {}).items():
+            if any(e == variant for e, _ in self.calls):
+                continue  # its own records
+            for table in (self.prior, self.calls, self.compiled, self.method_models):
+                table.update({(variant, q): list(v) for (e, q), v in list(table.items()) if e == base})
+            self.model_ratio.update({(m, variant): list(v) for (m, e), v in list(self.model_ratio.items())
+                                     if e == base})
         # the shapes (batch, prompt, output) this run's current model group ran per (engine, engine params)
         # on a compiling engine: what `will_compile` reads; and the wall times (s) of its cells that compiled
         self.group_shapes: dict[tuple[str | None, str], list[tuple[int, int, int]]] = {}
@@ -803,7 +822,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
         claims = None  # every GPU measures every cell: a claim would hand a cell to one GPU only
     done = done_keys(done_records, retry_failed)
     todo, already = pending_cells(ordered, done, device_name)
-    estimator = _Estimator(prior_records)
+    estimator = _Estimator(prior_records, engine_bases(catalog))
     if spec.order == "cheapest":  # the blocks this store's records say are quickest first
         todo = order_cells(todo, "cheapest", cost=estimator.prior_cost)
     summary = Summary(device_name=device_name, total=len(todo) + already, already_done=already,

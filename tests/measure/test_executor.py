@@ -635,6 +635,22 @@ def test_prior_cost_without_records_of_the_method_is_none():
     assert _Estimator([failed]).prior_cost(_cell("a", "fp32", 1, 256, 128)) is None
 
 
+def test_an_engine_variant_without_records_is_estimated_from_its_engines():
+    """hf-compiled-gqa (hf-compiled with grouped SDPA forced) has no record in the store at first: its cells are
+    costed from hf-compiled's (shipped catalogue's `variant_of`), until it has records of its own."""
+    from measure.executor import _Estimator, engine_bases
+
+    assert engine_bases() == {"hf-compiled-gqa": "hf-compiled"}
+    base = [_prior("a", "bf16", 1, 256, 128, 2.0, engine="hf-compiled"),
+            _prior("a", "bf16", 32, 256, 128, 8.0, engine="hf-compiled")]
+    cell = _cell("a", "bf16", 8, 256, 128, engine="hf-compiled-gqa")
+    assert _Estimator(base).prior_cost(cell) is None
+    est = _Estimator(base, engine_bases())
+    assert est.prior_cost(cell) == pytest.approx(est.prior_cost(_cell("a", "bf16", 8, 256, 128, engine="hf-compiled")))
+    own = _Estimator([*base, _prior("a", "bf16", 8, 256, 128, 1.0, engine="hf-compiled-gqa")], engine_bases())
+    assert own.prior_cost(cell) == pytest.approx(4 * 1.0)  # its own record, not hf-compiled's
+
+
 def test_prior_cost_model_ratio_compares_like_with_like():
     from measure.executor import _Estimator
 
