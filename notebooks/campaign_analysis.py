@@ -2932,6 +2932,14 @@ def plot_engine_effect(t: pd.DataFrame, models: pd.DataFrame, path: Path, quant:
     return _save(fig, path)
 
 
+def _decode_step_parts(step: dict[str, float], attention_label: str) -> list[tuple[str, float, str]]:
+    """A `compiled_step_attention` step as the stacked bar's parts, bottom first: (label, ms, colour) of the K/V
+    expansion, the attention kernel and the rest of the step."""
+    rest = step["step_ms"] - step["kv_expand_ms"] - step["attention_ms"]
+    return [("K/V expanded to every query head", step["kv_expand_ms"], "C3"),
+            (attention_label, step["attention_ms"], "C1"), ("rest (weights, MLP, norms)", rest, "0.6")]
+
+
 def plot_compiled_kv_copy(t: pd.DataFrame, models: pd.DataFrame, step: dict[str, float], path: Path,
                           quant: str = "bf16", batch_size: int = 32, spread: tuple[float, float] = (0.8, 1.25),
                           step_label: str = "") -> Path:
@@ -2970,11 +2978,8 @@ def plot_compiled_kv_copy(t: pd.DataFrame, models: pd.DataFrame, step: dict[str,
                  Patch(color="0.85", label=f"machines' spread x{spread[0]:.2f}-{spread[1]:.2f}")], fontsize=8)
     ax.set_title(f"{quant}, batch {batch_size}: compiled (static cache) vs eager (dynamic cache); heads query/K-V",
                  fontsize=9)
-    rest = step["step_ms"] - step["kv_expand_ms"] - step["attention_ms"]
     bottom = 0.0
-    for label, v, col in (("K/V expanded to every query head", step["kv_expand_ms"], "C3"),
-                          ("attention over the expanded heads", step["attention_ms"], "C1"),
-                          ("rest (weights, MLP, norms)", rest, "0.6")):
+    for label, v, col in _decode_step_parts(step, "attention over the expanded heads"):
         bx.bar(0, v, 0.5, bottom=bottom, color=col, label=f"{label}: {v:.2f} ms")
         bottom += v
     bx.set_xticks([])
@@ -3027,9 +3032,8 @@ def plot_sdpa_gqa_force(t: pd.DataFrame, models: pd.DataFrame, steps: dict[str, 
     ax.set_title(f"bf16, batch {batch_size}, {workload}, one machine (x: forced / compiled as run); "
                  "heads query/K-V", fontsize=9)
     for k, step in enumerate(steps.values()):
-        rest, bottom = step["step_ms"] - step["kv_expand_ms"] - step["attention_ms"], 0.0
-        for part, v, col in (("K/V expanded to every query head", step["kv_expand_ms"], "C3"),
-                             ("attention", step["attention_ms"], "C1"), ("rest (weights, MLP, norms)", rest, "0.6")):
+        bottom = 0.0
+        for part, v, col in _decode_step_parts(step, "attention"):
             bx.bar(k, v, 0.5, bottom=bottom, color=col, label=part if k == 0 else None)
             if v > 0.3:
                 bx.text(k, bottom + v / 2, f"{v:.2f}", ha="center", va="center", fontsize=8)
