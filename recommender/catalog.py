@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -524,6 +525,19 @@ def _resolve_engine_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
+def variant_method_rows(engines: Iterable[Engine], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """method_overhead rows (`rows`, as method_overhead.csv or a fold's refit gives them) completed for the engine
+    variants among `engines`: a variant gets its engine's row of each method it has no row of its own for (its
+    `source` saying so); the variant's own rows (fitted from its records) are kept."""
+    rows = list(rows)
+    own = {(r.get("quant_id"), r.get("engine_id")) for r in rows}
+    for v in (e for e in engines if e.variant_of):
+        rows += [{**r, "engine_id": v.id, "source": f"{v.variant_of}'s row (engine variant): {r.get('source')}"}
+                 for r in list(rows)
+                 if r.get("engine_id") == v.variant_of and (r.get("quant_id"), v.id) not in own]
+    return rows
+
+
 def _with_variant_data(cat: Catalog) -> Catalog:
     """Per-(method, engine) data of an engine variant taken from its engine where the variant has none of its own:
     method_overhead.csv rows and quants.yaml `min_batch_size` (a variant changes attention, not the method's
@@ -533,11 +547,7 @@ def _with_variant_data(cat: Catalog) -> Catalog:
     variants = [e for e in cat.engines if e.variant_of]
     if not variants:
         return cat
-    own = {(r.get("quant_id"), r.get("engine_id")) for r in cat.method_overhead}
-    for v in variants:
-        cat.method_overhead += [{**r, "engine_id": v.id, "source": f"{v.variant_of}'s row (engine variant): {r.get('source')}"}
-                                for r in list(cat.method_overhead)
-                                if r.get("engine_id") == v.variant_of and (r.get("quant_id"), v.id) not in own]
+    cat.method_overhead = variant_method_rows(cat.engines, cat.method_overhead)
     quants = []
     for q in cat.quants:
         have = dict(q.min_batch_size)

@@ -403,6 +403,7 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
     Folds with the same constants share one build. None when there is nothing to refit."""
     import copy
 
+    from recommender.catalog import variant_method_rows
     from recommender.costmodel import engine_constants as EC
     from recommender.costmodel import method_overhead as MO
 
@@ -453,12 +454,14 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
             ttft = MO.prefill_times([keys[i] for i in sel], measured_ttft[sel].tolist())
             decode, prefill = MO.fit(step, layers.get, modelled[ckey]), MO.fit_prefill(ttft, modelled_pre[ckey])
             cat = copy.copy(cat)
-            cat.method_overhead = MO.merge(decode, prefill)
+            # as the catalogue completes method_overhead.csv: a variant without a row of its own takes its engine's
+            cat.method_overhead = variant_method_rows(cat.engines, MO.merge(decode, prefill))
             tkey = (ckey, tuple((r["quant_id"], r["engine_id"], r["prefill_time_ratio"]) for r in prefill))
             if tkey not in modelled_energy:  # the analytic prefill energy with this fold's time ratios
                 modelled_energy[tkey] = MO.modelled_prefill_energy_j(cat, our_cells)
             energy = MO.median_per_cell([keys[i] for i in sel], measured_prefill_j[sel].tolist())
-            rows = MO.merge(decode, prefill, MO.fit_prefill_energy(energy, modelled_energy[tkey]))
+            rows = variant_method_rows(cat.engines,
+                                       MO.merge(decode, prefill, MO.fit_prefill_energy(energy, modelled_energy[tkey])))
             mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r["prefill_time_ratio"],
                           r["prefill_energy_ratio"]) for r in rows)
             cat.method_overhead = rows

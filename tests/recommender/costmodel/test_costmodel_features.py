@@ -97,11 +97,13 @@ def test_compiled_decode_reads_the_whole_static_cache_expanded_to_every_query_he
 def test_the_grouped_sdpa_variant_reads_the_whole_static_cache_once_and_shares_its_engines_one_hot(catalog):
     """hf-compiled-gqa (decode_kv_read: grouped-whole-cache): the whole static cache, prompt + output, read once,
     grouped (no copy); every other feature but the memory-bound step time is hf-compiled's (its one-hot, constants
-    and method rows)."""
+    and, for a method the variant has no method_overhead row of its own for, e.g. fp8, the method row)."""
     v = catalog.engine("hf-compiled-gqa")
     assert v.analytic["decode_kv_read"] == F.KV_READ_GROUPED_WHOLE and v.base_id == "hf-compiled"
+    rows = {(r["quant_id"], r["engine_id"]): r for r in catalog.method_overhead}
+    assert "engine variant" in rows[("torchao-fp8", "hf-compiled-gqa")]["source"]  # inherited, no fit of its own
     m = catalog.model("qwen2.5-7b-instruct")
-    c = Candidates.from_ids(catalog, ["h200"] * 4, [m.id] * 4, ["bf16", "bf16", "bnb-nf4", "bnb-nf4"],
+    c = Candidates.from_ids(catalog, ["h200"] * 4, [m.id] * 4, ["bf16", "bf16", "torchao-fp8", "torchao-fp8"],
                             ["hf-compiled", "hf-compiled-gqa"] * 2, [32] * 4, [1024] * 4, [256] * 4)
     ph = F.physics(c)
     per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * 2
@@ -117,6 +119,21 @@ def test_the_grouped_sdpa_variant_reads_the_whole_static_cache_once_and_shares_i
         "ref16_analytic_power_fraction", "ref16_log_analytic_j_per_token", "ref16_log_analytic_tokens_per_s",
         "q_log_analytic_speedup", "q_log_analytic_energy_ratio"}, differ
     assert X[1, names.index("engine_hf-compiled")] == 1 and X[1, names.index("engine_hf-eager")] == 0
+
+
+def test_a_variants_own_method_row_is_used_where_its_records_fitted_one(catalog):
+    """NF4 with hf-compiled-gqa has a method_overhead.csv row of its own since s25's records (fit_method_overhead.py):
+    the variant's per-layer decode overhead is that row's, not hf-compiled's."""
+    rows = {(r["quant_id"], r["engine_id"]): r for r in catalog.method_overhead}
+    own, base = rows[("bnb-nf4", "hf-compiled-gqa")], rows[("bnb-nf4", "hf-compiled")]
+    assert "engine variant" not in own["source"] and float(own["per_layer_overhead_ms"]) != float(
+        base["per_layer_overhead_ms"])
+    m = catalog.model("qwen2.5-7b-instruct")
+    c = Candidates.from_ids(catalog, ["h200"] * 2, [m.id] * 2, ["bnb-nf4"] * 2, ["hf-compiled", "hf-compiled-gqa"],
+                            [32] * 2, [1024] * 2, [256] * 2)
+    ph = F.physics(c)
+    assert ph.method_overhead_s[1] / ph.method_overhead_s[0] == pytest.approx(
+        float(own["per_layer_overhead_ms"]) / float(base["per_layer_overhead_ms"]))
 
 
 def test_kv_cache_bits_override(catalog):
