@@ -129,7 +129,7 @@ def test_the_sdpa_gqa_force_figures_are_the_experiment_and_profiles():
     """The forced-grouped-SDPA note's figures: the compiled-gqa-attention experiment's `sdpa_gqa: force` cells of
     grouped-query models at the note's batch sizes, each against its same-machine default compiled and eager twins
     (`attention_comparison`), and the two decode profiles' compiled steps (s23 default, s24 forced)."""
-    pytest.importorskip("pandas")
+    pd = pytest.importorskip("pandas")
     from notebooks import campaign_analysis as ca
 
     note = next(n for n in NOTES if n["id"] == "static-cache-gqa-sdpa-force")
@@ -166,22 +166,33 @@ def test_the_sdpa_gqa_force_figures_are_the_experiment_and_profiles():
     assert forced["attention"]["grouped"].all() and forced["attention"]["mask"].any()
     assert m["step_default_ms"] == pytest.approx(round(ca.compiled_step_attention(default)["step_ms"], 2))
     assert m["step_forced_ms"] == pytest.approx(round(ca.compiled_step_attention(forced, kv_copy=False)["step_ms"], 2))
+    # NF4 with the setting: the campaign's hf-compiled-gqa cells against hf-compiled's same cells (other machines)
+    records = ca.method_records(ca.load_records(ca.H200_MEASUREMENTS))
+    anchors = ca.machine_anchors(pd.concat([records, exp], ignore_index=True))
+    v = ca.variant_campaign_effect(records[records["slice"] == "campaign"], anchors, baselines=("hf-compiled",))
+    nf4 = v[(v["quant"] == "bnb-nf4") & (v["batch_size"] == 32) & (v["workload"] == "1024/256")]
+    assert m["nf4_models"] == nf4["model"].nunique() and not nf4["same_machine"].any()
+    assert m["nf4_b32_long_min"] == pytest.approx(round(float(nf4["energy_ratio"].min()), 2))
+    assert m["nf4_b32_long_max"] == pytest.approx(round(float(nf4["energy_ratio"].max()), 2))
 
 
 def test_the_variants_setup_figures_are_its_records():
-    """hf-compiled-gqa's how-to note: the experiment's records that the catalogue reads as that engine (hf-compiled
-    with `sdpa_gqa: force`), of the grouped-query models the note and the engine apply to."""
+    """hf-compiled-gqa's how-to note: the records that the catalogue reads as that engine (the experiment's
+    hf-compiled with `sdpa_gqa: force`, the campaign's hf-compiled-gqa), of the grouped-query models the note and
+    the engine apply to; a cell measured in both stores counts once."""
     from measure.store import Store
     from recommender.paths import catalog_dir as cdir
 
     note = next(n for n in NOTES if n["id"] == "hf-compiled-gqa-setup")
     m, cat = note["measured"], load_catalog()
-    store = Store(cdir().parent / "measurements" / "h200" / "experiments" / "compiled-gqa-attention.jsonl")
-    recs = [r for r in store.iter_records() if r.status == "ok"
+    h200 = cdir().parent / "measurements" / "h200"
+    recs = [r for f in (h200 / "experiments" / "compiled-gqa-attention.jsonl", h200 / "campaign.jsonl")
+            for r in Store(f).iter_records() if r.status == "ok"
             and cat.record_engine(r.engine, r.engine_params).id in note["engines"]
             and cat.model(r.model).attention == note["attention"]]
-    assert {r.gpu_name for r in recs} == {"NVIDIA H200"} and {r.quant for r in recs} == {m["quant"]}
-    assert (m["cells"], m["models"]) == (len({(r.model, r.batch_size, r.prompt_tokens) for r in recs}),
+    quants = [q.strip() for q in m["quant"].replace(" and ", ", ").split(",")]
+    assert {r.gpu_name for r in recs} == {"NVIDIA H200"} and {r.quant for r in recs} == set(quants)
+    assert (m["cells"], m["models"]) == (len({(r.model, r.quant, r.batch_size, r.prompt_tokens) for r in recs}),
                                          len({r.model for r in recs}))
     assert (m["batch_min"], m["batch_max"]) == (min(r.batch_size for r in recs), max(r.batch_size for r in recs))
     assert cat.engines.get("hf-compiled-gqa").attention == note["attention"]
