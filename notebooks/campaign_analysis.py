@@ -675,9 +675,11 @@ def distillation_check(models: pd.DataFrame, distilled: str = "deepseek-r1-disti
 
 
 # --- engine: compiled vs eager on the same cell -----------------------------------------------------------
-def engine_effect(df: pd.DataFrame, engine: str = "hf-compiled", baseline_engine: str = "hf-eager") -> pd.DataFrame:
+def engine_effect(df: pd.DataFrame, engine: str = "hf-compiled", baseline_engine: str = "hf-eager",
+                  extra: Sequence[str] = ()) -> pd.DataFrame:
     """Each ok `engine` cell against the `baseline_engine` cell of the same model, method (quant), batch and
-    workload in the same file, with `paired_energy`'s pairing, means and noise (`_pair_cells`).
+    workload in the same file, with `paired_energy`'s pairing, means and noise (`_pair_cells`; `extra` columns of
+    both cells as <column>_method and <column>_base).
 
     e_base_j / e_method_j: decode J per output token of the baseline engine (eager) / the engine (compiled);
     energy_ratio = e_method_j / e_base_j; energy_reduction_pct positive = `engine` saves energy; speedup =
@@ -686,7 +688,7 @@ def engine_effect(df: pd.DataFrame, engine: str = "hf-compiled", baseline_engine
     """
     d = cell_means(df)
     keys = ["gpu_id", "model", "quant", "batch_size", "prompt_tokens", "output_tokens"]
-    out = _pair_cells(d[d["engine"] == engine], d[d["engine"] == baseline_engine], keys)
+    out = _pair_cells(d[d["engine"] == engine], d[d["engine"] == baseline_engine], keys, extra)
     out.insert(out.columns.get_loc("e_base_j"), "baseline_engine", baseline_engine)
     return out.sort_values(["quant", "model", "batch_size", "prompt_tokens", "slice"]).reset_index(drop=True)
 
@@ -1210,6 +1212,63 @@ def machine_anchor_summary(anchors: pd.DataFrame) -> pd.DataFrame:
     ratios = q.agg(energy_vs_card=("energy_vs_card", "median"), energy_vs_card_min=("energy_vs_card", "min"),
                    energy_vs_card_max=("energy_vs_card", "max"), speed_vs_card=("speed_vs_card", "median"))
     return counts.join(ratios)
+
+
+#: the anchor grid's batch sizes; a cell is read against the anchors of the nearest (1 for batch 1, else 32)
+ANCHOR_BATCHES = (1, 32)
+
+
+def anchor_batch(batch_size: pd.Series) -> pd.Series:
+    """The anchor batch a cell of `batch_size` is read against: 1 for batch 1, else 32."""
+    return pd.Series(np.where(batch_size.to_numpy() <= ANCHOR_BATCHES[0], ANCHOR_BATCHES[0], ANCHOR_BATCHES[1]),
+                     index=batch_size.index)
+
+
+def variant_campaign_effect(df: pd.DataFrame, anchors: pd.DataFrame, engine: str = "hf-compiled-gqa",
+                            baselines: Sequence[str] = ("hf-compiled", "hf-eager")) -> pd.DataFrame:
+    """Each ok campaign cell of an engine variant against the same cell (card, model, method, batch, workload,
+    file) of each engine in `baselines`, one row per pair (`engine_effect`, with `baseline_engine`), where the two
+    cells usually ran on different machines. `machine_method` / `machine_base`: the machine of each side (a cell
+    of several records: its latest record's); `anchor_ratio`: the variant's machine's median quiet anchor
+    `energy_vs_card` (`machine_anchors`) over the baseline's machine's, at the anchor batch nearest the cell's
+    (`anchor_batch`), NaN where either machine has no quiet anchor there or either cell pools several records;
+    `energy_ratio_anchored` = energy_ratio / anchor_ratio. The anchors are eager bf16 Qwen2.5-7B at 256/128: they
+    give a machine's offset on that cell, not on a compiled decode of another shape, so the anchored ratio is a
+    reading aid (how much of a difference the machines alone could make), not a correction."""
+    quiet = anchors[anchors["quiet"]]
+    offset = quiet.groupby(["gpu_id", "machine", "batch_size"])["energy_vs_card"].median()
+    parts = []
+    for base in baselines:
+        t = engine_effect(df, engine, base, extra=("machine",))
+        if not len(t):
+            continue
+        ab = anchor_batch(t["batch_size"])
+        single = t["n_records"] == "1/1"
+        here = [offset.get((g, m, b), np.nan) for g, m, b in zip(t["gpu_id"], t["machine_method"], ab, strict=True)]
+        there = [offset.get((g, m, b), np.nan) for g, m, b in zip(t["gpu_id"], t["machine_base"], ab, strict=True)]
+        t["anchor_batch"] = ab
+        t["anchor_ratio"] = np.where(single, np.asarray(here, dtype=float) / np.asarray(there, dtype=float), np.nan)
+        t["energy_ratio_anchored"] = t["energy_ratio"] / t["anchor_ratio"]
+        parts.append(t)
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)
+
+
+def variant_campaign_summary(t: pd.DataFrame) -> pd.DataFrame:
+    """`variant_campaign_effect` per (baseline engine, card, workload, method, batch): architectures, median /
+    smallest / largest energy ratio (variant over baseline, decode J/token), the median anchored ratio (over the
+    pairs that have one), median speedup, and how many pairs lie below / above 1 beyond their noise."""
+    keys = ["baseline_engine", "gpu_id", "workload", "quant", "batch_size"]
+    beyond = ~t["within_noise"]
+    return (t.assign(lower=beyond & (t["energy_ratio"] < 1), higher=beyond & (t["energy_ratio"] > 1))
+            .groupby(keys)
+            .agg(architectures=("model", "nunique"), energy_ratio_median=("energy_ratio", "median"),
+                 energy_ratio_min=("energy_ratio", "min"), energy_ratio_max=("energy_ratio", "max"),
+                 anchored_median=("energy_ratio_anchored", "median"), anchored_pairs=("energy_ratio_anchored", "count"),
+                 speedup_median=("speedup", "median"), lower_beyond_noise=("lower", "sum"),
+                 higher_beyond_noise=("higher", "sum"))
+            .reset_index())
 
 
 def attention_kind(models: pd.DataFrame) -> pd.Series:
@@ -3045,6 +3104,41 @@ def plot_sdpa_gqa_force(t: pd.DataFrame, models: pd.DataFrame, steps: dict[str, 
     bx.legend(fontsize=8, loc="upper right")
     bx.set_title("a compiled decode step profiled", fontsize=9)
     fig.suptitle("Compiled decode with the K/V copy removed (grouped-query SDPA forced; measured)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_variant_campaign(t: pd.DataFrame, path: Path) -> Path:
+    """An engine variant's campaign cells against the same cells of other engines (`variant_campaign_effect`), one
+    panel per baseline engine: decode J/token ratio (variant / baseline) per batch size, a marker per architecture
+    and method, methods side by side; where the pair has machine anchors, a grey tick marks the anchored ratio."""
+    plt = _plt()
+
+    bases = list(dict.fromkeys(t["baseline_engine"]))
+    quants = list(dict.fromkeys(t["quant"]))
+    batches = sorted(t["batch_size"].unique())
+    fig, axes = plt.subplots(1, len(bases), figsize=(6.5 * len(bases), 4.6), sharey=True, squeeze=False)
+    width = 0.7 / max(len(quants), 1)
+    for ax, base in zip(axes[0], bases, strict=True):
+        b = t[t["baseline_engine"] == base]
+        x = (np.array([batches.index(v) for v in b["batch_size"]]) - 0.35
+             + width * (np.array([quants.index(q) for q in b["quant"]]) + 0.5))
+        for k, q in enumerate(quants):
+            mine = (b["quant"] == q).to_numpy()
+            ax.scatter(x[mine], b["energy_ratio"].to_numpy()[mine], color=f"C{k}", s=28, label=q, zorder=3)
+        has = b["energy_ratio_anchored"].notna().to_numpy()
+        if has.any():
+            ax.scatter(x[has], b["energy_ratio_anchored"].to_numpy()[has], marker="_", color="0.45", s=90, zorder=2,
+                       label="anchored (machine offsets divided out)")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(range(len(batches)), [f"batch {v}" for v in batches])
+        ax.set_xlim(-0.5, len(batches) - 0.5)
+        ax.set_title(f"over {base}, same cell, other machines", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper center")
+    axes[0][0].set_ylabel(f"decode J/token, {t['engine'].iloc[0]} / baseline")
+    w = ", ".join(sorted(t["workload"].unique()))
+    fig.suptitle(f"{t['engine'].iloc[0]} campaign cells on the {', '.join(sorted(t['gpu_id'].unique()))} ({w}; "
+                 "measured)", fontsize=10)
     return _save(fig, path)
 
 

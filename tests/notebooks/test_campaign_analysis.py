@@ -763,9 +763,9 @@ def test_load_cards_holds_both_cards_and_their_machines():
     lines = sum(1 for ln in (ca.H200_MEASUREMENTS / "campaign.jsonl").read_text().splitlines() if ln.strip())
     assert len(h200) == lines
     # gpu_machines reads the H200 sessions' nvidia-smi.csv (with an index column): every record gets its machine,
-    # named by its GPU count and first GPU (the s5 and s12 4-GPU machines, the s10 and s11 2-GPU ones), no '?'
+    # named by its GPU count and first GPU (the s5 and s12 4-GPU machines, the s10 and s11 2-GPU ones, s25's 1-GPU one), no '?'
     machines = set(h200["machine"])
-    assert all(re.fullmatch(r"[248]-GPU machine \([0-9a-f]{8}\)", m) for m in machines), machines
+    assert all(re.fullmatch(r"[1248]-GPU machine \([0-9a-f]{8}\)", m) for m in machines), machines
     # a machine's name counts the GPUs its sessions' nvidia-smi.csv list, and a GPU belongs to one machine
     smi = ca.gpu_machines(ca.H200_MEASUREMENTS)
     # every campaign machine is listed; a raw folder may list machines that wrote no campaign record: s19-d, a
@@ -1613,3 +1613,41 @@ def test_attention_kind_tells_grouped_query_from_multi_head_models(cat):
     m = cat["models"].set_index("id")
     assert kind[MODEL] == "GQA" and m.loc[MODEL, "num_kv_heads"] < m.loc[MODEL, "num_attention_heads"]
     assert kind["phi-3-mini-4k-instruct"] == "MHA" and kind["bloomz-7b1"] == "MHA"
+
+
+def test_variant_campaign_effect_pairs_each_baseline_engine_and_reads_the_machines_anchors(records):
+    rows = []
+    for b, (v, c, e) in {1: (0.9, 1.0, 1.5), 32: (0.1, 0.4, 0.2)}.items():
+        rows += [{"gpu_id": H200, "engine": "hf-compiled-gqa", "batch_size": b, "decode_energy_per_token_j": v,
+                  "machine": "V"},
+                 {"gpu_id": H200, "engine": "hf-compiled", "batch_size": b, "decode_energy_per_token_j": c,
+                  "machine": "C"},
+                 {"gpu_id": H200, "engine": "hf-eager", "batch_size": b, "decode_energy_per_token_j": e,
+                  "machine": "E"}]
+    rows.append({"gpu_id": H200, "engine": "hf-compiled-gqa", "batch_size": 8, "decode_energy_per_token_j": 0.3,
+                 "machine": "V"})  # no baseline cell at batch 8: no row
+    anchors = pd.DataFrame([
+        {"gpu_id": H200, "machine": "V", "batch_size": 1, "energy_vs_card": 0.8, "quiet": True},
+        {"gpu_id": H200, "machine": "C", "batch_size": 1, "energy_vs_card": 1.0, "quiet": True},
+        {"gpu_id": H200, "machine": "V", "batch_size": 32, "energy_vs_card": 1.2, "quiet": True},
+        {"gpu_id": H200, "machine": "C", "batch_size": 32, "energy_vs_card": 1.0, "quiet": True},
+        {"gpu_id": H200, "machine": "C", "batch_size": 32, "energy_vs_card": 9.0, "quiet": False},  # loud: left out
+        {"gpu_id": H100, "machine": "E", "batch_size": 1, "energy_vs_card": 1.0, "quiet": True}])  # another card
+    t = ca.variant_campaign_effect(_card_rows(records, rows), anchors).set_index(["baseline_engine", "batch_size"])
+    assert sorted(t.index) == [("hf-compiled", 1), ("hf-compiled", 32), ("hf-eager", 1), ("hf-eager", 32)]
+    assert t.loc[("hf-compiled", 32), "energy_ratio"] == pytest.approx(0.25)
+    assert t.loc[("hf-eager", 32), "energy_ratio"] == pytest.approx(0.5)
+    assert t.loc[("hf-compiled", 1), "machine_method"] == "V" and t.loc[("hf-compiled", 1), "machine_base"] == "C"
+    # the variant's machine reads 0.8 of the card's typical GPU at batch 1 and 1.2 at batch 32, the baseline's 1.0
+    assert t.loc[("hf-compiled", 1), "anchor_ratio"] == pytest.approx(0.8)
+    assert t.loc[("hf-compiled", 1), "energy_ratio_anchored"] == pytest.approx(0.9 / 0.8)
+    assert t.loc[("hf-compiled", 32), "energy_ratio_anchored"] == pytest.approx(0.25 / 1.2)
+    assert t.loc[("hf-eager", 1), "anchor_ratio"] != t.loc[("hf-eager", 1), "anchor_ratio"]  # NaN: E has no H200 anchor
+    s = ca.variant_campaign_summary(t.reset_index()).set_index(["baseline_engine", "batch_size"])
+    assert s.loc[("hf-compiled", 32), "energy_ratio_median"] == pytest.approx(0.25)
+    assert s.loc[("hf-compiled", 32), "anchored_pairs"] == 1 and s.loc[("hf-eager", 32), "anchored_pairs"] == 0
+    assert s.loc[("hf-compiled", 32), "lower_beyond_noise"] == 1 and s.loc[("hf-compiled", 32), "higher_beyond_noise"] == 0
+
+
+def test_anchor_batch_is_one_for_batch_one_else_thirty_two():
+    assert ca.anchor_batch(pd.Series([1, 2, 8, 32, 64])).tolist() == [1, 32, 32, 32, 32]
