@@ -175,6 +175,52 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
     click.echo(summary.line())
 
 
+@cli.command("record-failed")
+@click.argument("grid_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Append-only JSONL store.")
+@click.option("--set", "overrides", multiple=True, help="Override a grid key, e.g. --set 'batch_sizes=[32]'.")
+@click.option("--gpu-name", required=True,
+              help="The GPU name as NVML reports it (the store's resume key), e.g. 'NVIDIA H200'.")
+@click.option("--reason", required=True,
+              help="What was observed, with its provenance (calls, times), e.g. 'ran past 560 s twice (s21-c, s22-b)'.")
+@click.option("--max-cells", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Refuse when the selection leaves more cells pending than this.")
+def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells) -> None:
+    """Record the pending cells of a grid selection as failed, with the reason, for cells that were run and never
+    finished (e.g. killed at a device call's time limit, which leaves no record): the store then says why the cell
+    has no measurement, and `measure grid` passes over it unless `--retry-failed`. Refuses a selection with more than
+    --max-cells pending cells, so that a cell is never marked failed by a too-wide selection."""
+    import shlex
+
+    from measure.executor import _resolve_gpu_id, failed_record, finish_record
+    from measure.grid import expand, load_grid
+    from measure.store import Store
+
+    spec = load_grid(grid_file, list(overrides))
+    if not reason.strip():
+        raise click.ClickException("--reason is empty; say what was observed and where (calls, times)")
+    store = Store(out)
+    done = {h for h, g in store.done_hashes(False) if g == gpu_name} if Path(out).exists() else set()
+    pending = [c for c in expand(spec) if c.content_hash not in done]
+    if not pending:
+        raise click.ClickException(f"no cell of this selection is pending in {out} for {gpu_name!r}; nothing recorded")
+    if len(pending) > max_cells:
+        labels = ", ".join(c.label() for c in pending[:5])
+        raise click.ClickException(f"{len(pending)} cells pending ({labels}{', ...' if len(pending) > 5 else ''}), "
+                                   f"more than --max-cells {max_cells}: narrow the selection with --set")
+    # the command as parsed (not sys.argv: the same under any caller), so that it can be run again as written
+    command = shlex.join(["measure", "record-failed", str(grid_file), "--out", str(out),
+                          *(a for o in overrides for a in ("--set", o)), "--gpu-name", gpu_name,
+                          "--reason", reason.strip(), "--max-cells", str(max_cells)])
+    with store:
+        for cell in pending:
+            rec = failed_record(cell, reason.strip(), command=command)
+            rec.gpu_id = rec.gpu_id or _resolve_gpu_id(gpu_name, None)
+            finish_record(rec, device_name=gpu_name, cooldown_s=None, grid_file=str(Path(grid_file)))
+            store.append(rec)
+            click.echo(f"{cell.label()}: recorded failed ({gpu_name})")
+
+
 def _claims(claim_dir: str | None, owner: str | None, device: str):
     if not claim_dir:
         return None

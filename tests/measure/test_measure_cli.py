@@ -94,3 +94,29 @@ def test_grid_dry_run_counts_cells_per_gpu_for_a_resume_per_gpu_grid(tmp_path):
     assert pending(uuid) == 2 - len(done_here)
     assert pending(uuid, "GPU-new") == 2 - len(done_here) + 2
     assert pending() == 2  # no GPU named: what a GPU that has recorded nothing would run
+
+
+def test_record_failed_marks_one_pending_cell_with_its_reason_and_grid_then_passes_over_it(tmp_path):
+    """`measure record-failed`: the selection's one pending cell gets a failed record (reason, command, GPU name as
+    the resume key, the grid file), which validates; the cell is then no longer pending, and a selection leaving
+    more than --max-cells cells pending, or none, is refused without writing."""
+    store = tmp_path / "s.jsonl"
+    base = ["record-failed", GRID, "--out", str(store), "--gpu-name", "NVIDIA H200"]
+    reason = "ran past 560 s in two calls without a record (s21-c, s22-b)"
+    wide = CliRunner().invoke(cli, [*base, "--reason", reason, "--set", "quants=[bf16]"])
+    assert wide.exit_code != 0 and "2 cells pending" in wide.output and not store.exists()
+    one = ["--set", "quants=[bf16]", "--set", "batch_sizes=[2]"]
+    res = CliRunner().invoke(cli, [*base, "--reason", reason, *one])
+    assert res.exit_code == 0, res.output
+    (rec,) = list(Store(store).iter_records())
+    rec.validate()
+    assert (rec.status, rec.error, rec.gpu_name, rec.quant, rec.batch_size) == ("failed", reason, "NVIDIA H200",
+                                                                                 "bf16", 2)
+    assert rec.command.startswith("measure record-failed") and rec.grid_file == GRID and rec.gpu_id == "h200"
+    again = CliRunner().invoke(cli, [*base, "--reason", reason, *one])
+    assert again.exit_code != 0 and "no cell of this selection is pending" in again.output
+    assert len(list(Store(store).iter_records())) == 1
+    dry = CliRunner().invoke(cli, ["grid", GRID, "--dry-run", "--out", str(store), *one])
+    assert json.loads(dry.output[dry.output.index("{"):])["pending_in_out"] == 0
+    retry = CliRunner().invoke(cli, ["grid", GRID, "--dry-run", "--out", str(store), "--retry-failed", *one])
+    assert json.loads(retry.output[retry.output.index("{"):])["pending_in_out"] == 1
