@@ -762,9 +762,13 @@ def test_load_cards_holds_both_cards_and_their_machines():
     h200 = cards[cards["gpu_id"] == H200]
     lines = sum(1 for ln in (ca.H200_MEASUREMENTS / "campaign.jsonl").read_text().splitlines() if ln.strip())
     assert len(h200) == lines
-    # gpu_machines reads the H200 sessions' nvidia-smi.csv (with an index column): every record gets its machine,
-    # named by its GPU count and first GPU (the s5 and s12 4-GPU machines, the s10 and s11 2-GPU ones, s25's 1-GPU one), no '?'
-    machines = set(h200["machine"])
+    # gpu_machines reads the H200 sessions' nvidia-smi.csv (with an index column): every record with a GPU UUID gets
+    # its machine, named by its GPU count and first GPU (the s5 and s12 4-GPU machines, the s10 and s11 2-GPU ones,
+    # s25's 1-GPU one), no '?'; a record without one (`measure record-failed`'s, of a cell that never finished on
+    # any machine) is '?'
+    assert (h200.loc[h200["gpu_uuid"].isna(), "status"] == "failed").all()
+    assert (h200.loc[h200["gpu_uuid"].isna(), "machine"] == "?").all()
+    machines = set(h200.loc[h200["gpu_uuid"].notna(), "machine"])
     assert all(re.fullmatch(r"[1248]-GPU machine \([0-9a-f]{8}\)", m) for m in machines), machines
     # a machine's name counts the GPUs its sessions' nvidia-smi.csv list, and a GPU belongs to one machine
     smi = ca.gpu_machines(ca.H200_MEASUREMENTS)
