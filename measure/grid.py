@@ -626,8 +626,7 @@ def _resolve(spec: GridSpec, catalog: Any = None) -> _Resolved:
         if k not in engine_ids:
             warnings.append(f"{where}: engine_params.{k}: engine not in engines; ignored")
         variant = cat.engines.find(k)
-        clash = {p: v for p, v in engine_params[k].items()
-                 if variant is not None and p in variant.engine_params and v != variant.engine_params[p]}
+        clash = variant.contradicting(engine_params[k]) if variant is not None else {}
         if clash:
             raise GridError(f"{where}: engine_params.{k}: {clash} contradict the engine variant's own "
                             f"{variant.engine_params}; use {variant.variant_of} with those params instead")

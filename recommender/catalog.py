@@ -263,6 +263,11 @@ class Engine:
         """The engine whose fitted per-(method, engine) data a variant shares: `variant_of`, else its own id."""
         return self.variant_of or self.id
 
+    def contradicting(self, params: dict) -> dict:
+        """Those of `params` (engine params, e.g. a grid's or a cell's) that set one of this engine's own
+        `engine_params` (a variant's defining setting) to another value; {} when none do."""
+        return {k: v for k, v in params.items() if k in self.engine_params and v != self.engine_params[k]}
+
     def supports(self, quant_id: str) -> bool:
         return self.supported_quants == "all" or quant_id in self.supported_quants
 

@@ -16,18 +16,22 @@ from measure.engines.hf_compiled import HfCompiled
 
 class HfCompiledGqa(HfCompiled):
     id = "hf-compiled-gqa"
-    #: the engine params that make this variant (the catalogue's `engine_params` of hf-compiled-gqa)
-    FORCED: dict[str, Any] = {"sdpa_gqa": "force"}
 
     def __init__(self, **params: Any):
-        clash = {k: v for k, v in params.items() if k in self.FORCED and v != self.FORCED[k]}
+        from recommender.catalog import load_catalog
+
+        # the engine params that make this variant: the catalogue's `engine_params` of hf-compiled-gqa, the one place
+        # they are written (grids are checked against the same engine, measure/grid.py)
+        variant = load_catalog().engine(self.id)
+        self.forced = dict(variant.engine_params)
+        clash = variant.contradicting(params)
         if clash:
-            raise ValueError(f"engine {self.id} runs with {self.FORCED}; engine params {clash} contradict it "
-                             "(use hf-compiled for transformers' own attention decision)")
-        super().__init__(**{**params, **self.FORCED})
+            raise ValueError(f"engine {self.id} runs with {self.forced}; engine params {clash} contradict it "
+                             f"(use {variant.variant_of} for transformers' own attention decision)")
+        super().__init__(**{**params, **self.forced})
 
     def describe(self, model) -> dict:
-        return {**super().describe(model), **self.FORCED}
+        return {**super().describe(model), **self.forced}
 
 
 ENGINE = HfCompiledGqa

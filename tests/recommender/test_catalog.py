@@ -161,6 +161,9 @@ def test_an_engine_variant_inherits_what_it_does_not_set_and_keeps_its_own(tmp_p
     assert e.analytic["decode_kv_read"] == "expanded-whole-cache"  # the engine's own row untouched
     assert (v.base_id, e.base_id, v.engine_params, e.engine_params) == ("hf-compiled", "hf-compiled",
                                                                          {"sdpa_gqa": "force"}, {})
+    # params contradicting a variant's own setting (what grids and measure's engine refuse), and those that do not
+    assert v.contradicting({"sdpa_gqa": "auto", "mode": "max-autotune"}) == {"sdpa_gqa": "auto"}
+    assert v.contradicting({"sdpa_gqa": "force", "mode": "max-autotune"}) == {} and e.contradicting({"sdpa_gqa": "x"}) == {}
 
 
 def test_a_variant_of_an_unknown_engine_or_of_a_variant_is_refused(tmp_path):

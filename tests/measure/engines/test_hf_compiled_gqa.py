@@ -18,9 +18,10 @@ from measure.engines.hf_compiled_gqa import HfCompiledGqa  # noqa: E402
 def test_the_variant_is_measurable_compiling_and_forces_what_the_catalogue_says():
     cat = load_catalog()
     engine = cat.engines.get("hf-compiled-gqa")
-    assert engine.engine_params == HfCompiledGqa.FORCED and engine.variant_of == "hf-compiled"
+    assert engine.engine_params == {"sdpa_gqa": "force"} and engine.variant_of == "hf-compiled"
     assert "hf-compiled-gqa" in measurable() and "hf-compiled-gqa" in COMPILING_ENGINES and engine.measurable
     e = get_engine("hf-compiled-gqa", mode="max-autotune")
+    assert isinstance(e, HfCompiledGqa) and e.forced == engine.engine_params  # read from the catalogue
     assert e.params == {"mode": "max-autotune", "sdpa_gqa": "force"}
     assert e.generate_kwargs()["compile_config"].mode == "max-autotune"  # hf-compiled's compile config
 
