@@ -3109,37 +3109,47 @@ def plot_sdpa_gqa_force(t: pd.DataFrame, models: pd.DataFrame, steps: dict[str, 
 
 def plot_variant_campaign(t: pd.DataFrame, path: Path) -> Path:
     """An engine variant's campaign cells against the same cells of other engines (`variant_campaign_effect`), one
-    panel per baseline engine: decode J/token ratio (variant / baseline) per batch size, a marker per architecture
-    and method, methods side by side; where the pair has machine anchors, a grey tick marks the anchored ratio."""
+    panel per (workload, baseline engine), a row per workload: decode J/token ratio (variant / baseline) per batch
+    size, a marker per architecture and method, methods side by side; where the pair has machine anchors, a grey
+    tick marks the anchored ratio."""
     plt = _plt()
 
     bases = list(dict.fromkeys(t["baseline_engine"]))
+    workloads = sorted(t["workload"].unique(), key=lambda w: tuple(int(v) for v in w.split("/")))
     quants = list(dict.fromkeys(t["quant"]))
     batches = sorted(t["batch_size"].unique())
-    fig, axes = plt.subplots(1, len(bases), figsize=(6.5 * len(bases), 4.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(workloads), len(bases), figsize=(6.5 * len(bases), 4.3 * len(workloads)),
+                             sharey=True, squeeze=False)
     width = 0.7 / max(len(quants), 1)
-    for ax, base in zip(axes[0], bases, strict=True):
-        b = t[t["baseline_engine"] == base]
-        x = (np.array([batches.index(v) for v in b["batch_size"]]) - 0.35
-             + width * (np.array([quants.index(q) for q in b["quant"]]) + 0.5))
-        for k, q in enumerate(quants):
-            mine = (b["quant"] == q).to_numpy()
-            ax.scatter(x[mine], b["energy_ratio"].to_numpy()[mine], color=f"C{k}", s=28, label=q, zorder=3)
-        has = b["energy_ratio_anchored"].notna().to_numpy()
-        if has.any():
-            ax.scatter(x[has], b["energy_ratio_anchored"].to_numpy()[has], marker="_", color="0.45", s=90, zorder=2,
-                       label="anchored (machine offsets divided out)")
-        ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_xticks(range(len(batches)), [f"batch {v}" for v in batches])
-        ax.set_xlim(-0.5, len(batches) - 0.5)
-        ax.set_title(f"over {base}, same cell, other machines", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper center")
-    axes[0][0].set_ylabel(f"decode J/token, {t['engine'].iloc[0]} / baseline")
-    w = ", ".join(sorted(t["workload"].unique()))
-    fig.suptitle(f"{t['engine'].iloc[0]} campaign cells on the {', '.join(sorted(t['gpu_id'].unique()))} ({w}; "
-                 "measured)", fontsize=10)
-    return _save(fig, path)
+    for row, w in zip(axes, workloads, strict=True):
+        for ax, base in zip(row, bases, strict=True):
+            b = t[(t["baseline_engine"] == base) & (t["workload"] == w)]
+            x = (np.array([batches.index(v) for v in b["batch_size"]]) - 0.35
+                 + width * (np.array([quants.index(q) for q in b["quant"]]) + 0.5))
+            for k, q in enumerate(quants):
+                mine = (b["quant"] == q).to_numpy()
+                if mine.any():
+                    ax.scatter(x[mine], b["energy_ratio"].to_numpy()[mine], color=f"C{k}", s=28, label=q, zorder=3)
+            has = b["energy_ratio_anchored"].notna().to_numpy()
+            if has.any():
+                ax.scatter(x[has], b["energy_ratio_anchored"].to_numpy()[has], marker="_", color="0.45", s=90,
+                           zorder=2, label="anchored (machine offsets divided out)")
+            ax.axhline(1.0, color="k", lw=0.8)
+            ax.set_xticks(range(len(batches)), [f"batch {v}" for v in batches])
+            ax.set_xlim(-0.5, len(batches) - 0.5)
+            ax.set_title(f"{w}: over {base}, same cell, other machines", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+        row[0].set_ylabel(f"decode J/token, {t['engine'].iloc[0]} / baseline")
+    legend = {}   # one legend for the figure, every method and the anchored tick once, off the panels' points
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, h)
+    top = 1 - 0.75 / (4.3 * len(workloads))
+    fig.legend(legend.values(), legend.keys(), loc="upper center", ncol=len(legend), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, top + 0.45 / (4.3 * len(workloads))))
+    fig.suptitle(f"{t['engine'].iloc[0]} campaign cells on the {', '.join(sorted(t['gpu_id'].unique()))} "
+                 f"({', '.join(workloads)}; measured)", fontsize=10, y=0.998)
+    return _save(fig, path, top=top)
 
 
 def plot_workload_effect(t: pd.DataFrame, path: Path, quants: Sequence[str] = ("bf16", "fp16")) -> Path:

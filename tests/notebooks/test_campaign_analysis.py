@@ -1653,5 +1653,18 @@ def test_variant_campaign_effect_pairs_each_baseline_engine_and_reads_the_machin
     assert s.loc[("hf-compiled", 32), "lower_beyond_noise"] == 1 and s.loc[("hf-compiled", 32), "higher_beyond_noise"] == 0
 
 
+def test_plot_variant_campaign_draws_a_row_of_panels_per_workload(tmp_path):
+    from PIL import Image
+
+    rows = [{"engine": "hf-compiled-gqa", "gpu_id": H200, "baseline_engine": base, "workload": w, "quant": q,
+             "batch_size": b, "energy_ratio": r, "energy_ratio_anchored": float("nan") if w == "256/128" else r * 1.1}
+            for w, r in (("1024/256", 0.3), ("256/128", 0.6)) for base in ("hf-compiled", "hf-eager")
+            for q in ("bf16", "bnb-nf4") for b in (1, 8, 32)]
+    t = pd.DataFrame(rows)
+    both = Image.open(ca.plot_variant_campaign(t, tmp_path / "both.png")).size
+    one = Image.open(ca.plot_variant_campaign(t[t["workload"] == "256/128"], tmp_path / "one.png")).size
+    assert both[0] == one[0] and both[1] > 1.8 * one[1]   # same two baseline columns, a second row of panels
+
+
 def test_anchor_batch_is_one_for_batch_one_else_thirty_two():
     assert ca.anchor_batch(pd.Series([1, 2, 8, 32, 64])).tolist() == [1, 32, 32, 32, 32]
