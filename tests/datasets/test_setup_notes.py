@@ -174,6 +174,10 @@ def test_the_sdpa_gqa_force_figures_are_the_experiment_and_profiles():
     assert m["nf4_models"] == nf4["model"].nunique() and not nf4["same_machine"].any()
     assert m["nf4_b32_long_min"] == pytest.approx(round(float(nf4["energy_ratio"].min()), 2))
     assert m["nf4_b32_long_max"] == pytest.approx(round(float(nf4["energy_ratio"].max()), 2))
+    short = v[(v["quant"] == "bnb-nf4") & (v["batch_size"] == 32) & (v["workload"] == "256/128")]
+    assert short["model"].nunique() == m["nf4_models"] and not short["same_machine"].any()
+    assert m["nf4_b32_short_min"] == pytest.approx(round(float(short["energy_ratio"].min()), 2))
+    assert m["nf4_b32_short_max"] == pytest.approx(round(float(short["energy_ratio"].max()), 2))
 
 
 def test_the_variants_setup_figures_are_its_records():
