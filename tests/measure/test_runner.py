@@ -129,7 +129,7 @@ def test_cpu_package_energy_from_rapl(tmp_path):
     rapl_zone(tmp_path, energy_uj=1000)
     r = _runner()
     r.context.rapl_root = str(tmp_path)
-    rec = r.run(Cell("tiny-test", "fp32", "hf-eager", 1, 8, 32))
+    rec = run_resolved(r, Cell("tiny-test", "fp32", "hf-eager", 1, 8, 32))
     r.close()
     assert rec.status == "ok", rec.error
     # the counter never moved: zero CPU energy, but measured (not null), with the zone named
@@ -236,9 +236,12 @@ def test_a_batch_the_catalogue_rules_out_is_a_recorded_skip():
     assert catalogue_batch_reason(cell(32)) is None and catalogue_batch_reason(cell(1, "hf-eager")) is None
 
 
-def _run_with_compiled_toy(monkeypatch, toy_step, cells):
+def _run_with_compiled_toy(monkeypatch, toy_step, cells, tries: int = 3):
     """Run `cells` with hf-compiled's generate preceded by `toy_step(ids)`, a torch.compile'd toy: a CPU run
-    does not compile the model, so the toy is what dynamo compiles (dynamo's counters reset first)."""
+    does not compile the model, so the toy is what dynamo compiles (dynamo's counters reset first). Where a
+    record failed DecodeNotResolved (a scheduler stall on a busy CPU, `tests/fixtures/cpu_timing.py`), the whole
+    sequence runs again from a fresh runner and a reset dynamo, at most `tries` times in all, so that what the
+    cells compile and carry from one to the next is as in a first run."""
     import torch
 
     import measure.runner as R
@@ -251,12 +254,17 @@ def _run_with_compiled_toy(monkeypatch, toy_step, cells):
 
     real = R.get_engine
     monkeypatch.setattr(R, "get_engine", lambda eid, **p: ToyCompiled(**p) if eid == "hf-compiled" else real(eid, **p))
-    torch._dynamo.reset()
-    r = _runner()
-    try:
-        return [r.run(c) for c in cells]
-    finally:
-        r.close()
+    for _ in range(tries):
+        torch._dynamo.reset()
+        r = _runner()
+        try:
+            recs = [r.run(c) for c in cells]
+        finally:
+            r.close()
+        if not any(x.status == "failed" and (x.error or "").startswith(f"{R.DecodeNotResolved.__name__}:")
+                   for x in recs):
+            break
+    return recs
 
 
 def test_compiled_cells_record_the_batch_sizes_and_graphs_before_them(monkeypatch):
@@ -374,7 +382,7 @@ def test_torchao_sets_compiler_settings_the_runner_records_and_restores(inductor
     before = inductor_config.get_config_copy()
     r = _runner()
     try:
-        rec = r.run(Cell("tiny-test", "torchao-int8-wo", "hf-compiled", 1, 8, 4, repetitions=1))
+        rec = run_resolved(r, Cell("tiny-test", "torchao-int8-wo", "hf-compiled", 1, 8, 4, repetitions=1))
     finally:
         r.close()
     assert rec.status == "ok", rec.error
@@ -410,7 +418,7 @@ def test_a_failed_restore_warns_and_still_unloads(monkeypatch, inductor_config_k
 
     r = _runner()
     try:
-        assert r.run(Cell("tiny-test", "bf16", "hf-eager", 1, 8, 4, repetitions=1)).status == "ok"
+        assert run_resolved(r, Cell("tiny-test", "bf16", "hf-eager", 1, 8, 4, repetitions=1)).status == "ok"
         assert r._loaded is not None and r._inductor_before is not None
         monkeypatch.setattr(R, "_restore_inductor_config", broken)
         with pytest.warns(RuntimeWarning, match="could not restore"):
@@ -436,8 +444,8 @@ def test_torchao_with_set_inductor_config_false_leaves_the_compiler_settings_alo
     before = inductor_config_kept.get_config_copy()
     r = _runner()
     try:
-        rec = r.run(Cell("tiny-test", "torchao-int8-wo", "hf-compiled", 1, 8, 4, repetitions=1,
-                         quant_params={"set_inductor_config": False}))
+        rec = run_resolved(r, Cell("tiny-test", "torchao-int8-wo", "hf-compiled", 1, 8, 4, repetitions=1,
+                                   quant_params={"set_inductor_config": False}))
         assert inductor_config_kept.get_config_copy() == before  # while the group is still loaded
     finally:
         r.close()
@@ -539,10 +547,13 @@ def test_woq_lowering_false_keeps_the_rewrite_out_of_a_fresh_process(tmp_path, p
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # no graph cached elsewhere
-    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS.format(root=root, params=params)], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for attempt in range(3):  # a fresh process again where a scheduler stall failed the decode (cpu_timing.py)
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / f"inductor{attempt}")}  # no graph cached
+        out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS.format(root=root, params=params)], cwd=root,
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        if not (got["error"] or "").startswith("DecodeNotResolved:"):
+            break
     assert got["status"] == "ok", got["error"]
     assert (got["rewrites"], got["mkldnn"]) == (rewrites, onednn)
