@@ -127,6 +127,33 @@ def summarize(frame) -> dict[str, dict]:
     return out
 
 
+def by_interval_width(frame, target: str, bins: int = 4):
+    """Whether a wider served interval flagged a larger error: the rows with a positive measured value, p10, p50
+    and p90 of `target`, in `bins` equal-count bins of the interval's width ln(p90 / p10) (narrowest first). Per
+    bin: rows, median width as p90 / p10, median absolute % error of p50, share inside p10-p90. Also returns
+    Spearman's rank correlation of width and |ln(p50 / measured)| over all those rows (NaN with fewer than 3).
+    -> (DataFrame indexed by bin, rho)."""
+    import pandas as pd
+
+    m, lo, mid, hi = (frame[f"{c}_{target}"].to_numpy(float) for c in
+                      ("measured", "predicted_p10", "predicted_p50", "predicted_p90"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.isfinite(np.log(m) + np.log(lo) + np.log(mid) + np.log(hi))
+    m, lo, mid, hi = m[ok], lo[ok], mid[ok], hi[ok]
+    width, err = np.log(hi / lo), np.abs(np.log(mid / m))
+    rank = pd.Series(width).rank(method="min").to_numpy() - 1
+    # Spearman: Pearson's correlation of the (average) ranks; NaN where either side has nothing to rank
+    rw, re = pd.Series(width).rank().to_numpy(), pd.Series(err).rank().to_numpy()
+    rho = float(np.corrcoef(rw, re)[0, 1]) if len(m) >= 3 and np.ptp(rw) > 0 and np.ptp(re) > 0 else float("nan")
+    # equal-count bins by rank, ties in width kept in one bin (pandas qcut would refuse duplicate edges)
+    b = np.minimum((rank * bins / max(len(m), 1)).astype(int), bins - 1)
+    t = pd.DataFrame({"bin": b, "width_ratio": np.exp(width), "ape_pct": np.abs(mid / m - 1) * 100,
+                      "inside": (m >= lo) & (m <= hi)})
+    out = t.groupby("bin").agg(rows=("ape_pct", "size"), median_p90_over_p10=("width_ratio", "median"),
+                               median_ape_pct=("ape_pct", "median"), coverage_p10_p90=("inside", "mean"))
+    return out, rho
+
+
 def main(argv: list[str] | None = None) -> int:
     from recommender.costmodel.train import measurement_files
     from recommender.errors import UserError

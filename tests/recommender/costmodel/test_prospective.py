@@ -126,3 +126,22 @@ def test_a_record_run_with_a_variants_engine_params_is_predicted_as_the_variant(
     assert prospective.main(["--artifact", str(trained_dir), "--measurements", str(path), "--engine",
                              "hf-compiled-gqa", "--out", str(out)]) == 0
     assert pd.read_csv(out)["record_id"].tolist() == ["rec0001"]
+
+
+def test_by_interval_width_bins_rows_by_the_served_intervals_width_narrowest_first():
+    t = "energy_per_token_j"
+    width = np.array([1.2, 1.2, 1.5, 1.5, 2.0, 2.0, 3.0, 3.0])   # p90 / p10 around p50 = 1
+    measured = np.array([1.01, 0.99, 1.1, 0.9, 1.3, 0.8, 2.5, 0.2])   # errors grow with width; the last two fall outside
+    frame = pd.DataFrame({f"measured_{t}": measured, f"predicted_p50_{t}": 1.0,
+                          f"predicted_p10_{t}": 1 / np.sqrt(width), f"predicted_p90_{t}": np.sqrt(width)})
+    frame = pd.concat([frame, pd.DataFrame({f"measured_{t}": [0.0], f"predicted_p50_{t}": [1.0],
+                                            f"predicted_p10_{t}": [0.5], f"predicted_p90_{t}": [2.0]})])  # unusable
+    bins, rho = prospective.by_interval_width(frame, t)
+    assert list(bins.index) == [0, 1, 2, 3] and bins["rows"].tolist() == [2, 2, 2, 2]
+    assert bins["median_p90_over_p10"].tolist() == pytest.approx(width[::2])
+    assert bins["median_ape_pct"].is_monotonic_increasing
+    assert bins.loc[0, "median_ape_pct"] == pytest.approx(1.0, rel=1e-3)   # |1 / 1.01 - 1| and |1 / 0.99 - 1|
+    assert bins["coverage_p10_p90"].tolist() == [1.0, 1.0, 1.0, 0.0]   # 2.5 > sqrt(3) and 0.2 < 1 / sqrt(3)
+    assert rho > 0.8
+    _, flat = prospective.by_interval_width(frame.assign(**{f"measured_{t}": 1.0}), t)
+    assert flat != flat   # no error to rank: NaN, not a correlation
