@@ -2205,7 +2205,8 @@ def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-in
                    grid_excludes: Sequence[dict[str, Any]] = (),
                    baseline_card: str | None = None) -> dict[str, pd.DataFrame]:
     """Our cards x methods matrix: rows '<card> · <engine> · b<batch>' (one model) or
-    '<card> · <model> · <engine> · b<batch>' (several), columns METHOD_ORDER; cards (`gpu_id`) in name order.
+    '<card> · <model> · <engine> · b<batch>' (several), columns METHOD_ORDER; cards (`gpu_id`) in name order,
+    then the models in the order given, eager first and the other engines by name, each engine's batches in order.
 
     Returns energy (J per output token, the mean of the cell's ok records; NaN where not measured), ratio
     (energy / bf16 of the same row, or with `baseline_card` / bf16 of that card's row of the same model,
@@ -2220,7 +2221,7 @@ def figure4_matrix(df: pd.DataFrame, model: str | Sequence[str] = "qwen2.5-7b-in
     order = {m: i for i, m in enumerate(models)}
     rows = sorted({(g, m, e, b) for g, m, e, b in zip(d["gpu_id"], d["model"], d["engine"], d["batch_size"],
                                                        strict=True)},
-                  key=lambda r: (r[0], order[r[1]], r[2] != "hf-eager", r[3]))
+                  key=lambda r: (r[0], order[r[1]], r[2] != "hf-eager", r[2], r[3]))  # an engine's batches together
     short = {m: m.replace("-instruct", "") for m in models}
     index = [f"{g} · {e} · b{b}" if len(models) == 1 else f"{g} · {short[m]} · {e} · b{b}" for g, m, e, b in rows]
     energy = pd.DataFrame(np.nan, index=index, columns=list(METHOD_ORDER))

@@ -304,6 +304,17 @@ def test_figure4_matrix_statuses(records):
     assert np.allclose(m["ratio"].loc[ok_bf16, "bf16"], 1.0)
 
 
+def test_figure4_matrix_rows_group_each_engines_batches_in_a_fixed_order(records):
+    """Eager first, then the other engines by name, each with its batches in order: the same whatever order the
+    records come in (the rows came from a set, and two compiled engines once tied, so the order changed with
+    the interpreter's hash seed between executions of the notebook)."""
+    rows = [{"gpu_id": H200, "engine": e, "batch_size": b, "decode_energy_per_token_j": 0.1}
+            for e in ("hf-compiled-gqa", "hf-compiled", "hf-eager") for b in (8, 1)]
+    want = [f"{H200} · {e} · b{b}" for e in ("hf-eager", "hf-compiled", "hf-compiled-gqa") for b in (1, 8)]
+    for shuffled in (rows, rows[::-1], rows[2:] + rows[:2]):
+        assert list(ca.figure4_matrix(_card_rows(records, shuffled), MODEL)["status"].index) == want
+
+
 def test_public_matrix_is_16bit_batch1_only():
     pub = ca.load_public()
     m = ca.public_figure4_matrix(pub)
