@@ -187,6 +187,27 @@ def test_slow_path_ratios_against_the_best_unquantized_twin():
     assert slow_path_ratios(frame.drop(columns=["model"])) == {}  # a frame without the twin keys: none
 
 
+def test_between_groups_conformal_offset_takes_the_cards_as_the_units():
+    """Each group's own split-conformal offset, then the ceil((K + 1)(1 - alpha))-th smallest of the K: with
+    K = 4 groups (at alpha 0.2) the 4th, the largest; with K = 9 the 8th. A group under min_rows is left out,
+    and the unseen-card offset is the largest of pooled, card-weighted and between-groups."""
+    rng = np.random.default_rng(0)
+    need = [0.1, 0.2, 0.3, 1.5]   # what each group alone needs: its scores uniform below it
+    scores = np.concatenate([rng.uniform(0, v, 40) for v in need])
+    groups = np.repeat(["a", "b", "c", "d"], 40)
+    per = [T.conformal_offset(scores[groups == g]) for g in "abcd"]
+    assert T.conformal_offset_between_groups(scores, groups) == pytest.approx(max(per))
+    assert max(per) > T.conformal_offset_by_group(scores, groups)   # wider than every card's rows weighed once
+    assert T.unseen_card_offset(scores, groups) == pytest.approx(max(per))
+    # nine groups: the 8th smallest of their offsets, not the largest
+    nine = np.concatenate([np.full(30, float(v)) for v in range(1, 10)])
+    assert T.conformal_offset_between_groups(nine, np.repeat(list("abcdefghi"), 30)) == 8.0
+    # a group of fewer than min_rows rows does not count as a card; none at all: 0
+    small = np.concatenate([np.full(30, 1.0), np.full(5, 9.0)])
+    assert T.conformal_offset_between_groups(small, np.array(["a"] * 30 + ["b"] * 5)) == 1.0
+    assert T.conformal_offset_between_groups(np.full(5, 9.0), np.array(["b"] * 5)) == 0.0
+
+
 def test_card_weighted_conformal_offset_weighs_every_group_once():
     """Group A: 8 small scores, group B: 2 large ones. Pooled, the 80 % quantile falls in B's smaller score;
     with each group weighing one half, A's rows cover only 50 % and B's larger score is needed. Equal
@@ -258,13 +279,18 @@ def test_leave_one_gpu_out_is_reported_per_held_out_card(trained_dir):
                                                                 abs=1e-3)
     weighted = [f["coverage_p10_p90_card_weighted"] for f in by.values()]
     assert logo["coverage_mean_over_held_out_card_weighted"] == pytest.approx(np.mean(weighted), abs=1e-3)
-    # the card-weighted offset is never below the pooled one, so no card loses coverage by it
+    # the card-weighted offset is never below the pooled one, so no card loses coverage by it; the unseen-card
+    # offset is never below either
     assert all(f["coverage_p10_p90_card_weighted"] >= f["coverage_p10_p90"] for f in by.values())
+    assert all(f["coverage_p10_p90_unseen_card"] >= f["coverage_p10_p90_card_weighted"] for f in by.values())
+    assert logo["coverage_mean_over_held_out_unseen_card"] == pytest.approx(
+        np.mean([f["coverage_p10_p90_unseen_card"] for f in by.values()]), abs=1e-3)
     card = (trained_dir / "MODEL_CARD.md").read_text()
     section = card.split("### Leave-one-GPU-out, by held-out card", 1)[1].split("\n## ", 1)[0]
     for g, f in by.items():
         assert (f"| energy_per_token_j | {g} | {f['n']} | {f['median_ape_pct']} | {f['analytic_median_ape_pct']} | "
-                f"{f['coverage_p10_p90']} | {f['coverage_p10_p90_card_weighted']} |") in section
+                f"{f['coverage_p10_p90']} | {f['coverage_p10_p90_card_weighted']} | "
+                f"{f['coverage_p10_p90_unseen_card']} ({f['unseen_card_log_offset']}) |") in section
 
 
 def test_peak_memory_is_served_analytic_but_still_validated():
