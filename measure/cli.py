@@ -192,7 +192,7 @@ def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells) -> Non
     --max-cells pending cells, so that a cell is never marked failed by a too-wide selection."""
     import shlex
 
-    from measure.executor import _resolve_gpu_id, failed_record, finish_record
+    from measure.executor import failed_record, finish_record, resolve_gpu_id
     from measure.grid import expand, load_grid
     from measure.store import Store
 
@@ -215,7 +215,7 @@ def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells) -> Non
     with store:
         for cell in pending:
             rec = failed_record(cell, reason.strip(), command=command)
-            rec.gpu_id = rec.gpu_id or _resolve_gpu_id(gpu_name, None)
+            rec.gpu_id = rec.gpu_id or resolve_gpu_id(gpu_name)
             finish_record(rec, device_name=gpu_name, cooldown_s=None, grid_file=str(Path(grid_file)))
             store.append(rec)
             click.echo(f"{cell.label()}: recorded failed ({gpu_name})")

@@ -748,7 +748,9 @@ def pending_cells(cells: Sequence[Cell], done: set[tuple[str, str | None]], devi
     return out, already
 
 
-def _resolve_gpu_id(device_name: str | None, catalog: Any) -> str | None:
+def resolve_gpu_id(device_name: str | None, catalog: Any = None) -> str | None:
+    """The catalogue's GPU id of a device name (e.g. 'NVIDIA H200' -> 'h200'); None for no name or a name the
+    catalogue does not know. `catalog` None: the packaged catalogue."""
     if device_name is None:
         return None
     try:
@@ -808,7 +810,7 @@ def run_grid(spec: GridSpec, runner: CellRunner, store: Store, *, device_name: s
     all_cells = list(cells) if cells is not None else expand(spec, catalog)
     pinned = any(c.gpu for c in all_cells)
     if pinned and gpu_id is None:
-        gpu_id = _resolve_gpu_id(device_name, catalog)
+        gpu_id = resolve_gpu_id(device_name, catalog)
     mine = [c for c in all_cells if c.gpu is None or c.gpu == gpu_id]
     ordered = order_cells(mine, spec.order, spec.order_seed, spec.shuffle_within_group)
 

@@ -1188,3 +1188,10 @@ def test_resume_per_gpu_needs_the_gpu_uuid(tmp_path):
 
     with pytest.raises(GridError, match="resume_per: gpu needs the GPU's UUID"):
         go(make_spec(resume_per="gpu"), FakeRunner(FakeClock()), Store(tmp_path / "s.jsonl"), make_cells())
+
+
+def test_resolve_gpu_id_names_the_catalogue_card_of_a_device_name():
+    from measure.executor import resolve_gpu_id
+
+    assert resolve_gpu_id("NVIDIA H200") == "h200" and resolve_gpu_id("NVIDIA H100 80GB HBM3") == "h100-sxm"
+    assert resolve_gpu_id("No Such GPU 9000") is None and resolve_gpu_id(None) is None
