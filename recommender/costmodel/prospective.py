@@ -143,8 +143,9 @@ def by_interval_width(frame, target: str, bins: int = 4):
     width, err = np.log(hi / lo), np.abs(np.log(mid / m))
     rank = pd.Series(width).rank(method="min").to_numpy() - 1
     # Spearman: Pearson's correlation of the (average) ranks; NaN where either side has nothing to rank
-    rw, re = pd.Series(width).rank().to_numpy(), pd.Series(err).rank().to_numpy()
-    rho = float(np.corrcoef(rw, re)[0, 1]) if len(m) >= 3 and np.ptp(rw) > 0 and np.ptp(re) > 0 else float("nan")
+    r_width, r_err = pd.Series(width).rank().to_numpy(), pd.Series(err).rank().to_numpy()
+    rho = (float(np.corrcoef(r_width, r_err)[0, 1]) if len(m) >= 3 and np.ptp(r_width) > 0 and np.ptp(r_err) > 0
+           else float("nan"))
     # equal-count bins by rank, ties in width kept in one bin (pandas qcut would refuse duplicate edges)
     b = np.minimum((rank * bins / max(len(m), 1)).astype(int), bins - 1)
     t = pd.DataFrame({"bin": b, "width_ratio": np.exp(width), "ape_pct": np.abs(mid / m - 1) * 100,

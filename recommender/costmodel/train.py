@@ -616,11 +616,10 @@ def conformal_offset_by_group(scores: np.ndarray, groups: np.ndarray, alpha: flo
 def conformal_offset_between_groups(scores: np.ndarray, groups: np.ndarray, alpha: float = ALPHA,
                                    min_rows: int = MIN_GROUP_ROWS) -> float:
     """Split conformal with the groups as the exchangeable units: each group of at least `min_rows` scores
-    gets the offset it alone would need (`conformal_offset` of its scores), and of those K offsets the
-    ceil((K + 1)(1 - alpha))-th smallest (at most the K-th, the largest) is returned. If a new card is
-    exchangeable with the training cards, then with probability at least min(1, ceil((K + 1)(1 - alpha)) / (K + 1))
-    its own (1 - alpha) coverage is reached; with five cards that is the largest of their offsets. 0.0 without
-    such a group."""
+    gets the offset it alone would need (`conformal_offset` of its scores), and of those K offsets the k-th
+    smallest is returned, k = min(K, ceil((K + 1)(1 - alpha))): with five cards at alpha 0.2, the largest. If a
+    new card is exchangeable with the training cards, the offset it needs is at most this one with probability
+    at least k / (K + 1) (5/6 with five cards; below 1 - alpha with fewer than four). 0.0 without such a group."""
     ok = np.isfinite(scores)
     s, g = scores[ok], np.asarray(groups)[ok]
     per = sorted(conformal_offset(s[g == lab], alpha) for lab in np.unique(g) if np.sum(g == lab) >= min_rows)
