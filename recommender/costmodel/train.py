@@ -622,20 +622,22 @@ def conformal_offset_between_groups(scores: np.ndarray, groups: np.ndarray, alph
     at least k / (K + 1) (5/6 with five cards; below 1 - alpha with fewer than four). 0.0 without such a group."""
     ok = np.isfinite(scores)
     s, g = scores[ok], np.asarray(groups)[ok]
-    per = sorted(conformal_offset(s[g == lab], alpha) for lab in np.unique(g) if np.sum(g == lab) >= min_rows)
-    if not per:
-        return 0.0
-    return float(per[min(len(per), math.ceil((len(per) + 1) * (1 - alpha))) - 1])
+    per = [conformal_offset(s[g == lab], alpha) for lab in np.unique(g) if np.sum(g == lab) >= min_rows]
+    return conformal_offset(np.array(per), alpha)  # the same order statistic, over the groups' offsets
+
+
+def card_weighted_offset(scores: np.ndarray, cards: np.ndarray) -> float:
+    """The card-weighted offset (`conformal_offset_by_group`), never below the pooled one (so no card loses
+    coverage by it): what a card outside training was served until s26, still reported in `evaluate`."""
+    return max(conformal_offset(scores), conformal_offset_by_group(scores, cards))
 
 
 def unseen_card_offset(scores: np.ndarray, cards: np.ndarray) -> float:
-    """The offset for a card outside training: the largest of the pooled one (so no card loses coverage by
-    it), the card-weighted one (`conformal_offset_by_group`) and the between-cards one
+    """The offset for a card outside training: the larger of `card_weighted_offset` and the between-cards one
     (`conformal_offset_between_groups`, since s26: with the card-weighted one alone the held-out cards' mean
     coverage stayed below 80 % for J/token, a V100 at 11 %). Served as `conformal_log_offset_unseen_card`, and
     judged per held-out card in `evaluate` from the other cards' scores."""
-    return max(conformal_offset(scores), conformal_offset_by_group(scores, cards),
-               conformal_offset_between_groups(scores, cards))
+    return max(card_weighted_offset(scores, cards), conformal_offset_between_groups(scores, cards))
 
 
 def _ordered(lo, mid, hi):
@@ -688,8 +690,7 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
             # from the other groups' scores: the card-weighted offset (served for an unseen card until s26) and
             # the unseen-card offset `recommend` widens an unseen card's interval by (`unseen_card_offset`)
             others = score[ok & ~g], folds[ok & ~g]
-            off_w = max(conformal_offset(others[0]), conformal_offset_by_group(*others))
-            off_u = unseen_card_offset(*others)
+            off_w, off_u = card_weighted_offset(*others), unseen_card_offset(*others)
             lo_w, _, hi_w = _ordered(q10[g] - off_w, q50[g], q90[g] + off_w)
             lo_u, _, hi_u = _ordered(q10[g] - off_u, q50[g], q90[g] + off_u)
             f = fig["by_held_out"][str(lab)] = {
