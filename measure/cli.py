@@ -192,7 +192,7 @@ def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells) -> Non
     --max-cells pending cells, so that a cell is never marked failed by a too-wide selection."""
     import shlex
 
-    from measure.executor import failed_record, finish_record, resolve_gpu_id
+    from measure.executor import failed_record, finish_record, pending_cells, resolve_gpu_id
     from measure.grid import expand, load_grid
     from measure.store import Store
 
@@ -200,8 +200,8 @@ def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells) -> Non
     if not reason.strip():
         raise click.ClickException("--reason is empty; say what was observed and where (calls, times)")
     store = Store(out)
-    done = {h for h, g in store.done_hashes(False) if g == gpu_name} if Path(out).exists() else set()
-    pending = [c for c in expand(spec) if c.content_hash not in done]
+    # what `measure grid` would run next on this GPU name: the same resume keys and pending rule
+    pending, _ = pending_cells(expand(spec), store.done_hashes(False) if Path(out).exists() else set(), gpu_name)
     if not pending:
         raise click.ClickException(f"no cell of this selection is pending in {out} for {gpu_name!r}; nothing recorded")
     if len(pending) > max_cells:
