@@ -9,7 +9,7 @@ Per decode step (one token for each of `batch` sequences):
 per_token_overhead_ms), fitted together per engine by datasets/catalog/tools/fit_engine_overhead.py on
 batch-1 rows (a null overhead counts as 0). The method overhead is datasets/catalog/method_overhead.csv
 (fitted on our records by datasets/catalog/tools/fit_method_overhead.py; 0 for 16-bit and fp32 and where
-nothing was fitted); it is a decode-step overhead and is not added to the prefill, whose quantized kernels
+nothing was fitted; per_layer_overhead_ms + per_layer_per_seq_ms x (batch - 1) since s27); it is a decode-step overhead and is not added to the prefill, whose quantized kernels
 run on large activations (adding it there made the prefill targets worse in cross-validation).
 tokens/s = batch / t_step. Prefill: the same with the prefill FLOPs and one
 pass over the weights (+ the KV written), one launch overhead, times the method's prefill time ratio on the

@@ -21,7 +21,9 @@ common physical axes first:
   engine's per-token launch overhead and roofline efficiency (engines.yaml `analytic` block), and the
   method's per-layer decode overhead on that engine (method_overhead.csv: the kernels a quantization
   method adds to every layer, launch-bound at decode, fitted on our records by
-  datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted), and its prefill time and energy
+  datasets/catalog/tools/fit_method_overhead.py; 0 where none was fitted; since s27 a line in the batch where
+  the fit found one, `per_layer_per_seq_ms`: the analytic step follows the batch, the feature
+  `method_overhead_ms` keeps the batch-1 value), and its prefill time and energy
   ratios on that engine (method_overhead.csv `prefill_time_ratio`, `prefill_energy_ratio`, same tool; 1 where
   none was fitted), which the analytic prefill multiplies; one feature reads the time ratio's effect,
   `q_log_analytic_prefill_ratio` = log(the method's analytic prefill time / the 16-bit one's) (the `ref16_*`
@@ -103,7 +105,12 @@ class Physics:
     t_comp_prefill: np.ndarray
     efficiency: np.ndarray  # engine roofline efficiency (0..1)
     overhead_s: np.ndarray  # the engine's launch overhead per decode step and per prefill (s); null = 0
-    method_overhead_s: np.ndarray  # the method's per decode step: num_layers x method_overhead.csv (s); 0 = none
+    #: the method's per decode step at the row's batch: num_layers x method_overhead.csv's line (s); 0 = none
+    method_overhead_s: np.ndarray
+    #: the same at batch 1 (s): the trees' `method_overhead_ms` feature, a property of method, engine and model
+    #: that the batch does not move (the batch has features of its own; a batch-dependent one made the prefill
+    #: targets' forward-in-time errors worse in s17)
+    method_overhead_batch1_s: np.ndarray
     #: multiplier on the method's analytic prefill time (method_overhead.csv `prefill_time_ratio`); 1 = none
     prefill_time_ratio: np.ndarray
     #: multiplier on the method's analytic prefill energy (method_overhead.csv `prefill_energy_ratio`); 1 = none
@@ -205,7 +212,8 @@ def _engine_table(cands: Candidates) -> dict[str, np.ndarray]:
 
 def _method_table(cands: Candidates, column: str, default: float, positive: bool = False) -> np.ndarray:
     """A method_overhead.csv column per (quant row, engine row) (datasets/catalog/tools/fit_method_overhead.py):
-    `per_layer_overhead_ms` (per-layer decode overhead, ms; `default` 0), `prefill_time_ratio` or
+    `per_layer_overhead_ms` (per-layer decode overhead at batch 1, ms; `default` 0), `per_layer_per_seq_ms`
+    (what each further sequence of the batch adds to it, ms; `default` 0), `prefill_time_ratio` or
     `prefill_energy_ratio` (multipliers; `default` 1, `positive`: only values above 0 count); `default` where
     nothing was fitted (an empty value)."""
     cat = cands.catalog
@@ -311,7 +319,10 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     path, fb, peak = used[gi, wanted], fallback[gi, wanted], peak_tab[gi, wanted]
     bw = cands.catalog.gpus.array("bandwidth_gbs")[gi] * 1e9
     params = mt["params"][mi]
-    method_ms = np.nan_to_num(mt["layers"][mi]) * _method_table(cands, "per_layer_overhead_ms", 0.0)[qi, ei]
+    layers = np.nan_to_num(mt["layers"][mi])
+    batch1_ms = layers * _method_table(cands, "per_layer_overhead_ms", 0.0)[qi, ei]
+    method_ms = batch1_ms + layers * _method_table(cands, "per_layer_per_seq_ms", 0.0)[qi, ei] * np.maximum(
+        batch - 1.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return Physics(
             params=params, weight_bits=weight_bytes * 8.0 / params, kv_bits=kv_bits, weight_bytes=weight_bytes,
@@ -321,7 +332,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             t_mem_prefill=(weight_bytes + deq_prefill + batch * prompt * kv_per_token) / bw,
             t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
-            method_overhead_s=method_ms / 1e3, prefill_time_ratio=_method_table(cands, "prefill_time_ratio", 1.0, positive=True)[qi, ei],
+            method_overhead_s=method_ms / 1e3, method_overhead_batch1_s=batch1_ms / 1e3, prefill_time_ratio=_method_table(cands, "prefill_time_ratio", 1.0, positive=True)[qi, ei],
             prefill_energy_ratio=_method_table(cands, "prefill_energy_ratio", 1.0, positive=True)[qi, ei],
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             prefill_efficiency=et["prefill_efficiency"][ei], prefill_overhead_s=et["prefill_overhead_ms"][ei] / 1e3,
@@ -573,7 +584,7 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("engine_static_kv", et["static_kv"][ei])
         put("engine_efficiency", ph.efficiency)
         put("engine_overhead_ms", ph.overhead_s * 1e3)
-        put("method_overhead_ms", ph.method_overhead_s * 1e3)
+        put("method_overhead_ms", ph.method_overhead_batch1_s * 1e3)
         for e in ENGINE_IDS:
             put(f"engine_{e}", et[f"engine_{e}"][ei])
 

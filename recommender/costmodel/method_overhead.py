@@ -15,7 +15,11 @@ charges the method's fewer weight bytes and, above a few tokens per matmul, its 
 figure: bnb-nf4 compiled measured -0.02 ms/layer at batch 1 and 0.16-0.57 at batch 8-64, growing with
 the layer's weights; the unexplained part is a median 0.063 at batch 1 and 0.02-0.06 at batch 8 and 32
 (2026-11-27 records), though 0.30-0.34 at batch 64, which the dequantized copy's bytes do not explain
-either (one median over every batch size is fitted: 0.052). Negative medians are
+either. Where the per-batch medians rise (compiled torchao int4 weight-only 0.15 / 0.20 / 0.53 ms per layer
+at batch 1 / 8 / 32, compiled int8 weight-only's slow path 0.26 / 3.97 / 13.97; s27 records) the overhead is a
+line in the batch (`_batch_line`: per_layer_overhead_ms at batch 1, per_layer_per_seq_ms per further
+sequence); elsewhere one median over every batch size (tried in s17 and s18, not shipped; shipped in s27:
+docs/experiments/method-overhead-batch-slope-s17.md). Negative medians are
 written as 0. The 16-bit methods and fp32 have none by definition. Used by
 datasets/catalog/tools/fit_method_overhead.py (writes datasets/catalog/method_overhead.csv) and by the
 trainer, which refits it inside every cross-validation fold so held-out rows never inform it.
@@ -73,13 +77,16 @@ CellKey = tuple
 
 def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None],
         modelled_ms: Mapping[CellKey, float] | None = None) -> list[dict]:
-    """Rows {quant_id, engine_id, per_layer_overhead_ms, p10_ms, p90_ms, n_pairs, n_models, gpus} from the
-    median decode step time (ms) of each cell; `layers(model)` gives a model's number of layers.
+    """Rows {quant_id, engine_id, per_layer_overhead_ms, per_layer_per_seq_ms, p10_ms, p90_ms, n_pairs,
+    n_models, gpus} from the median decode step time (ms) of each cell; `layers(model)` gives a model's number
+    of layers. The overhead of a step at batch b is per_layer_overhead_ms + per_layer_per_seq_ms x (b - 1) per
+    layer (`_batch_line`; the slope is 0 and the first the median over all pairs where the pairs show no
+    growth with batch). p10/p90 are over all pairs, whatever their batch.
 
     With `modelled_ms` (`modelled_step_ms`: the analytic step time of each cell without any method overhead)
     a pair's overhead is what the analytic model leaves unexplained: the measured difference minus the
     modelled one (fewer weight bytes, a dequantized copy), per layer."""
-    per: dict[tuple[str, str], list[tuple[float, str, str]]] = defaultdict(list)
+    per: dict[tuple[str, str], list[tuple[float, str, str, float]]] = defaultdict(list)
     for key, t in step_ms.items():
         gpu, model, quant, engine, batch, prompt, output = key
         if quant in UNQUANTIZED:
@@ -94,20 +101,44 @@ def fit(step_ms: Mapping[CellKey, float], layers: Callable[[str], float | None],
             if key not in modelled_ms or ref_key not in modelled_ms:
                 continue  # a cell the catalogue cannot model (an id it does not know)
             t, ref = t - modelled_ms[key], ref - modelled_ms[ref_key]
-        per[(str(quant), str(engine))].append(((t - ref) / n, str(model), str(gpu)))
+        per[(str(quant), str(engine))].append(((t - ref) / n, str(model), str(gpu), float(batch)))
     out = []
     for (quant, engine), pairs in sorted(per.items()):
         if len(pairs) < MIN_PAIRS:
             continue
         d = np.array([p[0] for p in pairs])
+        at_one, per_seq = max(0.0, float(np.median(d))), 0.0
+        line = _batch_line([(p[3], p[0]) for p in pairs])
+        if line is not None:
+            at_one, per_seq = line
         out.append({
             "quant_id": quant, "engine_id": engine,
-            "per_layer_overhead_ms": round(max(0.0, float(np.median(d))), 4),
+            "per_layer_overhead_ms": round(at_one, 4), "per_layer_per_seq_ms": round(per_seq, 5),
             "p10_ms": round(float(np.percentile(d, 10)), 4), "p90_ms": round(float(np.percentile(d, 90)), 4),
             "n_pairs": len(pairs), "n_models": len({p[1] for p in pairs}),
             "gpus": ";".join(sorted({p[2] for p in pairs})),
         })
     return out
+
+
+def _batch_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(overhead at batch 1, added per further sequence), ms per layer, from (batch, per-layer overhead) pairs:
+    the least-squares line through the median of each batch size with at least MIN_PAIRS pairs, weighted by the
+    square root of their counts; None (one batch-independent median instead) with fewer than two such batch
+    sizes or a slope not above 0. s17's prospective check found compiled torchao int4 weight-only at 0.16,
+    0.20 and 0.54 ms per layer at batch 1, 8 and 32 (the int4 kernels' cost grows with the rows they
+    dequantize for), where one median (0.27) had over-charged batch 1 and under-charged batch 32."""
+    by: dict[float, list[float]] = defaultdict(list)
+    for b, d in points:
+        by[b].append(d)
+    pts = [(b, float(np.median(v)), len(v)) for b, v in sorted(by.items()) if len(v) >= MIN_PAIRS]
+    if len(pts) < 2:
+        return None
+    b, m, n = (np.array(x, dtype=float) for x in zip(*pts, strict=True))
+    slope, at_one = np.polyfit(b - 1.0, m, 1, w=np.sqrt(n))
+    if not slope > 0:
+        return None
+    return max(0.0, float(at_one)), float(slope)
 
 
 def _reference(key: CellKey, cells: Mapping[CellKey, float]) -> CellKey | None:
@@ -177,7 +208,8 @@ def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | 
     parts = [({(r["quant_id"], r["engine_id"]): r for r in prefill}, PREFILL_COLUMNS)]
     if prefill_energy is not None:
         parts.append(({(r["quant_id"], r["engine_id"]): r for r in prefill_energy}, PREFILL_ENERGY_COLUMNS))
-    decode_cols = list(decode[0]) if decode else ["quant_id", "engine_id", "per_layer_overhead_ms"]
+    decode_cols = list(decode[0]) if decode else ["quant_id", "engine_id", "per_layer_overhead_ms",
+                                                   "per_layer_per_seq_ms"]
     rows = {(r["quant_id"], r["engine_id"]): dict(r) for r in decode}
     for fitted, _ in parts:
         for k in fitted:

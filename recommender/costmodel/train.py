@@ -464,8 +464,8 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
             energy = MO.median_per_cell([keys[i] for i in sel], measured_prefill_j[sel].tolist())
             rows = variant_method_rows(cat.engines,
                                        MO.merge(decode, prefill, MO.fit_prefill_energy(energy, modelled_energy[tkey])))
-            mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r["prefill_time_ratio"],
-                          r["prefill_energy_ratio"]) for r in rows)
+            mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r.get("per_layer_per_seq_ms"),
+                          r["prefill_time_ratio"], r["prefill_energy_ratio"]) for r in rows)
             cat.method_overhead = rows
         if (ckey, mkey) not in built:
             built[(ckey, mkey)] = _features_and_base(frame, cat)
@@ -1041,8 +1041,8 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
                  "simulated_rows": sum(f.get("simulated_rows", 0) for f in data.files),
                  "rows_by_origin": {k: int(v) for k, v in frame["origin"].value_counts().sort_index().items()}},
         "catalog_files": catalog_file_hashes(catalog),
-        "method_overhead": [{k: r.get(k) for k in ("quant_id", "engine_id", "per_layer_overhead_ms", "n_pairs",
-                                                   "n_models", "prefill_time_ratio", "prefill_n_pairs",
+        "method_overhead": [{k: r.get(k) for k in ("quant_id", "engine_id", "per_layer_overhead_ms",
+                                                   "per_layer_per_seq_ms", "n_pairs", "n_models", "prefill_time_ratio", "prefill_n_pairs",
                                                    "prefill_energy_ratio", "prefill_energy_n_pairs")}
                             for r in catalog.method_overhead],
         "coverage": training_coverage(frame),
@@ -1350,8 +1350,10 @@ def model_card(meta: dict) -> str:
         prefill = [r for r in meta["method_overhead"] if r.get("prefill_time_ratio") not in (None, "")]
         if decode:
             lines += ["", "Per-layer decode overheads served (method_overhead.csv; ms per layer per decode step): "
-                      + ", ".join(f"{r['quant_id']} on {r['engine_id']} {float(r['per_layer_overhead_ms']):g} "
-                                  f"({r['n_pairs']} pairs, {r['n_models']} models)" for r in decode)
+                      + ", ".join(f"{r['quant_id']} on {r['engine_id']} {float(r['per_layer_overhead_ms']):g}"
+                                  + (f" + {float(r['per_layer_per_seq_ms']):g} per further sequence"
+                                     if float(r.get("per_layer_per_seq_ms") or 0) > 0 else "")
+                                  + f" ({r['n_pairs']} pairs, {r['n_models']} models)" for r in decode)
                       + ". One with 3 pairs is untested by the cross-validation (its folds keep 2)."]
         if prefill:
             lines += ["", "Prefill time ratios served (method_overhead.csv; x the analytic prefill time): "

@@ -110,7 +110,9 @@ def test_an_engine_variant_is_told_of_its_engines_slow_path_on_every_card_even_t
 
 def test_a_shipped_variant_candidate_on_the_card_of_its_engines_slow_path_gets_the_wide_interval():
     """Shipped artifact: compiled int8 weight-only ran slow on the h200 (hf-compiled); hf-compiled-gqa there is
-    predicted with its J/token p90 reaching its bf16 p50 times the measured J/token ratio."""
+    predicted with its J/token p90 reaching its bf16 p50 times the measured J/token ratio. Since s27 the p50 itself
+    carries most of that slowdown: the analytic decode step charges the method's per-layer overhead along its
+    fitted batch line (method_overhead.csv `per_layer_per_seq_ms`), which the variant inherits from hf-compiled."""
     from recommender.candidates import Candidates
     from recommender.catalog import load_catalog
     from recommender.costmodel import default_cost_model
@@ -120,7 +122,8 @@ def test_a_shipped_variant_candidate_on_the_card_of_its_engines_slow_path_gets_t
                             ["hf-compiled-gqa"] * 2, [32, 32], [256, 256], [128, 128])
     e = model.predict(c)["energy_per_token_j"]
     ratio = model.meta["coverage"]["torchao-int8-wo"]["hf-compiled"]["slow_path_ratio_by_gpu"]["h200"]["32"]
-    assert e.p90[0] >= e.p50[1] * ratio["energy_per_token_j"] * 0.999 > e.p50[0] * 2
+    slow = e.p50[1] * ratio["energy_per_token_j"]
+    assert e.p90[0] >= slow * 0.999 and e.p50[0] > slow / 2
 
 
 def test_slow_path_needs_the_coverage_field():

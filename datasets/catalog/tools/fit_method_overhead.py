@@ -14,7 +14,8 @@ time is kernels the method adds to every layer (quantize the activations, dequan
 outliers, rescale), small tensors at decode, so it is bound by kernel launches and about the same per
 layer at any model size (measured spread below). The analytic model adds it to the step time:
 
-    t_step = max(t_mem, t_comp) / efficiency + engine overhead + num_layers x per_layer_overhead_ms
+    t_step = max(t_mem, t_comp) / efficiency + engine overhead
+             + num_layers x (per_layer_overhead_ms + per_layer_per_seq_ms x (batch - 1))
 
 Fit (recommender/costmodel/method_overhead.py), per (method, engine) with at least MIN_PAIRS pairs: every
 cell of the method is paired with the bf16 cell of the same model, engine, batch size and workload on the
@@ -24,7 +25,11 @@ the median over the pairs of the difference the analytic model leaves unexplaine
 / num_layers, so the fewer weight bytes and the dequantized copy the roofline already charges are not
 counted twice (recommender/costmodel/method_overhead.py); p10/p90 give the spread. A negative median is not
 physical and is written as 0. The 16-bit and fp32 methods have none by definition (fp32's extra time at
-large batch is compute, which the roofline models).
+large batch is compute, which the roofline models). Where the pairs' overhead grows with the batch (the
+medians per batch size with at least MIN_PAIRS pairs rise along a weighted line: compiled torchao int4
+weight-only, 0.16 / 0.20 / 0.54 ms per layer at batch 1 / 8 / 32 in s17), per_layer_overhead_ms is that
+line at batch 1 and per_layer_per_seq_ms its slope per further sequence (`method_overhead._batch_line`);
+elsewhere the slope is 0 and the first the median over all pairs, as before s17.
 
 Prefill (the columns prefill_time_ratio, prefill_p10, prefill_p90, prefill_n_pairs): the roofline times a
 method's prefill at its compute dtype and bytes, so torchao-fp8 gets the fp8 tensor rate (2x bf16) and the
@@ -71,7 +76,7 @@ OUT = CATALOG / "method_overhead.csv"
 SCRIPT = "datasets/catalog/tools/fit_method_overhead.py"
 measurement_files = FE.measurement_files
 COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms", "n_pairs", "n_models",
-           "gpus", "source", *MO.PREFILL_COLUMNS, *MO.PREFILL_ENERGY_COLUMNS)
+           "gpus", "source", *MO.PREFILL_COLUMNS, *MO.PREFILL_ENERGY_COLUMNS, "per_layer_per_seq_ms")
 
 
 #: the record fields the fits read: decode throughput, TTFT (ms), prefill energy (J)
@@ -142,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     print("decode overhead per layer:")
     for r in rows:
         if r["per_layer_overhead_ms"] != "":
-            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} {r['per_layer_overhead_ms']:7.3f} ms/layer "
+            slope = f" + {r['per_layer_per_seq_ms']:.4f} x (batch - 1)" if r.get("per_layer_per_seq_ms") else ""
+            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} {r['per_layer_overhead_ms']:7.3f}{slope} ms/layer "
                   f"[p10 {r['p10_ms']:.3f}, p90 {r['p90_ms']:.3f}] over {r['n_pairs']} pairs, {r['n_models']} models")
     for title, (ratio, p10, p90, n) in ((f"prefill time ratio (x the analytic prefill; floor "
                                          f"{MO.PREFILL_RATIO_FLOOR:g}):", MO.PREFILL_COLUMNS),

@@ -360,5 +360,15 @@ def test_a_slow_path_measured_on_another_card_widens_the_interval_of_a_card_that
     np.testing.assert_array_equal(t.p50, t0.p50)
     assert e.p90[0] == pytest.approx(max(e0.p90[0], ref50["energy_per_token_j"][0] * ratio["energy_per_token_j"]))
     assert t.p10[0] == pytest.approx(min(t0.p10[0], ref50["tokens_per_s"][0] / ratio["tokens_per_s"]))
-    assert e.p90[0] > e0.p90[0] and t.p10[0] < t0.p10[0]  # the shipped slow path is wider than the model's band
+    # since s27 the model's own band may already reach the shipped slowdown (the analytic decode step charges
+    # compiled int8 weight-only's per-layer overhead along its batch line); a larger measured one must widen it
+    strong = L.LearnedCostModel(models_root())
+    strong.meta = copy.deepcopy(strong.meta)
+    r32 = strong.meta["coverage"]["torchao-int8-wo"]["hf-compiled"]["slow_path_ratio_by_gpu"]["h200"]["32"]
+    r32.update({k: r32[k] * 10 for k in ("energy_per_token_j", "tokens_per_s")})
+    s = strong.predict(grid)
+    wide_e, wide_t = ref50["energy_per_token_j"][0] * ratio["energy_per_token_j"] * 10, ref50["tokens_per_s"][0] / (
+        ratio["tokens_per_s"] * 10)
+    assert wide_e > e0.p90[0] and s["energy_per_token_j"].p90[0] == pytest.approx(wide_e)
+    assert wide_t < t0.p10[0] and s["tokens_per_s"].p10[0] == pytest.approx(wide_t)
     assert (e.p90[1], t.p10[1], e.p10[0], t.p90[0]) == (e0.p90[1], t0.p10[1], e0.p10[0], t0.p90[0])

@@ -88,6 +88,49 @@ def test_modelled_step_times_are_the_analytic_step_without_method_overheads(cata
     assert rows and rows == MO.fit(known, lambda m: 28, with_unknown)
 
 
+def test_an_overhead_that_grows_with_the_batch_gets_a_line_through_the_per_batch_medians():
+    step = {}
+    for model, n in (("a", 10), ("b", 20), ("c", 40)):
+        for b, per_layer in ((1, 0.16), (8, 0.20), (32, 0.54)):  # s17's compiled int4 weight-only, per layer
+            step[_cell(model, "bf16", b)] = 10.0
+            step[_cell(model, "torchao-int4-wo", b)] = 10.0 + per_layer * n
+            step[_cell(model, "bnb-int8", b)] = 10.0 + (2.0 if b < 32 else 1.9) * n  # no growth: one median
+    rows = {r["quant_id"]: r for r in MO.fit(step, LAYERS)}
+    int4 = rows["torchao-int4-wo"]
+    slope, at_one = np.polyfit([0.0, 7.0, 31.0], [0.16, 0.20, 0.54], 1)  # equal counts: equal weights
+    assert int4["per_layer_per_seq_ms"] == pytest.approx(slope, abs=1e-5) and slope > 0.01
+    assert int4["per_layer_overhead_ms"] == pytest.approx(at_one, abs=1e-4)
+    assert int4["p10_ms"] == pytest.approx(0.16) and int4["n_pairs"] == 9  # the spread is over every pair
+    assert rows["bnb-int8"]["per_layer_per_seq_ms"] == 0.0
+    assert rows["bnb-int8"]["per_layer_overhead_ms"] == pytest.approx(2.0)  # the median over all pairs
+
+
+def test_a_batch_size_with_fewer_than_min_pairs_does_not_make_a_line():
+    step = {}
+    for model, n in (("a", 10), ("b", 20), ("c", 40)):
+        step[_cell(model, "bf16", 1)], step[_cell(model, "torchao-int4-wo", 1)] = 10.0, 10.0 + 0.2 * n
+    for model, n in (("a", 10), ("b", 20)):  # two pairs at batch 32: too few for a median of their own
+        step[_cell(model, "bf16", 32)], step[_cell(model, "torchao-int4-wo", 32)] = 10.0, 10.0 + 0.6 * n
+    (row,) = MO.fit(step, LAYERS)
+    assert row["per_layer_per_seq_ms"] == 0.0 and row["per_layer_overhead_ms"] == pytest.approx(0.2)
+
+
+def test_the_per_sequence_overhead_scales_the_decode_step_with_the_batch_not_the_feature(catalog):
+    cat = copy.copy(catalog)
+    cat.method_overhead = [{"quant_id": "torchao-int4-wo", "engine_id": "hf-compiled",
+                            "per_layer_overhead_ms": "0.1", "per_layer_per_seq_ms": "0.01"}]
+    plain = copy.copy(catalog)
+    plain.method_overhead = []
+    args = (["h100-sxm"], ["qwen2.5-7b-instruct"], ["torchao-int4-wo"], ["hf-compiled"], [1, 8, 32], 256, 128)
+    c_with, c_without = Candidates.grid(cat, *args), Candidates.grid(plain, *args)
+    e1, e0 = analytic.estimate(F.physics(c_with), c_with), analytic.estimate(F.physics(c_without), c_without)
+    layers = catalog.model("qwen2.5-7b-instruct").num_layers
+    expected = layers * (0.1 + 0.01 * (c_with.batch_size - 1.0)) * 1e-3
+    np.testing.assert_allclose(e1.t_step - e0.t_step, expected)
+    X = F.build(c_with)
+    np.testing.assert_allclose(X[:, F.FEATURE_NAMES.index("method_overhead_ms")], layers * 0.1)  # batch 1's
+
+
 def test_fit_needs_min_pairs_and_the_16_bit_cell():
     step = {_cell("a", "bf16", 1): 10.0, _cell("a", "bnb-int8", 1): 30.0, _cell("b", "bnb-int8", 1): 50.0,
             _cell("b", "bf16", 1): 10.0}
