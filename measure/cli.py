@@ -128,7 +128,10 @@ def _pending_in(spec, out: str, retry_failed: bool, gpu_uuids: tuple[str, ...] =
 @click.option("--stop-after", type=click.IntRange(min=1), default=None, help="Run at most N cells.")
 @click.option("--time-budget-s", type=click.FloatRange(min=1), default=None,
               help="Do not start a cell that would end after this many seconds.")
-@click.option("--dry-run", is_flag=True, help="Validate and count the cells, run nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate and count the cells, run nothing; with an existing --out, also the cells still pending "
+                   "there (`pending_in_out`) and the least --time-budget-s that would start one of them "
+                   "(`first_cell_budget_s`, from the store's records).")
 @click.option("--gpu-uuid", "gpu_uuids", multiple=True,
               help="With --dry-run and a grid of `resume_per: gpu`: count the cells pending for these GPUs "
                    "(NVML UUIDs, as `nvidia-smi --query-gpu=uuid` prints them; repeat the flag).")
@@ -153,6 +156,13 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
         report = expansion_report(spec)
         if Path(out).exists():
             report["pending_in_out"] = _pending_in(spec, out, retry_failed, tuple(gpu_uuids))
+            if spec.resume_per != "gpu":  # per-GPU grids (the anchors) are a minute a cell: no estimate needed
+                from measure.executor import first_cell_budget_s
+                from measure.grid import expand
+                from measure.store import Store
+
+                first = first_cell_budget_s(expand(spec), list(Store(out).iter_records()), retry_failed)
+                report["first_cell_budget_s"] = None if first is None else round(first, 1)
         click.echo(json.dumps(report, indent=2, default=str))
         return
     if use_ray:

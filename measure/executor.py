@@ -732,6 +732,25 @@ class ClaimDir:
         return True
 
 
+def first_cell_budget_s(cells: Sequence[Cell], records: Sequence[Record], retry_failed: bool = False,
+                        catalog: Any = None) -> float | None:
+    """The smallest time budget (s) with which a fresh `run_grid` of `cells` on the card of `records` (a store
+    holds one card's records) would start a cell: over the cells not yet recorded, the least
+    `_Estimator.estimate_cell` of a cell starting a model group, times BUDGET_SAFETY; 0.0 where such a cell
+    has no estimate (the budget starts it); None when no cell is pending. A call whose worker budget is below
+    it measures nothing (s27-d spent 63 s of device time learning that), so the plan runner skips such a step
+    and a session can check its last call before making it (`measure grid --dry-run`, `first_cell_budget_s`)."""
+    names = [r.gpu_name for r in records]
+    device_name = max(set(names), key=names.count) if names else None
+    prior = [r for r in records if r.gpu_name == device_name]
+    todo, _ = pending_cells(cells, done_keys(prior, retry_failed), device_name)
+    if not todo:
+        return None
+    estimator = _Estimator(prior, engine_bases(catalog))
+    costs = [estimator.estimate_cell(c, True) for c in todo]
+    return 0.0 if any(c is None for c in costs) else min(costs) * BUDGET_SAFETY
+
+
 def pending_cells(cells: Sequence[Cell], done: set[tuple[str, str | None]], device_name: str | None,
                   ) -> tuple[list[Cell], int]:
     """Cells not yet recorded for this device (duplicates dropped) and how many were already done."""

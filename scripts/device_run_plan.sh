@@ -8,7 +8,9 @@
 # H200 would match a GH200 too): steps for another card are skipped, so one plan serves whichever machine
 # the device tool lends. A step whose store holds every cell of its selection already (`measure grid
 # --dry-run` `pending_in_out` 0, against $OUT's copy of the store if there is one, else the repository's) is
-# skipped; no step is selected with less than MIN_STEP_S (default 150) seconds of DEADLINE_S left.
+# skipped, and so is one whose cheapest pending cell needs more than the worker budget left (`first_cell_budget_s`
+# of the same dry run: the least time budget that starts one of its cells, from the store's records; since s27);
+# no step is selected with less than MIN_STEP_S (default 150) seconds of DEADLINE_S left.
 # SKIP_STORES (space-separated substrings) skips every step whose STORE contains one of them, so a machine too
 # small for some steps runs the rest of the same plan (SKIP_STORES=experiments/ leaves out the experiment steps).
 # The selected steps then go to ONE run of scripts/device_run_multi.sh --steps STEPS_FILE BUDGET_S (one
@@ -51,11 +53,18 @@ while IFS= read -r line; do
   # a step with no cell left in its store (the one an earlier run of this call left in $OUT, else the
   # repository's) is skipped without the set-up of a run; when the count cannot be had, the step runs
   src="$OUT/$(basename "$store" .jsonl).jsonl"; [ -s "$src" ] || src=$store
-  pending=$(python3 -m measure.cli grid "$grid" --dry-run --out "$src" "$@" ${uuid_args[@]+"${uuid_args[@]}"} 2>/dev/null < /dev/null \
+  counts=$(python3 -m measure.cli grid "$grid" --dry-run --out "$src" "$@" ${uuid_args[@]+"${uuid_args[@]}"} 2>/dev/null < /dev/null \
     | python3 -c \
-    'import json, sys; t = sys.stdin.read(); print(json.loads(t[t.index("{"):]).get("pending_in_out", ""))' \
+    'import json, math, sys; t = sys.stdin.read(); r = json.loads(t[t.index("{"):]); f = r.get("first_cell_budget_s")
+print(r.get("pending_in_out", ""), "" if f is None else math.ceil(f))' \
     2>/dev/null)
+  read -r pending first <<< "$counts"
   if [ "$pending" = "0" ]; then echo "plan: nothing left of $grid $* in $src: skip"; continue; fi
+  # the runner's worker budget is the time left less 80 s; a step none of whose cells fits it is skipped (s27-d)
+  if [ -n "${first:-}" ] && [ "$first" -gt $((left - 80)) ]; then
+    echo "plan: no cell of $grid $* fits the $((left - 80)) s worker budget left (the cheapest needs $first s): skip"
+    continue
+  fi
   step=$((step + 1)); [ -n "$card" ] || card=$c   # every selected step's CARD matched every GPU
   echo "plan: step $step: $grid -> $store $*"
   { printf '%q %q' "$grid" "$store"; [ $# -gt 0 ] && printf ' %q' "$@"; echo; } >> "$steps"

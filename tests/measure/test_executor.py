@@ -1195,3 +1195,20 @@ def test_resolve_gpu_id_names_the_catalogue_card_of_a_device_name():
 
     assert resolve_gpu_id("NVIDIA H200") == "h200" and resolve_gpu_id("NVIDIA H100 80GB HBM3") == "h100-sxm"
     assert resolve_gpu_id("No Such GPU 9000") is None and resolve_gpu_id(None) is None
+
+
+def test_first_cell_budget_is_the_least_budget_that_starts_a_pending_cell():
+    """`first_cell_budget_s`: over the cells without a record, the least `estimate_cell` of a fresh model group x
+    BUDGET_SAFETY; None when nothing is pending; 0 when a pending cell has no estimate (the budget starts it)."""
+    from measure.executor import BUDGET_SAFETY, COMPILE_DEFAULT_S, _Estimator, first_cell_budget_s
+
+    store = [_prior("a", "fp32", 1, 256, 128, 3.0), _prior("b", "fp32", 1, 1024, 256, 7.0)]
+    cells = [_cell("a", "fp32", 1, 256, 128), _cell("c", "fp32", 1, 256, 128), _cell("c", "fp32", 8, 1024, 256)]
+    est = _Estimator(store)
+    want = min(est.estimate_cell(c, True) for c in cells[1:]) * BUDGET_SAFETY  # "a" at 256/128 is recorded
+    assert first_cell_budget_s(cells, store) == pytest.approx(want) and want > 0
+    assert first_cell_budget_s(cells[:1], store) is None
+    assert first_cell_budget_s([_cell("d", "bf16", 1, 256, 128)], []) == 0.0  # no record to estimate it from
+    # a compiled cell with no compiled record in the store: at least the default compile time
+    compiled = first_cell_budget_s([_cell("d", "bf16", 1, 256, 128, engine="hf-compiled")], store)
+    assert compiled >= COMPILE_DEFAULT_S * BUDGET_SAFETY

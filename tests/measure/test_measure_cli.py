@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from measure.cli import cli
@@ -65,6 +66,17 @@ def test_grid_dry_run_counts_the_cells_left_in_the_store(tmp_path):
     compiled = report("--out", str(store), *sel, "--set", "engines=[hf-compiled]")
     assert compiled["pending_in_out"] == compiled["cells"] == 3
     assert "pending_in_out" not in report("--out", str(tmp_path / "new.jsonl"), *sel)
+    # and the least time budget that would start one of the pending cells (none pending: None)
+    from measure.executor import BUDGET_SAFETY, _Estimator, engine_bases
+    from measure.grid import expand, load_grid
+    from measure.record import Record
+
+    recs = [Record.from_dict(json.loads(ln)) for ln in store.read_text().splitlines()]
+    cells = expand(load_grid(grid, [s for s in sel[1::2]] + ["engines=[hf-compiled]"]))
+    est = _Estimator(recs, engine_bases())
+    want = min(est.estimate_cell(c, True) for c in cells) * BUDGET_SAFETY
+    assert compiled["first_cell_budget_s"] == pytest.approx(want, abs=0.05) and want > 0
+    assert eager["first_cell_budget_s"] is None
 
 
 def test_grid_dry_run_counts_cells_per_gpu_for_a_resume_per_gpu_grid(tmp_path):

@@ -211,3 +211,26 @@ def test_the_anchor_step_is_skipped_when_every_gpu_of_the_machine_has_its_cells(
                              text=True, check=True)
         assert len(_runs(tmp_path)) == runs, out.stdout
         assert ("nothing left of measure/grids/machine-anchors.yaml" in out.stdout) == (runs == 0)
+
+
+def test_a_step_whose_cheapest_cell_does_not_fit_the_worker_budget_is_skipped(tmp_path):
+    """s27-d: a call with a 163 s worker budget started no cell of its steps. The dry run's `first_cell_budget_s`
+    (the least budget that starts a pending cell, from the store's records) decides it before the runner starts:
+    compiled int8 weight-only at batch 32 (the H200's slow path, several minutes a cell) is skipped with 255 s left
+    and handed to the runner with 900 s."""
+    lines = (REPO / "datasets" / "measurements" / "h200" / "campaign.jsonl").read_text().splitlines(keepends=True)
+    slow = [ln for ln in lines if (r := json.loads(ln))["engine"] == "hf-compiled"
+            and r["quant"] == "torchao-int8-wo" and r["batch_size"] == 32]
+    assert slow
+    store = tmp_path / "h200.jsonl"  # the committed store without those cells: they are pending
+    store.write_text("".join(ln for ln in lines if ln not in slow))
+    plan = tmp_path / "plan.txt"
+    plan.write_text(f"'NVIDIA H200' measure/grids/h200-campaign.yaml {store} --set 'engines=[hf-compiled]' "
+                    "--set 'quants=[torchao-int8-wo]' --set 'batch_sizes=[32]' --set 'workloads=[\"256/128\"]'\n")
+    for deadline, runs in (("255", 0), ("900", 1)):
+        (tmp_path / deadline).mkdir()
+        env = _fake_env(tmp_path / deadline, "H200") | {"DEADLINE_S": deadline, "MIN_STEP_S": "100"}
+        out = subprocess.run(["bash", str(PLAN_SCRIPT), str(plan)], cwd=REPO, env=env, capture_output=True,
+                             text=True, check=True)
+        assert len(_runs(tmp_path / deadline)) == runs, out.stdout
+        assert ("fits the" in out.stdout and "worker budget left (the cheapest needs" in out.stdout) == (runs == 0)
