@@ -27,9 +27,10 @@ counted twice (recommender/costmodel/method_overhead.py); p10/p90 give the sprea
 physical and is written as 0. The 16-bit and fp32 methods have none by definition (fp32's extra time at
 large batch is compute, which the roofline models). Where the pairs' overhead grows with the batch (the
 medians per batch size with at least MIN_PAIRS pairs rise along a weighted line: compiled torchao int4
-weight-only, 0.16 / 0.20 / 0.54 ms per layer at batch 1 / 8 / 32 in s17), per_layer_overhead_ms is that
-line at batch 1 and per_layer_per_seq_ms its slope per further sequence (`method_overhead._batch_line`);
-elsewhere the slope is 0 and the first the median over all pairs, as before s17.
+weight-only, 0.16 / 0.20 / 0.54 ms per layer at batch 1 / 8 / 32 in s17, 0.15 / 0.20 / 0.53 in s27),
+per_layer_overhead_ms is that line at batch 1 and per_layer_per_seq_ms its slope per further sequence
+(`method_overhead._batch_line`; served since s27); elsewhere the slope is 0 and the first the median over all
+pairs, the only fit before s27.
 
 Prefill (the columns prefill_time_ratio, prefill_p10, prefill_p90, prefill_n_pairs): the roofline times a
 method's prefill at its compute dtype and bytes, so torchao-fp8 gets the fp8 tensor rate (2x bf16) and the
