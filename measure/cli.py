@@ -100,21 +100,18 @@ def run(model, quant, engine, batch_size, prompt_tokens, output_tokens, repetiti
     sys.exit(0 if rec.status == "ok" else 1)
 
 
-def _pending_in(spec, out: str, retry_failed: bool, gpu_uuids: tuple[str, ...] = ()) -> int:
-    """Cells of `spec` that `--out` holds no finished record of, whatever the GPU (a store holds one card's
-    records): what a run would still measure (`measure grid --dry-run` reports it as `pending_in_out`).
-    With `resume_per: gpu` a cell is pending for each GPU of `gpu_uuids` that has not recorded it (the sum
-    over those GPUs; without UUIDs, for one GPU that has recorded nothing)."""
-    from measure.grid import expand
-    from measure.store import Store, done_keys
+def _pending_in(spec, cells, records, retry_failed: bool, gpu_uuids: tuple[str, ...] = ()) -> int:
+    """Cells of `spec` (`cells`: its expansion) that the store's `records` hold no finished record of, whatever
+    the GPU (a store holds one card's records): what a run would still measure (`measure grid --dry-run`
+    reports it as `pending_in_out`). With `resume_per: gpu` a cell is pending for each GPU of `gpu_uuids`
+    that has not recorded it (the sum over those GPUs; without UUIDs, for one GPU that has recorded nothing)."""
+    from measure.store import done_keys
 
-    cells = {c.content_hash for c in expand(spec)}
+    hashes = {c.content_hash for c in cells}
     if spec.resume_per == "gpu":
-        records = list(Store(out).iter_records())
-        return sum(len(cells - {h for h, _ in done_keys([r for r in records if r.gpu_uuid == u], retry_failed)})
-                   for u in gpu_uuids) if gpu_uuids else len(cells)
-    done = {h for h, _ in Store(out).done_hashes(retry_failed)}
-    return len(cells - done)
+        return sum(len(hashes - {h for h, _ in done_keys([r for r in records if r.gpu_uuid == u], retry_failed)})
+                   for u in gpu_uuids) if gpu_uuids else len(hashes)
+    return len(hashes - {h for h, _ in done_keys(records, retry_failed)})
 
 
 @cli.command()
@@ -155,13 +152,15 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
     if dry_run:
         report = expansion_report(spec)
         if Path(out).exists():
-            report["pending_in_out"] = _pending_in(spec, out, retry_failed, tuple(gpu_uuids))
+            from measure.grid import expand
+            from measure.store import Store
+
+            cells, records = expand(spec), list(Store(out).iter_records())  # read once for both figures
+            report["pending_in_out"] = _pending_in(spec, cells, records, retry_failed, tuple(gpu_uuids))
             if spec.resume_per != "gpu":  # per-GPU grids (the anchors) are a minute a cell: no estimate needed
                 from measure.executor import first_cell_budget_s
-                from measure.grid import expand
-                from measure.store import Store
 
-                first = first_cell_budget_s(expand(spec), list(Store(out).iter_records()), retry_failed)
+                first = first_cell_budget_s(cells, records, retry_failed)
                 report["first_cell_budget_s"] = None if first is None else round(first, 1)
         click.echo(json.dumps(report, indent=2, default=str))
         return

@@ -72,7 +72,7 @@ def test_grid_dry_run_counts_the_cells_left_in_the_store(tmp_path):
     from measure.record import Record
 
     recs = [Record.from_dict(json.loads(ln)) for ln in store.read_text().splitlines()]
-    cells = expand(load_grid(grid, [s for s in sel[1::2]] + ["engines=[hf-compiled]"]))
+    cells = expand(load_grid(grid, [*sel[1::2], "engines=[hf-compiled]"]))
     est = _Estimator(recs, engine_bases())
     want = min(est.estimate_cell(c, True) for c in cells) * BUDGET_SAFETY
     assert compiled["first_cell_budget_s"] == pytest.approx(want, abs=0.05) and want > 0
