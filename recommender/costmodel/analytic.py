@@ -31,7 +31,9 @@ The prefill power follows from the longer time (u = roofline time / t_prefill be
 does from the method overhead, so the prefill energy grows by less than the ratio (as measured); the prefill
 energy is then multiplied by the method's `prefill_energy_ratio` (same file and tool: the median over the
 same-cell pairs of the measured prefill energy ratio to the 16-bit cell / the one modelled so far; 1 where
-nothing was fitted).
+nothing was fitted). Where the fit found knots (since s28: the same medians per token count of the batch,
+`prefill_ratio_by_tokens`, `prefill_energy_ratio_by_tokens`) both ratios follow batch x prompt tokens
+(`method_overhead.ratio_at_tokens`) instead of the one median.
 
 Power: P = P_idle + (TDP - P_idle) x min(1, floor + slope x u), u = max(t_mem, t_comp) / t (the fraction
 of the step spent at the roofline); floor and slope are the engine's fitted `power_floor` / `power_slope`
@@ -102,6 +104,9 @@ class Estimate:
 
     t_step: np.ndarray
     t_prefill: np.ndarray
+    #: the prefill time with the method's median prefill time ratio instead of its knots (s): what the trees'
+    #: `q_log_analytic_prefill_ratio` feature reads (features.py)
+    t_prefill_median_ratio: np.ndarray
     tokens_per_s: np.ndarray
     power_fraction: np.ndarray  # 0..1 of the (TDP - idle) span, decode
     power_w: np.ndarray  # decode
@@ -133,7 +138,8 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         t_step = roof / ph.efficiency + ph.overhead_s + ph.method_overhead_s
         roof_pre = np.maximum(ph.t_mem_prefill, ph.t_comp_prefill)
         # the prefill's own constants where the engine has them (prefill_model.py), else the decode step's
-        t_pre = (roof_pre / ph.prefill_efficiency + ph.prefill_overhead_s) * ph.prefill_time_ratio
+        t_pre_unscaled = roof_pre / ph.prefill_efficiency + ph.prefill_overhead_s
+        t_pre = t_pre_unscaled * ph.prefill_time_ratio
         tdp = cands.col("gpu_tdp_w")
         idle = p["idle_fraction_of_tdp"] * tdp
         floor = np.where(np.isnan(ph.power_floor), p["power_floor"], ph.power_floor)
@@ -144,7 +150,8 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         power_pre = idle + (tdp - idle) * frac_pre
         batch = cands.batch_size
         return Estimate(
-            t_step=t_step, t_prefill=t_pre, tokens_per_s=batch / t_step, power_fraction=frac, power_w=power,
+            t_step=t_step, t_prefill=t_pre, t_prefill_median_ratio=t_pre_unscaled * ph.prefill_time_ratio_median,
+            tokens_per_s=batch / t_step, power_fraction=frac, power_w=power,
             prefill_power_w=power_pre, energy_per_token_j=power * t_step / batch, ttft_ms=t_pre * 1e3,
             prefill_energy_j=power_pre * t_pre * ph.prefill_energy_ratio, memory_gb=ph.memory_gb, output_tokens=cands.output_tokens,
             batch=batch,

@@ -25,8 +25,12 @@ common physical axes first:
   the fit found one, `per_layer_per_seq_ms`: the analytic step follows the batch, the feature
   `method_overhead_ms` keeps the batch-1 value), and its prefill time and energy
   ratios on that engine (method_overhead.csv `prefill_time_ratio`, `prefill_energy_ratio`, same tool; 1 where
-  none was fitted), which the analytic prefill multiplies; one feature reads the time ratio's effect,
-  `q_log_analytic_prefill_ratio` = log(the method's analytic prefill time / the 16-bit one's) (the `ref16_*`
+  none was fitted; since s28 curves in the batch's prompt tokens where the fit found knots,
+  `prefill_ratio_by_tokens`, `prefill_energy_ratio_by_tokens`), which the analytic prefill multiplies; one
+  feature reads the time ratio's effect, `q_log_analytic_prefill_ratio` = log(the method's analytic prefill
+  time / the 16-bit one's) with the (method, engine)'s median ratio, not its knots (five seeds in s28: with the
+  knots in the feature, J/token was 0.4 point worse leave-one-GPU-out and leave-one-architecture-out;
+  docs/experiments/prefill-ratio-by-tokens-s28.md) (the `ref16_*`
   prefill features are the 16-bit ones; added in s17: five seeds, paired, put prefill energy 0.3-1.2 points
   better in all three cross-validation splits, TTFT 0.6-0.7 in two of them and J/token 0.6 leave-one-GPU-out,
   nothing worse beyond 0.13 point, docs/experiments/prefill-ratio-feature-s17.md);
@@ -50,6 +54,12 @@ from pathlib import Path
 import numpy as np
 
 from recommender.candidates import Candidates
+from recommender.costmodel.method_overhead import (
+    PREFILL_ENERGY_KNOTS_COLUMN,
+    PREFILL_KNOTS_COLUMN,
+    parse_knots,
+    ratio_at_tokens,
+)
 
 #: Bump when the meaning of any feature changes (a trained artifact records it).
 FEATURES_VERSION = "5"
@@ -111,9 +121,15 @@ class Physics:
     #: that the batch does not move (the batch has features of its own; a batch-dependent one made the prefill
     #: targets' forward-in-time errors worse in s17)
     method_overhead_batch1_s: np.ndarray
-    #: multiplier on the method's analytic prefill time (method_overhead.csv `prefill_time_ratio`); 1 = none
+    #: multiplier on the method's analytic prefill time: method_overhead.csv `prefill_ratio_by_tokens` at the
+    #: batch's prompt tokens where the (method, engine) has knots (since s28), else its `prefill_time_ratio`; 1 = none
     prefill_time_ratio: np.ndarray
-    #: multiplier on the method's analytic prefill energy (method_overhead.csv `prefill_energy_ratio`); 1 = none
+    #: the (method, engine)'s median prefill time ratio whatever the tokens (method_overhead.csv
+    #: `prefill_time_ratio`; 1 = none): the trees' `q_log_analytic_prefill_ratio` reads it, so the decode targets
+    #: see the method's prefill cost as one figure per method and engine, as before the knots
+    prefill_time_ratio_median: np.ndarray
+    #: multiplier on the method's analytic prefill energy: `prefill_energy_ratio_by_tokens` at the batch's prompt
+    #: tokens where there are knots, else `prefill_energy_ratio` (method_overhead.csv); 1 = none
     prefill_energy_ratio: np.ndarray
     #: the engine's fitted power model (engines.yaml `analytic.power_floor` / `power_slope`); NaN = the
     #: analytic model's defaults (`analytic.PARAMS`)
@@ -226,6 +242,28 @@ def _method_table(cands: Candidates, column: str, default: float, positive: bool
     return out
 
 
+def _prefill_ratio(cands: Candidates, qi: np.ndarray, ei: np.ndarray, tokens: np.ndarray, median: np.ndarray,
+                   knots_column: str) -> np.ndarray:
+    """A method's prefill multiplier per candidate: its knots (method_overhead.csv `knots_column`,
+    `prefill_ratio_by_tokens` or `prefill_energy_ratio_by_tokens`) at the batch's prompt tokens (`tokens`: batch x
+    prompt) where its (method, engine) has them, else `median` (the candidates' `prefill_time_ratio` or
+    `prefill_energy_ratio`, 1 where nothing was fitted)."""
+    cat = cands.catalog
+    out = np.array(median, dtype=float)
+    n_engines = len(cat.engines)
+    code = None
+    for row in cat.method_overhead:
+        knots = parse_knots(row.get(knots_column))
+        qj, ej = cat.quants.index.get(row.get("quant_id")), cat.engines.index.get(row.get("engine_id"))
+        if knots is None or qj is None or ej is None:
+            continue
+        code = qi * n_engines + ei if code is None else code
+        sel = code == qj * n_engines + ej
+        if sel.any():
+            out[sel] = ratio_at_tokens(knots, tokens[sel])
+    return out
+
+
 def _model_table(cands: Candidates) -> dict[str, np.ndarray]:
     """Per-model-row shape quantities (indexed by cands.model_idx)."""
     t = cands.catalog.models
@@ -323,6 +361,9 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
     batch1_ms = layers * _method_table(cands, "per_layer_overhead_ms", 0.0)[qi, ei]
     method_ms = batch1_ms + layers * _method_table(cands, "per_layer_per_seq_ms", 0.0)[qi, ei] * np.maximum(
         batch - 1.0, 0.0)
+    tokens = batch * prompt  # the prefill's tokens, which its method ratios follow where they have knots
+    time_median = _method_table(cands, "prefill_time_ratio", 1.0, positive=True)[qi, ei]
+    energy_median = _method_table(cands, "prefill_energy_ratio", 1.0, positive=True)[qi, ei]
     with np.errstate(divide="ignore", invalid="ignore"):
         return Physics(
             params=params, weight_bits=weight_bytes * 8.0 / params, kv_bits=kv_bits, weight_bytes=weight_bytes,
@@ -332,8 +373,10 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             t_mem_prefill=(weight_bytes + deq_prefill + batch * prompt * kv_per_token) / bw,
             t_comp_prefill=flops_prefill / peak,
             efficiency=et["eff"][ei], overhead_s=np.nan_to_num(et["overhead_ms"][ei]) / 1e3,
-            method_overhead_s=method_ms / 1e3, method_overhead_batch1_s=batch1_ms / 1e3, prefill_time_ratio=_method_table(cands, "prefill_time_ratio", 1.0, positive=True)[qi, ei],
-            prefill_energy_ratio=_method_table(cands, "prefill_energy_ratio", 1.0, positive=True)[qi, ei],
+            method_overhead_s=method_ms / 1e3, method_overhead_batch1_s=batch1_ms / 1e3,
+            prefill_time_ratio=_prefill_ratio(cands, qi, ei, tokens, time_median, PREFILL_KNOTS_COLUMN),
+            prefill_time_ratio_median=time_median,
+            prefill_energy_ratio=_prefill_ratio(cands, qi, ei, tokens, energy_median, PREFILL_ENERGY_KNOTS_COLUMN),
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             prefill_efficiency=et["prefill_efficiency"][ei], prefill_overhead_s=et["prefill_overhead_ms"][ei] / 1e3,
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
@@ -546,7 +589,7 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("q_log_peak_flops_ratio", np.log(ph.peak_flops / at_ref(pr.peak_flops)))
         put("q_log_analytic_speedup", np.log(at_ref(er.t_step) / est.t_step))
         put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j / at_ref(er.energy_per_token_j)))
-        put("q_log_analytic_prefill_ratio", np.log(est.t_prefill / at_ref(er.t_prefill)))
+        put("q_log_analytic_prefill_ratio", np.log(est.t_prefill_median_ratio / at_ref(er.t_prefill_median_ratio)))
         put("fit_margin_gb", ph.card_memory_gb - ph.memory_gb)
         put("fit_fraction", ph.memory_gb / ph.card_memory_gb)
 

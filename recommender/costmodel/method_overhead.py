@@ -44,6 +44,17 @@ torchao-int8-wo). A ratio is never written below PREFILL_RATIO_FLOOR (see there)
 that energy, so `fit_prefill_energy` fits a second ratio the same way, on the measured prefill energy against
 the analytic one with the time ratio in place (`modelled_prefill_energy_j`; no floor), which the analytic model
 multiplies into the prefill energy.
+
+Both ratios move with the prefill's tokens (batch x prompt tokens), not along one line (compiled torchao int4
+weight-only x4.3 at 256 tokens, x14 at 1024-2048, x16 from 8192; torchao fp8 x4.8 falling to x2.1; bnb
+LLM.int8 x3.3 to x1.9; 2026-11-29 records). Since s28 each fit also writes knots, the median per token count
+with at least MIN_PAIRS pairs (`_tokens_knots`; columns `prefill_ratio_by_tokens`,
+`prefill_energy_ratio_by_tokens`, "tokens:ratio;..."), which the analytic model interpolates in log-log and
+holds flat beyond the end knots (`ratio_at_tokens`); the median still serves a (method, engine) with fewer than
+two such token counts. Judged with five seeds against the median alone
+(docs/experiments/prefill-ratio-by-tokens-s28.md): TTFT forward in time 15-29 points better on the two
+latest cut-offs. s11 had tried lines in log tokens (Theil-Sen), better in cross-validation but worse forward,
+and not shipped.
 """
 
 from __future__ import annotations
@@ -67,6 +78,11 @@ MIN_PAIRS = 3
 PREFILL_RATIO_FLOOR = 1.0
 #: the columns the prefill fit adds to method_overhead.csv (empty where a method has too few pairs)
 PREFILL_COLUMNS = ("prefill_time_ratio", "prefill_p10", "prefill_p90", "prefill_n_pairs")
+#: the prefill time ratio as a curve in the batch's prompt tokens (`_tokens_knots`): "tokens:ratio;..." knots, the
+#: ratio interpolated in log-log between them and held flat beyond them; empty where the pairs give no curve
+PREFILL_KNOTS_COLUMN = "prefill_ratio_by_tokens"
+#: the same for the prefill energy ratio (`fit_prefill_energy`)
+PREFILL_ENERGY_KNOTS_COLUMN = "prefill_energy_ratio_by_tokens"
 #: the columns of the prefill energy fit (`fit_prefill_energy`; empty where a method has too few pairs)
 PREFILL_ENERGY_COLUMNS = ("prefill_energy_ratio", "prefill_energy_p10", "prefill_energy_p90",
                           "prefill_energy_n_pairs")
@@ -147,10 +163,12 @@ def _reference(key: CellKey, cells: Mapping[CellKey, float]) -> CellKey | None:
     return next((k for q in REFERENCES if (k := (gpu, model, q, engine, batch, prompt, output)) in cells), None)
 
 
-def _pair_ratios(measured: Mapping[CellKey, float], modelled: Mapping[CellKey, float]) -> dict[tuple, list[float]]:
-    """Per (method, engine): (measured / measured 16-bit) / (modelled / modelled 16-bit) of every same-cell pair
-    with the 16-bit cell (`_reference`) where all four values are positive and the catalogue models both."""
-    per: dict[tuple[str, str], list[float]] = defaultdict(list)
+def _pair_ratios(measured: Mapping[CellKey, float],
+                 modelled: Mapping[CellKey, float]) -> dict[tuple, list[tuple[float, float]]]:
+    """Per (method, engine): (ratio, prompt tokens of the batch) of every same-cell pair with the 16-bit cell
+    (`_reference`) where all four values are positive and the catalogue models both; the ratio is (measured /
+    measured 16-bit) / (modelled / modelled 16-bit), the tokens batch x prompt tokens."""
+    per: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for key, v in measured.items():
         quant, engine = key[2], key[3]
         if quant in UNQUANTIZED:
@@ -161,18 +179,19 @@ def _pair_ratios(measured: Mapping[CellKey, float], modelled: Mapping[CellKey, f
         ref, m, m_ref = measured[ref_key], modelled[key], modelled[ref_key]
         if not (v > 0 and ref > 0 and m > 0 and m_ref > 0):
             continue
-        per[(str(quant), str(engine))].append((v / ref) / (m / m_ref))
+        per[(str(quant), str(engine))].append(((v / ref) / (m / m_ref), float(key[4]) * float(key[5])))
     return per
 
 
-def _ratio_rows(per: dict[tuple, list[float]], columns: tuple[str, ...], floor: float | None) -> list[dict]:
+def _ratio_rows(per: dict[tuple, list[tuple[float, float]]], columns: tuple[str, ...],
+                floor: float | None) -> list[dict]:
     """{quant_id, engine_id, columns[0]: median (never below `floor`), columns[1..2]: p10/p90 (unclipped),
     columns[3]: pairs} per (method, engine) with at least MIN_PAIRS pairs."""
     out = []
-    for (quant, engine), ratios in sorted(per.items()):
-        if len(ratios) < MIN_PAIRS:
+    for (quant, engine), pairs in sorted(per.items()):
+        if len(pairs) < MIN_PAIRS:
             continue
-        r = np.array(ratios)
+        r = np.array([p[0] for p in pairs])
         med = float(np.median(r))
         out.append({"quant_id": quant, "engine_id": engine,
                     columns[0]: round(med if floor is None else max(floor, med), 4),
@@ -181,13 +200,58 @@ def _ratio_rows(per: dict[tuple, list[float]], columns: tuple[str, ...], floor: 
     return out
 
 
+def _tokens_knots(pairs: list[tuple[float, float]], floor: float | None) -> str:
+    """The "tokens:ratio;..." knots of a (method, engine)'s prefill ratio from its (ratio, tokens) pairs: the
+    median ratio of each token count (batch x prompt tokens) with at least MIN_PAIRS pairs, never below
+    `floor`; empty with fewer than two such counts. Our records show the ratio move with the tokens, not
+    along one line: compiled torchao int4 weight-only x4.3 at 256 tokens, x14 at 1024-2048 and x16 from 8192
+    (its kernels lose their edge once a matmul has more than a few hundred rows); torchao fp8 x4.8 at 256,
+    x2.1 from 8192; bnb LLM.int8 x3.3 to x1.9; bnb 4-bit x1.2-1.4 to x1.0 (2026-11-29 records)."""
+    by: dict[float, list[float]] = defaultdict(list)
+    for r, t in pairs:
+        by[t].append(r)
+    knots = [(t, float(np.median(v))) for t, v in sorted(by.items()) if len(v) >= MIN_PAIRS]
+    if len(knots) < 2:
+        return ""
+    return ";".join(f"{t:g}:{round(r if floor is None else max(floor, r), 4):g}" for t, r in knots)
+
+
+def parse_knots(text) -> tuple[np.ndarray, np.ndarray] | None:
+    """(tokens, ratios) of a `prefill_ratio_by_tokens` value ("256:4.33;2048:14.3"); None where empty or
+    malformed (the median `prefill_time_ratio` then serves)."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        pts = sorted((float(t), float(r)) for t, r in (k.split(":") for k in text.split(";")))
+    except ValueError:
+        return None
+    t, r = (np.array(x) for x in zip(*pts, strict=True))
+    if len(t) < 2 or not (np.all(t > 0) and np.all(r > 0) and np.all(np.diff(t) > 0)):
+        return None
+    return t, r
+
+
+def ratio_at_tokens(knots: tuple[np.ndarray, np.ndarray], tokens: np.ndarray) -> np.ndarray:
+    """The prefill ratio at `tokens` (batch x prompt tokens): interpolated in log tokens and log ratio between
+    the knots, the end knots' ratio beyond them."""
+    t, r = knots
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.log(np.maximum(np.asarray(tokens, dtype=float), 1.0))
+    return np.exp(np.interp(x, np.log(t), np.log(r)))
+
+
 def fit_prefill(ttft_ms: Mapping[CellKey, float], modelled_ms: Mapping[CellKey, float]) -> list[dict]:
-    """Rows {quant_id, engine_id, prefill_time_ratio, prefill_p10, prefill_p90, prefill_n_pairs} from the
-    median measured TTFT (ms) of each cell and its analytic prefill time without the ratio
-    (`modelled_prefill_ms`): per (method, engine) with at least MIN_PAIRS same-cell pairs with the 16-bit
-    cell, the median over the pairs of (measured ratio to 16-bit) / (modelled ratio to 16-bit), never below
-    PREFILL_RATIO_FLOOR; p10/p90 are the pairs' spread, unclipped."""
-    return _ratio_rows(_pair_ratios(ttft_ms, modelled_ms), PREFILL_COLUMNS, PREFILL_RATIO_FLOOR)
+    """Rows {quant_id, engine_id, prefill_time_ratio, prefill_p10, prefill_p90, prefill_n_pairs,
+    prefill_ratio_by_tokens} from the median measured TTFT (ms) of each cell and its analytic prefill time
+    without the ratio (`modelled_prefill_ms`): per (method, engine) with at least MIN_PAIRS same-cell pairs with
+    the 16-bit cell, the median over the pairs of (measured ratio to 16-bit) / (modelled ratio to 16-bit), never
+    below PREFILL_RATIO_FLOOR; p10/p90 are the pairs' spread, unclipped; the knots (`_tokens_knots`) the same
+    median per token count of the batch, which the analytic model interpolates where there are two or more."""
+    per = _pair_ratios(ttft_ms, modelled_ms)
+    rows = _ratio_rows(per, PREFILL_COLUMNS, PREFILL_RATIO_FLOOR)
+    for row in rows:
+        row[PREFILL_KNOTS_COLUMN] = _tokens_knots(per[(row["quant_id"], row["engine_id"])], PREFILL_RATIO_FLOOR)
+    return rows
 
 
 def fit_prefill_energy(energy_j: Mapping[CellKey, float], modelled_j: Mapping[CellKey, float]) -> list[dict]:
@@ -196,8 +260,14 @@ def fit_prefill_energy(energy_j: Mapping[CellKey, float], modelled_j: Mapping[Ce
     energy with the prefill time ratios but without this ratio (`modelled_prefill_energy_j`): the median over
     the same-cell pairs with the 16-bit cell of (measured ratio) / (modelled ratio), no floor (a longer prefill
     at lower power can cost less than the power model says, or more). The analytic prefill energy is
-    multiplied by it."""
-    return _ratio_rows(_pair_ratios(energy_j, modelled_j), PREFILL_ENERGY_COLUMNS, None)
+    multiplied by it; where two or more token counts of the batch have MIN_PAIRS pairs, by its knots instead
+    (`prefill_energy_ratio_by_tokens`, `_tokens_knots`: torchao fp8 x0.8-0.9 up to 1024 tokens, x1.6 from 8192;
+    torchao int8 weight-only x1.4 at 256, x1.1 from 2048; 2026-11-29 records with the time knots in place)."""
+    per = _pair_ratios(energy_j, modelled_j)
+    rows = _ratio_rows(per, PREFILL_ENERGY_COLUMNS, None)
+    for row in rows:
+        row[PREFILL_ENERGY_KNOTS_COLUMN] = _tokens_knots(per[(row["quant_id"], row["engine_id"])], None)
+    return rows
 
 
 def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | None = None) -> list[dict]:
@@ -205,9 +275,13 @@ def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | 
     (`fit_prefill`) and, given `prefill_energy`, its prefill energy columns (`fit_prefill_energy`), empty ("")
     where a fit has too few pairs; a (method, engine) with a prefill fit and no decode fit gets a row of its
     own with empty decode columns. Sorted by (method, engine)."""
-    parts = [({(r["quant_id"], r["engine_id"]): r for r in prefill}, PREFILL_COLUMNS)]
+    def with_knots(rows: list[dict], columns: tuple[str, ...], knots: str):
+        return ({(r["quant_id"], r["engine_id"]): r for r in rows},
+                columns + ((knots,) if any(knots in r for r in rows) else ()))
+
+    parts = [with_knots(prefill, PREFILL_COLUMNS, PREFILL_KNOTS_COLUMN)]
     if prefill_energy is not None:
-        parts.append(({(r["quant_id"], r["engine_id"]): r for r in prefill_energy}, PREFILL_ENERGY_COLUMNS))
+        parts.append(with_knots(prefill_energy, PREFILL_ENERGY_COLUMNS, PREFILL_ENERGY_KNOTS_COLUMN))
     decode_cols = list(decode[0]) if decode else ["quant_id", "engine_id", "per_layer_overhead_ms",
                                                    "per_layer_per_seq_ms"]
     rows = {(r["quant_id"], r["engine_id"]): dict(r) for r in decode}

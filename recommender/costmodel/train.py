@@ -458,14 +458,17 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
             cat = copy.copy(cat)
             # as the catalogue completes method_overhead.csv: a variant without a row of its own takes its engine's
             cat.method_overhead = variant_method_rows(cat.engines, MO.merge(decode, prefill))
-            tkey = (ckey, tuple((r["quant_id"], r["engine_id"], r["prefill_time_ratio"]) for r in prefill))
+            tkey = (ckey, tuple((r["quant_id"], r["engine_id"], r["prefill_time_ratio"], r.get(MO.PREFILL_KNOTS_COLUMN))
+                                for r in prefill))
             if tkey not in modelled_energy:  # the analytic prefill energy with this fold's time ratios
                 modelled_energy[tkey] = MO.modelled_prefill_energy_j(cat, our_cells)
             energy = MO.median_per_cell([keys[i] for i in sel], measured_prefill_j[sel].tolist())
             rows = variant_method_rows(cat.engines,
                                        MO.merge(decode, prefill, MO.fit_prefill_energy(energy, modelled_energy[tkey])))
             mkey = tuple((r["quant_id"], r["engine_id"], r["per_layer_overhead_ms"], r.get("per_layer_per_seq_ms"),
-                          r["prefill_time_ratio"], r["prefill_energy_ratio"]) for r in rows)
+                          r["prefill_time_ratio"], r.get(MO.PREFILL_KNOTS_COLUMN), r["prefill_energy_ratio"],
+                          r.get(MO.PREFILL_ENERGY_KNOTS_COLUMN))
+                         for r in rows)
             cat.method_overhead = rows
         if (ckey, mkey) not in built:
             built[(ckey, mkey)] = _features_and_base(frame, cat)

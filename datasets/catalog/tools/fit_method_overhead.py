@@ -40,11 +40,16 @@ median over the pairs of (ttft(method) / ttft(16-bit)) / (modelled(method) / mod
 `modelled` the analytic prefill time without the ratio (`method_overhead.modelled_prefill_ms`), never below
 method_overhead.PREFILL_RATIO_FLOOR (1: see there); the analytic model multiplies the method's prefill time
 by it. A (method, engine) with decode pairs and too few prefill pairs gets empty prefill columns (ratio 1).
+Since s28 also `prefill_ratio_by_tokens`: "tokens:ratio;..." knots, the same median per token count of the batch
+(batch x prompt tokens) with at least MIN_PAIRS pairs, floored alike, empty with fewer than two such counts; the
+analytic model interpolates them in log-log (flat beyond the ends) in place of the one median
+(`method_overhead._tokens_knots`, `ratio_at_tokens`).
 
 Prefill energy (prefill_energy_ratio, prefill_energy_p10, prefill_energy_p90, prefill_energy_n_pairs): with the
 time ratios in place, the analytic prefill energy (the power model at the longer time) is compared in the same
 way with the measured prefill_energy_j of the same pairs; the median of (measured ratio to 16-bit) / (modelled
-ratio to 16-bit), no floor, multiplies the method's analytic prefill energy.
+ratio to 16-bit), no floor, multiplies the method's analytic prefill energy; its knots, the same per token count
+(`prefill_energy_ratio_by_tokens`), replace it where there are two or more.
 
 Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw/), any batch size,
 `measurement_scope: simulated` never. Public rows have no quantized HF cells and are not used.
@@ -77,7 +82,8 @@ OUT = CATALOG / "method_overhead.csv"
 SCRIPT = "datasets/catalog/tools/fit_method_overhead.py"
 measurement_files = FE.measurement_files
 COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms", "n_pairs", "n_models",
-           "gpus", "source", *MO.PREFILL_COLUMNS, *MO.PREFILL_ENERGY_COLUMNS, "per_layer_per_seq_ms")
+           "gpus", "source", *MO.PREFILL_COLUMNS, *MO.PREFILL_ENERGY_COLUMNS, "per_layer_per_seq_ms",
+           MO.PREFILL_KNOTS_COLUMN, MO.PREFILL_ENERGY_KNOTS_COLUMN)
 
 
 #: the record fields the fits read: decode throughput, TTFT (ms), prefill energy (J)
@@ -158,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         print(title)
         for r in rows:
             if r[ratio] != "":
+                column = MO.PREFILL_KNOTS_COLUMN if ratio == "prefill_time_ratio" else MO.PREFILL_ENERGY_KNOTS_COLUMN
+                knots = f"; by batch x prompt tokens {r[column]}" if r.get(column) else ""
                 print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r[ratio]:7.3f} [p10 {r[p10]:.3f}, p90 "
-                      f"{r[p90]:.3f}] over {r[n]} pairs")
+                      f"{r[p90]:.3f}] over {r[n]} pairs{knots}")
             else:
                 print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
     if not args.dry_run:

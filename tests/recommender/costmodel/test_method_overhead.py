@@ -326,6 +326,76 @@ def test_prefill_fit_takes_the_median_of_measured_over_modelled_ratios_to_the_16
     assert {r["quant_id"]: r for r in MO.fit_prefill(ttft, modelled)}["torchao-fp8"]["prefill_n_pairs"] == 5
 
 
+def test_the_prefill_ratio_gets_knots_per_token_count_of_the_batch():
+    ttft, modelled = {}, {}
+    # int4-like: x4 at batch 1 (256 tokens), x14 at batch 8 (2048), x16 at batch 32 (8192); three models each
+    for model, jitter in (("a", 0.9), ("b", 1.0), ("c", 1.1)):
+        for b, ratio in ((1, 4.0), (8, 14.0), (32, 16.0)):
+            ttft[_cell(model, "bf16", b)], modelled[_cell(model, "bf16", b)] = 10.0 * b, 10.0 * b
+            ttft[_cell(model, "torchao-int4-wo", b)] = 10.0 * b * ratio * jitter
+            modelled[_cell(model, "torchao-int4-wo", b)] = 10.0 * b
+    ttft[_cell("a", "torchao-int4-wo", 64)], modelled[_cell("a", "torchao-int4-wo", 64)] = 99.0, 1.0
+    ttft[_cell("a", "bf16", 64)], modelled[_cell("a", "bf16", 64)] = 1.0, 1.0  # 1 pair at 16384: no knot
+    row = MO.fit_prefill(ttft, modelled)[0]
+    assert row["prefill_n_pairs"] == 10 and row["prefill_time_ratio"] == pytest.approx(14.2)  # (14 + 14.4) / 2
+    assert row[MO.PREFILL_KNOTS_COLUMN] == "256:4;2048:14;8192:16"
+    # knots are floored like the median; one token count with enough pairs makes no curve
+    one = {k: v for k, v in ttft.items() if k[4] == 1}
+    assert MO.fit_prefill(one, modelled)[0][MO.PREFILL_KNOTS_COLUMN] == ""
+    low = {k: (v * 0.2 if k[2] != "bf16" and k[4] == 1 else v) for k, v in ttft.items()}
+    assert MO.fit_prefill(low, modelled)[0][MO.PREFILL_KNOTS_COLUMN].startswith(f"256:{MO.PREFILL_RATIO_FLOOR:g};")
+
+
+def test_the_prefill_energy_ratio_gets_knots_without_a_floor():
+    energy, modelled = {}, {}
+    for model in ("a", "b", "c"):
+        for b, ratio in ((1, 0.8), (32, 1.6)):  # fp8-like: below 1 at 256 tokens, above from 8192
+            energy[_cell(model, "bf16", b)], modelled[_cell(model, "bf16", b)] = 5.0 * b, 5.0 * b
+            energy[_cell(model, "torchao-fp8", b)], modelled[_cell(model, "torchao-fp8", b)] = 5.0 * b * ratio, 5.0 * b
+    row = MO.fit_prefill_energy(energy, modelled)[0]
+    assert row[MO.PREFILL_ENERGY_KNOTS_COLUMN] == "256:0.8;8192:1.6"
+    assert MO.PREFILL_ENERGY_KNOTS_COLUMN in MO.merge([], [], [row])[0]
+
+
+def test_the_knots_interpolate_in_log_log_and_hold_beyond_the_ends():
+    knots = MO.parse_knots("2048:14;256:4;8192:16")  # any order
+    np.testing.assert_allclose(knots[0], [256, 2048, 8192])
+    got = MO.ratio_at_tokens(knots, np.array([1.0, 256, 724.077, 2048, 4096, 8192, 1e6]))
+    # halfway between 256 and 2048 in log tokens: the geometric mean of 4 and 14
+    np.testing.assert_allclose(got, [4, 4, np.sqrt(4 * 14), 14, np.sqrt(14 * 16), 16, 16], rtol=1e-5)
+    for bad in ("", None, float("nan"), "256:4", "256:4;x:3", "256:4;256:5", "256:0;512:3", "256-4;512-3"):
+        assert MO.parse_knots(bad) is None, bad
+
+
+def test_the_prefill_knots_set_the_ratios_by_the_batchs_prompt_tokens(catalog):
+    base = {"quant_id": "torchao-int4-wo", "engine_id": "hf-eager", "per_layer_overhead_ms": "",
+            "prefill_time_ratio": "10"}
+    cat, plain = copy.copy(catalog), copy.copy(catalog)
+    cat.method_overhead = [{**base, MO.PREFILL_KNOTS_COLUMN: "256:4;8192:16", "prefill_energy_ratio": "1.5",
+                            MO.PREFILL_ENERGY_KNOTS_COLUMN: "256:0.8;8192:1.6"}]
+    plain.method_overhead = [{**base, MO.PREFILL_KNOTS_COLUMN: "", "prefill_energy_ratio": "1.5"}]  # the medians
+    args = (["h100-sxm"], ["qwen2.5-7b-instruct"], ["torchao-int4-wo", "bf16"], ["hf-eager", "hf-compiled"],
+            [1, 8, 32, 64], 256, 128)
+    c, c0 = Candidates.grid(cat, *args), Candidates.grid(plain, *args)
+    ratio, median = F.physics(c).prefill_time_ratio, F.physics(c0).prefill_time_ratio
+    hit = (c.quant_idx == cat.quants.index["torchao-int4-wo"]) & (c.engine_idx == cat.engines.index["hf-eager"])
+    tokens = c.batch_size * 256.0
+    np.testing.assert_allclose(ratio[hit], MO.ratio_at_tokens(MO.parse_knots("256:4;8192:16"), tokens[hit]))
+    assert ratio[hit & (tokens == 256)] == pytest.approx(4.0) and ratio[hit & (tokens == 16384)] == pytest.approx(16)
+    np.testing.assert_allclose(median[hit], 10.0)
+    np.testing.assert_allclose(ratio[~hit], median[~hit])  # other methods and engines: unchanged (1 here)
+    energy = F.physics(c).prefill_energy_ratio
+    np.testing.assert_allclose(energy[hit], MO.ratio_at_tokens(MO.parse_knots("256:0.8;8192:1.6"), tokens[hit]))
+    np.testing.assert_allclose(F.physics(c0).prefill_energy_ratio[hit], 1.5)
+    np.testing.assert_allclose(energy[~hit], 1.0)
+    e, e0 = analytic.estimate(F.physics(c), c), analytic.estimate(F.physics(c0), c0)
+    np.testing.assert_allclose(e.t_prefill[hit] / e0.t_prefill[hit], ratio[hit] / 10.0)
+    np.testing.assert_allclose(e.prefill_energy_j, e.prefill_power_w * e.t_prefill * F.physics(c).prefill_energy_ratio)
+    # the trees' prefill ratio feature reads the median, not the knots: every feature is the same with and without
+    np.testing.assert_array_equal(F.build(c), F.build(c0))
+    np.testing.assert_allclose(e.t_step, e0.t_step)  # the decode step does not see it
+
+
 def test_prefill_times_take_the_median_of_a_cells_rows():
     k = _cell("a", "bf16", 8)
     got = MO.prefill_times([k, k, k, _cell("b", "bf16", 1)], [100.0, 300.0, 200.0, float("nan")])
