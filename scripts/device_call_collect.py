@@ -18,7 +18,9 @@ run, so the list then holds one figure, the call's), or from the returned `grid.
 scripts/device_run_multi.sh writes the same lines (calls after s12), where it holds at least as many: the reply
 keeps only the output's last 12,000 characters, so a long call's first steps can be cut from it, and a reply
 may be saved in part (`grid_wall_source` says which). A store is never replaced by a shorter one (a resumable store
-only grows): that is refused, nothing written.
+only grows), nor by one that lacks a record the repository's holds (by `record_id`: a call that ran on a working tree
+without the last call's records, as s28-b did, returns as many records or more but not those): both are refused,
+nothing written; merge such a store with `python -m measure.cli merge` instead.
 """
 
 from __future__ import annotations
@@ -96,6 +98,19 @@ def _lines(path: Path) -> int:
     return sum(1 for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip())
 
 
+def _record_ids(path: Path) -> list:
+    """Each record's `record_id` (its line's text where it has none or is not JSON), in file order."""
+    out = []
+    for ln in path.read_text(encoding="utf-8").splitlines():
+        if ln.strip():
+            try:
+                rec = json.loads(ln)
+            except ValueError:
+                rec = None
+            out.append(rec["record_id"] if isinstance(rec, dict) and "record_id" in rec else ln.strip())
+    return out
+
+
 def store_target(name: str, stores: list[str], measurements: Path) -> Path:
     """The repository store a returned `name` replaces: the `--store` path with that file name, else the only
     store of that name under `measurements` (rejected/ and raw/ left out)."""
@@ -127,6 +142,12 @@ def collect(reply: dict, raw_dir: Path, *, kind: str, needs_h200: bool, command:
         if n_src < n_dst:
             raise SystemExit(f"collect: returned {src.name} has {n_src} records, fewer than the "
                              f"{n_dst} of {dst}: not replaced (a resumable store only grows)")
+        if dst.exists():
+            missing = set(_record_ids(dst)) - set(_record_ids(src))
+            if missing:
+                raise SystemExit(f"collect: returned {src.name} lacks {len(missing)} of the {n_dst} records of {dst} "
+                                 "(did the call run on a tree without the last call's records?): not replaced; "
+                                 f"file it as the union: python -m measure.cli merge {dst} {src}")
     done = {"stores": [], "raw": []}
     for src, dst, n_src, n_dst in plan:
         shutil.copyfile(src, dst)

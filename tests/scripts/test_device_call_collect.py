@@ -71,6 +71,27 @@ def test_an_ambiguous_store_name_or_a_shorter_store_is_refused_before_anything_i
     assert not raw.exists() and len((meas / "h200" / "campaign.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_store_without_the_repositorys_records_is_refused_however_long(call, tmp_path):
+    meas, back, reply = call
+    # the call ran on a tree without the repository's last two records: as many records and more, not those
+    back_store = back / "campaign.jsonl"
+    back_store.write_text("".join(json.dumps({"record_id": f"other-{i}"}) + "\n" for i in range(4)), encoding="utf-8")
+    raw = tmp_path / "raw" / "z"
+    with pytest.raises(SystemExit, match=r"lacks 2 of the 2 records .* measure.cli merge"):
+        collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
+                            stores=["h200/campaign.jsonl"], measurements=meas)
+    assert not raw.exists() and len((meas / "h200" / "campaign.jsonl").read_text().splitlines()) == 2
+    # one of them kept, in another place: still refused; both kept, in any order: filed
+    back_store.write_text("".join(json.dumps({"record_id": r}) + "\n" for r in ("other", 1)), encoding="utf-8")
+    with pytest.raises(SystemExit, match="lacks 1 of the 2"):
+        collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
+                            stores=["h200/campaign.jsonl"], measurements=meas)
+    back_store.write_text("".join(json.dumps({"record_id": r}) + "\n" for r in (1, 0, "new")), encoding="utf-8")
+    done = collect_mod.collect(reply, raw, kind="k", needs_h200=False, command="c", timeout_s=600,
+                               stores=["h200/campaign.jsonl"], measurements=meas)
+    assert done["stores"][0][1:] == (2, 3)
+
+
 def test_the_command_line_reads_a_saved_reply(call, tmp_path, monkeypatch, capsys):
     meas, _, reply = call
     monkeypatch.setattr(collect_mod, "MEASUREMENTS", meas)
