@@ -205,7 +205,7 @@ def _tokens_knots(pairs: list[tuple[float, float]], floor: float | None) -> str:
     median ratio of each token count (batch x prompt tokens) with at least MIN_PAIRS pairs, never below
     `floor`; empty with fewer than two such counts. Our records show the ratio move with the tokens, not
     along one line: compiled torchao int4 weight-only x4.3 at 256 tokens, x14 at 1024-2048 and x16 from 8192
-    (its kernels lose their edge once a matmul has more than a few hundred rows); torchao fp8 x4.8 at 256,
+    (our reading, not profiled: its kernels suit a decode step's few rows, not a prefill's thousands); torchao fp8 x4.8 at 256,
     x2.1 from 8192; bnb LLM.int8 x3.3 to x1.9; bnb 4-bit x1.2-1.4 to x1.0 (2026-11-29 records)."""
     by: dict[float, list[float]] = defaultdict(list)
     for r, t in pairs:
@@ -235,8 +235,7 @@ def ratio_at_tokens(knots: tuple[np.ndarray, np.ndarray], tokens: np.ndarray) ->
     """The prefill ratio at `tokens` (batch x prompt tokens): interpolated in log tokens and log ratio between
     the knots, the end knots' ratio beyond them."""
     t, r = knots
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.log(np.maximum(np.asarray(tokens, dtype=float), 1.0))
+    x = np.log(np.maximum(np.asarray(tokens, dtype=float), 1.0))
     return np.exp(np.interp(x, np.log(t), np.log(r)))
 
 
