@@ -94,12 +94,9 @@ def call_record(reply: dict, *, kind: str, needs_h200: bool, command: str, timeo
     }
 
 
-def _lines(path: Path) -> int:
-    return sum(1 for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip())
-
-
 def _record_ids(path: Path) -> list:
-    """Each record's `record_id` (its line's text where it has none or is not JSON), in file order."""
+    """Each record's `record_id` (its line's text where it has none or is not JSON), in file order: one per
+    non-empty line, so its length is the store's record count."""
     out = []
     for ln in path.read_text(encoding="utf-8").splitlines():
         if ln.strip():
@@ -134,24 +131,24 @@ def collect(reply: dict, raw_dir: Path, *, kind: str, needs_h200: bool, command:
     measurements = MEASUREMENTS if measurements is None else measurements
     files = [Path(f) for f in reply.get("files", [])]
     jsonl = [f for f in files if f.suffix == ".jsonl"]
-    plan = []  # (returned store, the repository's, their records), each file counted once
+    plan = []  # (returned store, the repository's, their record ids), each file read once
     for src in jsonl:
         dst = store_target(src.name, list(stores), measurements)
-        plan.append((src, dst, _lines(src), _lines(dst) if dst.exists() else 0))
-    for src, dst, n_src, n_dst in plan:  # check them all before writing anything
+        plan.append((src, dst, _record_ids(src), _record_ids(dst) if dst.exists() else []))
+    for src, dst, src_ids, dst_ids in plan:  # check them all before writing anything
+        n_src, n_dst = len(src_ids), len(dst_ids)
         if n_src < n_dst:
             raise SystemExit(f"collect: returned {src.name} has {n_src} records, fewer than the "
                              f"{n_dst} of {dst}: not replaced (a resumable store only grows)")
-        if dst.exists():
-            missing = set(_record_ids(dst)) - set(_record_ids(src))
-            if missing:
-                raise SystemExit(f"collect: returned {src.name} lacks {len(missing)} of the {n_dst} records of {dst} "
-                                 "(did the call run on a tree without the last call's records?): not replaced; "
-                                 f"file it as the union: python -m measure.cli merge {dst} {src}")
+        missing = set(dst_ids) - set(src_ids)
+        if missing:
+            raise SystemExit(f"collect: returned {src.name} lacks {len(missing)} of the {n_dst} records of {dst} "
+                             "(did the call run on a tree without the last call's records?): not replaced; "
+                             f"file it as the union: python -m measure.cli merge {dst} {src}")
     done = {"stores": [], "raw": []}
-    for src, dst, n_src, n_dst in plan:
+    for src, dst, src_ids, dst_ids in plan:
         shutil.copyfile(src, dst)
-        done["stores"].append((str(dst), n_dst, n_src))
+        done["stores"].append((str(dst), len(dst_ids), len(src_ids)))
     raw_dir.mkdir(parents=True, exist_ok=True)
     for f in files:
         if f.suffix != ".jsonl":

@@ -157,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             slope = f" + {r['per_layer_per_seq_ms']:.4f} x (batch - 1)" if r.get("per_layer_per_seq_ms") else ""
             print(f"  {r['quant_id']:17s} {r['engine_id']:12s} {r['per_layer_overhead_ms']:7.3f}{slope} ms/layer "
                   f"[p10 {r['p10_ms']:.3f}, p90 {r['p90_ms']:.3f}] over {r['n_pairs']} pairs, {r['n_models']} models")
-    for title, (ratio, p10, p90, n) in ((f"prefill time ratio (x the analytic prefill; floor "
-                                         f"{MO.PREFILL_RATIO_FLOOR:g}):", MO.PREFILL_COLUMNS),
-                                        ("prefill energy ratio (x the analytic prefill energy with the time ratio):",
-                                         MO.PREFILL_ENERGY_COLUMNS)):
+    for title, (ratio, p10, p90, n), column in (
+            (f"prefill time ratio (x the analytic prefill; floor {MO.PREFILL_RATIO_FLOOR:g}):", MO.PREFILL_COLUMNS,
+             MO.PREFILL_KNOTS_COLUMN),
+            ("prefill energy ratio (x the analytic prefill energy with the time ratio):", MO.PREFILL_ENERGY_COLUMNS,
+             MO.PREFILL_ENERGY_KNOTS_COLUMN)):
         print(title)
         for r in rows:
             if r[ratio] != "":
-                column = MO.PREFILL_KNOTS_COLUMN if ratio == "prefill_time_ratio" else MO.PREFILL_ENERGY_KNOTS_COLUMN
                 knots = f"; by batch x prompt tokens {r[column]}" if r.get(column) else ""
                 print(f"  {r['quant_id']:17s} {r['engine_id']:12s} x{r[ratio]:7.3f} [p10 {r[p10]:.3f}, p90 "
                       f"{r[p90]:.3f}] over {r[n]} pairs{knots}")
