@@ -35,9 +35,13 @@ nothing was fitted). Where the fit found knots (since s28: the same medians per 
 `prefill_ratio_by_tokens`, `prefill_energy_ratio_by_tokens`) both ratios follow batch x prompt tokens
 (`method_overhead.ratio_at_tokens`) instead of the one median.
 
-Power: P = P_idle + (TDP - P_idle) x min(1, floor + slope x u), u = max(t_mem, t_comp) / t (the fraction
-of the step spent at the roofline); floor and slope are the engine's fitted `power_floor` / `power_slope`
-(engines.yaml) where it has them, else `PARAMS`. Energy per output token = P x t_step / batch; prefill energy =
+Power: P = P_idle + (TDP - P_idle) x min(1, floor + slope x u), u = (max(t_mem, t_comp) + busy x t_method) / t
+(the fraction of the step spent at the roofline, plus the busy share of the method's per-layer overhead time
+t_method); floor and slope are the engine's fitted `power_floor` / `power_slope` (engines.yaml) where it has them,
+else `PARAMS`; busy is method_overhead.csv's `decode_busy_fraction` (fit_method_overhead.py: per same-cell pair
+with the 16-bit cell, the share that brings the modelled power to the measured one net of the machine's offset,
+median per method and engine; 0 where nothing was fitted, so the overhead counts as idle gaps). The torchao
+weight-only methods' overhead is arithmetic and draws power (docs/experiments/decode-busy-share-s29.md). Energy per output token = P x t_step / batch; prefill energy =
 P x t_prefill. Memory = `recommender.memory.estimate` (weights + KV + activations + runtime overhead).
 Accuracy change = mean of the cited `quant_accuracy.csv` deltas for that method (model-specific rows when
 there are any, else all rows of the method); 0 for unquantized dtypes, NaN where nothing is cited.
@@ -107,6 +111,13 @@ class Estimate:
     #: the prefill time with the method's median prefill time ratio instead of its knots (s): what the trees'
     #: `q_log_analytic_prefill_ratio` feature reads (features.py)
     t_prefill_median_ratio: np.ndarray
+    #: J per output token with no busy share of the method overhead (`power_w_unbusy`): what the trees'
+    #: `q_log_analytic_energy_ratio` reads (features.py), so a change of the share moves the baseline, not them
+    energy_per_token_j_unscaled: np.ndarray
+    #: decode power (W) with no busy share of the method overhead, and the watts one unit of share adds (uncapped):
+    #: what method_overhead.fit_decode_busy_fraction fits the share against
+    power_w_unbusy: np.ndarray
+    power_w_per_busy_share: np.ndarray
     tokens_per_s: np.ndarray
     power_fraction: np.ndarray  # 0..1 of the (TDP - idle) span, decode
     power_w: np.ndarray  # decode
@@ -144,13 +155,16 @@ def estimate(ph: Physics, cands: Candidates) -> Estimate:
         idle = p["idle_fraction_of_tdp"] * tdp
         floor = np.where(np.isnan(ph.power_floor), p["power_floor"], ph.power_floor)
         slope = np.where(np.isnan(ph.power_slope), p["power_slope"], ph.power_slope)
-        frac = np.minimum(1.0, floor + slope * roof / t_step)
+        frac = np.minimum(1.0, floor + slope * (roof + ph.decode_busy_fraction * ph.method_overhead_s) / t_step)
+        power_unbusy = idle + (tdp - idle) * np.minimum(1.0, floor + slope * roof / t_step)
         frac_pre = np.minimum(1.0, floor + slope * roof_pre / t_pre)
         power = idle + (tdp - idle) * frac
         power_pre = idle + (tdp - idle) * frac_pre
         batch = cands.batch_size
         return Estimate(
             t_step=t_step, t_prefill=t_pre, t_prefill_median_ratio=t_pre_unscaled * ph.prefill_time_ratio_median,
+            energy_per_token_j_unscaled=power_unbusy * t_step / batch, power_w_unbusy=power_unbusy,
+            power_w_per_busy_share=(tdp - idle) * slope * ph.method_overhead_s / t_step,
             tokens_per_s=batch / t_step, power_fraction=frac, power_w=power,
             prefill_power_w=power_pre, energy_per_token_j=power * t_step / batch, ttft_ms=t_pre * 1e3,
             prefill_energy_j=power_pre * t_pre * ph.prefill_energy_ratio, memory_gb=ph.memory_gb, output_tokens=cands.output_tokens,

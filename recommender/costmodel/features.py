@@ -131,6 +131,8 @@ class Physics:
     #: multiplier on the method's analytic prefill energy: `prefill_energy_ratio_by_tokens` at the batch's prompt
     #: tokens where there are knots, else `prefill_energy_ratio` (method_overhead.csv); 1 = none
     prefill_energy_ratio: np.ndarray
+    #: share of the method overhead the decode power counts as busy (method_overhead.csv `decode_busy_fraction`)
+    decode_busy_fraction: np.ndarray
     #: the engine's fitted power model (engines.yaml `analytic.power_floor` / `power_slope`); NaN = the
     #: analytic model's defaults (`analytic.PARAMS`)
     power_floor: np.ndarray
@@ -377,6 +379,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             prefill_time_ratio=_prefill_ratio(cands, qi, ei, tokens, time_median, PREFILL_KNOTS_COLUMN),
             prefill_time_ratio_median=time_median,
             prefill_energy_ratio=_prefill_ratio(cands, qi, ei, tokens, energy_median, PREFILL_ENERGY_KNOTS_COLUMN),
+            decode_busy_fraction=_method_table(cands, "decode_busy_fraction", 0.0)[qi, ei],
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             prefill_efficiency=et["prefill_efficiency"][ei], prefill_overhead_s=et["prefill_overhead_ms"][ei] / 1e3,
             memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
@@ -588,7 +591,8 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("q_log_weight_bytes_ratio", np.log(ph.weight_bytes / at_ref(pr.weight_bytes)))
         put("q_log_peak_flops_ratio", np.log(ph.peak_flops / at_ref(pr.peak_flops)))
         put("q_log_analytic_speedup", np.log(at_ref(er.t_step) / est.t_step))
-        put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j / at_ref(er.energy_per_token_j)))
+        put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j_unscaled
+                                                  / at_ref(er.energy_per_token_j_unscaled)))
         put("q_log_analytic_prefill_ratio", np.log(est.t_prefill_median_ratio / at_ref(er.t_prefill_median_ratio)))
         put("fit_margin_gb", ph.card_memory_gb - ph.memory_gb)
         put("fit_fraction", ph.memory_gb / ph.card_memory_gb)

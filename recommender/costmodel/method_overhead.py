@@ -87,6 +87,12 @@ PREFILL_ENERGY_KNOTS_COLUMN = "prefill_energy_ratio_by_tokens"
 PREFILL_ENERGY_COLUMNS = ("prefill_energy_ratio", "prefill_energy_p10", "prefill_energy_p90",
                           "prefill_energy_n_pairs")
 
+#: the columns of the decode power's busy share fit (`fit_decode_busy_fraction`; empty where a method has too few
+#: pairs)
+DECODE_BUSY_COLUMNS = ("decode_busy_fraction", "decode_busy_p10", "decode_busy_p90", "decode_busy_n_pairs")
+#: the largest busy fraction served
+BUSY_MAX = 1.5
+
 #: a cell: (gpu, model, quant, engine, batch, prompt, output)
 CellKey = tuple
 
@@ -269,7 +275,39 @@ def fit_prefill_energy(energy_j: Mapping[CellKey, float], modelled_j: Mapping[Ce
     return rows
 
 
-def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | None = None) -> list[dict]:
+def fit_decode_busy_fraction(power_w: Mapping[CellKey, float], parts: Mapping[CellKey, tuple[float, float]]) -> list[dict]:
+    """Rows {quant_id, engine_id, decode_busy_fraction, p10, p90, n_pairs}: the share of a method's per-layer
+    overhead time the decode power counts as busy (at the roofline's power per unit of utilisation). Per
+    same-cell pair with the 16-bit cell: the method cell's measured decode power divided by the 16-bit cell's
+    measured / modelled power (the machine's offset), minus the modelled power with no busy share (`parts`[0]),
+    over the modelled watts per unit of busy share (`parts`[1]); pairs whose overhead adds under 1 W per unit are
+    left out. Median per (method, engine), clipped to [0, BUSY_MAX]."""
+    per: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, v in power_w.items():
+        if key[2] in UNQUANTIZED or key not in parts:
+            continue
+        ref_key = _reference(key, power_w)
+        if ref_key is None or ref_key not in parts:
+            continue
+        p0, dw = parts[key]
+        ref_model = parts[ref_key][0]
+        if not (v > 0 and power_w[ref_key] > 0 and ref_model > 0 and dw > 1.0):
+            continue
+        per[(str(key[2]), str(key[3]))].append((v / (power_w[ref_key] / ref_model) - p0) / dw)
+    out = []
+    for (quant, engine), b in sorted(per.items()):
+        if len(b) < MIN_PAIRS:
+            continue
+        arr = np.array(b)
+        out.append({"quant_id": quant, "engine_id": engine,
+                    DECODE_BUSY_COLUMNS[0]: round(float(np.clip(np.median(arr), 0.0, BUSY_MAX)), 4),
+                    DECODE_BUSY_COLUMNS[1]: round(float(np.percentile(arr, 10)), 4),
+                    DECODE_BUSY_COLUMNS[2]: round(float(np.percentile(arr, 90)), 4), DECODE_BUSY_COLUMNS[3]: len(arr)})
+    return out
+
+
+def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | None = None,
+          decode_power: list[dict] | None = None) -> list[dict]:
     """The rows of method_overhead.csv: each decode row (`fit`) with its (method, engine)'s prefill columns
     (`fit_prefill`) and, given `prefill_energy`, its prefill energy columns (`fit_prefill_energy`), empty ("")
     where a fit has too few pairs; a (method, engine) with a prefill fit and no decode fit gets a row of its
@@ -281,6 +319,8 @@ def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | 
     parts = [with_knots(prefill, PREFILL_COLUMNS, PREFILL_KNOTS_COLUMN)]
     if prefill_energy is not None:
         parts.append(with_knots(prefill_energy, PREFILL_ENERGY_COLUMNS, PREFILL_ENERGY_KNOTS_COLUMN))
+    if decode_power is not None:
+        parts.append(({(r["quant_id"], r["engine_id"]): r for r in decode_power}, DECODE_BUSY_COLUMNS))
     decode_cols = list(decode[0]) if decode else ["quant_id", "engine_id", "per_layer_overhead_ms",
                                                    "per_layer_per_seq_ms"]
     rows = {(r["quant_id"], r["engine_id"]): dict(r) for r in decode}
@@ -362,6 +402,28 @@ def modelled_prefill_energy_j(catalog, cells: list[CellKey]) -> dict[CellKey, fl
     cells, cands, ph = got
     e = analytic.estimate(ph, cands).prefill_energy_j / ph.prefill_energy_ratio
     return {k: float(v) for k, v in zip(cells, e, strict=True)}
+
+
+def modelled_decode_power_parts(catalog, cells: list[CellKey]) -> dict[CellKey, tuple[float, float]]:
+    """Per cell (catalogue ids): (the analytic decode power in W with no busy share of the method overhead, the
+    watts one unit of busy share adds, uncapped; `analytic.Estimate.power_w_unbusy`, `power_w_per_busy_share`).
+    Cells with an id the catalogue does not know are left out."""
+    from recommender.costmodel import analytic
+
+    got = _physics(catalog, cells)
+    if got is None:
+        return {}
+    cells, cands, ph = got
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = analytic.estimate(ph, cands)
+    return {k: (float(a), float(b)) for k, a, b in zip(cells, est.power_w_unbusy, est.power_w_per_busy_share,
+                                                      strict=True)}
+
+
+def decode_powers(cells: list[CellKey], j_per_token: list[float], tokens_per_s: list[float]) -> dict[CellKey, float]:
+    """Median measured decode power (W: decode J per output token x tokens/s of the same row) per cell key."""
+    return median_per_cell(cells, [float(e) * float(t) if e is not None and t is not None else None
+                                   for e, t in zip(j_per_token, tokens_per_s, strict=True)])
 
 
 def modelled_prefill_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:

@@ -51,6 +51,17 @@ way with the measured prefill_energy_j of the same pairs; the median of (measure
 ratio to 16-bit), no floor, multiplies the method's analytic prefill energy; its knots, the same per token count
 (`prefill_energy_ratio_by_tokens`), replace it where there are two or more.
 
+Decode busy share (decode_busy_fraction, decode_busy_p10, decode_busy_p90, decode_busy_n_pairs; since s29): the
+analytic decode power counts the method's per-layer overhead as time off the roofline, at low power, while the
+torchao weight-only methods' overhead is arithmetic (measured decode power x1.3-2.1 the modelled,
+docs/experiments/decode-power-by-method-s28.md). The power's utilisation counts `busy` x the overhead time as
+roofline time. Per same-cell pair with the 16-bit cell: the method cell's measured decode power (decode J per
+output token x tokens/s) divided by the 16-bit cell's measured / modelled power (the machine's offset), less the
+modelled power with no share, over the watts one unit of share adds (`method_overhead.modelled_decode_power_parts`;
+pairs where it adds under 1 W are left out); the median per (method, engine), clipped to [0,
+method_overhead.BUSY_MAX]. It changes the analytic decode power and J/token only, not the trees' features
+(analytic.Estimate.energy_per_token_j_unscaled).
+
 Rows: our ok records (datasets/measurements/<card>/*.jsonl, not rejected/ or raw/), any batch size,
 `measurement_scope: simulated` never. Public rows have no quantized HF cells and are not used.
 
@@ -83,11 +94,17 @@ SCRIPT = "datasets/catalog/tools/fit_method_overhead.py"
 measurement_files = FE.measurement_files
 COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms", "n_pairs", "n_models",
            "gpus", "source", *MO.PREFILL_COLUMNS, *MO.PREFILL_ENERGY_COLUMNS, "per_layer_per_seq_ms",
-           MO.PREFILL_KNOTS_COLUMN, MO.PREFILL_ENERGY_KNOTS_COLUMN)
+           MO.PREFILL_KNOTS_COLUMN, MO.PREFILL_ENERGY_KNOTS_COLUMN, *MO.DECODE_BUSY_COLUMNS)
 
 
-#: the record fields the fits read: decode throughput, TTFT (ms), prefill energy (J)
-FIELDS = ("tokens_per_s", "ttft_ms", "prefill_energy_j")
+#: the record fields the fits read: decode throughput, TTFT (ms), prefill energy (J), decode power (W, `_decode_power_w`)
+FIELDS = ("tokens_per_s", "ttft_ms", "prefill_energy_j", "decode_power_w")
+
+
+def _decode_power_w(r: dict) -> float | None:
+    """A record's decode power (W): its decode J per output token x its tokens/s; None without both."""
+    e, t = r.get("decode_energy_per_token_j"), r.get("tokens_per_s")
+    return float(e) * float(t) if isinstance(e, (int, float)) and isinstance(t, (int, float)) else None
 
 
 def _records(files: list[Path], catalog) -> dict[str, tuple[list, list, list]]:
@@ -101,7 +118,7 @@ def _records(files: list[Path], catalog) -> dict[str, tuple[list, list, list]]:
         key = (gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"), r.get("prompt_tokens"),
                r.get("output_tokens"))
         for f, (keys, values, batch) in out.items():
-            v = r.get(f)
+            v = _decode_power_w(r) if f == "decode_power_w" else r.get(f)
             if isinstance(v, (int, float)):
                 keys.append(key)
                 values.append(float(v))
@@ -135,7 +152,9 @@ def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
     with_time.method_overhead = MO.merge(decode, prefill)
     energy_cells = MO.median_per_cell(*recs["prefill_energy_j"][:2])
     energy = MO.fit_prefill_energy(energy_cells, MO.modelled_prefill_energy_j(with_time, list(energy_cells)))
-    return MO.merge(decode, prefill, energy)
+    power_cells = MO.median_per_cell(*recs["decode_power_w"][:2])
+    power = MO.fit_decode_busy_fraction(power_cells, MO.modelled_decode_power_parts(with_time, list(power_cells)))
+    return MO.merge(decode, prefill, energy, power)
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -170,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r[p90]:.3f}] over {r[n]} pairs{knots}")
             else:
                 print(f"  {r['quant_id']:17s} {r['engine_id']:12s} none (fewer than {MO.MIN_PAIRS} pairs)")
+    busy, b10, b90, bn = MO.DECODE_BUSY_COLUMNS
+    print(f"decode busy share of the method overhead (0 = idle gaps; at most {MO.BUSY_MAX:g}):")
+    for r in rows:
+        if r.get(busy, "") != "":
+            print(f"  {r['quant_id']:17s} {r['engine_id']:12s} {r[busy]:6.3f} [p10 {r[b10]:.3f}, p90 {r[b90]:.3f}] "
+                  f"over {r[bn]} pairs")
     if not args.dry_run:
         OUT.write_text(to_csv(rows), encoding="utf-8")
         print(f"wrote {OUT.relative_to(REPO)}")

@@ -593,3 +593,79 @@ def test_a_folds_prefill_energy_ratio_ignores_the_held_out_prefill_energies():
     _, a0 = fit(pre)(np.arange(len(frame)))
     _, a1 = fit(np.where(quant, 3 * pre, pre))(np.arange(len(frame)))
     assert not np.allclose(a1["prefill_energy_j"], a0["prefill_energy_j"])
+
+
+# ---- the busy share of the method overhead in the decode power -------------------------------------------
+def test_decode_busy_fraction_is_the_median_pair_value_net_of_the_machines_offset():
+    power, parts = {}, {}
+    for model, busy in (("a", 0.2), ("b", 0.3), ("c", 0.5)):
+        # the 16-bit cell: modelled 380 W, measured 400 W on this machine (x1.05 its offset)
+        power[_cell(model, "bf16", 8)], parts[_cell(model, "bf16", 8)] = 400.0, (380.0, 0.0)
+        # the method: 250 W modelled without a busy share, +200 W per unit of share; measured = offset x that
+        power[_cell(model, "torchao-int4-wo", 8)] = (400.0 / 380.0) * (250.0 + 200.0 * busy)
+        parts[_cell(model, "torchao-int4-wo", 8)] = (250.0, 200.0)
+        # a method whose overhead adds under 1 W per unit of share says nothing about it: left out
+        power[_cell(model, "torchao-fp8", 8)], parts[_cell(model, "torchao-fp8", 8)] = 300.0, (290.0, 0.5)
+        # one drawing less than modelled clips at 0
+        power[_cell(model, "bnb-nf4", 8)], parts[_cell(model, "bnb-nf4", 8)] = 200.0, (300.0, 100.0)
+    rows = {r["quant_id"]: r for r in MO.fit_decode_busy_fraction(power, parts)}
+    assert rows["torchao-int4-wo"]["decode_busy_fraction"] == pytest.approx(0.3)
+    assert rows["torchao-int4-wo"]["decode_busy_n_pairs"] == 3
+    assert "torchao-fp8" not in rows
+    assert rows["bnb-nf4"]["decode_busy_fraction"] == 0.0 and rows["bnb-nf4"]["decode_busy_p10"] < 0
+    got = MO.decode_powers([_cell("a", "bf16", 8)] * 3, [0.5, 0.4, None], [1000.0, 1000.0, 900.0])
+    assert got == {_cell("a", "bf16", 8): pytest.approx(450.0)}  # median of 500 and 400 W; a row without J left out
+
+
+def test_the_busy_share_raises_the_decode_power_only_and_never_past_the_tdp(catalog):
+    cat, plain = copy.copy(catalog), copy.copy(catalog)
+    cat.method_overhead = [{"quant_id": "torchao-int4-wo", "engine_id": "hf-eager", "per_layer_overhead_ms": "0.3",
+                            "decode_busy_fraction": "0.5"}]
+    plain.method_overhead = [{"quant_id": "torchao-int4-wo", "engine_id": "hf-eager", "per_layer_overhead_ms": "0.3"}]
+    args = (["h100-sxm", "rtx4060ti-16gb"], ["qwen2.5-7b-instruct"], ["torchao-int4-wo", "bf16"],
+            ["hf-eager", "hf-compiled"], [1, 8, 32], 256, 128)
+    c, c0 = Candidates.grid(cat, *args), Candidates.grid(plain, *args)
+    e, e0 = analytic.estimate(F.physics(c), c), analytic.estimate(F.physics(c0), c0)
+    hit = (c.quant_idx == cat.quants.index["torchao-int4-wo"]) & (c.engine_idx == cat.engines.index["hf-eager"])
+    assert hit.any() and (~hit).any()
+    cells = [("h100-sxm", "qwen2.5-7b-instruct", "torchao-int4-wo", "hf-eager", b, 256, 128) for b in (1, 8, 32)]
+    parts = MO.modelled_decode_power_parts(plain, cells)
+    with_share = MO.modelled_decode_power_parts(cat, cells)  # the fit's baseline has no busy share
+    assert all(with_share[k] == pytest.approx(parts[k]) for k in cells)
+    tdp = c.col("gpu_tdp_w")[hit][0]
+    on = hit & (c.gpu_idx == cat.gpus.index["h100-sxm"])
+    want = [min(tdp, parts[k][0] + 0.5 * parts[k][1]) for k in cells]
+    np.testing.assert_allclose(e.power_w[on], want)
+    assert (e.power_w[hit] > e0.power_w[hit]).all() and (e.power_w <= c.col("gpu_tdp_w") + 1e-9).all()
+    np.testing.assert_allclose(e.energy_per_token_j, e.power_w * e.t_step / c.batch_size)
+    for name in ("t_step", "tokens_per_s", "t_prefill", "ttft_ms", "prefill_power_w", "prefill_energy_j"):
+        np.testing.assert_allclose(getattr(e, name), getattr(e0, name), err_msg=name)
+    np.testing.assert_allclose(e.power_w[~hit], e0.power_w[~hit])
+    # the trees' features read the power without the share: a change of the share moves the baseline only
+    np.testing.assert_array_equal(F.build(c), F.build(c0))
+    np.testing.assert_allclose(e.energy_per_token_j_unscaled, e0.energy_per_token_j)
+
+
+def test_a_folds_decode_busy_fraction_ignores_the_held_out_decode_powers():
+    """Tripling the held-out card's measured decode J/token of its quantized rows leaves the fold's J/token
+    baseline as it was, while the same change on every row moves the all-row fit."""
+    from recommender.costmodel import train as T
+
+    data, catalog = T.load_training_data()
+    frame = data.frame
+    tps, dec = frame["tokens_per_s"].to_numpy(float), frame["decode_energy_per_token_j"].to_numpy(float)
+    held = (frame["gpu_id"] == "h200").to_numpy()
+    train = np.flatnonzero(~held)
+    quant = ~frame["quant"].isin(["bf16", "fp16", "fp32"]).to_numpy()
+
+    def fit(decode_j):
+        f = frame.copy()
+        f["decode_energy_per_token_j"] = decode_j
+        return T._fold_refit(f, catalog, tps, refit_engine_constants=False)
+
+    _, b0 = fit(dec)(train)
+    _, b1 = fit(np.where(held & quant, 3 * dec, dec))(train)
+    np.testing.assert_array_equal(b1["energy_per_token_j"], b0["energy_per_token_j"])
+    _, a0 = fit(dec)(np.arange(len(frame)))
+    _, a1 = fit(np.where(quant, 3 * dec, dec))(np.arange(len(frame)))
+    assert not np.allclose(a1["energy_per_token_j"], a0["energy_per_token_j"])
