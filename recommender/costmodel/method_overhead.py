@@ -276,12 +276,13 @@ def fit_prefill_energy(energy_j: Mapping[CellKey, float], modelled_j: Mapping[Ce
 
 
 def fit_decode_busy_fraction(power_w: Mapping[CellKey, float], parts: Mapping[CellKey, tuple[float, float]]) -> list[dict]:
-    """Rows {quant_id, engine_id, decode_busy_fraction, p10, p90, n_pairs}: the share of a method's per-layer
+    """Rows {quant_id, engine_id, DECODE_BUSY_COLUMNS}: the share of a method's per-layer
     overhead time the decode power counts as busy (at the roofline's power per unit of utilisation). Per
     same-cell pair with the 16-bit cell: the method cell's measured decode power divided by the 16-bit cell's
     measured / modelled power (the machine's offset), minus the modelled power with no busy share (`parts`[0]),
     over the modelled watts per unit of busy share (`parts`[1]); pairs whose overhead adds under 1 W per unit are
-    left out. Median per (method, engine), clipped to [0, BUSY_MAX]."""
+    left out. Median per (method, engine) with at least MIN_PAIRS pairs, clipped to [0, BUSY_MAX]; p10/p90 the pairs'
+    spread, unclipped."""
     per: dict[tuple[str, str], list[float]] = defaultdict(list)
     for key, v in power_w.items():
         if key[2] in UNQUANTIZED or key not in parts:
@@ -307,11 +308,12 @@ def fit_decode_busy_fraction(power_w: Mapping[CellKey, float], parts: Mapping[Ce
 
 
 def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | None = None,
-          decode_power: list[dict] | None = None) -> list[dict]:
+          decode_busy: list[dict] | None = None) -> list[dict]:
     """The rows of method_overhead.csv: each decode row (`fit`) with its (method, engine)'s prefill columns
-    (`fit_prefill`) and, given `prefill_energy`, its prefill energy columns (`fit_prefill_energy`), empty ("")
-    where a fit has too few pairs; a (method, engine) with a prefill fit and no decode fit gets a row of its
-    own with empty decode columns. Sorted by (method, engine)."""
+    (`fit_prefill`) and, given `prefill_energy` / `decode_busy`, its prefill energy columns (`fit_prefill_energy`)
+    / decode busy share columns (`fit_decode_busy_fraction`), empty ("") where a fit has too few pairs; a (method,
+    engine) with a prefill fit and no decode fit gets a row of its own with empty decode columns. Sorted by
+    (method, engine)."""
     def with_knots(rows: list[dict], columns: tuple[str, ...], knots: str):
         return ({(r["quant_id"], r["engine_id"]): r for r in rows},
                 columns + ((knots,) if any(knots in r for r in rows) else ()))
@@ -319,8 +321,8 @@ def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | 
     parts = [with_knots(prefill, PREFILL_COLUMNS, PREFILL_KNOTS_COLUMN)]
     if prefill_energy is not None:
         parts.append(with_knots(prefill_energy, PREFILL_ENERGY_COLUMNS, PREFILL_ENERGY_KNOTS_COLUMN))
-    if decode_power is not None:
-        parts.append(({(r["quant_id"], r["engine_id"]): r for r in decode_power}, DECODE_BUSY_COLUMNS))
+    if decode_busy is not None:
+        parts.append(({(r["quant_id"], r["engine_id"]): r for r in decode_busy}, DECODE_BUSY_COLUMNS))
     decode_cols = list(decode[0]) if decode else ["quant_id", "engine_id", "per_layer_overhead_ms",
                                                    "per_layer_per_seq_ms"]
     rows = {(r["quant_id"], r["engine_id"]): dict(r) for r in decode}
