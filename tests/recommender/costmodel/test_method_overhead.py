@@ -574,17 +574,23 @@ def test_the_prefill_energy_ratio_scales_the_prefill_energy_only(catalog):
     assert got[fp8] == pytest.approx(e0.prefill_energy_j[i])
 
 
-def test_a_folds_prefill_energy_ratio_ignores_the_held_out_prefill_energies():
-    """Perturbing the held-out card's measured prefill energies leaves the fold's baseline as it was, while the
-    same perturbation of every row moves the all-row fit."""
+def _h200_held_out(column: str):
+    """The committed training data with the H200 held out: (trainer module, catalogue, frame, its tokens/s, its
+    `column`, held-out mask, training row indices, quantized-row mask)."""
     from recommender.costmodel import train as T
 
     data, catalog = T.load_training_data()
     frame = data.frame
-    tps, pre = frame["tokens_per_s"].to_numpy(float), frame["prefill_energy_j"].to_numpy(float)
     held = (frame["gpu_id"] == "h200").to_numpy()
-    train = np.flatnonzero(~held)
     quant = ~frame["quant"].isin(["bf16", "fp16", "fp32"]).to_numpy()
+    return (T, catalog, frame, frame["tokens_per_s"].to_numpy(float), frame[column].to_numpy(float), held,
+            np.flatnonzero(~held), quant)
+
+
+def test_a_folds_prefill_energy_ratio_ignores_the_held_out_prefill_energies():
+    """Perturbing the held-out card's measured prefill energies leaves the fold's baseline as it was, while the
+    same perturbation of every row moves the all-row fit."""
+    T, catalog, frame, tps, pre, held, train, quant = _h200_held_out("prefill_energy_j")
     moved = np.where(held & quant, 3 * pre, pre)
     fit = lambda p: T._fold_refit(frame, catalog, tps, refit_engine_constants=False, measured_prefill_j=p)  # noqa: E731
     _, b0 = fit(pre)(train)
@@ -649,14 +655,7 @@ def test_the_busy_share_raises_the_decode_power_only_and_never_past_the_tdp(cata
 def test_a_folds_decode_busy_fraction_ignores_the_held_out_decode_powers():
     """Tripling the held-out card's measured decode J/token of its quantized rows leaves the fold's J/token
     baseline as it was, while the same change on every row moves the all-row fit."""
-    from recommender.costmodel import train as T
-
-    data, catalog = T.load_training_data()
-    frame = data.frame
-    tps, dec = frame["tokens_per_s"].to_numpy(float), frame["decode_energy_per_token_j"].to_numpy(float)
-    held = (frame["gpu_id"] == "h200").to_numpy()
-    train = np.flatnonzero(~held)
-    quant = ~frame["quant"].isin(["bf16", "fp16", "fp32"]).to_numpy()
+    T, catalog, frame, tps, dec, held, train, quant = _h200_held_out("decode_energy_per_token_j")
 
     def fit(decode_j):
         f = frame.copy()
