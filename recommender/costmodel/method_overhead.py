@@ -283,7 +283,7 @@ def fit_decode_busy_fraction(power_w: Mapping[CellKey, float], parts: Mapping[Ce
     over the modelled watts per unit of busy share (`parts`[1]); pairs whose overhead adds under 1 W per unit are
     left out. Median per (method, engine) with at least MIN_PAIRS pairs, clipped to [0, BUSY_MAX]; p10/p90 the pairs'
     spread, unclipped."""
-    per: dict[tuple[str, str], list[float]] = defaultdict(list)
+    per: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for key, v in power_w.items():
         if key[2] in UNQUANTIZED or key not in parts:
             continue
@@ -294,17 +294,12 @@ def fit_decode_busy_fraction(power_w: Mapping[CellKey, float], parts: Mapping[Ce
         ref_model = parts[ref_key][0]
         if not (v > 0 and power_w[ref_key] > 0 and ref_model > 0 and dw > 1.0):
             continue
-        per[(str(key[2]), str(key[3]))].append((v / (power_w[ref_key] / ref_model) - p0) / dw)
-    out = []
-    for (quant, engine), b in sorted(per.items()):
-        if len(b) < MIN_PAIRS:
-            continue
-        arr = np.array(b)
-        out.append({"quant_id": quant, "engine_id": engine,
-                    DECODE_BUSY_COLUMNS[0]: round(float(np.clip(np.median(arr), 0.0, BUSY_MAX)), 4),
-                    DECODE_BUSY_COLUMNS[1]: round(float(np.percentile(arr, 10)), 4),
-                    DECODE_BUSY_COLUMNS[2]: round(float(np.percentile(arr, 90)), 4), DECODE_BUSY_COLUMNS[3]: len(arr)})
-    return out
+        per[(str(key[2]), str(key[3]))].append(((v / (power_w[ref_key] / ref_model) - p0) / dw,
+                                                 float(key[4]) * float(key[5])))
+    rows = _ratio_rows(per, DECODE_BUSY_COLUMNS, 0.0)
+    for r in rows:
+        r[DECODE_BUSY_COLUMNS[0]] = min(r[DECODE_BUSY_COLUMNS[0]], BUSY_MAX)
+    return rows
 
 
 def merge(decode: list[dict], prefill: list[dict], prefill_energy: list[dict] | None = None,
@@ -422,10 +417,15 @@ def modelled_decode_power_parts(catalog, cells: list[CellKey]) -> dict[CellKey, 
                                                       strict=True)}
 
 
+def decode_power_w(j_per_token, tokens_per_s) -> float | None:
+    """One row's decode power (W): its decode J per output token x its tokens/s; None unless both are numbers."""
+    ok = all(isinstance(x, (int, float)) for x in (j_per_token, tokens_per_s))
+    return float(j_per_token) * float(tokens_per_s) if ok else None
+
+
 def decode_powers(cells: list[CellKey], j_per_token: list[float], tokens_per_s: list[float]) -> dict[CellKey, float]:
-    """Median measured decode power (W: decode J per output token x tokens/s of the same row) per cell key."""
-    return median_per_cell(cells, [float(e) * float(t) if e is not None and t is not None else None
-                                   for e, t in zip(j_per_token, tokens_per_s, strict=True)])
+    """Median measured decode power (W, `decode_power_w` of each row) per cell key."""
+    return median_per_cell(cells, [decode_power_w(e, t) for e, t in zip(j_per_token, tokens_per_s, strict=True)])
 
 
 def modelled_prefill_ms(catalog, cells: list[CellKey]) -> dict[CellKey, float]:

@@ -97,14 +97,9 @@ COLUMNS = ("quant_id", "engine_id", "per_layer_overhead_ms", "p10_ms", "p90_ms",
            MO.PREFILL_KNOTS_COLUMN, MO.PREFILL_ENERGY_KNOTS_COLUMN, *MO.DECODE_BUSY_COLUMNS)
 
 
-#: the record fields the fits read: decode throughput, TTFT (ms), prefill energy (J), decode power (W, `_decode_power_w`)
+#: the record fields the fits read: decode throughput, TTFT (ms), prefill energy (J), decode power (W,
+#: `method_overhead.decode_power_w` of the record's decode J per output token and tokens/s)
 FIELDS = ("tokens_per_s", "ttft_ms", "prefill_energy_j", "decode_power_w")
-
-
-def _decode_power_w(r: dict) -> float | None:
-    """A record's decode power (W): its decode J per output token x its tokens/s; None without both."""
-    e, t = r.get("decode_energy_per_token_j"), r.get("tokens_per_s")
-    return float(e) * float(t) if isinstance(e, (int, float)) and isinstance(t, (int, float)) else None
 
 
 def _records(files: list[Path], catalog) -> dict[str, tuple[list, list, list]]:
@@ -118,7 +113,8 @@ def _records(files: list[Path], catalog) -> dict[str, tuple[list, list, list]]:
         key = (gpu.id, r.get("model"), r.get("quant"), r.get("engine"), r.get("batch_size"), r.get("prompt_tokens"),
                r.get("output_tokens"))
         for f, (keys, values, batch) in out.items():
-            v = _decode_power_w(r) if f == "decode_power_w" else r.get(f)
+            v = (MO.decode_power_w(r.get("decode_energy_per_token_j"), r.get("tokens_per_s")) if f == "decode_power_w"
+                 else r.get(f))
             if isinstance(v, (int, float)):
                 keys.append(key)
                 values.append(float(v))
