@@ -273,17 +273,22 @@ class _Estimator:
                                      r.warmup + r.repetitions)
             self.model_ratio.setdefault((r.model, r.engine), []).append(v / base if base else 1.0)
             self.method_models.setdefault((r.engine, r.quant), []).append(r.model)
-        # compile_time_s (s) of the store's ok records that compiled, per (engine, quant) and per (engine, None)
+        # compile_time_s (s) of the store's ok records that compiled, per (engine, quant) and per (engine, None);
+        # and per (engine, quant, model), what `compile_high_s` floors a model's own compile time at
         self.compiled: dict[tuple[str | None, str | None], list[float]] = {}
+        self.compiled_by_model: dict[tuple[str | None, str | None, str], list[float]] = {}
         for r, _ in costs:
             if _compiled(r):
                 for key in ((r.engine, r.quant), (r.engine, None)):
                     self.compiled.setdefault(key, []).append(float(r.compile_time_s))
+                self.compiled_by_model.setdefault((r.engine, r.quant, r.model), []).append(float(r.compile_time_s))
         for variant, base in (engine_bases or {}).items():
             if any(e == variant for e, _ in self.calls):
                 continue  # its own records
             for table in (self.prior, self.calls, self.compiled, self.method_models):
                 table.update({(variant, q): list(v) for (e, q), v in list(table.items()) if e == base})
+            self.compiled_by_model.update({(variant, q, m): list(v) for (e, q, m), v
+                                           in list(self.compiled_by_model.items()) if e == base})
             self.model_ratio.update({(m, variant): list(v) for (m, e), v in list(self.model_ratio.items())
                                      if e == base})
         # the shapes (batch, prompt, output) this run's current model group ran per (engine, engine params)
@@ -445,28 +450,36 @@ class _Estimator:
             return True
         return any(len(values := {s[i] for s in ran}) == 1 and shape[i] not in values for i in range(3))
 
-    def compile_high_s(self, engine: str | None, quant: str | None) -> float:
+    def compile_high_s(self, engine: str | None, quant: str | None, model: str | None = None) -> float:
         """The compile time (s) the budget assumes for a compiling cell: the COMPILE_QUANTILE (nearest rank)
         of `compile_time_s` over the method's store records that compiled, over the engine's of every method
         when the method has fewer than COMPILE_MIN_RECORDS; COMPILE_DEFAULT_S when the engine has none (a
-        device's first compiled session)."""
+        device's first compiled session). With `model`, never less than the longest compile time of that
+        model's own store records of the method: one model can compile far beyond its method's quantile
+        (session s30: torchao-fp8 Mistral-7B with hf-compiled-gqa compiled 463 s at batch 8 where the method's
+        other fourteen records took 62-297 s; its batch-32 cell, estimated from the quantile at 341 s, was
+        started with a 492 s budget and killed at the hard stop, the call measuring nothing)."""
         xs = self.compiled.get((engine, quant), [])
         if len(xs) < COMPILE_MIN_RECORDS:
             xs = self.compiled.get((engine, None), [])
         if not xs:
-            return COMPILE_DEFAULT_S
-        xs = sorted(xs)
-        return xs[max(math.ceil(COMPILE_QUANTILE * len(xs)) - 1, 0)]
+            value = COMPILE_DEFAULT_S
+        else:
+            xs = sorted(xs)
+            value = xs[max(math.ceil(COMPILE_QUANTILE * len(xs)) - 1, 0)]
+        own = self.compiled_by_model.get((engine, quant, model), []) if model is not None else []
+        return max([value, *own])
 
     def _compiling_cost(self, cell: Cell, new_group: bool) -> float:
         """A compiling cell's pessimistic wall time (s). Continuing a model group that compiled before in
         this run: RECOMPILE_FACTOR x the wall of the group's first compiling cell (the model's own compile
         time: qwen2.5-14b bnb-nf4 compiled 89 s at batch 1, beyond its method's quantile). Otherwise
-        `compile_high_s` + the store's cost of the cell without its compile time (`_shape_cost`, load only
-        for a group start, x the model factor; 0 when the method has no record)."""
+        `compile_high_s` (at least the model's own longest compile of the method) + the store's cost of the
+        cell without its compile time (`_shape_cost`, load only for a group start, x the model factor; 0 when
+        the method has no record)."""
         if not new_group and self.group_compiled_s:
             return RECOMPILE_FACTOR * self.group_compiled_s[0]
-        value = self.compile_high_s(cell.engine, cell.quant)
+        value = self.compile_high_s(cell.engine, cell.quant, cell.model)
         shape = (cell.prompt_tokens, cell.output_tokens, cell.batch_size, cell.warmup + cell.repetitions)
         cost = self._shape_cost(cell.engine, cell.quant, shape, new_group)
         if cost is not None:

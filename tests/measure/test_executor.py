@@ -1056,6 +1056,31 @@ def test_compile_high_s_is_a_high_quantile_of_the_methods_compiled_records():
         ex.COMPILE_DEFAULT_S
 
 
+def test_compile_high_s_is_never_below_the_models_own_longest_compile():
+    import measure.executor as ex
+
+    # the method's ten records compile 30-120 s; one model of them compiled 400 s at batch 8 (s30: fp8
+    # Mistral-7B, 463 s where the method's quantile said 297 s)
+    many = [30.0 + 10 * i for i in range(10)]
+    recs = [_compile_record("bf16", c, model=f"m{i % 3}", i=i) for i, c in enumerate(many)]
+    recs += [_compile_record("bf16", 90.0, model="slow", i=50),
+             _compile_record("bf16", 400.0, batch=8, model="slow", i=51)]
+    est = ex._Estimator(recs)
+    quantile = est.compile_high_s("hf-compiled", "bf16")
+    assert quantile < 400.0
+    assert est.compile_high_s("hf-compiled", "bf16", "slow") == pytest.approx(400.0)
+    # a model whose own compiles stay under the quantile, or with none, gets the quantile
+    assert est.compile_high_s("hf-compiled", "bf16", "m0") == pytest.approx(quantile)
+    assert est.compile_high_s("hf-compiled", "bf16", "unseen") == pytest.approx(quantile)
+    # the budget's estimate of the slow model's group start (batch 32) follows: at least its own compile time
+    cell = _cc(32, model="slow")
+    assert est.estimate_cell(cell, True) >= 400.0
+    assert est.estimate_cell(_cc(32, model="m0"), True) < 400.0
+    # a variant without records of its own reads its base engine's, per model too
+    variant = ex._Estimator(recs, {"hf-compiled-gqa": "hf-compiled"})
+    assert variant.compile_high_s("hf-compiled-gqa", "bf16", "slow") == pytest.approx(400.0)
+
+
 def test_estimate_cell_of_compiling_cells_is_pessimistic_and_of_others_unchanged():
     import measure.executor as ex
 
