@@ -388,7 +388,7 @@ class Catalog:
     """All catalogues. Use `load_catalog()` for the shipped one."""
 
     def __init__(self, gpus, models, quants, engines, profiles, regions=(), model_scores=(), quant_accuracy=(),
-                 method_overhead=(), setup_notes=()):
+                 method_overhead=(), setup_notes=(), memory_residual=()):
         self.gpus = _Table("GPU", gpus)
         self.models = _Table("model", models)
         self.quants = _Table("quantization", quants)
@@ -399,6 +399,8 @@ class Catalog:
         self.quant_accuracy: list[dict[str, Any]] = list(quant_accuracy)
         #: fitted per-layer decode overhead of a method on an engine (method_overhead.csv; rows as dicts)
         self.method_overhead: list[dict[str, Any]] = list(method_overhead)
+        #: fitted memory residual per method on measurable engines (memory_residual.csv; rows as dicts)
+        self.memory_residual: list[dict[str, Any]] = list(memory_residual)
         #: measured settings advice per (method, engine, batch size) (setup_notes.yaml; rows as dicts)
         self.setup_notes: list[dict[str, Any]] = list(setup_notes)
         #: the folder the catalogue was read from (`load_catalog_from`), None when built in code
@@ -580,6 +582,7 @@ def _catalog_from(folder: Path) -> Catalog:
         model_scores=_read_csv(folder / "model_scores.csv"),
         quant_accuracy=_read_csv(folder / "quant_accuracy.csv"),
         method_overhead=_read_csv(folder / "method_overhead.csv"),
+        memory_residual=_read_csv(folder / "memory_residual.csv"),
         setup_notes=_yaml_rows(_read_yaml(folder / "setup_notes.yaml")),
     )
 

@@ -13,6 +13,11 @@ Peak GPU memory = weights + KV cache + activations + runtime overhead, all in GB
 - runtime overhead: CUDA context, cuBLAS workspace, allocator fragmentation on KV + activations and,
   for compiled / CUDA-graph engines, graph pools (project parameters to be calibrated against
   `peak_mem_nvml_gb` of our H100 measurements).
+- residual (engines we measure without a paged KV pool, `memory_residual.applies_to`): what the components
+  miss of the measured peak, per quantization method and engine (datasets/catalog/memory_residual.csv,
+  fitted on our records by datasets/catalog/tools/fit_memory_residual.py: NVML's peak minus the components,
+  median; mostly memory the caching allocator reserved and did not hand out at the peak;
+  `recommender.costmodel.memory_residual`).
 
 The usable capacity is memory_gb x (1 - headroom) x the engine's memory utilisation (vLLM and other
 paged-KV engines reserve a fraction of the card: vLLM's default `gpu_memory_utilization` is 0.9).
@@ -27,6 +32,7 @@ from functools import cached_property
 import numpy as np
 
 from recommender.candidates import Candidates
+from recommender.costmodel.memory_residual import residual_table
 
 GIB = float(2**30)
 
@@ -66,10 +72,14 @@ class MemoryEstimate:
     kv_cache_gb: np.ndarray
     activations_gb: np.ndarray
     overhead_gb: np.ndarray
-    total_gb: np.ndarray
+    total_gb: np.ndarray  # the components plus `residual_gb`
     card_gb: np.ndarray
     usable_gb: np.ndarray
     headroom_frac: float
+    residual_gb: np.ndarray  # measured peak minus components, per method and engine, where it applies (else 0)
+    #: weights + KV cache + activations + overhead, without the fitted residual (GB): what the cost model's
+    #: features read, so a refit of the residual leaves the learned targets unchanged
+    components_gb: np.ndarray
 
     @cached_property
     def fits(self) -> np.ndarray:
@@ -80,11 +90,13 @@ class MemoryEstimate:
     def take(self, sel) -> MemoryEstimate:
         return MemoryEstimate(*(getattr(self, f)[sel] for f in
                                 ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "total_gb",
-                                 "card_gb", "usable_gb")), self.headroom_frac)
+                                 "card_gb", "usable_gb")), self.headroom_frac, self.residual_gb[sel],
+                              self.components_gb[sel])
 
     def breakdown(self, i: int) -> dict[str, float | None]:
         """Components of row `i` for JSON output (GB)."""
-        keys = ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "total_gb", "usable_gb")
+        keys = ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "residual_gb", "total_gb",
+                "usable_gb")
         return {k: _round(getattr(self, k)[i]) for k in keys}
 
 
@@ -107,8 +119,10 @@ def _quant_bits(cands: Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return wbits, ebits, wonly
 
 
-def estimate(cands: Candidates, headroom_frac: float = 0.0) -> MemoryEstimate:
-    """Peak memory estimate and usable capacity for every candidate row (GB of 2**30 bytes)."""
+def estimate(cands: Candidates, headroom_frac: float = 0.0, residual: bool = True) -> MemoryEstimate:
+    """Peak memory estimate and usable capacity for every candidate row (GB of 2**30 bytes); `residual`:
+    add the catalogue's fitted residual per method on measurable engines (False: the components alone, as
+    the residual's fit needs them)."""
     c = cands.col
     params = c("model_params_b") * 1e9
     hidden, inter = c("model_hidden_size"), c("model_intermediate_size")
@@ -132,11 +146,17 @@ def estimate(cands: Candidates, headroom_frac: float = 0.0) -> MemoryEstimate:
     paged = _paged(cands)
     overhead = (p["runtime_overhead_gb"] + np.maximum(compiled, paged) * p["compiled_overhead_gb"]
                 + (kv + act) * p["fragmentation_frac"] / GIB)
-    total = (weights + kv + act) / GIB + overhead
+    resid = np.zeros(len(cands))
+    if residual and cands.catalog.memory_residual:
+        table = residual_table(cands.catalog.memory_residual, cands.catalog.quants.ids(), cands.catalog.engines.rows)
+        resid = table[cands.quant_idx, cands.engine_idx]
+    components = (weights + kv + act) / GIB + overhead
+    total = components + resid
     card = c("gpu_memory_gb")
     util = np.where(paged > 0, p["paged_memory_utilization"], 1.0)
     usable = card * (1.0 - headroom_frac) * util
-    return MemoryEstimate(weights / GIB, kv / GIB, act / GIB, overhead, total, card, usable, float(headroom_frac))
+    return MemoryEstimate(weights / GIB, kv / GIB, act / GIB, overhead, total, card, usable, float(headroom_frac),
+                          resid, components)
 
 
 def _paged(cands: Candidates) -> np.ndarray:

@@ -142,8 +142,9 @@ class Physics:
     #: else the decode step's `efficiency` and `overhead_s`
     prefill_efficiency: np.ndarray
     prefill_overhead_s: np.ndarray
-    memory_gb: np.ndarray  # estimated peak need (recommender.memory)
+    memory_gb: np.ndarray  # estimated peak need (recommender.memory), with the fitted residual
     card_memory_gb: np.ndarray
+    memory_components_gb: np.ndarray  # the same without the residual: what the features read
 
 
 def _quant_tables(cands: Candidates) -> dict[str, np.ndarray]:
@@ -382,7 +383,7 @@ def physics(cands: Candidates, kv_cache_bits: np.ndarray | None = None) -> Physi
             decode_busy_fraction=_method_table(cands, "decode_busy_fraction", 0.0)[qi, ei],
             power_floor=et["power_floor"][ei], power_slope=et["power_slope"][ei],
             prefill_efficiency=et["prefill_efficiency"][ei], prefill_overhead_s=et["prefill_overhead_ms"][ei] / 1e3,
-            memory_gb=mem.total_gb, card_memory_gb=mem.card_gb,
+            memory_gb=mem.total_gb, card_memory_gb=mem.card_gb, memory_components_gb=mem.components_gb,
         )
 
 
@@ -594,8 +595,8 @@ def build(cands: Candidates, scope=None, kv_cache_bits: np.ndarray | None = None
         put("q_log_analytic_energy_ratio", np.log(est.energy_per_token_j_unscaled
                                                   / at_ref(er.energy_per_token_j_unscaled)))
         put("q_log_analytic_prefill_ratio", np.log(est.t_prefill_median_ratio / at_ref(er.t_prefill_median_ratio)))
-        put("fit_margin_gb", ph.card_memory_gb - ph.memory_gb)
-        put("fit_fraction", ph.memory_gb / ph.card_memory_gb)
+        put("fit_margin_gb", ph.card_memory_gb - ph.memory_components_gb)
+        put("fit_fraction", ph.memory_components_gb / ph.card_memory_gb)
 
         tdp = c("gpu_tdp_w")
         put("log_bandwidth_gbs", np.log(c("gpu_bandwidth_gbs")))

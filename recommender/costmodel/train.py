@@ -405,13 +405,16 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
        `fit_prefill_energy` on `measured_prefill_j`, defaults the frame's `ttft_ms` / `prefill_energy_j`,
        `fit_decode_busy_fraction` on the frame's decode J per output token x `measured_tps`) on our rows among the
        training rows, against the analytic step and prefill times of a catalogue holding those engine constants
-       (and, for the energy ratio, the fold's time ratios; for the busy share, its decode overheads).
+       (and, for the energy ratio, the fold's time ratios; for the busy share, its decode overheads);
+    3. the memory residual per method and engine (recommender/costmodel/memory_residual.py: `fit_frame` on our
+       training rows with a measured peak), which moves the analytic memory baseline and nothing else.
 
     Folds with the same constants share one build. None when there is nothing to refit."""
     import copy
 
     from recommender.catalog import variant_method_rows
     from recommender.costmodel import engine_constants as EC
+    from recommender.costmodel import memory_residual as MR
     from recommender.costmodel import method_overhead as MO
 
     tools = None
@@ -419,7 +422,7 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
         tools = tool_rows if tool_rows is not None else EC.ToolRows(catalog)
         if not tools.overhead and not tools.power:
             tools = None
-    if tools is None and not catalog.method_overhead:
+    if tools is None and not catalog.method_overhead and not catalog.memory_residual:
         return None
     keys = list(zip(frame["gpu_id"], frame["model"], frame["quant"], frame["engine"],
                     frame["batch_size"].tolist(), frame["prompt_tokens"].tolist(),
@@ -443,6 +446,9 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
     measured_decode_j = (frame["decode_energy_per_token_j"].to_numpy(float) if "decode_energy_per_token_j" in frame
                          else np.full(len(frame), np.nan))
     built: dict[tuple, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    # the memory components do not depend on the refitted constants: computed once, the residual refitted per fold
+    memory_parts = (MR.frame_components_gb(frame, catalog) if catalog.memory_residual and "memory_gb" in frame
+                    else None)
 
     def refit(train: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         ckey, cat = (), catalog
@@ -485,9 +491,15 @@ def _fold_refit(frame, catalog, measured_tps: np.ndarray, refit_engine_constants
                           r.get(MO.PREFILL_ENERGY_KNOTS_COLUMN), r.get("decode_busy_fraction"))
                          for r in rows)
             cat.method_overhead = rows
-        if (ckey, mkey) not in built:
-            built[(ckey, mkey)] = _features_and_base(frame, cat)
-        return built[(ckey, mkey)]
+        rkey = ()
+        if memory_parts is not None:
+            residual = MR.fit_frame(frame, cat, memory_parts, rows=train)
+            cat = copy.copy(cat)
+            cat.memory_residual = residual
+            rkey = tuple((r["quant_id"], r["engine_id"], r["residual_gb"]) for r in residual)
+        if (ckey, mkey, rkey) not in built:
+            built[(ckey, mkey, rkey)] = _features_and_base(frame, cat)
+        return built[(ckey, mkey, rkey)]
 
     refit.engine_constants = tools is not None
     refit.method_overhead = bool(catalog.method_overhead)
