@@ -15,15 +15,15 @@ of our records above the estimate without and with the residual, and the median 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, Path(__file__).resolve().parent):  # the repo, and this folder for the sibling tool
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
+import fit_method_overhead as FMO  # noqa: E402  (its CSV writer)
 import numpy as np  # noqa: E402
 
 from recommender.costmodel import memory_residual as MR  # noqa: E402
@@ -52,14 +52,6 @@ def fit() -> tuple[list[dict], object, np.ndarray]:
     return MR.fit_frame(frame, catalog, comp, source=source), frame, comp
 
 
-def to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=MR.COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
@@ -86,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.median(np.abs(np.log(measured[i] / comp[i]))):.3f} -> "
               f"{np.median(np.abs(np.log(measured[i] / with_resid[i]))):.3f} ({len(i)} records)")
     if not args.dry_run:
-        OUT.write_text(to_csv(rows), encoding="utf-8")
+        OUT.write_text(FMO.to_csv(rows, MR.COLUMNS), encoding="utf-8")
         print(f"wrote {OUT.relative_to(REPO)}")
     return 0
 

@@ -153,9 +153,10 @@ def fit(files: list[Path] | None = None, catalog=None) -> list[dict]:
     return MO.merge(decode, prefill, energy, power)
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[dict], columns=COLUMNS) -> str:
+    """`rows` as CSV text with `columns` (fit_memory_residual.py writes its own columns with it too)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
