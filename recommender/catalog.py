@@ -399,7 +399,8 @@ class Catalog:
         self.quant_accuracy: list[dict[str, Any]] = list(quant_accuracy)
         #: fitted per-layer decode overhead of a method on an engine (method_overhead.csv; rows as dicts)
         self.method_overhead: list[dict[str, Any]] = list(method_overhead)
-        #: fitted memory residual per method on measurable engines (memory_residual.csv; rows as dicts)
+        #: fitted memory residual per method and engine (memory_residual.csv; rows as dicts; where it applies:
+        #: recommender.costmodel.memory_residual.applies_to)
         self.memory_residual: list[dict[str, Any]] = list(memory_residual)
         #: measured settings advice per (method, engine, batch size) (setup_notes.yaml; rows as dicts)
         self.setup_notes: list[dict[str, Any]] = list(setup_notes)

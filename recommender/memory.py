@@ -35,6 +35,8 @@ from recommender.candidates import Candidates
 from recommender.costmodel.memory_residual import residual_table
 
 GIB = float(2**30)
+#: the fields `recommend --format json` shows per candidate as `memory_estimate_gb` (GB), in this order
+BREAKDOWN_KEYS = ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "residual_gb", "total_gb", "usable_gb")
 
 #: Project parameters (labelled as such; calibrate with measured peak memory).
 PARAMS = {
@@ -95,9 +97,7 @@ class MemoryEstimate:
 
     def breakdown(self, i: int) -> dict[str, float | None]:
         """Components of row `i` for JSON output (GB)."""
-        keys = ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "residual_gb", "total_gb",
-                "usable_gb")
-        return {k: _round(getattr(self, k)[i]) for k in keys}
+        return {k: _round(getattr(self, k)[i]) for k in BREAKDOWN_KEYS}
 
 
 def _quant_bits(cands: Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,8 +121,8 @@ def _quant_bits(cands: Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def estimate(cands: Candidates, headroom_frac: float = 0.0, residual: bool = True) -> MemoryEstimate:
     """Peak memory estimate and usable capacity for every candidate row (GB of 2**30 bytes); `residual`:
-    add the catalogue's fitted residual per method on measurable engines (False: the components alone, as
-    the residual's fit needs them)."""
+    add the catalogue's fitted residual per method and engine where it applies (`memory_residual.applies_to`;
+    False: the components alone, as the residual's fit needs them)."""
     c = cands.col
     params = c("model_params_b") * 1e9
     hidden, inter = c("model_hidden_size"), c("model_intermediate_size")

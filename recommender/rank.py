@@ -37,6 +37,7 @@ from recommender.evidence import (
     meets_min_evidence,
     outside_training_range,
 )
+from recommender.memory import BREAKDOWN_KEYS as MEMORY_BREAKDOWN_KEYS
 from recommender.memory import MemoryEstimate, describe_misfit, estimate
 from recommender.workload import (
     DEFAULT_OUTPUT_TOKENS,
@@ -882,8 +883,7 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     skip = {"usd_per_1m_tokens": w.price_per_kwh is None, "gco2e_per_1m_tokens": w.grid_gco2_per_kwh is None}
     qcols = {k: [_pylist(getattr(m[k], a)[rows]) for a in ("p10", "p50", "p90")] for k in QUANTITIES if not skip.get(k)}
     mem = res.mem
-    mem_cols = {k: _pylist(np.round(getattr(mem, k)[rows], 3)) for k in
-                ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "residual_gb", "total_gb", "usable_gb")}
+    mem_cols = {k: _pylist(np.round(getattr(mem, k)[rows], 3)) for k in MEMORY_BREAKDOWN_KEYS}
     gi, mi, qi, ei = (getattr(c, f)[rows].tolist() for f in ("gpu_idx", "model_idx", "quant_idx", "engine_idx"))
     batch, prompt, output = (getattr(c, f)[rows].astype(int).tolist() for f in
                              ("batch_size", "prompt_tokens", "output_tokens"))
