@@ -159,6 +159,26 @@ def estimate(cands: Candidates, headroom_frac: float = 0.0, residual: bool = Tru
                           resid, components)
 
 
+def tight_fit(est: MemoryEstimate, cands: Candidates, i: int) -> str | None:
+    """For a fitting row `i`: a note when the peak at the 90th percentile of our records' residual for its
+    method and engine (`memory_residual.csv` `residual_p90_gb`) would exceed the usable memory, i.e. the
+    estimate fits but one record in ten of that method and engine ran above what the card allows; None
+    otherwise (or where no residual applies)."""
+    if not (est.fits[i] and cands.catalog.memory_residual):
+        return None
+    qi, ei = int(cands.quant_idx[i]), int(cands.engine_idx[i])
+    p90 = residual_table(cands.catalog.memory_residual, cands.catalog.quants.ids(), cands.catalog.engines.rows,
+                         "residual_p90_gb")[qi, ei]
+    need = float(est.components_gb[i] + p90)
+    if p90 <= est.residual_gb[i] or need <= est.usable_gb[i]:
+        return None
+    quant, engine = cands.catalog.quants.rows[qi].id, cands.catalog.engines.rows[ei].id
+    return (f"a tight fit: {est.total_gb[i]:.1f} GB estimated of {est.usable_gb[i]:.1f} GB usable, but one in ten of "
+            f"our {quant} records on {engine} peaked {p90:.1f} GB or more above the components (the estimate adds "
+            f"{est.residual_gb[i]:.1f}), which would need {need:.1f} GB; leave headroom (a profile's "
+            "memory_headroom_frac) or take a smaller batch")
+
+
 def _paged(cands: Candidates) -> np.ndarray:
     vals = np.array([1.0 if (e.kv_cache or "") == "paged" else 0.0 for e in cands.catalog.engines], dtype=np.float64)
     return vals[cands.engine_idx] if len(vals) else np.zeros(len(cands))

@@ -38,7 +38,7 @@ from recommender.evidence import (
     outside_training_range,
 )
 from recommender.memory import BREAKDOWN_KEYS as MEMORY_BREAKDOWN_KEYS
-from recommender.memory import MemoryEstimate, describe_misfit, estimate
+from recommender.memory import MemoryEstimate, describe_misfit, estimate, tight_fit
 from recommender.workload import (
     DEFAULT_OUTPUT_TOKENS,
     DEFAULT_PROMPT_TOKENS,
@@ -770,6 +770,8 @@ def explain(res: Result) -> list[str]:
         for con in res.constraints:
             v = _constraint_value(res, con, np.array([top]))[0]
             lines.append(f"Top choice vs {con.label}: {_fmt_metric(con.metric, v)}.")
+        if (tight := tight_fit(res.mem, c, top)) is not None:
+            lines.append(f"Memory: {tight}.")
         src = "measured" if res.measured[top] else f"predicted by {res.cost_model_name}"
         lo, hi = res.metrics[name].p10[top], res.metrics[name].p90[top]
         lines.append(f"Its numbers are {src}; {name} interval p10-p90 [{_num(lo)}, {_num(hi)}]"

@@ -68,15 +68,16 @@ def applies_to(engine) -> bool:
     return bool(engine.measurable) and (engine.kv_cache or "") != "paged"
 
 
-def residual_table(rows: Sequence[dict], quant_ids: Sequence[str], engines: Sequence) -> np.ndarray:
+def residual_table(rows: Sequence[dict], quant_ids: Sequence[str], engines: Sequence,
+                   column: str = "residual_gb") -> np.ndarray:
     """The residual (GiB) per (catalogue method, catalogue engine), `quant_ids` x `engines` (catalogue Engine
     rows), from memory_residual.csv rows: the (method, engine) row, else the (method, the engine a variant runs
     as) row, else the method's row over every engine; 0 on an engine the residual does not apply to
-    (`applies_to`) and where a method has no row."""
+    (`applies_to`) and where a method has no row. `column`: the median (default) or `residual_p90_gb` etc."""
     by_key = {}
     for r in rows:
         try:
-            by_key[(r["quant_id"], r.get("engine_id") or "")] = float(r["residual_gb"])
+            by_key[(r["quant_id"], r.get("engine_id") or "")] = float(r[column])
         except (KeyError, TypeError, ValueError):
             continue
     out = np.zeros((len(quant_ids), len(engines)))

@@ -145,3 +145,39 @@ def test_recommend_json_shows_the_residual_in_the_memory_estimate():
     assert mem["vllm"]["residual_gb"] == 0.0
     parts = ("weights_gb", "kv_cache_gb", "activations_gb", "overhead_gb", "residual_gb")
     assert sum(mem["hf-eager"][k] for k in parts) == pytest.approx(mem["hf-eager"]["total_gb"], abs=5e-3)
+
+
+def test_tight_fit_names_a_fitting_candidate_whose_p90_residual_would_not_fit():
+    from recommender.memory import tight_fit
+
+    cat = copy.copy(load_catalog())
+    cat.memory_residual = [{"quant_id": "bnb-int8", "engine_id": "", "residual_gb": "1.0", "residual_p90_gb": "3.5"}]
+    c = Candidates.grid(cat, ["rtx4060ti-16gb"], [QWEN], ["bnb-int8"], ["hf-eager", "vllm"], [8, 64], 256, 128)
+    est = estimate(c)
+    notes = {(e, int(b)): tight_fit(est, c, i)
+             for i, (e, b) in enumerate(zip(c.ids("engine"), c.batch_size, strict=True))}
+    i64 = next(i for i, (e, b) in enumerate(zip(c.ids("engine"), c.batch_size, strict=True))
+               if e == "hf-eager" and b == 64)
+    assert est.fits[i64] and est.components_gb[i64] + 3.5 > est.usable_gb[i64]  # the case the note is for
+    assert "tight fit" in notes[("hf-eager", 64)] and "3.5 GB or more" in notes[("hf-eager", 64)]
+    assert notes[("hf-eager", 8)] is None  # room for the p90 too
+    assert notes[("vllm", 64)] is None and notes[("vllm", 8)] is None  # no residual on a paged engine
+    # without a p90 above the median, nothing to say
+    cat.memory_residual = [{"quant_id": "bnb-int8", "engine_id": "", "residual_gb": "1.0", "residual_p90_gb": "1.0"}]
+    assert tight_fit(estimate(c), c, i64) is None
+
+
+def test_explain_says_when_the_top_choice_is_a_tight_fit(monkeypatch):
+    from click.testing import CliRunner
+
+    from recommender import cli
+
+    args = ["--gpu", "rtx4060ti", "--model", QWEN, "--quant", "bnb-int8", "--engine", "hf-eager", "--batch-size",
+            "64", "--explain"]
+    rows = [{"quant_id": "bnb-int8", "engine_id": "", "residual_gb": "1.0", "residual_p90_gb": "3.5"}]
+    monkeypatch.setattr(load_catalog(), "memory_residual", rows)
+    out = CliRunner().invoke(cli.cli, args)
+    assert out.exit_code == 0, out.output
+    assert "Memory: a tight fit" in out.output
+    monkeypatch.setattr(load_catalog(), "memory_residual", [{**rows[0], "residual_p90_gb": "1.0"}])
+    assert "Memory:" not in CliRunner().invoke(cli.cli, args).output
