@@ -159,20 +159,34 @@ def estimate(cands: Candidates, headroom_frac: float = 0.0, residual: bool = Tru
                           resid, components)
 
 
+def _tight(est: MemoryEstimate, cands: Candidates, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For `rows`: whether each is a tight fit (`tight_fit`), its p90 residual (GB) and what that peak needs (GB)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not cands.catalog.memory_residual:
+        zero = np.zeros(len(rows))
+        return np.zeros(len(rows), dtype=bool), zero, zero
+    p90 = residual_table(cands.catalog.memory_residual, cands.catalog.quants.ids(), cands.catalog.engines.rows,
+                         "residual_p90_gb")[cands.quant_idx[rows], cands.engine_idx[rows]]
+    need = est.components_gb[rows] + p90
+    with np.errstate(invalid="ignore"):
+        tight = est.fits[rows] & (p90 > est.residual_gb[rows]) & (need > est.usable_gb[rows])
+    return tight, p90, need
+
+
+def tight_fit_mask(est: MemoryEstimate, cands: Candidates, rows: np.ndarray) -> np.ndarray:
+    """Per row of `rows`: True for a tight fit (`tight_fit`)."""
+    return _tight(est, cands, rows)[0]
+
+
 def tight_fit(est: MemoryEstimate, cands: Candidates, i: int) -> str | None:
     """For a fitting row `i`: a note when the peak at the 90th percentile of our records' residual for its
     method and engine (`memory_residual.csv` `residual_p90_gb`) would exceed the usable memory, i.e. the
     estimate fits but one record in ten of that method and engine ran above what the card allows; None
     otherwise (or where no residual applies)."""
-    if not (est.fits[i] and cands.catalog.memory_residual):
+    tight, p90, need = (a[0] for a in _tight(est, cands, np.array([i])))
+    if not tight:
         return None
-    qi, ei = int(cands.quant_idx[i]), int(cands.engine_idx[i])
-    p90 = residual_table(cands.catalog.memory_residual, cands.catalog.quants.ids(), cands.catalog.engines.rows,
-                         "residual_p90_gb")[qi, ei]
-    need = float(est.components_gb[i] + p90)
-    if p90 <= est.residual_gb[i] or need <= est.usable_gb[i]:
-        return None
-    quant, engine = cands.catalog.quants.rows[qi].id, cands.catalog.engines.rows[ei].id
+    quant, engine = cands.ids("quant")[i], cands.ids("engine")[i]
     return (f"a tight fit: {est.total_gb[i]:.1f} GB estimated of {est.usable_gb[i]:.1f} GB usable, but one in ten of "
             f"our {quant} records on {engine} peaked {p90:.1f} GB or more above the components (the estimate adds "
             f"{est.residual_gb[i]:.1f}), which would need {need:.1f} GB; leave headroom (a profile's "

@@ -38,7 +38,7 @@ from recommender.evidence import (
     outside_training_range,
 )
 from recommender.memory import BREAKDOWN_KEYS as MEMORY_BREAKDOWN_KEYS
-from recommender.memory import MemoryEstimate, describe_misfit, estimate, tight_fit
+from recommender.memory import MemoryEstimate, describe_misfit, estimate, tight_fit, tight_fit_mask
 from recommender.workload import (
     DEFAULT_OUTPUT_TOKENS,
     DEFAULT_PROMPT_TOKENS,
@@ -890,6 +890,7 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
     batch, prompt, output = (getattr(c, f)[rows].astype(int).tolist() for f in
                              ("batch_size", "prompt_tokens", "output_tokens"))
     fits, measured = mem.fits[rows].tolist(), res.measured[rows].tolist()
+    tight = tight_fit_mask(mem, c, rows).tolist()
     base = _pylist(res.baseline[rows])
     codes = res.code[rows].tolist()
     coverage, card_range = coverage_of(res.cost_model), card_range_of(res.cost_model)
@@ -933,6 +934,8 @@ def candidate_dicts(res: Result, rows, ranks) -> list[dict[str, Any]]:
                                  cat.engines.get(engine).base_id),
             "accuracy_basis": basis.setdefault((mi[j], qi[j]), accuracy_basis(
                 cat, cat.models.rows[mi[j]].id, quant, acc_learned)),
+            # fits by the estimate, but not at the 90th percentile of our records' memory residual (memory.tight_fit)
+            "memory_tight_fit": tight[j],
         })
     return out
 

@@ -168,6 +168,8 @@ def test_tight_fit_names_a_fitting_candidate_whose_p90_residual_would_not_fit():
 
 
 def test_explain_says_when_the_top_choice_is_a_tight_fit(monkeypatch):
+    import json
+
     from click.testing import CliRunner
 
     from recommender import cli
@@ -179,5 +181,8 @@ def test_explain_says_when_the_top_choice_is_a_tight_fit(monkeypatch):
     out = CliRunner().invoke(cli.cli, args)
     assert out.exit_code == 0, out.output
     assert "Memory: a tight fit" in out.output
+    as_json = [a for a in args if a != "--explain"] + ["--format", "json"]
+    assert [c["memory_tight_fit"] for c in json.loads(CliRunner().invoke(cli.cli, as_json).output)["candidates"]] == [True]
     monkeypatch.setattr(load_catalog(), "memory_residual", [{**rows[0], "residual_p90_gb": "1.0"}])
     assert "Memory:" not in CliRunner().invoke(cli.cli, args).output
+    assert [c["memory_tight_fit"] for c in json.loads(CliRunner().invoke(cli.cli, as_json).output)["candidates"]] == [False]
