@@ -194,23 +194,35 @@ def grid(grid_file, out, overrides, device, meter_kind, isolation, retry_failed,
               help="What was observed, with its provenance (calls, times), e.g. 'ran past 560 s twice (s21-c, s22-b)'.")
 @click.option("--max-cells", type=click.IntRange(min=1), default=1, show_default=True,
               help="Refuse when the selection leaves more cells pending than this.")
-def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells) -> None:
+@click.option("--gpu-uuid", default=None,
+              help="The GPU's NVML UUID (as `nvidia-smi --query-gpu=uuid` prints it): required for a grid of "
+                   "`resume_per: gpu`, whose cells are pending per GPU; recorded in the failed record either way.")
+def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells, gpu_uuid) -> None:
     """Record the pending cells of a grid selection as failed, with the reason, for cells that were run and never
     finished (e.g. killed at a device call's time limit, which leaves no record): the store then says why the cell
     has no measurement, and `measure grid` passes over it unless `--retry-failed`. Refuses a selection with more than
-    --max-cells pending cells, so that a cell is never marked failed by a too-wide selection."""
+    --max-cells pending cells, so that a cell is never marked failed by a too-wide selection. For a grid of
+    `resume_per: gpu` (the machine anchors) the cells are pending per GPU, as `measure grid` decides them: --gpu-uuid
+    names the GPU, and the record carries it."""
     import shlex
 
     from measure.executor import failed_record, finish_record, pending_cells, resolve_gpu_id
     from measure.grid import expand, load_grid
-    from measure.store import Store
+    from measure.store import Store, done_keys
 
     spec = load_grid(grid_file, list(overrides))
     if not reason.strip():
         raise click.ClickException("--reason is empty; say what was observed and where (calls, times)")
+    if spec.resume_per == "gpu" and not gpu_uuid:
+        raise click.ClickException(f"{grid_file} has resume_per: gpu (each GPU measures every cell): name the GPU "
+                                   "with --gpu-uuid (nvidia-smi --query-gpu=uuid --format=csv)")
     store = Store(out)
-    # what `measure grid` would run next on this GPU name: the same resume keys and pending rule
-    pending, _ = pending_cells(expand(spec), store.done_hashes(False) if Path(out).exists() else set(), gpu_name)
+    # what `measure grid` would run next on this GPU: the same resume keys and pending rule (per GPU UUID for a
+    # grid of `resume_per: gpu`)
+    records = list(store.iter_records()) if Path(out).exists() else []
+    if spec.resume_per == "gpu":
+        records = [r for r in records if r.gpu_uuid == gpu_uuid]
+    pending, _ = pending_cells(expand(spec), done_keys(records, False), gpu_name)
     if not pending:
         raise click.ClickException(f"no cell of this selection is pending in {out} for {gpu_name!r}; nothing recorded")
     if len(pending) > max_cells:
@@ -220,11 +232,13 @@ def record_failed(grid_file, out, overrides, gpu_name, reason, max_cells) -> Non
     # the command as parsed (not sys.argv: the same under any caller), so that it can be run again as written
     command = shlex.join(["measure", "record-failed", str(grid_file), "--out", str(out),
                           *(a for o in overrides for a in ("--set", o)), "--gpu-name", gpu_name,
+                          *(("--gpu-uuid", gpu_uuid) if gpu_uuid else ()),
                           "--reason", reason.strip(), "--max-cells", str(max_cells)])
     with store:
         for cell in pending:
             rec = failed_record(cell, reason.strip(), command=command)
             rec.gpu_id = rec.gpu_id or resolve_gpu_id(gpu_name)
+            rec.gpu_uuid = gpu_uuid or rec.gpu_uuid
             finish_record(rec, device_name=gpu_name, cooldown_s=None, grid_file=str(Path(grid_file)))
             store.append(rec)
             click.echo(f"{cell.label()}: recorded failed ({gpu_name})")

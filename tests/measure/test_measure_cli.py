@@ -132,3 +132,37 @@ def test_record_failed_marks_one_pending_cell_with_its_reason_and_grid_then_pass
     assert json.loads(dry.output[dry.output.index("{"):])["pending_in_out"] == 0
     retry = CliRunner().invoke(cli, ["grid", GRID, "--dry-run", "--out", str(store), "--retry-failed", *one])
     assert json.loads(retry.output[retry.output.index("{"):])["pending_in_out"] == 1
+
+
+def test_record_failed_on_a_resume_per_gpu_grid_needs_and_records_the_gpu(tmp_path):
+    """For a `resume_per: gpu` grid (the machine anchors) a cell is pending per GPU: record-failed refuses without
+    --gpu-uuid, marks the cell for that GPU only (the record carries the UUID), and another GPU still has it
+    pending."""
+    from pathlib import Path
+
+    from measure.grid import expand, load_grid
+
+    grid = str(Path(__file__).resolve().parents[2] / "measure" / "grids" / "machine-anchors.yaml")
+    one = ["--set", "batch_sizes=[1]"]
+    assert len(expand(load_grid(grid, ["batch_sizes=[1]"]))) == 1
+    store = tmp_path / "anchors.jsonl"
+    base = ["record-failed", grid, "--out", str(store), "--gpu-name", "NVIDIA H200", "--reason", "killed at 600 s", *one]
+    refused = CliRunner().invoke(cli, base)
+    assert refused.exit_code != 0 and "--gpu-uuid" in refused.output and not store.exists()
+    res = CliRunner().invoke(cli, [*base, "--gpu-uuid", "GPU-a"])
+    assert res.exit_code == 0, res.output
+    (rec,) = list(Store(store).iter_records())
+    rec.validate()
+    assert (rec.status, rec.gpu_uuid) == ("failed", "GPU-a") and "--gpu-uuid GPU-a" in rec.command
+    again = CliRunner().invoke(cli, [*base, "--gpu-uuid", "GPU-a"])
+    assert again.exit_code != 0 and "no cell of this selection is pending" in again.output
+    other = CliRunner().invoke(cli, [*base, "--gpu-uuid", "GPU-b"])  # another GPU of the card: still pending there
+    assert other.exit_code == 0, other.output
+    assert [r.gpu_uuid for r in Store(store).iter_records()] == ["GPU-a", "GPU-b"]
+
+    def pending(*uuids):
+        args = ["grid", grid, "--dry-run", "--out", str(store), *one] + [a for u in uuids for a in ("--gpu-uuid", u)]
+        out = CliRunner().invoke(cli, args).output
+        return json.loads(out[out.index("{"):])["pending_in_out"]
+
+    assert (pending("GPU-a"), pending("GPU-b"), pending("GPU-c")) == (0, 0, 1)
