@@ -41,13 +41,9 @@ def _created_at() -> dict[str, str]:
 
 def _judge(name: str, frame, catalog, comp: np.ndarray, fit_rows: np.ndarray, test_rows: np.ndarray) -> None:
     rows = MR.fit_frame(frame, catalog, comp, rows=fit_rows)
-    table = MR.residual_table(rows, catalog.quants.ids(), catalog.engines.rows)
-    qi = {q: i for i, q in enumerate(catalog.quants.ids())}
-    ei = {e: j for j, e in enumerate(catalog.engines.ids())}
-    q, e = frame["quant"].to_numpy(object)[test_rows], frame["engine"].to_numpy(object)[test_rows]
-    with_r = comp[test_rows] + np.array([table[qi[a], ei[b]] for a, b in zip(q, e, strict=True)])
+    with_r = (comp + MR.frame_residual_gb(frame, catalog, rows))[test_rows]
     measured = frame["memory_gb"].to_numpy(float)[test_rows]
-    quantized = ~np.isin(q, ["bf16", "fp16", "fp32"])
+    quantized = ~np.isin(frame["quant"].to_numpy(object)[test_rows], ["bf16", "fp16", "fp32"])
     for label, sel in (("16-bit/fp32", ~quantized), ("quantized", quantized)):
         if not sel.any():
             continue

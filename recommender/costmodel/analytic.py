@@ -42,7 +42,8 @@ else `PARAMS`; busy is method_overhead.csv's `decode_busy_fraction` (fit_method_
 with the 16-bit cell, the share that brings the modelled power to the measured one net of the machine's offset,
 median per method and engine; 0 where nothing was fitted, so the overhead counts as idle gaps). The torchao
 weight-only methods' overhead is arithmetic and draws power (docs/experiments/decode-busy-share-s29.md).
-Energy per output token = P x t_step / batch; prefill energy = P x t_prefill. Memory = `recommender.memory.estimate` (weights + KV + activations + runtime overhead).
+Energy per output token = P x t_step / batch; prefill energy = P x t_prefill. Memory = `recommender.memory.estimate`
+(weights + KV + activations + runtime overhead, plus the fitted residual on the engines we measure).
 Accuracy change = mean of the cited `quant_accuracy.csv` deltas for that method (model-specific rows when
 there are any, else all rows of the method); 0 for unquantized dtypes, NaN where nothing is cited.
 

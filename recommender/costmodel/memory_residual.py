@@ -92,6 +92,13 @@ def residual_table(rows: Sequence[dict], quant_ids: Sequence[str], engines: Sequ
     return out
 
 
+def frame_residual_gb(frame, catalog, rows: Sequence[dict]) -> np.ndarray:
+    """The residual (GiB) `residual_table` gives each row of a training frame, from memory_residual.csv `rows`
+    (0 where it does not apply): the frame's components plus this are the estimate `recommend` serves."""
+    table = residual_table(rows, catalog.quants.ids(), catalog.engines.rows)
+    return table[[catalog.quants.index[q] for q in frame["quant"]], [catalog.engines.index[e] for e in frame["engine"]]]
+
+
 def frame_components_gb(frame, catalog) -> np.ndarray:
     """The component estimate (GiB, `recommender.memory.estimate` without the residual) of every row of a
     training frame (`recommender.costmodel.train`)."""

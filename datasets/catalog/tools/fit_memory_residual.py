@@ -32,14 +32,9 @@ OUT = REPO / "datasets" / "catalog" / "memory_residual.csv"
 SCRIPT = "datasets/catalog/tools/fit_memory_residual.py"
 
 
-def T_catalog():
-    from recommender.costmodel import train as T
-
-    return T.training_catalog(None)
-
-
-def fit() -> tuple[list[dict], object, np.ndarray]:
-    """The rows of memory_residual.csv, the training frame and its component estimates (GiB)."""
+def fit() -> tuple[list[dict], object, np.ndarray, object]:
+    """The rows of memory_residual.csv, the training frame, its component estimates (GiB) and the catalogue the
+    frame resolves against."""
     from recommender.costmodel import train as T
 
     data, catalog = T.load_training_data()
@@ -49,14 +44,14 @@ def fit() -> tuple[list[dict], object, np.ndarray]:
               "over the records of the method of peak_mem_nvml_gb (GiB) minus recommender.memory's component "
               "estimate")
     comp = MR.frame_components_gb(frame, catalog)
-    return MR.fit_frame(frame, catalog, comp, source=source), frame, comp
+    return MR.fit_frame(frame, catalog, comp, source=source), frame, comp, catalog
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
     args = ap.parse_args(argv)
-    rows, frame, comp = fit()
+    rows, frame, comp, catalog = fit()
     print("memory residual (GiB, measured NVML peak - component estimate) per method, and per engine:")
     for r in rows:
         print(f"  {r['quant_id']:17s} {r['engine_id'] or '(all)':16s} {r['residual_gb']:+7.3f} [p10 "
@@ -64,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['n_models']} models ({r['gpus']})")
     ours = (frame["origin"] == "ours").to_numpy() & np.isfinite(frame["memory_gb"].to_numpy(float))
     measured = frame["memory_gb"].to_numpy(float)
-    catalog = T_catalog()
-    table = MR.residual_table(rows, catalog.quants.ids(), catalog.engines.rows)
-    qi = {q: i for i, q in enumerate(catalog.quants.ids())}
-    ei = {e: j for j, e in enumerate(catalog.engines.ids())}
-    with_resid = comp + np.array([table[qi[q], ei[e]] for q, e in zip(frame["quant"], frame["engine"], strict=True)])
+    with_resid = comp + MR.frame_residual_gb(frame, catalog, rows)
     print("share of our records above the estimate, without -> with the residual; median |log(measured / "
           "estimate)|:")
     for name, sel in (("16-bit and fp32", frame["quant"].isin(["bf16", "fp16", "fp32"]).to_numpy()),

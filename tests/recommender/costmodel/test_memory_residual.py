@@ -84,25 +84,20 @@ def test_the_residual_moves_the_memory_baseline_and_no_feature():
 def test_the_shipped_residual_centres_the_estimate_on_our_measured_peaks():
     """The shipped memory_residual.csv is what the tool writes from the committed records (byte for byte), and
     with it the estimate falls under about half of our records' peaks, not nearly all of them."""
-    import importlib.util
-    import sys
     from pathlib import Path
 
-    from recommender.costmodel import train as T
+    from tests.fixtures.scripts import load_script
 
-    tools = Path(__file__).resolve().parents[3] / "datasets" / "catalog" / "tools"
-    spec = importlib.util.spec_from_file_location("fit_memory_residual", tools / "fit_memory_residual.py")
-    tool = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = tool
-    spec.loader.exec_module(tool)
-    rows, frame, comp = tool.fit()
+    tool = load_script(Path(__file__).resolve().parents[3] / "datasets" / "catalog" / "tools" / "fit_memory_residual.py")
+    rows, frame, comp, catalog = tool.fit()
     assert tool.OUT.read_text(encoding="utf-8") == tool.FMO.to_csv(rows, MR.COLUMNS), \
         "memory_residual.csv is stale; run python datasets/catalog/tools/fit_memory_residual.py"
-    _, catalog = T.load_training_data()
     cands = Candidates.from_ids(catalog, frame["gpu_id"], frame["model"], frame["quant"], frame["engine"],
                                 frame["batch_size"].to_numpy(float), frame["prompt_tokens"].to_numpy(float),
                                 frame["output_tokens"].to_numpy(float))
     total = estimate(cands).total_gb
+    # the per-row helper the tool, the benchmark and the notebook use gives what `estimate` adds
+    np.testing.assert_allclose(total, comp + MR.frame_residual_gb(frame, catalog, catalog.memory_residual))
     measured = frame["memory_gb"].to_numpy(float)
     ours = (frame["origin"] == "ours").to_numpy() & np.isfinite(measured)
     assert np.mean(measured[ours] > comp[ours]) > 0.8
