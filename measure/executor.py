@@ -268,11 +268,19 @@ class _Estimator:
         # batch size (the estimate averages over the method's models)
         self.model_ratio: dict[tuple[str, str | None], list[float]] = {}
         self.method_models: dict[tuple[str | None, str | None], list[str]] = {}
-        for r, v in costs:
-            base = self._method_cost(r.engine, r.quant, r.prompt_tokens, r.output_tokens, r.batch_size,
-                                     r.warmup + r.repetitions)
-            self.model_ratio.setdefault((r.model, r.engine), []).append(v / base if base else 1.0)
+        # each model's factor from a first pass against the plain means: what `_call_s` divides a record's
+        # call time by, so the mean call of a workload that only some models ran is the method's mean model's
+        self.call_norm: dict[tuple[str, str | None], float] = {}
+        for r, _ in costs:
             self.method_models.setdefault((r.engine, r.quant), []).append(r.model)
+        for _ in range(2):
+            self.model_ratio, self._dur_cache = {}, {}
+            for r, v in costs:
+                base = self._method_cost(r.engine, r.quant, r.prompt_tokens, r.output_tokens, r.batch_size,
+                                         r.warmup + r.repetitions)
+                self.model_ratio.setdefault((r.model, r.engine), []).append(v / base if base else 1.0)
+            if not self.call_norm:
+                self.call_norm = {k: sum(xs) / len(xs) for k, xs in self.model_ratio.items() if xs}
         # compile_time_s (s) of the store's ok records that compiled, per (engine, quant) and per (engine, None);
         # and per (engine, quant, model), what `compile_high_s` floors a model's own compile time at
         self.compiled: dict[tuple[str | None, str | None], list[float]] = {}
@@ -291,6 +299,7 @@ class _Estimator:
                                            in list(self.compiled_by_model.items()) if e == base})
             self.model_ratio.update({(m, variant): list(v) for (m, e), v in list(self.model_ratio.items())
                                      if e == base})
+            self.call_norm.update({(m, variant): v for (m, e), v in list(self.call_norm.items()) if e == base})
         # the shapes (batch, prompt, output) this run's current model group ran per (engine, engine params)
         # on a compiling engine: what `will_compile` reads; and the wall times (s) of its cells that compiled
         self.group_shapes: dict[tuple[str | None, str], list[tuple[int, int, int]]] = {}
@@ -311,10 +320,16 @@ class _Estimator:
           the rest (decode) x output-token ratio. Between two measured batch sizes, interpolated linearly in
           log(call) over log(batch); outside them, extrapolated from the nearest two with the exponent
           clipped to [0, 1] (a larger batch never takes less, at most proportionally more); one batch size
-          measured: its value.
+          measured: its value. Each record's call enters that mean divided by its model's factor from a first
+          pass with plain means (over the mean factor of the method's records, `_call_norm`): a workload only
+          fast models ran would otherwise set the method's mean call at a fast model's (session s31-b: compiled
+          bnb-int8 at 1024/256 had three fast models' records; Qwen2.5-7B's cell, which the budget estimated at
+          187 s, ran past 262 s and the hard stop killed it; now 225 s. Backtest, `benchmarks/bench_cell_cost_estimate.py`,
+          prospective median |ln(estimate / actual)|: H200 0.202 -> 0.189, its 1024/256 cells 0.164 -> 0.158;
+          H100 0.225 -> 0.221, 1024/256 0.179 -> 0.161).
         - `model_ratio`: the mean, over the model's records on this engine, of record cost / this estimate
           for the record's own method, workload and batch (how much slower or faster the model ran than the
-          method's mean model); a model without records: its layers over the mean layers of the method's
+          method's mean model; the second pass's, against the adjusted means); a model without records: its layers over the mean layers of the method's
           models (decode is per layer), 1.0 when unknown.
         """
         base = self._method_cost(cell.engine, cell.quant, cell.prompt_tokens, cell.output_tokens,
@@ -382,15 +397,26 @@ class _Estimator:
         if key in self._dur_cache:
             return self._dur_cache[key]
         by_batch: dict[int, list[_Call]] = {}
-        for o in self.calls[(engine, quant)]:
+        obs = self.calls[(engine, quant)]
+        for o in obs:
             by_batch.setdefault(o.batch, []).append(o)
+        # each record's model factor, over their mean on the method's records: a method one model ran keeps
+        # that model's plain mean
+        center = sum(self._call_norm(o.model, engine) for o in obs) / len(obs)
         points = []
         for b in sorted(by_batch):
             same = [o for o in by_batch[b] if (o.prompt, o.output) == (prompt, output)]
             use = same or by_batch[b]
-            points.append((b, sum(o.scaled_s(prompt, output) for o in use) / len(use)))
+            points.append((b, sum(o.scaled_s(prompt, output) * center / self._call_norm(o.model, engine)
+                                  for o in use) / len(use)))
         self._dur_cache[key] = value = _interp_log_log(points, batch)
         return value
+
+    def _call_norm(self, model: str, engine: str | None) -> float:
+        """What `_call_s` divides a record's call time by (dimensionless): its model's first-pass factor on
+        this engine, clipped to [1/4, 4]; 1.0 before the first pass and for a model without one."""
+        value = self.call_norm.get((model, engine), 1.0)
+        return min(max(value, 0.25), 4.0) if value > 0 else 1.0
 
     def add(self, wall_s: float, new_group: bool, engine: str | None = None, quant: str | None = None,
             cell: Cell | None = None, failed: bool = False) -> None:

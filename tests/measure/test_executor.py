@@ -661,6 +661,25 @@ def test_prior_cost_model_ratio_compares_like_with_like():
     assert est.prior_cost(_cell("big", "bf16", 1, 256, 128)) == pytest.approx(4 * 1.0)
 
 
+def test_prior_cost_of_a_workload_only_a_fast_model_ran_follows_the_models():
+    """s31-b: compiled bnb-int8 at 1024/256 had records of three fast models only, so the method's mean call
+    there was a fast model's and Qwen2.5-7B's cell, estimated 187 s, ran past 262 s. The mean call of a
+    workload is the method's mean model's: each record is divided by its model's first-pass factor."""
+    from measure.executor import _Estimator
+
+    # "slow" takes twice "fast"'s time at 256/128; only "fast" ran 1024/256 (2.5x its short call)
+    est = _Estimator([_prior("fast", "bnb-int8", 1, 256, 128, 2.0), _prior("slow", "bnb-int8", 1, 256, 128, 4.0),
+                      _prior("fast", "bnb-int8", 1, 1024, 256, 5.0)])
+    slow, fast = (est.prior_cost(_cell(m, "bnb-int8", 1, 1024, 256)) for m in ("slow", "fast"))
+    assert slow / fast > 1.8  # the plain mean said 1.6: the 1024/256 mean was "fast"'s alone
+    assert slow == pytest.approx(4 * 10.0, rel=0.15)  # twice fast's 5 s a call, (warmup + 3 reps) calls
+    assert fast == pytest.approx(4 * 5.0, rel=0.1)
+    # both ran both workloads: the factors cancel and each cell gets the mean of what ran it
+    est = _Estimator([_prior("fast", "bnb-int8", 1, 256, 128, 2.0), _prior("slow", "bnb-int8", 1, 256, 128, 4.0),
+                      _prior("fast", "bnb-int8", 1, 1024, 256, 5.0), _prior("slow", "bnb-int8", 1, 1024, 256, 10.0)])
+    assert est.prior_cost(_cell("slow", "bnb-int8", 1, 1024, 256)) == pytest.approx(4 * 10.0, rel=0.02)
+
+
 def test_cheapest_order_puts_long_workloads_after_short_ones(tmp_path):
     # the store knows fp32 at 256/128 tokens only (1.5 s a call at batch 32, 0.5 s of it prefill) and bf16 at
     # 2 s; pending fp32 cells at 1024/256 (4 s a call when scaled) must not be taken for the cheapest block
