@@ -14,6 +14,9 @@ Intervals: the quantile models' p10/p90, widened (or narrowed) by a split-confor
 the 80 % conformal quantile of max(q10 - y, y - q90) over the leave-one-GPU-out out-of-fold predictions
 (conformalized quantile regression, Romano et al. 2019, with cross-validation residuals). Reported
 coverage is honest: in every CV scheme a held-out group's offset comes from the other groups' residuals.
+It is also reported per engine (`coverage_by_engine`), beside what an offset per engine would give
+(group-conditional or Mondrian conformal, `conformal_offsets_by_group`; not served: tried in s31, it lowered
+the leave-one-GPU-out coverage of J/token, tokens/s and TTFT, `docs/experiments/engine-conformal-s31.md`).
 On a card outside a target's training cards `recommend` widens by `conformal_log_offset_unseen_card`
 instead (`unseen_card_offset`): the largest of the pooled offset, the same residuals with every held-out card
 weighted equally (`conformal_offset_by_group`), and the offset of the cards taken as the exchangeable units
@@ -356,6 +359,9 @@ class Design:
     #: every row outside the held-out group, so held-out rows never inform the analytic baseline they are
     #: judged against.
     refit: Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
+    #: each row's catalogue engine id: the groups of the per-engine conformal offsets
+    #: (`conformal_offsets_by_group`); None: the pooled offset alone
+    engine_group: np.ndarray | None = None
 
 
 def _features_and_base(frame, catalog) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -538,7 +544,8 @@ def design(frame, catalog, refit_engine_constants: bool = True) -> Design:
     twin = _row_keys(frame, key_cols[1:] + ["quant"])
     refit = _fold_refit(frame, catalog, measured["tokens_per_s"], refit_engine_constants,
                         measured_ttft=measured["ttft_ms"], measured_prefill_j=measured["prefill_energy_j"])
-    return Design(X, base, measured, gpu_group, arch_group, cell, rank, twin, refit)
+    return Design(X, base, measured, gpu_group, arch_group, cell, rank, twin, refit,
+                  frame["engine"].to_numpy(object))
 
 
 def _row_keys(frame, cols: list[str]) -> np.ndarray:
@@ -620,6 +627,29 @@ def conformal_offset(scores: np.ndarray, alpha: float = ALPHA) -> float:
     return float(s[k - 1])
 
 
+#: an engine needs this many calibration rows for a conformal offset of its own (`conformal_offsets_by_group`)
+MIN_ENGINE_ROWS = 50
+
+
+def conformal_offsets_by_group(scores: np.ndarray, groups: np.ndarray, alpha: float = ALPHA,
+                               min_rows: int = MIN_ENGINE_ROWS) -> dict[str, float]:
+    """Group-conditional (Mondrian) split conformal: the offset of each group's own scores (`conformal_offset`)
+    for every group with at least `min_rows` finite scores; the others are left out (they take the pooled
+    offset, `row_offsets`). `evaluate` reports what it would give per engine (`coverage_by_engine`); not served
+    (s31: the held-out cards' rows of an engine are not exchangeable with the other cards' rows of it, so on
+    leave-one-GPU-out it lowered coverage overall, `docs/experiments/engine-conformal-s31.md`)."""
+    ok = np.isfinite(scores)
+    s, g = scores[ok], np.asarray(groups, dtype=object)[ok]
+    labels, counts = np.unique(g.astype(str), return_counts=True)
+    return {str(lab): conformal_offset(s[g.astype(str) == lab], alpha)
+            for lab, n in zip(labels, counts, strict=True) if n >= min_rows}
+
+
+def row_offsets(groups: np.ndarray, pooled: float, by_group: dict[str, float]) -> np.ndarray:
+    """Each row's conformal log offset: its group's (`conformal_offsets_by_group`), else `pooled`."""
+    return np.array([by_group.get(str(g), pooled) for g in groups], dtype=np.float64)
+
+
 #: a group with fewer rows than this weighs in proportion to its rows in `conformal_offset_by_group` (a card
 #: with 6 rows must not weigh as much as one with 500)
 MIN_GROUP_ROWS = 30
@@ -699,12 +729,19 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
     folds = oof["fold"][rows]
     ok = np.isfinite(q50)
     score = np.maximum(q10 - y, y - q90)
+    engines = d.engine_group[rows] if d.engine_group is not None else None
     lo, hi = q10.copy(), q90.copy()
+    lo_eng, hi_eng = q10.copy(), q90.copy()  # with an offset per engine (`conformal_offsets_by_group`), not served
     for lab in set(folds[ok]):  # each held-out group calibrated on the other groups' residuals only
         sel = folds == lab
         off = conformal_offset(score[ok & ~sel])
         lo[sel] -= off
         hi[sel] += off
+        if engines is not None:
+            off = row_offsets(engines[sel], off, conformal_offsets_by_group(score[ok & ~sel], engines[ok & ~sel]))
+            lo_eng[sel] -= off
+            hi_eng[sel] += off
+    lo_eng, _, hi_eng = _ordered(lo_eng, q50, hi_eng)
     lo, mid, hi = _ordered(lo, q50, hi)
     p10, p50, p90 = base * np.exp(lo), base * np.exp(mid), base * np.exp(hi)
     ape = np.abs(p50 - meas) / meas * 100
@@ -720,6 +757,14 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
         "coverage_p10_p90": _r(np.mean((meas[ok] >= p10[ok]) & (meas[ok] <= p90[ok]))) if ok.any() else None,
         "coverage_p10_p90_uncalibrated": _r(np.mean((y[ok] >= raw_lo[ok]) & (y[ok] <= raw_hi[ok]))) if ok.any() else None,
     }
+    if engines is not None and ok.any():
+        # the served intervals' coverage per engine, and with an offset per engine instead (not served)
+        inside, inside_eng = (meas >= p10) & (meas <= p90), (y >= lo_eng) & (y <= hi_eng)
+        fig["coverage_p10_p90_engine_offsets"] = _r(np.mean(inside_eng[ok]))
+        fig["coverage_by_engine"] = {
+            str(e): {"n": int(np.sum(g)), "coverage_p10_p90": _r(np.mean(inside[g])),
+                     "coverage_p10_p90_engine_offsets": _r(np.mean(inside_eng[g]))}
+            for e in sorted(set(engines[ok].astype(str))) if (g := ok & (engines.astype(str) == e)).any()}
     fig.update(rank_correlation(d, rows[ok], p50[ok], meas[ok], fold_base[ok]))
     if per_group:
         inside = (meas >= p10) & (meas <= p90)
@@ -1361,7 +1406,8 @@ def model_card(meta: dict) -> str:
         "metered together) are compared with the analytic end-to-end estimate, and their scope is a feature.",
         "p10/p90 are the quantile models widened by a split-conformal offset from out-of-fold residuals of the",
         "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups); on a card outside",
-        "a target's training cards, by the wider unseen-card offset (see 'by held-out card' below).",
+        "a target's training cards, by the wider unseen-card offset (see 'by held-out card' below). Coverage by",
+        "engine is below ('Interval coverage by engine').",
         "A card that never ran a method on an engine which another card ran on a slow path (records flagged",
         "`slow_path_suspected` at the nearest measured batch; metadata coverage `slow_path_ratio_by_gpu`) gets its",
         "J/token p90 raised to its unquantized p50 times the slowdown measured there, and its tokens/s p10",
@@ -1389,6 +1435,20 @@ def model_card(meta: dict) -> str:
                          f"GPUs: {', '.join(m['gpus'])}{gate} |")
         else:
             lines.append(f"| {t} | analytic | {m.get('n_rows', 0)} | | | | {m['reason']} |")
+    by_engine = [(t, m, cal) for t, m in meta["targets"].items() if m.get("kind") == "learned"
+                 and (cal := meta["validation"].get(t, {}).get(m.get("calibration_scheme"), {})).get("coverage_by_engine")]
+    if by_engine:
+        lines += ["", "### Interval coverage by engine", "",
+                  "Coverage of the served p10-p90 per engine on the calibration split (held-out groups calibrated on "
+                  "the other groups only), and what an offset of each engine's own (engines with at least "
+                  f"{MIN_ENGINE_ROWS} rows; group-conditional conformal) would give instead, not served: it lowered "
+                  "the pooled coverage on leave-one-GPU-out (`docs/experiments/engine-conformal-s31.md`). An engine "
+                  "whose coverage is far below 0.80 has intervals too narrow for it.", "",
+                  "| target | engine | rows | coverage | with an offset per engine |", "|---|---|---|---|---|"]
+        for t, _, cal in by_engine:
+            lines += [f"| {t} | {e} | {c['n']} | {c['coverage_p10_p90']} | {c['coverage_p10_p90_engine_offsets']} |"
+                      for e, c in cal["coverage_by_engine"].items()]
+            lines.append(f"| {t} | all | {cal['n']} | {cal['coverage_p10_p90']} | {cal['coverage_p10_p90_engine_offsets']} |")
     lines += ["", "## Data", "", "| file | sha256 (first 12) | records | rows used |", "|---|---|---|---|"]
     for f in meta["data"]["files"]:
         lines.append(f"| {f['path']} | {f['sha256'][:12]} | {f['records'] if f['records'] is not None else ''} | {f['rows']} |")

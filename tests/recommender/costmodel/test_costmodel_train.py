@@ -301,3 +301,41 @@ def test_peak_memory_is_served_analytic_but_still_validated():
     assert spec["kind"] == "analytic" and "fit check" in spec["reason"] and "files" not in spec
     assert meta["validation"]["memory_gb"]["logo"]["median_ape_pct"] is not None
     assert "memory_gb" in T.SERVED_ANALYTIC
+
+
+def test_offsets_per_engine_are_each_engines_own_quantile():
+    """Group-conditional conformal: each engine with at least min_rows scores gets its own split-conformal
+    offset; a smaller one is left out and takes the pooled offset in `row_offsets`."""
+    scores = np.concatenate([np.arange(1.0, 11.0), np.arange(101.0, 111.0), [7.0, 8.0]])
+    groups = np.array(["a"] * 10 + ["b"] * 10 + ["c"] * 2, dtype=object)
+    by = T.conformal_offsets_by_group(scores, groups, min_rows=10)
+    assert by == {"a": 9.0, "b": 109.0}
+    assert list(T.row_offsets(np.array(["b", "c", "a"]), 5.0, by)) == [109.0, 5.0, 9.0]
+    assert T.conformal_offsets_by_group(np.array([np.nan] * 10), np.array(["a"] * 10), min_rows=10) == {}
+
+
+def test_evaluate_reports_coverage_by_engine_as_served_and_with_offsets_per_engine():
+    """Two cards (the folds), two engines: e1's residuals sit well inside the quantile band, e2's spread five
+    times wider. One pooled offset (what is served) covers all of e1 and too few of e2; an offset per engine
+    (reported, not served) brings e2 near 80 %. The served figures stay the pooled offset's."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    n = 400
+    engine = np.array((["e1"] * 100 + ["e2"] * 100) * 2, dtype=object)
+    y = np.where(engine == "e1", rng.uniform(-0.05, 0.05, n), rng.uniform(-0.5, 0.5, n))
+    d = SimpleNamespace(measured={"t": np.exp(y)}, base={"t": np.ones(n)}, engine_group=engine,
+                        rank_group=np.arange(n).astype(str).astype(object),
+                        cell_group=np.arange(n).astype(str).astype(object))
+    oof = {"p10": np.full(n, -0.1), "p50": np.zeros(n), "p90": np.full(n, 0.1),
+           "fold": np.array(["a"] * 200 + ["b"] * 200, dtype=object)}
+    fig, _ = T.evaluate(d, "t", np.arange(n), oof)
+    by = fig["coverage_by_engine"]
+    assert by["e1"]["n"] == by["e2"]["n"] == 200
+    assert by["e1"]["coverage_p10_p90"] == 1.0 and by["e2"]["coverage_p10_p90"] < 0.7
+    assert 0.75 <= by["e2"]["coverage_p10_p90_engine_offsets"] <= 0.85
+    assert by["e1"]["coverage_p10_p90_engine_offsets"] < 1.0   # narrowed to its own rows' quantile
+    assert fig["coverage_p10_p90"] == pytest.approx((by["e1"]["coverage_p10_p90"] + by["e2"]["coverage_p10_p90"]) / 2)
+    no_engines = SimpleNamespace(**{**vars(d), "engine_group": None})
+    plain, _ = T.evaluate(no_engines, "t", np.arange(n), oof)
+    assert "coverage_by_engine" not in plain and plain["coverage_p10_p90"] == fig["coverage_p10_p90"]
