@@ -324,13 +324,13 @@ class _Estimator:
           pass with plain means (over the mean factor of the method's records, `_call_norm`): a workload only
           fast models ran would otherwise set the method's mean call at a fast model's (session s31-b: compiled
           bnb-int8 at 1024/256 had three fast models' records; Qwen2.5-7B's cell, which the budget estimated at
-          187 s, ran past 262 s and the hard stop killed it; now 225 s. Backtest, `benchmarks/bench_cell_cost_estimate.py`,
-          prospective median |ln(estimate / actual)|: H200 0.202 -> 0.189, its 1024/256 cells 0.164 -> 0.158;
-          H100 0.225 -> 0.221, 1024/256 0.179 -> 0.161).
+          187 s, ran past 262 s and the hard stop killed it; now 225 s. Backtest,
+          `benchmarks/bench_cell_cost_estimate.py`, prospective median |ln(estimate / actual)|: H200 0.202 ->
+          0.189, its 1024/256 cells 0.164 -> 0.158; H100 0.225 -> 0.221, 1024/256 0.179 -> 0.161).
         - `model_ratio`: the mean, over the model's records on this engine, of record cost / this estimate
           for the record's own method, workload and batch (how much slower or faster the model ran than the
-          method's mean model; the second pass's, against the adjusted means); a model without records: its layers over the mean layers of the method's
-          models (decode is per layer), 1.0 when unknown.
+          method's mean model; the second pass's, against the adjusted means); a model without records: its
+          layers over the mean layers of the method's models (decode is per layer), 1.0 when unknown.
         """
         base = self._method_cost(cell.engine, cell.quant, cell.prompt_tokens, cell.output_tokens,
                                  cell.batch_size, cell.warmup + cell.repetitions)
