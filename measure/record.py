@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 #: Versions `upgrade()` reads. 1.1 added the host CPU fields (`cpu_model`, `cpu_count`, `load_avg_1m`): null in
 #: records written as 1.0. 1.2 added `prefill_power_capped_frac`, `decode_power_capped_frac` and
-#: `rep_power_capped_s`: null in records written as 1.0 or 1.1.
-READABLE_VERSIONS = ("1.0", "1.1", "1.2")
+#: `rep_power_capped_s`: null in records written as 1.0 or 1.1. 1.3 (s31) added `host_launch_us`: null before.
+READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -42,6 +42,10 @@ class Record:
     cpu_model: str | None = None  # host CPU (eager decoding is often CPU launch-bound, so it matters)
     cpu_count: int | None = None  # logical CPUs this process may run on
     load_avg_1m: float | None = None  # host 1-minute load average when the cell started (other work on the host)
+    #: host time (µs) per launch of a one-element CUDA kernel from Python, median of 5 rounds, taken before the
+    #: warm-up (`measure.runner.host_launch_us`): what bounds eager decoding at small batch sizes (s31: one eager
+    #: cell ran 1.8x apart over 38 H200 GPUs, and every CPU names itself "Intel(R) Xeon(R) Processor"); null off CUDA
+    host_launch_us: float | None = None
     source: str = "measured:energy-recommender"
     measurement_scope: str = "gpu-counter"
     gpu_name: str | None = None
@@ -188,7 +192,7 @@ class SchemaError(ValueError):
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older record to SCHEMA_VERSION: 1.0 -> 1.1 -> 1.2 only add nullable fields."""
+    """Bring an older record to SCHEMA_VERSION: 1.0 -> 1.1 -> 1.2 -> 1.3 only add nullable fields."""
     version = data.get("schema_version", SCHEMA_VERSION)
     if version not in READABLE_VERSIONS:
         raise SchemaError(f"unsupported schema_version {version!r} (this code reads "

@@ -75,6 +75,7 @@ def test_cell_record_is_complete_and_consistent(runner):
     # the host CPU is recorded (eager decode is launch-bound: the CPU is part of the measurement)
     assert rec.cpu_model and rec.cpu_count and rec.cpu_count >= 1
     assert rec.load_avg_1m is None or rec.load_avg_1m >= 0
+    assert rec.host_launch_us is None  # taken on CUDA only
     assert rec.source == "simulated:fake-meter" and rec.measurement_scope == "simulated"
     assert len(rec.rep_energy_j) == len(rec.rep_duration_s) == len(rec.rep_tokens_per_s) == 3
     # decode = generate - prefill, per output token of the whole batch (first token comes from prefill)
@@ -557,3 +558,31 @@ def test_woq_lowering_false_keeps_the_rewrite_out_of_a_fresh_process(tmp_path, p
             break
     assert got["status"] == "ok", got["error"]
     assert (got["rewrites"], got["mkldnn"]) == (rewrites, onednn)
+
+
+def test_host_launch_us_is_the_median_time_per_launch():
+    """Each launch of a stand-in tensor sleeps 1 ms and one round of 20 is 20x slower (a stall): the
+    median over the rounds is the time per launch in µs, not the mean; a real CPU tensor gives a small
+    positive figure."""
+    import time as _time
+
+    import torch
+
+    from measure.runner import host_launch_us
+
+    class Tensor:
+        calls = 0
+
+        def add_(self, _):
+            Tensor.calls += 1
+            _time.sleep(0.02 if 22 <= Tensor.calls <= 41 else 0.001)  # the second round (after the untimed one)
+
+    class FakeTorch:
+        @staticmethod
+        def zeros(*_, **__):
+            return Tensor()
+
+    us = host_launch_us(FakeTorch, "cpu", launches=20, rounds=3)
+    assert 1000 <= us < 5000 and Tensor.calls == 61
+    real = host_launch_us(torch, "cpu", launches=200, rounds=3)
+    assert 0 < real < 1000

@@ -207,6 +207,12 @@ def test_records_of_schema_1_0_are_read_and_upgraded(tmp_path):
     (r,) = Store(path).records(strict=True)
     assert r.schema_version == SCHEMA_VERSION and r.decode_power_capped_frac is None and r.record_id == "v11"
     assert r.rep_power_capped_s is None
+    row = rec(record_id="v12").to_dict()  # 1.2: before the host launch time
+    del row["host_launch_us"]
+    row["schema_version"] = "1.2"
+    path.write_text(json.dumps(row) + "\n")
+    (r,) = Store(path).records(strict=True)
+    assert r.schema_version == SCHEMA_VERSION == "1.3" and r.host_launch_us is None and r.record_id == "v12"
     row["schema_version"] = "0.9"
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(SchemaError, match="unsupported schema_version"):
