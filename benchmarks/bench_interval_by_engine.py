@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_time_split import DATASETS, TOOLS, _run, truncated_copy  # noqa: E402
+from bench_time_split import DATASETS, _run, train_on_cutoff  # noqa: E402
 
 TARGETS = ("energy_per_token_j", "tokens_per_s")
 
@@ -86,15 +84,7 @@ def replay(cutoff: str, seed: int | None = None) -> dict:
 
     cut = _time(cutoff)
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "repo" / "datasets"
-        kept = truncated_copy(data, cut)
-        env = {**os.environ, "RECOMMENDER_DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
-        for tool in TOOLS:
-            shutil.copy(REPO / "datasets/catalog/tools" / tool, data / "catalog/tools" / tool)
-            _run([sys.executable, str(data / "catalog/tools" / tool)], env)
-        art = Path(tmp) / "models"
-        seed_args = [] if seed is None else ["--seed", str(seed)]
-        _run([sys.executable, "-m", "recommender.costmodel.train", "--out", str(art), *seed_args], env)
+        kept, env, art = train_on_cutoff(Path(tmp), cut, seed, cv=True)
         full = [str(p) for p in measurement_files_in(DATASETS / "measurements")]
         res = _run([sys.executable, "-c", _SCORE % {"targets": TARGETS}, str(art), cutoff, *full], env)
     return {"cutoff": cutoff, "train_records": sum(kept.values()), **json.loads(res.stdout)}

@@ -74,6 +74,24 @@ def _run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
     return res
 
 
+def train_on_cutoff(tmp: Path, cut: datetime, seed: int | None = None, cv: bool = False) -> tuple[dict, dict, Path]:
+    """In `tmp`: datasets/ cut to the records created at or before `cut` (`truncated_copy`), the catalogue tools
+    refitted on them (TOOLS) and an artifact trained (`cv`: with cross-validation, which the conformal offsets
+    need; `seed`: the trainer's, None its default). Returns (records kept per store, the environment that points
+    the code at the copy, the artifact folder)."""
+    data = tmp / "repo" / "datasets"  # the tools find the catalogue at <their folder>/../../..
+    kept = truncated_copy(data, cut)
+    env = {**os.environ, "RECOMMENDER_DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
+    for tool in TOOLS:
+        shutil.copy(REPO / "datasets/catalog/tools" / tool, data / "catalog/tools" / tool)
+        _run([sys.executable, str(data / "catalog/tools" / tool)], env)
+    art = tmp / "models"
+    seed_args = [] if seed is None else ["--seed", str(seed)]
+    _run([sys.executable, "-m", "recommender.costmodel.train", *([] if cv else ["--no-cv"]), "--out", str(art),
+          *seed_args], env)
+    return kept, env, art
+
+
 def backtest(cutoff: str, csv_dir: Path | None = None, seed: int | None = None) -> dict:
     """Train on the records up to `cutoff` and score the later ones (module docstring); `seed` the trainer's
     (None: its default)."""
@@ -82,16 +100,7 @@ def backtest(cutoff: str, csv_dir: Path | None = None, seed: int | None = None) 
 
     cut = _time(cutoff)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "repo"  # the tools find the catalogue at <their folder>/../../..
-        data = root / "datasets"
-        kept = truncated_copy(data, cut)
-        env = {**os.environ, "RECOMMENDER_DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
-        for tool in TOOLS:
-            shutil.copy(REPO / "datasets/catalog/tools" / tool, data / "catalog/tools" / tool)
-            _run([sys.executable, str(data / "catalog/tools" / tool)], env)
-        art = Path(tmp) / "models"
-        seed_args = [] if seed is None else ["--seed", str(seed)]
-        _run([sys.executable, "-m", "recommender.costmodel.train", "--no-cv", "--out", str(art), *seed_args], env)
+        kept, env, art = train_on_cutoff(Path(tmp), cut, seed)
         full = [str(p) for p in measurement_files_in(DATASETS / "measurements")]
         code = ("import json, sys\n"
                 "from pathlib import Path\n"
