@@ -587,7 +587,6 @@ def _scale(v: float | None, k: float) -> float | None:
     return None if v is None else v * k
 
 
-@functools.cache
 def host_launch_us(torch, device: str, launches: int = 2000, rounds: int = 5) -> float:
     """The host's time per kernel launch (µs): the median over `rounds` of the wall time of `launches` in-place
     additions to a one-element tensor on `device`, synchronized at the end of each round, divided by
@@ -613,6 +612,7 @@ def host_launch_us(torch, device: str, launches: int = 2000, rounds: int = 5) ->
     return round(statistics.median(per), 3)
 
 
+@functools.cache
 def _host_cpu() -> tuple[str | None, int | None]:
     """(CPU model name, logical CPUs this process may use) of the host; None where unreadable."""
     model = None

@@ -584,5 +584,9 @@ def test_host_launch_us_is_the_median_time_per_launch():
 
     us = host_launch_us(FakeTorch, "cpu", launches=20, rounds=3)
     assert 1000 <= us < 5000 and Tensor.calls == 61
+    # measured again at every call (before each cell's warm-up), never served from a cache
+    Tensor.calls = 100
+    host_launch_us(FakeTorch, "cpu", launches=20, rounds=3)
+    assert Tensor.calls == 161
     real = host_launch_us(torch, "cpu", launches=200, rounds=3)
     assert 0 < real < 1000
