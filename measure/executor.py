@@ -264,23 +264,18 @@ class _Estimator:
             for key in ((r.engine, r.quant), (r.engine, None), (None, None)):
                 self.prior.setdefault(key, []).append(v)
             self.calls.setdefault((r.engine, r.quant), []).append(_Call.of(r, v))
-        # how much slower or faster a model's cells ran than its method's estimate for the same workload and
-        # batch size (the estimate averages over the method's models)
-        self.model_ratio: dict[tuple[str, str | None], list[float]] = {}
         self.method_models: dict[tuple[str | None, str | None], list[str]] = {}
-        # each model's factor from a first pass against the plain means: what `_call_s` divides a record's
-        # call time by, so the mean call of a workload that only some models ran is the method's mean model's
-        self.call_norm: dict[tuple[str, str | None], float] = {}
         for r, _ in costs:
             self.method_models.setdefault((r.engine, r.quant), []).append(r.model)
-        for _ in range(2):
-            self.model_ratio, self._dur_cache = {}, {}
-            for r, v in costs:
-                base = self._method_cost(r.engine, r.quant, r.prompt_tokens, r.output_tokens, r.batch_size,
-                                         r.warmup + r.repetitions)
-                self.model_ratio.setdefault((r.model, r.engine), []).append(v / base if base else 1.0)
-            if not self.call_norm:
-                self.call_norm = {k: sum(xs) / len(xs) for k, xs in self.model_ratio.items() if xs}
+        # how much slower or faster a model's cells ran than its method's estimate for the same workload and
+        # batch size (the estimate averages over the method's models), in two passes: the first against the
+        # plain means (`call_norm` empty) gives each model the factor `_call_s` then divides a record's call
+        # time by, so the mean call of a workload that only some models ran is the method's mean model's; the
+        # second, against those adjusted means, is `model_ratio`
+        self.call_norm: dict[tuple[str, str | None], float] = {}
+        self.call_norm = {k: sum(xs) / len(xs) for k, xs in self._model_ratios(costs).items()}
+        self._dur_cache = {}  # the first pass's call means
+        self.model_ratio: dict[tuple[str, str | None], list[float]] = self._model_ratios(costs)
         # compile_time_s (s) of the store's ok records that compiled, per (engine, quant) and per (engine, None);
         # and per (engine, quant, model), what `compile_high_s` floors a model's own compile time at
         self.compiled: dict[tuple[str | None, str | None], list[float]] = {}
@@ -304,6 +299,16 @@ class _Estimator:
         # on a compiling engine: what `will_compile` reads; and the wall times (s) of its cells that compiled
         self.group_shapes: dict[tuple[str | None, str], list[tuple[int, int, int]]] = {}
         self.group_compiled_s: list[float] = []
+
+    def _model_ratios(self, costs: Sequence[tuple[Record, float]]) -> dict[tuple[str, str | None], list[float]]:
+        """Per (model, engine): each of its records' cost (s) over `_method_cost` at the record's own method,
+        workload, batch and calls (1.0 where that is 0)."""
+        out: dict[tuple[str, str | None], list[float]] = {}
+        for r, v in costs:
+            base = self._method_cost(r.engine, r.quant, r.prompt_tokens, r.output_tokens, r.batch_size,
+                                     r.warmup + r.repetitions)
+            out.setdefault((r.model, r.engine), []).append(v / base if base else 1.0)
+        return out
 
     def prior_cost(self, cell: Cell) -> float | None:
         """A pending cell's wall time from the store alone (seconds); None when its engine and method have

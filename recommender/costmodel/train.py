@@ -639,10 +639,10 @@ def conformal_offsets_by_group(scores: np.ndarray, groups: np.ndarray, alpha: fl
     (s31: the held-out cards' rows of an engine are not exchangeable with the other cards' rows of it, so on
     leave-one-GPU-out it lowered coverage overall, `docs/experiments/engine-conformal-s31.md`)."""
     ok = np.isfinite(scores)
-    s, g = scores[ok], np.asarray(groups, dtype=object)[ok]
-    labels, counts = np.unique(g.astype(str), return_counts=True)
-    return {str(lab): conformal_offset(s[g.astype(str) == lab], alpha)
-            for lab, n in zip(labels, counts, strict=True) if n >= min_rows}
+    s, g = scores[ok], np.asarray(groups, dtype=object)[ok].astype(str)
+    labels, counts = np.unique(g, return_counts=True)
+    return {str(lab): conformal_offset(s[g == lab], alpha) for lab, n in zip(labels, counts, strict=True)
+            if n >= min_rows}
 
 
 def row_offsets(groups: np.ndarray, pooled: float, by_group: dict[str, float]) -> np.ndarray:
@@ -729,7 +729,7 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
     folds = oof["fold"][rows]
     ok = np.isfinite(q50)
     score = np.maximum(q10 - y, y - q90)
-    engines = d.engine_group[rows] if d.engine_group is not None else None
+    engines = d.engine_group[rows].astype(str) if d.engine_group is not None else None
     lo, hi = q10.copy(), q90.copy()
     lo_eng, hi_eng = q10.copy(), q90.copy()  # with an offset per engine (`conformal_offsets_by_group`), not served
     for lab in set(folds[ok]):  # each held-out group calibrated on the other groups' residuals only
@@ -757,17 +757,17 @@ def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray
         "coverage_p10_p90": _r(np.mean((meas[ok] >= p10[ok]) & (meas[ok] <= p90[ok]))) if ok.any() else None,
         "coverage_p10_p90_uncalibrated": _r(np.mean((y[ok] >= raw_lo[ok]) & (y[ok] <= raw_hi[ok]))) if ok.any() else None,
     }
+    inside = (meas >= p10) & (meas <= p90)
     if engines is not None and ok.any():
         # the served intervals' coverage per engine, and with an offset per engine instead (not served)
-        inside, inside_eng = (meas >= p10) & (meas <= p90), (y >= lo_eng) & (y <= hi_eng)
+        inside_eng = (y >= lo_eng) & (y <= hi_eng)
         fig["coverage_p10_p90_engine_offsets"] = _r(np.mean(inside_eng[ok]))
         fig["coverage_by_engine"] = {
-            str(e): {"n": int(np.sum(g)), "coverage_p10_p90": _r(np.mean(inside[g])),
-                     "coverage_p10_p90_engine_offsets": _r(np.mean(inside_eng[g]))}
-            for e in sorted(set(engines[ok].astype(str))) if (g := ok & (engines.astype(str) == e)).any()}
+            e: {"n": int(np.sum(g)), "coverage_p10_p90": _r(np.mean(inside[g])),
+                "coverage_p10_p90_engine_offsets": _r(np.mean(inside_eng[g]))}
+            for e in sorted(set(engines[ok])) if (g := ok & (engines == e)).any()}
     fig.update(rank_correlation(d, rows[ok], p50[ok], meas[ok], fold_base[ok]))
     if per_group:
-        inside = (meas >= p10) & (meas <= p90)
         twins = d.twin_group[rows]
         fig["by_held_out"] = {}
         for lab in sorted(set(folds[ok])):
