@@ -22,6 +22,8 @@ instead (`unseen_card_offset`): the largest of the pooled offset, the same resid
 weighted equally (`conformal_offset_by_group`), and the offset of the cards taken as the exchangeable units
 (`conformal_offset_between_groups`: each card's own 80 % offset, then the split-conformal order statistic
 over cards), so neither the card with the most rows nor the rows of the cards seen sets a new card's interval.
+Both served offsets are the median over GATE_SEEDS seeds' cross-validations (`seed_median_offsets`, since s32):
+one seed's LightGBM column sample moved them by as much as a new card's records did.
 
 Accuracy change (`train_accuracy`): LightGBM p10/p50/p90 of the cited quant_accuracy.csv deltas (absolute)
 on quant / model / task features (`accuracy.py`), validated leave-one-model-out and on random folds against
@@ -706,14 +708,32 @@ def _ordered(lo, mid, hi):
     return np.minimum(lo, mid), mid, np.maximum(hi, mid)
 
 
-def gate_median_ape(d: Design, target: str, rows: np.ndarray, scheme: str, seed: int, first: float) -> list[float]:
-    """The learned model's median APE (%) on `scheme` at `seed` (`first`, already computed) and at each of the next
-    GATE_SEEDS - 1 seeds: what the learned-or-analytic decision averages, so that one seed's draw does not decide it."""
-    out = [first]
-    for s in range(seed + 1, seed + GATE_SEEDS):
-        fig, _ = evaluate(d, target, rows, cross_validate(d, target, rows, scheme, s))
-        out.append(fig["median_ape_pct"])
-    return out
+def seed_runs(d: Design, target: str, rows: np.ndarray, scheme: str, seed: int, first: dict) -> list[dict]:
+    """The out-of-fold predictions of `scheme` at `seed` (`first`, already computed) and at each of the next
+    GATE_SEEDS - 1 seeds (`cross_validate`): what the learned-or-analytic decision averages its median APE over
+    (`gate_median_ape`) and the served conformal offsets take the median of (`seed_median_offsets`), so that one
+    seed's LightGBM column sample decides neither."""
+    return [first, *(cross_validate(d, target, rows, scheme, s) for s in range(seed + 1, seed + GATE_SEEDS))]
+
+
+def gate_median_ape(d: Design, target: str, rows: np.ndarray, runs: list[dict]) -> list[float]:
+    """The learned model's median APE (%) of each of `seed_runs`' out-of-fold predictions."""
+    return [evaluate(d, target, rows, oof)[0]["median_ape_pct"] for oof in runs]
+
+
+def seed_median_offsets(y: np.ndarray, runs: list[dict], rows: np.ndarray,
+                        cards: np.ndarray | None) -> tuple[float, float, list[float], list[float]]:
+    """The served conformal log offsets: the median over `seed_runs` of each run's pooled offset
+    (`conformal_offset` of max(q10 - y, y - q90)) and of its unseen-card offset (`unseen_card_offset` over
+    `cards`, each row's held-out card; None where the calibration split does not hold out cards: the pooled
+    offset), and the per-run values. One seed's offset moved from retrain to retrain by as much as a new card's
+    records: over ten seeds on s32's data, J/token's pooled offset spanned 0.162-0.207 and its unseen-card one
+    0.327-0.463, TTFT's 0.042-0.094; the median of five cut their standard deviation 3-15 fold
+    (`docs/experiments/offset-seeds-s32.md`)."""
+    scores = [np.maximum(oof["p10"][rows] - y, y - oof["p90"][rows]) for oof in runs]
+    pooled = [conformal_offset(s) for s in scores]
+    unseen = pooled if cards is None else [unseen_card_offset(s, cards) for s in scores]
+    return float(np.median(pooled)), float(np.median(unseen)), pooled, unseen
 
 
 def evaluate(d: Design, target: str, rows: np.ndarray, oof: dict[str, np.ndarray],
@@ -1068,12 +1088,16 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
             cv_rows += _cv_records(frame, d, t, scheme, preds)
         f_cal = figs[calib]
         analytic_reason = None
+        runs = [oofs[calib]]
         if t in SERVED_ANALYTIC:
             analytic_reason = (f"{SERVED_ANALYTIC[t]} (learned median APE on {SCHEME_NAMES[calib]} "
                                f"{f_cal.get('median_ape_pct')} % vs analytic "
                                f"{f_cal.get('analytic_median_ape_pct')} %, reported, not served)")
-        elif f_cal.get("median_ape_pct") is not None and f_cal.get("analytic_median_ape_pct") is not None:
-            gate = gate_median_ape(d, t, rows, calib, seed, f_cal["median_ape_pct"])
+        else:
+            runs = seed_runs(d, t, rows, calib, seed, oofs[calib])
+        if analytic_reason is None and f_cal.get("median_ape_pct") is not None \
+                and f_cal.get("analytic_median_ape_pct") is not None:
+            gate = gate_median_ape(d, t, rows, runs)
             gate_mean = float(np.mean(gate))
             gate_meta[t] = {"scheme": calib, "seeds": list(range(seed, seed + GATE_SEEDS)), "median_ape_pct": gate,
                             "mean_median_ape_pct": _r(gate_mean),
@@ -1088,11 +1112,11 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
             validation[t] = figs
             log(f"{t}: analytic ({analytic_reason})")
             continue
-        score = np.maximum(oofs[calib]["p10"][rows] - y, y - oofs[calib]["p90"][rows])
-        offset = conformal_offset(score)
-        # a card outside training: the cards, not their rows, are the units (`unseen_card_offset`), so the offset
-        # is not set by the one card with most rows (our H100); only where the calibration split holds out cards
-        offset_unseen = unseen_card_offset(score, d.gpu_group[rows]) if calib == "logo" else offset
+        # the median over the seed runs (`seed_median_offsets`); a card outside training: the cards, not their rows,
+        # are the units (`unseen_card_offset`), so the offset is not set by the one card with most rows (our
+        # H100); only where the calibration split holds out cards
+        offset, offset_unseen, offsets, offsets_unseen = seed_median_offsets(
+            y, runs, rows, d.gpu_group[rows] if calib == "logo" else None)
         models = fit_quantiles(d.X[rows], y, seed)
         boosters[t] = {q: m.booster_.model_to_string() for q, m in models.items()}
         targets_meta[t] = {
@@ -1103,6 +1127,8 @@ def train(data: TrainingData, catalog, seed: int = DEFAULT_SEED, cv: bool = True
             "files": {q: f"{t}.{q}.txt" for q in QUANTILES},
             "conformal_log_offset": _r(offset),
             "conformal_log_offset_unseen_card": _r(offset_unseen),
+            "conformal_log_offset_seeds": [_r(o) for o in offsets],
+            "conformal_log_offset_unseen_card_seeds": [_r(o) for o in offsets_unseen],
             "calibration_scheme": calib,
             "interval": f"quantile p10/p90 widened by the split-conformal offset ({SCHEME_NAMES[calib]} "
                         "out-of-fold residuals); on a card outside `gpus`, by conformal_log_offset_unseen_card "
@@ -1353,6 +1379,12 @@ def _refitted_per_fold(d: Design) -> list[str]:
         [REFIT_METHOD_OVERHEAD] if getattr(refit, "method_overhead", False) else [])
 
 
+def _seed_span(m: dict) -> str:
+    """'; median of seeds: lo-hi' for a target whose offset is `seed_median_offsets`' median (else '')."""
+    seeds = m.get("conformal_log_offset_seeds") or []
+    return f"; median of {len(seeds)} seeds: {min(seeds):g}-{max(seeds):g}" if len(seeds) > 1 else ""
+
+
 def _refit_paragraph(refitted: list[str] | None) -> list[str]:
     """The model card's account of which catalogue constants cross-validation refits per fold."""
     refitted = refitted or []
@@ -1405,7 +1437,8 @@ def model_card(meta: dict) -> str:
         f"(`{meta['prediction_scope']}`: NVML energy counter, decode phase only). Public rows (prefill + decode",
         "metered together) are compared with the analytic end-to-end estimate, and their scope is a feature.",
         "p10/p90 are the quantile models widened by a split-conformal offset from out-of-fold residuals of the",
-        "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups); on a card outside",
+        "split named in the table (leave-one-GPU-out wherever the rows span two GPU groups; the median of the",
+        f"offsets of {GATE_SEEDS} seeds' cross-validations, each seed's column sample moving it); on a card outside",
         "a target's training cards, by the wider unseen-card offset (see 'by held-out card' below). Coverage by",
         "engine is below ('Interval coverage by engine').",
         "A card that never ran a method on an engine which another card ran on a slow path (records flagged",
@@ -1431,7 +1464,7 @@ def model_card(meta: dict) -> str:
                     f"{g['seeds'][-1]} ({', '.join(f'{x:g}' for x in g['median_ape_pct'])}) vs analytic "
                     f"{g['analytic_median_ape_pct']} % on {SCHEME_NAMES[g['scheme']]}") if g else ""
             lines.append(f"| {t} | learned | {m['n_rows']} | {m['gpu_groups']} | {m['architectures']} | "
-                         f"{m['conformal_log_offset']} ({SCHEME_NAMES[m['calibration_scheme']]}) | "
+                         f"{m['conformal_log_offset']} ({SCHEME_NAMES[m['calibration_scheme']]}{_seed_span(m)}) | "
                          f"GPUs: {', '.join(m['gpus'])}{gate} |")
         else:
             lines.append(f"| {t} | analytic | {m.get('n_rows', 0)} | | | | {m['reason']} |")

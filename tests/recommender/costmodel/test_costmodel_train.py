@@ -208,6 +208,29 @@ def test_between_groups_conformal_offset_takes_the_cards_as_the_units():
     assert T.conformal_offset_between_groups(np.full(5, 9.0), np.array(["b"] * 5)) == 0.0
 
 
+def test_served_offsets_are_the_median_over_the_seed_runs():
+    """`seed_median_offsets`: each run's pooled and unseen-card offsets from its own out-of-fold quantiles, and the
+    median over the runs served; one run far off (a seed's draw) does not set it, and without cards the unseen-card
+    offset is the pooled one."""
+    rng = np.random.default_rng(1)
+    n = 200
+    rows = np.arange(n)
+    y = rng.normal(0, 0.1, n)
+    cards = np.repeat(["a", "b", "c", "d"], n // 4)
+    runs = [{"p10": y - w, "p90": y + w} for w in (-0.05, -0.10, -0.07)]  # intervals that miss every y by w
+    runs.append({"p10": y + 0.9, "p90": y + 1.0})   # a run whose p10 sits 0.9 above every y
+    pooled, unseen, per, per_unseen = T.seed_median_offsets(y, runs, rows, cards)
+    assert per == pytest.approx([0.05, 0.10, 0.07, 0.9])
+    assert pooled == pytest.approx(0.085)   # the median of four: halfway between 0.07 and 0.10, not the 0.9 run
+    assert per_unseen == pytest.approx([T.unseen_card_offset(np.maximum(r["p10"] - y, y - r["p90"]), cards)
+                                        for r in runs])
+    assert unseen == pytest.approx(float(np.median(per_unseen)))
+    pooled_only = T.seed_median_offsets(y, runs, rows, None)
+    assert pooled_only[1] == pooled_only[0] == pytest.approx(0.085) and pooled_only[3] == pooled_only[2]
+    # one run: its own offsets, as before s32
+    assert T.seed_median_offsets(y, runs[:1], rows, cards)[:2] == pytest.approx((0.05, per_unseen[0]))
+
+
 def test_card_weighted_conformal_offset_weighs_every_group_once():
     """Group A: 8 small scores, group B: 2 large ones. Pooled, the 80 % quantile falls in B's smaller score;
     with each group weighing one half, A's rows cover only 50 % and B's larger score is needed. Equal

@@ -94,6 +94,30 @@ def test_a_target_is_served_learned_only_where_it_beats_the_analytic_model():
             assert worse, t
 
 
+def test_served_offsets_are_the_median_of_the_seed_runs_and_the_next_seed_reproduces():
+    """The shipped artifact's conformal offsets are the median of the GATE_SEEDS seeds' (`seed_median_offsets`),
+    and the second seed's leave-one-GPU-out J/token offsets come out again from the committed data."""
+    meta = _metadata()
+    spec = meta["targets"]["energy_per_token_j"]
+    if spec.get("kind") != "learned" or "conformal_log_offset_seeds" not in spec:
+        pytest.skip("J/token not learned or an artifact from before s32")
+    for t, m in meta["targets"].items():
+        if m.get("kind") == "learned":
+            assert len(m["conformal_log_offset_seeds"]) == T.GATE_SEEDS, t
+            assert m["conformal_log_offset"] == pytest.approx(np.median(m["conformal_log_offset_seeds"]), abs=1e-4), t
+            assert m["conformal_log_offset_unseen_card"] == pytest.approx(
+                np.median(m["conformal_log_offset_unseen_card_seeds"]), abs=1e-4), t
+    data, catalog = T.load_training_data()
+    d = T.design(data.frame, catalog)
+    t = "energy_per_token_j"
+    rows = T.target_rows(d, t)
+    y = np.log(d.measured[t][rows] / d.base[t][rows])
+    oof = T.cross_validate(d, t, rows, spec["calibration_scheme"], meta["seed"] + 1)
+    _, _, pooled, unseen = T.seed_median_offsets(y, [oof], rows, d.gpu_group[rows])
+    assert pooled[0] == pytest.approx(spec["conformal_log_offset_seeds"][1], abs=0.01)
+    assert unseen[0] == pytest.approx(spec["conformal_log_offset_unseen_card_seeds"][1], abs=0.02)
+
+
 def test_shipped_model_predicts_fp16_and_bf16_alike_where_the_card_runs_both():
     _metadata()
     from recommender.candidates import Candidates
