@@ -8,8 +8,11 @@ Peak GPU memory = weights + KV cache + activations + runtime overhead, all in GB
   because bitsandbytes and torchao replace only `nn.Linear` layers and transformers skips `lm_head`.
   Unquantized dtypes (fp32/fp16/bf16) store everything at their width.
 - KV cache: batch x (prompt + output) tokens x 2 (K, V) x layers x kv_heads x head_dim x 2 bytes.
-- activations: peak live tensors of one layer in prefill (project parameter, see `PARAMS`), the fp32
-  logits of the last position, and for weight-only methods one dequantized 16-bit weight matrix.
+- activations: peak live tensors of one layer in prefill (project parameter, see `PARAMS`) at the method's
+  activation width (4 bytes in fp32, else 2), the fp32 logits of the last position, for weight-only methods one
+  dequantized 16-bit weight matrix, and on the transformers engines (`memory_residual.applies_to`) one layer's
+  prefill attention score matrix where the attention materialises it (`materializes_scores`: BLOOM's, and SDPA
+  in fp32): batch x heads x prompt x key tokens x `score_bytes_per_element` (since s32).
 - runtime overhead: CUDA context, cuBLAS workspace, allocator fragmentation on KV + activations and,
   for compiled / CUDA-graph engines, graph pools (project parameters to be calibrated against
   `peak_mem_nvml_gb` of our H100 measurements).
@@ -32,7 +35,7 @@ from functools import cached_property
 import numpy as np
 
 from recommender.candidates import Candidates
-from recommender.costmodel.memory_residual import residual_table
+from recommender.costmodel.memory_residual import applies_to, residual_table
 
 GIB = float(2**30)
 #: the fields `recommend --format json` shows per candidate as `memory_estimate_gb` (GB), in this order
@@ -55,7 +58,22 @@ PARAMS = {
     "act_intermediate_mult": 3.0,
     # fraction of the card a paged-KV engine allows itself (vLLM default gpu_memory_utilization).
     "paged_memory_utilization": 0.9,
+    # bytes per element of one layer's prefill attention score matrix where it is materialised
+    # (`materializes_scores`): BLOOM computes the scores in the model's 16-bit dtype, its softmax in fp32 and
+    # casts the probabilities back (transformers 5.24 `BloomAttention`): 2 + 4 + 2 bytes. Measured (s32,
+    # `docs/experiments/attention-scores-memory-s32.md`): over our records at 1024-token prompts, batch 8 and 32,
+    # the allocated peak above the other components is a median 7.8 bytes per element for BLOOMZ-7B1 (30 records,
+    # every method) and 8.1 for SDPA in fp32 (16 records of 8 other architectures, their activations counted at
+    # 4 bytes).
+    "score_bytes_per_element": 8.0,
 }
+
+#: model types whose transformers attention has no fused (SDPA / flash) path and materialises the prefill score
+#: matrix: BLOOM's ALiBi attention (`baddbmm` of the scores, then softmax)
+SCORE_MATRIX_MODEL_TYPES = frozenset({"bloom"})
+#: compute dtypes whose SDPA prefill materialised the score matrix on our records (fp32 on H100; fp16 and bf16
+#: run a fused kernel: their records show no such term)
+SCORE_MATRIX_DTYPES = frozenset({"float32"})
 
 #: Quantization scale/zero-point overhead, extra bits per quantized weight.
 #: bnb-nf4/fp4: one fp32 absmax per block of 64 weights (bitsandbytes default blocksize) = 0.5 bit;
@@ -139,8 +157,12 @@ def estimate(cands: Candidates, headroom_frac: float = 0.0, residual: bool = Tru
     kv = batch * ctx * 2.0 * layers * kv_heads * head_dim * 2.0
 
     p = PARAMS
-    act = batch * cands.prompt_tokens * (p["act_hidden_mult"] * hidden + p["act_intermediate_mult"] * inter) * 2.0
+    act_bytes = np.array([4.0 if q.compute_dtype == "float32" else 2.0 for q in cands.catalog.quants])[cands.quant_idx]
+    act = batch * cands.prompt_tokens * (p["act_hidden_mult"] * hidden + p["act_intermediate_mult"] * inter) * act_bytes
     act = act + batch * vocab * 4.0 + wonly * np.nan_to_num(hidden * inter) * 2.0
+    static = np.array([(e.kv_cache or "") == "static" for e in cands.catalog.engines], dtype=bool)[cands.engine_idx]
+    keys = np.where(static, ctx, cands.prompt_tokens)  # a static cache's attention spans its whole length
+    act = act + materializes_scores(cands) * batch * heads * cands.prompt_tokens * keys * p["score_bytes_per_element"]
 
     compiled = np.nan_to_num(c("engine_compiled"))
     paged = _paged(cands)
@@ -157,6 +179,17 @@ def estimate(cands: Candidates, headroom_frac: float = 0.0, residual: bool = Tru
     usable = card * (1.0 - headroom_frac) * util
     return MemoryEstimate(weights / GIB, kv / GIB, act / GIB, overhead, total, card, usable, float(headroom_frac),
                           resid, components)
+
+
+def materializes_scores(cands: Candidates) -> np.ndarray:
+    """1.0 per row whose prefill attention materialises its score matrix: a transformers engine we measure
+    (`memory_residual.applies_to`: not a paged-KV engine with its own kernels) running a model type of
+    SCORE_MATRIX_MODEL_TYPES or a method whose compute dtype is in SCORE_MATRIX_DTYPES; else 0.0."""
+    cat = cands.catalog
+    model = np.array([(m.model_type or "") in SCORE_MATRIX_MODEL_TYPES for m in cat.models], dtype=bool)
+    dtype = np.array([(q.compute_dtype or "") in SCORE_MATRIX_DTYPES for q in cat.quants], dtype=bool)
+    engine = np.array([applies_to(e) for e in cat.engines], dtype=bool)
+    return ((model[cands.model_idx] | dtype[cands.quant_idx]) & engine[cands.engine_idx]).astype(np.float64)
 
 
 def _tight(est: MemoryEstimate, cands: Candidates, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

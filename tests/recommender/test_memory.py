@@ -98,3 +98,39 @@ def test_real_catalogue_7b_on_16gb_card():
     assert fits[("bnb-nf4", 1)] and fits[("bnb-int8", 1)]
     assert 14.0 < est.weights_gb[0] < 14.5  # 7.6 B params x 2 bytes
     assert not fits[("bf16", 64)]
+
+
+
+def _activations(cat, **kw) -> float:
+    return float(estimate(grid(cat, **kw)).activations_gb[0])
+
+
+def test_score_matrix_counts_where_the_attention_materialises_it():
+    """BLOOM's attention (no SDPA path) and SDPA in fp32 materialise one layer's prefill score matrix: batch x heads x
+    prompt x key tokens x `score_bytes_per_element` more activation memory, the key tokens the prompt on the dynamic
+    cache and prompt + output on a static cache; fused kernels (16-bit SDPA) and paged-KV engines add none."""
+    from recommender.memory import materializes_scores
+
+    cat = load_catalog()
+    b, p, o = 32, 1024, 256
+    bloom = cat.model("bloomz-7b1")
+    per_key = b * bloom.num_attention_heads * p * PARAMS["score_bytes_per_element"] / GIB
+    kw = dict(models=("bloomz-7b1",), batch=(b,), prompt=p, output=o)
+    eager, compiled = (_activations(cat, engines=(e,), **kw) for e in ("hf-eager", "hf-compiled"))
+    # the compiled engine's one extra term beyond eager's: the static cache's output positions in the scores
+    assert compiled - eager == pytest.approx(per_key * o)
+    c = grid(cat, models=("bloomz-7b1", QWEN), quants=("fp16", "fp32"), engines=("hf-eager", "vllm"), batch=(b,),
+             prompt=p, output=o)
+    got = {(m, q, e): v for m, q, e, v in zip(c.ids("model"), c.ids("quant"), c.ids("engine"), materializes_scores(c),
+                                              strict=True)}
+    assert got[("bloomz-7b1", "fp16", "hf-eager")] == 1.0 and got[(QWEN, "fp32", "hf-eager")] == 1.0
+    assert got[(QWEN, "fp16", "hf-eager")] == 0.0  # fused 16-bit SDPA
+    assert got[("bloomz-7b1", "fp16", "vllm")] == 0.0 and got[(QWEN, "fp32", "vllm")] == 0.0  # its own kernels
+    qwen = cat.model(QWEN)
+    fp16 = _activations(cat, quants=("fp16",), batch=(b,), prompt=p, output=o)
+    fp32 = _activations(cat, quants=("fp32",), batch=(b,), prompt=p, output=o)
+    hidden_part = b * p * (PARAMS["act_hidden_mult"] * qwen.hidden_size
+                           + PARAMS["act_intermediate_mult"] * qwen.intermediate_size) * 2 / GIB
+    scores = b * qwen.num_attention_heads * p * p * PARAMS["score_bytes_per_element"] / GIB
+    # fp32: its activations at 4 bytes (twice the 16-bit hidden part) plus the score matrix
+    assert fp32 - fp16 == pytest.approx(hidden_part + scores)
