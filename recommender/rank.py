@@ -660,6 +660,24 @@ def catalog_warnings(cost_model, catalog) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+def _smaller_batch_hint(res: Result, i: int) -> str:
+    """For a candidate that does not fit: the largest batch size (halving from its own) at which the same model,
+    method, engine, card and workload would fit, as a suggestion; else what is left to change."""
+    c = res.cands
+    b = int(c.batch_size[i]) // 2
+    while b >= 1:
+        trial = Candidates(c.catalog, c.gpu_idx[[i]], c.model_idx[[i]], c.quant_idx[[i]], c.engine_idx[[i]],
+                           np.array([float(b)]), c.prompt_tokens[[i]], c.output_tokens[[i]])
+        est = estimate(trial, headroom_frac=res.mem.headroom_frac)
+        if est.fits[0]:
+            return f"; at batch {b} it would need {est.total_gb[0]:.1f} GB: try --batch-size {b}"
+        b //= 2
+    at_one = "; it does not fit at batch 1 either" if c.batch_size[i] > 1 else ""
+    bits = c.catalog.quants.rows[c.quant_idx[i]].weight_bits
+    four_bit = "a 4-bit method (--quant bnb-nf4 or torchao-int4-wo), " if bits is None or bits > 4 else ""
+    return f"{at_one}; try {four_bit}a shorter --prompt-tokens, or a card with more memory"
+
+
 def why_empty(res: Result) -> str:
     """Which constraint removed everything, with the best value that the fitting candidates reach."""
     code = res.code
@@ -675,7 +693,7 @@ def why_empty(res: Result) -> str:
         if len(mem_rows):
             i = mem_rows[np.nanargmin(res.mem.total_gb[mem_rows] - res.mem.usable_gb[mem_rows])]
             hint = (f"; the smallest ({c.ids('model')[i]} {c.ids('quant')[i]} batch {int(c.batch_size[i])}) "
-                    f"{res.reason(i)}")
+                    f"{res.reason(i)}{_smaller_batch_hint(res, i)}")
         elif len(code):
             common = Counter(code.tolist()).most_common(1)[0][0]
             i = int(np.flatnonzero(code == common)[0])

@@ -12,7 +12,7 @@ import pytest
 
 import recommender.rank as rank_mod
 from recommender.candidates import Candidates
-from recommender.catalog import Catalog, Engine, Gpu, Model, Profile, Quant, Region
+from recommender.catalog import Catalog, Engine, Gpu, Model, Profile, Quant, Region, load_catalog
 from recommender.costmodel.base import Quantiles
 from recommender.errors import UnknownNameError, UserError
 from recommender.rank import (
@@ -219,6 +219,23 @@ def test_impossible_memory_message(cat):
             batch_sizes=(64,), prompt_tokens=2048)
 
 
+def test_memory_message_suggests_the_largest_batch_that_fits(cat):
+    """Halving from the asked batch: the first size that fits is suggested, and it does fit where the one above does
+    not; where none does, the message names what is left to change (a 4-bit method only for a wider one)."""
+    kw = dict(gpus=("rtx4060ti",), models=("qwen2.5-7b",), quants=("bnb-nf4",), engines=("hf-eager",), prompt_tokens=2048)
+    with pytest.raises(NoCandidateError, match=r"at batch 16 it would need [\d.]+ GB: try --batch-size 16$"):
+        run(cat, batch_sizes=(64,), **kw)
+    with pytest.raises(NoCandidateError):
+        run(cat, batch_sizes=(32,), **kw)
+    assert len(run(cat, batch_sizes=(16,), **kw).order) == 1
+    with pytest.raises(NoCandidateError, match=r"does not fit at batch 1 either; try a 4-bit method .*more memory$"):
+        run(cat, gpus=("rtx4060ti",), models=("qwen2.5-7b",), quants=("fp16",), engines=("hf-eager",),
+            batch_sizes=(8,), prompt_tokens=16384)
+    with pytest.raises(NoCandidateError, match=r"either; try a shorter --prompt-tokens, or a card with more memory$"):
+        run(load_catalog(), gpus=("rtx4060ti",), models=("qwen2.5-14b-instruct",), quants=("bnb-nf4",),
+            engines=("hf-eager",), batch_sizes=(8,), prompt_tokens=16000)
+
+
 def test_unknown_names(cat):
     with pytest.raises(UnknownNameError, match=r"unknown GPU 'rtx4060x'; did you mean 'rtx4060ti"):
         run(cat, gpus=("rtx4060x",))
@@ -344,8 +361,6 @@ def test_shipped_whole_catalogue_ranks_every_candidate():
     """The shipped catalogue and cost model rank every GPU x model x method x engine x default batch at once. Its
     time is a benchmark's (`python benchmarks/bench_rank.py`, budget 200 ms), not asserted here: a loaded CI
     machine would make a timed test fail for no fault of the code."""
-    from recommender.catalog import load_catalog
-
     real = load_catalog()
     if not len(real.engines):
         pytest.skip("catalogue incomplete")
