@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_time_split import DATASETS, _run, train_on_cutoff  # noqa: E402
+from bench_time_split import score_after_cutoff  # noqa: E402
 
 TARGETS = ("energy_per_token_j", "tokens_per_s")
 
@@ -79,15 +78,8 @@ print(json.dumps(out))
 
 def replay(cutoff: str, seed: int | None = None) -> dict:
     """Train on the records up to `cutoff` (with cross-validation) and compare the intervals (module docstring)."""
-    from recommender.costmodel.learned import measurement_files_in
-    from recommender.costmodel.prospective import _time
-
-    cut = _time(cutoff)
-    with tempfile.TemporaryDirectory() as tmp:
-        kept, env, art = train_on_cutoff(Path(tmp), cut, seed, cv=True)
-        full = [str(p) for p in measurement_files_in(DATASETS / "measurements")]
-        res = _run([sys.executable, "-c", _SCORE % {"targets": TARGETS}, str(art), cutoff, *full], env)
-    return {"cutoff": cutoff, "train_records": sum(kept.values()), **json.loads(res.stdout)}
+    kept, result = score_after_cutoff(cutoff, _SCORE % {"targets": TARGETS}, seed, cv=True)
+    return {"cutoff": cutoff, "train_records": sum(kept.values()), **result}
 
 
 def main() -> int:

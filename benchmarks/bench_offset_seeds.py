@@ -21,13 +21,12 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_time_split import DATASETS, _run, train_on_cutoff  # noqa: E402
+from bench_time_split import score_after_cutoff  # noqa: E402
 
 TARGETS = ("energy_per_token_j", "tokens_per_s", "ttft_ms", "prefill_energy_j")
 
@@ -67,14 +66,8 @@ print(json.dumps(out))
 
 def replay(cutoff: str, seed: int) -> dict:
     """Train on the records up to `cutoff` at `seed` and score both arms on the later records (module docstring)."""
-    from recommender.costmodel.learned import measurement_files_in
-    from recommender.costmodel.prospective import _time
-
-    with tempfile.TemporaryDirectory() as tmp:
-        kept, env, art = train_on_cutoff(Path(tmp), _time(cutoff), seed)
-        full = [str(p) for p in measurement_files_in(DATASETS / "measurements")]
-        res = _run([sys.executable, "-c", _SCORE % {"targets": TARGETS}, str(art), cutoff, *full], env)
-    return {"cutoff": cutoff, "seed": seed, "train_records": sum(kept.values()), **json.loads(res.stdout)}
+    kept, result = score_after_cutoff(cutoff, _SCORE % {"targets": TARGETS}, seed)
+    return {"cutoff": cutoff, "seed": seed, "train_records": sum(kept.values()), **result}
 
 
 def _ms(xs: list[float]) -> str:

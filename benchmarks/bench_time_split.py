@@ -92,25 +92,34 @@ def train_on_cutoff(tmp: Path, cut: datetime, seed: int | None = None, cv: bool 
     return kept, env, art
 
 
-def backtest(cutoff: str, csv_dir: Path | None = None, seed: int | None = None) -> dict:
-    """Train on the records up to `cutoff` and score the later ones (module docstring); `seed` the trainer's
-    (None: its default)."""
+def score_after_cutoff(cutoff: str, code: str, seed: int | None = None, cv: bool = False,
+                       args: tuple[str, ...] = ()) -> tuple[dict[str, int], dict]:
+    """`train_on_cutoff` in a temporary folder, then `code` (a Python script printing one JSON object) run in the
+    copy's environment with argv [artifact folder, `cutoff`, *`args`, *every full measurement store], so it can
+    score the records created after the cut-off. Returns (records kept per store, the parsed JSON)."""
     from recommender.costmodel.learned import measurement_files_in
     from recommender.costmodel.prospective import _time
 
-    cut = _time(cutoff)
     with tempfile.TemporaryDirectory() as tmp:
-        kept, env, art = train_on_cutoff(Path(tmp), cut, seed)
+        kept, env, art = train_on_cutoff(Path(tmp), _time(cutoff), seed, cv)
         full = [str(p) for p in measurement_files_in(DATASETS / "measurements")]
-        code = ("import json, sys\n"
-                "from pathlib import Path\n"
-                "from recommender.costmodel.prospective import prospective_frame, summarize\n"
-                "frame, info = prospective_frame(Path(sys.argv[1]), [Path(p) for p in sys.argv[4:]], sys.argv[2])\n"
-                "if sys.argv[3]: frame.to_csv(sys.argv[3], index=False, float_format='%.6g')\n"
-                "print(json.dumps({**info, 'targets': summarize(frame)}))\n")
-        out_csv = str(csv_dir / f"time-split-{cut:%Y%m%dT%H%M}.csv") if csv_dir else ""
-        res = _run([sys.executable, "-c", code, str(art), cutoff, out_csv, *full], env)
-        result = json.loads(res.stdout)
+        res = _run([sys.executable, "-c", code, str(art), cutoff, *args, *full], env)
+    return kept, json.loads(res.stdout)
+
+
+def backtest(cutoff: str, csv_dir: Path | None = None, seed: int | None = None) -> dict:
+    """Train on the records up to `cutoff` and score the later ones (module docstring); `seed` the trainer's
+    (None: its default)."""
+    from recommender.costmodel.prospective import _time
+
+    code = ("import json, sys\n"
+            "from pathlib import Path\n"
+            "from recommender.costmodel.prospective import prospective_frame, summarize\n"
+            "frame, info = prospective_frame(Path(sys.argv[1]), [Path(p) for p in sys.argv[4:]], sys.argv[2])\n"
+            "if sys.argv[3]: frame.to_csv(sys.argv[3], index=False, float_format='%.6g')\n"
+            "print(json.dumps({**info, 'targets': summarize(frame)}))\n")
+    out_csv = str(csv_dir / f"time-split-{_time(cutoff):%Y%m%dT%H%M}.csv") if csv_dir else ""
+    kept, result = score_after_cutoff(cutoff, code, seed, args=(out_csv,))
     return {"cutoff": cutoff, "train_records": kept, **result}
 
 
